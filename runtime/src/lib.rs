@@ -1,0 +1,1 @@
+//! smolvm-runtime
