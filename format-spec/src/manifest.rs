@@ -1,0 +1,373 @@
+//! The manifest: what an artifact contains, in a canonical JSON encoding.
+//!
+//! Canonical means: `serde_json::to_vec` of these structs (fields in
+//! declaration order, no whitespace, every field present). A reader decodes,
+//! re-encodes and requires identical bytes, so one manifest has exactly one
+//! byte form and the signature can be over bytes rather than over a parse.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FormatError, Result};
+use crate::layout::{FORMAT_VERSION, MAX_MANIFEST_LEN};
+
+/// At most this many sections: three are defined, the rest is headroom for
+/// later versions; a cap keeps a hostile manifest from making us loop long.
+pub const MAX_SECTIONS: usize = 16;
+/// Uncompressed kernel cap: real kernels are 10-60 MiB.
+pub const MAX_KERNEL_SIZE: u64 = 512 << 20;
+/// Uncompressed rootfs (tar stream) cap: 64 GiB bounds disk use on extraction.
+pub const MAX_ROOTFS_SIZE: u64 = 64 << 30;
+/// Uncompressed config cap: a config is a few KiB.
+pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
+/// Longest accepted artifact name.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// What a section holds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum SectionKind {
+    /// The guest kernel as an ELF executable.
+    Kernel,
+    /// The root filesystem as a tar stream.
+    Rootfs,
+    /// The resolved machine configuration as canonical JSON ([`MachineConfig`]).
+    Config,
+}
+
+impl SectionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SectionKind::Kernel => "kernel",
+            SectionKind::Rootfs => "rootfs",
+            SectionKind::Config => "config",
+        }
+    }
+
+    /// Upper bound on the uncompressed size, enforced before and during decompression.
+    pub fn max_size(self) -> u64 {
+        match self {
+            SectionKind::Kernel => MAX_KERNEL_SIZE,
+            SectionKind::Rootfs => MAX_ROOTFS_SIZE,
+            SectionKind::Config => MAX_CONFIG_SIZE,
+        }
+    }
+}
+
+impl std::fmt::Display for SectionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a section's stored bytes relate to its content.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Zstd,
+}
+
+/// One row of the section table.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SectionEntry {
+    pub kind: SectionKind,
+    pub compression: Compression,
+    /// Offset of the stored bytes from the start of the data area
+    /// (`Header::data_offset`); a multiple of 4096.
+    pub offset: u64,
+    /// Length of the stored (possibly compressed) bytes.
+    pub stored_len: u64,
+    /// Length after decompression (equal to `stored_len` when uncompressed).
+    pub size: u64,
+    /// SHA-256 of the stored bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// Who signed the artifact. Present exactly when the payload has a signature block.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Signer {
+    /// "ed25519"; no other algorithm is defined.
+    pub algorithm: String,
+    /// 16 lowercase hex chars, derived from `public_key` (see SPEC.md).
+    pub key_id: String,
+    /// The 32-byte public key, lowercase hex.
+    pub public_key: String,
+}
+
+/// The executable the payload is appended to, pinned so that a modified
+/// stub fails verification.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StubRecord {
+    /// Bytes before the payload; equals the trailer's `payload_offset`.
+    pub length: u64,
+    /// SHA-256 of those bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// Platform the artifact is built for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub os: String,
+    pub arch: String,
+}
+
+/// Network policy of the guest. Carried even where the runtime does not
+/// enforce it yet, so nothing a Smolfile says is dropped.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkPolicy {
+    pub allow_hosts: Vec<String>,
+    pub allow_cidrs: Vec<String>,
+}
+
+/// The resolved machine configuration: what the runtime boots.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfig {
+    /// Source image reference, if the rootfs came from one.
+    pub image: Option<String>,
+    /// Digest of the source image (manifest digest), if known.
+    pub image_digest: Option<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` entries, in order.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub cpus: u8,
+    pub memory_mib: u32,
+    pub net: bool,
+    pub network: NetworkPolicy,
+    pub volumes: Vec<String>,
+    pub init: Vec<String>,
+    pub ssh_agent: bool,
+    /// Where each value came from: field name -> "smolfile" | "image" | "default" | "cli".
+    pub provenance: BTreeMap<String, String>,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            image: None,
+            image_digest: None,
+            entrypoint: Vec::new(),
+            cmd: Vec::new(),
+            env: Vec::new(),
+            workdir: None,
+            user: None,
+            cpus: 1,
+            memory_mib: 512,
+            net: false,
+            network: NetworkPolicy::default(),
+            volumes: Vec::new(),
+            init: Vec::new(),
+            ssh_agent: false,
+            provenance: BTreeMap::new(),
+        }
+    }
+}
+
+impl MachineConfig {
+    /// Canonical bytes of the config, as stored in the `config` section.
+    pub fn to_canonical_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("config serialises")
+    }
+}
+
+/// The manifest: everything the signature vouches for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Equals the header's version; repeated here so it is signed.
+    pub format_version: u32,
+    pub name: String,
+    pub version: String,
+    /// Creation time, seconds since the Unix epoch (SOURCE_DATE_EPOCH when set).
+    pub created: u64,
+    pub target: Target,
+    pub signer: Option<Signer>,
+    pub stub: Option<StubRecord>,
+    /// Sorted by offset; the layout is fully determined, see SPEC.md.
+    pub sections: Vec<SectionEntry>,
+    pub config: MachineConfig,
+}
+
+fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn bad(msg: impl Into<String>) -> FormatError {
+    FormatError::Manifest(msg.into())
+}
+
+impl Manifest {
+    /// The canonical byte form.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("manifest serialises")
+    }
+
+    /// Decodes canonical bytes and checks every field that needs no file context.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() as u64 > MAX_MANIFEST_LEN {
+            return Err(bad(format!(
+                "{} bytes exceeds the {MAX_MANIFEST_LEN} byte cap",
+                bytes.len()
+            )));
+        }
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("JSON: {e}")))?;
+        if manifest.encode() != bytes {
+            return Err(FormatError::NonCanonicalManifest);
+        }
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Field checks shared by reader and writer.
+    pub fn validate(&self) -> Result<()> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion {
+                structure: "manifest",
+                found: self.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        validate_name(&self.name).map_err(bad)?;
+        if self.version.is_empty()
+            || self.version.len() > 64
+            || self.version.chars().any(char::is_control)
+        {
+            return Err(bad(format!(
+                "field `version` {:?}: must be 1-64 printable characters",
+                self.version
+            )));
+        }
+        if self.target.os != "linux" {
+            return Err(bad(format!(
+                "field `target.os` {:?}: only \"linux\" is defined",
+                self.target.os
+            )));
+        }
+        if !matches!(self.target.arch.as_str(), "x86_64" | "aarch64") {
+            return Err(bad(format!(
+                "field `target.arch` {:?}: expected \"x86_64\" or \"aarch64\"",
+                self.target.arch
+            )));
+        }
+        if let Some(signer) = &self.signer {
+            if signer.algorithm != "ed25519" {
+                return Err(bad(format!(
+                    "field `signer.algorithm` {:?}: only \"ed25519\" is defined",
+                    signer.algorithm
+                )));
+            }
+            if !is_lower_hex(&signer.key_id, 16) {
+                return Err(bad(
+                    "field `signer.key_id`: expected 16 lowercase hex characters",
+                ));
+            }
+            if !is_lower_hex(&signer.public_key, 64) {
+                return Err(bad(
+                    "field `signer.public_key`: expected 64 lowercase hex characters",
+                ));
+            }
+        }
+        if let Some(stub) = &self.stub {
+            if !is_lower_hex(&stub.sha256, 64) {
+                return Err(bad(
+                    "field `stub.sha256`: expected 64 lowercase hex characters",
+                ));
+            }
+            if stub.length == 0 {
+                return Err(bad(
+                    "field `stub.length`: 0; an artifact without a stub has `stub: null`",
+                ));
+            }
+        }
+        if self.sections.is_empty() || self.sections.len() > MAX_SECTIONS {
+            return Err(bad(format!(
+                "field `sections`: {} entries, expected 1 ..= {MAX_SECTIONS}",
+                self.sections.len()
+            )));
+        }
+        let mut seen = Vec::new();
+        for (i, s) in self.sections.iter().enumerate() {
+            if seen.contains(&s.kind) {
+                return Err(bad(format!(
+                    "field `sections[{i}].kind`: duplicate section `{}`",
+                    s.kind
+                )));
+            }
+            seen.push(s.kind);
+            if !is_lower_hex(&s.sha256, 64) {
+                return Err(bad(format!(
+                    "field `sections[{i}].sha256`: expected 64 lowercase hex characters"
+                )));
+            }
+            if s.size > s.kind.max_size() {
+                return Err(bad(format!(
+                    "field `sections[{i}].size`: {} bytes exceeds the {} cap of {} bytes",
+                    s.size,
+                    s.kind,
+                    s.kind.max_size()
+                )));
+            }
+            if s.compression == Compression::None && s.size != s.stored_len {
+                return Err(bad(format!(
+                    "field `sections[{i}].size`: {} differs from stored_len {} of an uncompressed section",
+                    s.size, s.stored_len
+                )));
+            }
+        }
+        for required in [
+            SectionKind::Kernel,
+            SectionKind::Rootfs,
+            SectionKind::Config,
+        ] {
+            if !seen.contains(&required) {
+                return Err(bad(format!(
+                    "field `sections`: required section `{required}` is missing"
+                )));
+            }
+        }
+        if self.config.cpus == 0 {
+            return Err(bad("field `config.cpus`: must be at least 1"));
+        }
+        if self.config.memory_mib < 64 {
+            return Err(bad(format!(
+                "field `config.memory_mib`: {} MiB is below the 64 MiB minimum",
+                self.config.memory_mib
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn section(&self, kind: SectionKind) -> Option<&SectionEntry> {
+        self.sections.iter().find(|s| s.kind == kind)
+    }
+}
+
+/// Artifact names end up in file names and cache paths: keep them tame.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "field `name` {name:?}: must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._+-], not starting with '.'"
+        ))
+    }
+}
