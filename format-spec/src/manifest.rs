@@ -144,8 +144,17 @@ pub struct MachineConfig {
     pub memory_mib: u32,
     pub net: bool,
     pub network: NetworkPolicy,
+    /// `HOST:GUEST` port mappings (carried; not yet enforced by the runtime).
+    pub ports: Vec<String>,
+    /// `HOST:GUEST[:ro]` volume mounts (carried; not yet enforced by the runtime).
     pub volumes: Vec<String>,
+    /// Storage disk size in GiB, if set (carried; not yet used by the runtime).
+    pub storage_gib: Option<u32>,
+    /// Overlay disk size in GiB, if set (carried; not yet used by the runtime).
+    pub overlay_gib: Option<u32>,
+    /// Commands run before the workload on every start (carried; not yet run by the runtime).
     pub init: Vec<String>,
+    /// Forward the host's SSH agent into the guest (carried; not yet implemented).
     pub ssh_agent: bool,
     /// Where each value came from: field name -> "smolfile" | "image" | "default" | "cli".
     pub provenance: BTreeMap<String, String>,
@@ -165,7 +174,10 @@ impl Default for MachineConfig {
             memory_mib: 512,
             net: false,
             network: NetworkPolicy::default(),
+            ports: Vec::new(),
             volumes: Vec::new(),
+            storage_gib: None,
+            overlay_gib: None,
             init: Vec::new(),
             ssh_agent: false,
             provenance: BTreeMap::new(),
