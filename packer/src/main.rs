@@ -1,1 +1,321 @@
-fn main() {}
+//! `smolvm`: pack a Linux workload into one signed executable that boots it
+//! in its own microVM.
+//!
+//! Exit codes: 0 ok; 1 verification or validation failed; 2 usage or I/O
+//! error; when a machine runs, the guest's own exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use smolvm_format::{Artifact, FileSource, FormatError};
+use smolvm_packer::create::{create, CreateOptions};
+use smolvm_packer::inspect;
+use smolvm_runtime::{check_signature, verify_artifact, VerifyError, VerifyOptions};
+use smolvm_signing::PublicKey;
+
+#[derive(Parser)]
+#[command(
+    name = "smolvm",
+    version,
+    about = "Pack a Linux workload into one signed executable that boots it in its own microVM"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand)]
+enum Top {
+    /// Create, inspect, verify and run smolmachine artifacts.
+    #[command(subcommand)]
+    Pack(Pack),
+}
+
+#[derive(Subcommand)]
+enum Pack {
+    /// Pack a kernel, a root filesystem and a config into a signed artifact.
+    ///
+    /// `-o NAME` writes a packed executable (the stub runtime with the payload
+    /// appended, mode 0755); `-o NAME.smolmachine` writes the bare payload.
+    /// The output re-verifies with the signing key before it is put in place.
+    ///
+    /// Example:
+    ///   smolvm pack keygen -o keys
+    ///   smolvm pack create --rootfs ./root --key keys/smolvm.key -o hello
+    Create(CreateArgs),
+    /// Show what an artifact contains: identity, signer, sections, config.
+    Inspect {
+        /// A packed executable or a bare .smolmachine payload.
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check structure, every hash and the signature against trusted keys.
+    ///
+    /// Exit 0: valid and signed by one of the --key keys. Exit 1: invalid,
+    /// unsigned, or signed by a key not given. Exit 2: usage or I/O error.
+    Verify {
+        /// A packed executable or a bare .smolmachine payload.
+        file: PathBuf,
+        /// Trusted public key file (smolvm .pub or OpenSSH id_ed25519.pub); repeatable.
+        #[arg(long = "key", value_name = "PUB")]
+        keys: Vec<PathBuf>,
+        /// Refuse artifacts older than this version (rollback protection).
+        #[arg(long, value_name = "VERSION")]
+        min_version: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate an ed25519 signing key pair: DIR/NAME.key (0600) and DIR/NAME.pub.
+    Keygen {
+        /// Directory to write the key pair into (created if missing).
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        dir: PathBuf,
+        /// File stem of the key files.
+        #[arg(long, default_value = "smolvm")]
+        name: String,
+        /// Replace an existing key pair.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// Output: NAME for a packed executable, NAME.smolmachine for a bare payload.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    output: PathBuf,
+    /// Smolfile (TOML) describing the machine; paths in it are relative to it.
+    #[arg(long, value_name = "FILE")]
+    smolfile: Option<PathBuf>,
+    /// Root filesystem: a directory, or a .tar / .tar.gz / .tar.zst archive.
+    #[arg(long, value_name = "DIR|TAR")]
+    rootfs: Option<PathBuf>,
+    /// Guest kernel: an ELF vmlinux or a libkrunfw.so (default: search the usual places).
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// Secret key to sign with (smolvm .key or unencrypted OpenSSH id_ed25519).
+    #[arg(long, value_name = "SECRET", conflicts_with = "no_sign")]
+    key: Option<PathBuf>,
+    /// Produce an unsigned artifact (reported as unsigned, never as valid).
+    #[arg(long)]
+    no_sign: bool,
+    /// Executable to append the payload to (default: the smolvm stub runtime).
+    #[arg(long, value_name = "PATH")]
+    stub: Option<PathBuf>,
+    /// zstd compression level, 1-22.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=22))]
+    level: Option<i32>,
+    /// Artifact name (default: [artifact].name, else the output file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Artifact version (default: [artifact].version, else 0.0.0).
+    #[arg(long = "artifact-version", value_name = "VERSION")]
+    version: Option<String>,
+}
+
+/// An error with the exit code it maps to.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        // I/O problems are exit 2, everything else a validation failure.
+        let code = if error.chain().any(|e| e.is::<std::io::Error>()) {
+            2
+        } else {
+            1
+        };
+        Failure { code, error }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("smolvm: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Top::Pack(Pack::Create(a)) => {
+            let report = create(&CreateOptions {
+                output: a.output,
+                smolfile: a.smolfile,
+                rootfs: a.rootfs,
+                kernel: a.kernel,
+                key: a.key,
+                no_sign: a.no_sign,
+                stub: a.stub,
+                level: a.level,
+                name: a.name,
+                version: a.version,
+                progress: true,
+            })?;
+            eprintln!(
+                "wrote {} ({}, {} bytes, {})",
+                report.output.display(),
+                if report.bare {
+                    "bare payload"
+                } else {
+                    "packed executable"
+                },
+                report.file_size,
+                report
+                    .key_id
+                    .map(|k| format!("signed by key {k}, verified"))
+                    .unwrap_or_else(|| "UNSIGNED".into())
+            );
+            Ok(0)
+        }
+        Top::Pack(Pack::Inspect { file, json }) => {
+            let src = open(&file)?;
+            let art = Artifact::parse(&src).map_err(|e| format_failure(&file, e))?;
+            let sig = check_signature(&art, &[]).map_err(|e| e.to_string());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&inspect::render_json(&art, &sig)).expect("json")
+                );
+            } else {
+                print!("{}", inspect::render_human(&art, &sig));
+            }
+            Ok(0)
+        }
+        Top::Pack(Pack::Verify {
+            file,
+            keys,
+            min_version,
+            json,
+        }) => verify(file, keys, min_version, json),
+        Top::Pack(Pack::Keygen { dir, name, force }) => {
+            let (secret, public, pk) =
+                smolvm_signing::write_keypair(&dir, &name, force).map_err(anyhow::Error::from)?;
+            println!("secret key {} (keep it private)", secret.display());
+            println!("public key {} (key id {})", public.display(), pk.key_id());
+            Ok(0)
+        }
+    }
+}
+
+fn open(file: &PathBuf) -> Result<FileSource, Failure> {
+    let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+    Ok(FileSource::new(f).with_context(|| format!("{}", file.display()))?)
+}
+
+fn format_failure(file: &std::path::Path, e: FormatError) -> Failure {
+    let code = if matches!(e, FormatError::Io { .. }) {
+        2
+    } else {
+        1
+    };
+    Failure {
+        code,
+        error: anyhow::Error::new(e).context(file.display().to_string()),
+    }
+}
+
+/// Compares dotted numeric versions ("1.10.0" > "1.9"); non-numeric parts compare as text.
+fn version_at_least(have: &str, min: &str) -> bool {
+    let parts = |v: &str| -> Vec<(u64, String)> {
+        v.split(['.', '-', '+'])
+            .map(|p| (p.parse().unwrap_or(0), p.to_string()))
+            .collect()
+    };
+    parts(have) >= parts(min)
+}
+
+fn verify(
+    file: PathBuf,
+    keys: Vec<PathBuf>,
+    min_version: Option<String>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let trusted = keys
+        .iter()
+        .map(|k| PublicKey::read_file(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure {
+            code: 2,
+            error: e.into(),
+        })?;
+    let src = open(&file)?;
+    let outcome = verify_artifact(
+        &src,
+        &VerifyOptions {
+            trusted: &trusted,
+            require_signature: true,
+            integrity: true,
+        },
+    );
+    let (code, verdict, detail) = match &outcome {
+        Ok((art, state)) => {
+            let too_old = min_version
+                .as_deref()
+                .filter(|min| !version_at_least(&art.manifest.version, min));
+            match (state, too_old) {
+                (_, Some(min)) => (1, "rollback", format!("version {} is older than the required minimum {min}", art.manifest.version)),
+                (smolvm_runtime::SignatureState::Trusted { key_id }, None) => (
+                    0,
+                    "valid",
+                    format!(
+                        "{} {}: signed by trusted key {key_id}; structure, stub and {} section hashes verified",
+                        art.manifest.name,
+                        art.manifest.version,
+                        art.manifest.sections.len()
+                    ),
+                ),
+                (smolvm_runtime::SignatureState::SelfConsistent { key_id }, None) => (
+                    1,
+                    "untrusted",
+                    format!("intact and signed by key {key_id}, but no trusted key was given; pass --key PUB to decide trust"),
+                ),
+                (smolvm_runtime::SignatureState::Unsigned, None) => (1, "unsigned", VerifyError::Unsigned.to_string()),
+            }
+        }
+        Err(e) => (
+            e.exit_code(),
+            match e {
+                VerifyError::Unsigned => "unsigned",
+                VerifyError::Untrusted(_) => "untrusted",
+                VerifyError::Format(FormatError::Io { .. }) => "error",
+                _ => "invalid",
+            },
+            e.to_string(),
+        ),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "file": file, "verdict": verdict, "valid": code == 0, "detail": detail, "exit_code": code })
+        );
+    } else if code == 0 {
+        println!("{}: {verdict}: {detail}", file.display());
+    } else {
+        eprintln!("{}: {verdict}: {detail}", file.display());
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_at_least;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_at_least("1.10.0", "1.9"));
+        assert!(version_at_least("2.0.0", "2.0.0"));
+        assert!(!version_at_least("1.2.3", "1.3"));
+    }
+}

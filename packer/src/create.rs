@@ -1,0 +1,370 @@
+//! `pack create`: assemble kernel, rootfs and config into a signed artifact.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use smolvm_format::{
+    pad_stub, plan_sections, stub_record, Compression, MachineConfig, Manifest, NetworkPolicy,
+    PayloadWriter, SectionData, SectionKind, SignatureBlock, Signer, Target, ALGORITHM_TAG_ED25519,
+    FORMAT_VERSION,
+};
+use smolvm_signing::{PublicKey, SecretKey};
+
+use crate::kernel::{find_default_kernel, load_kernel};
+use crate::rootfs::Tree;
+use crate::smolfile::Smolfile;
+
+/// Extension that marks a bare payload output.
+pub const BARE_EXTENSION: &str = "smolmachine";
+/// Default zstd level: the speed/size point of `zstd -3`.
+pub const DEFAULT_LEVEL: i32 = 3;
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub output: PathBuf,
+    pub smolfile: Option<PathBuf>,
+    pub rootfs: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub no_sign: bool,
+    pub stub: Option<PathBuf>,
+    pub level: Option<i32>,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// Draw a progress bar (only if stderr is a terminal).
+    pub progress: bool,
+}
+
+#[derive(Debug)]
+pub struct CreateReport {
+    pub output: PathBuf,
+    pub bare: bool,
+    pub file_size: u64,
+    pub key_id: Option<String>,
+    pub sections: Vec<(SectionKind, u64, u64)>,
+}
+
+/// True when `path` names a bare payload (`NAME.smolmachine`).
+pub fn is_bare_output(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == BARE_EXTENSION)
+}
+
+/// Where the default stub lives: `SMOLVM_STUB`, else beside this binary
+/// (cargo puts `smolvm-stub` in the same target directory).
+pub fn default_stub() -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(p) = std::env::var_os("SMOLVM_STUB") {
+        candidates.push(PathBuf::from(p));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join("smolvm-stub"));
+            // `cargo build --profile stub` (size-tuned) next to a release/debug smolvm.
+            candidates.push(dir.join("../stub/smolvm-stub"));
+            candidates.push(dir.join("../../stub/smolvm-stub"));
+        }
+    }
+    candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
+        format!(
+            "no stub executable found (looked at {}); build it with `cargo build --profile stub -p smolvm-stub`, pass --stub PATH, or write a bare payload with -o NAME.smolmachine",
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse().map(Some).with_context(|| {
+            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Resolves the machine config from the Smolfile, recording where each value came from.
+pub fn machine_config(s: &Smolfile) -> MachineConfig {
+    let mut c = MachineConfig::default();
+    let mut prov = |field: &str, set: bool| {
+        c.provenance.insert(
+            field.to_string(),
+            if set { "smolfile" } else { "default" }.to_string(),
+        );
+    };
+    prov("entrypoint", s.entrypoint.is_some());
+    prov("cmd", s.cmd.is_some());
+    prov("env", s.env.is_some());
+    prov("workdir", s.workdir.is_some());
+    prov("user", s.user.is_some());
+    prov("cpus", s.cpus.is_some());
+    prov("memory_mib", s.memory.is_some());
+    prov("net", s.net.is_some());
+    c.image = s.image.clone();
+    c.entrypoint = s.entrypoint.clone().unwrap_or_default();
+    c.cmd = s.cmd.clone().unwrap_or_default();
+    c.env = s.env.clone().unwrap_or_default();
+    c.workdir = s.workdir.clone();
+    c.user = s.user.clone();
+    if let Some(cpus) = s.cpus {
+        c.cpus = cpus;
+    }
+    if let Some(m) = s.memory {
+        c.memory_mib = m;
+    }
+    c.net = s.net.unwrap_or(false);
+    if let Some(n) = &s.network {
+        c.network = NetworkPolicy {
+            allow_hosts: n.allow_hosts.clone(),
+            allow_cidrs: n.allow_cidrs.clone(),
+        };
+    }
+    c.ports = s.ports.clone().unwrap_or_default();
+    c.volumes = s.volumes.clone().unwrap_or_default();
+    c.storage_gib = s.storage;
+    c.overlay_gib = s.overlay;
+    c.init = s.init.clone().unwrap_or_default();
+    c.ssh_agent = s.auth.as_ref().is_some_and(|a| a.ssh_agent);
+    c
+}
+
+fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
+    let mut enc = zstd::stream::write::Encoder::new(Vec::with_capacity(data.len() / 3), level)?;
+    enc.multithread(worker_threads())?;
+    enc.set_pledged_src_size(Some(data.len() as u64))?;
+    enc.include_checksum(false)?;
+    enc.write_all(data)?;
+    Ok(enc.finish()?)
+}
+
+fn worker_threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+}
+
+fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if !(enabled && std::io::stderr().is_terminal()) {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    bar.set_message("rootfs");
+    bar
+}
+
+/// Runs `pack create`.
+pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
+    let smolfile = match &opts.smolfile {
+        Some(p) => Smolfile::load(p)?,
+        None => Smolfile::default(),
+    };
+    let pack = smolfile.pack.clone().unwrap_or_default();
+    let artifact = smolfile.artifact.clone().unwrap_or_default();
+    let bare = is_bare_output(&opts.output);
+
+    let rootfs_path = match opts.rootfs.clone().or(smolfile.rootfs.clone()) {
+        Some(p) => p,
+        None if smolfile.image.is_some() => bail!(
+            "the Smolfile names image {:?}, but packing from images is not supported yet; unpack it to a directory and set `rootfs`",
+            smolfile.image.as_deref().unwrap_or_default()
+        ),
+        None => bail!("no root filesystem: pass --rootfs DIR|TAR or set `rootfs` in the Smolfile"),
+    };
+    let kernel_path = match opts.kernel.clone().or(smolfile.kernel.clone()) {
+        Some(p) => p,
+        None => find_default_kernel()?,
+    };
+    let level = opts.level.or(pack.level).unwrap_or(DEFAULT_LEVEL);
+    if !(1..=22).contains(&level) {
+        bail!("--level {level} is outside 1..=22");
+    }
+    let secret = if opts.no_sign {
+        None
+    } else {
+        let key = opts.key.clone().or(pack.key.clone()).context(
+            "no signing key: pass --key SECRET (make one with `smolvm pack keygen -o DIR`), or --no-sign for an unsigned artifact",
+        )?;
+        Some(SecretKey::read_file(&key)?)
+    };
+    let stub = if bare {
+        Vec::new()
+    } else {
+        let path = match opts.stub.clone().or(pack.stub.clone()) {
+            Some(p) => p,
+            None => default_stub()?,
+        };
+        let bytes = std::fs::read(&path).with_context(|| format!("stub {}", path.display()))?;
+        if !bytes.starts_with(b"\x7fELF") {
+            bail!("stub {}: not an ELF executable", path.display());
+        }
+        pad_stub(bytes)
+    };
+    let name = match opts.name.clone().or(artifact.name.clone()) {
+        Some(n) => n,
+        None => {
+            let stem = opts
+                .output
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("machine");
+            stem.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-+".contains(c) {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect::<String>()
+                .trim_start_matches('.')
+                .to_string()
+        }
+    };
+    smolvm_format::manifest::validate_name(&name).map_err(anyhow::Error::msg)?;
+    let version = opts
+        .version
+        .clone()
+        .or(artifact.version.clone())
+        .unwrap_or_else(|| "0.0.0".into());
+    let epoch = source_date_epoch()?;
+    let created = epoch.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+
+    let kernel = load_kernel(&kernel_path)?;
+    let mut tree = if std::fs::metadata(&rootfs_path)
+        .with_context(|| format!("rootfs {}", rootfs_path.display()))?
+        .is_dir()
+    {
+        Tree::from_dir(&rootfs_path)?
+    } else {
+        Tree::from_archive(&rootfs_path)?
+    };
+    tree.ensure_mount_points();
+    let bar = progress_bar(opts.progress, tree.content_len());
+
+    // Kernel and rootfs compress at the same time; zstd's own workers keep
+    // both cores busy either way.
+    let (kernel_stored, rootfs) = std::thread::scope(|scope| -> Result<_> {
+        let k = scope.spawn(|| compress(&kernel.elf, level));
+        let rootfs = (|| -> Result<(Vec<u8>, u64)> {
+            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), level)?;
+            enc.multithread(worker_threads())?;
+            enc.include_checksum(false)?;
+            let size = tree.write_tar(&mut enc, epoch, &|n| bar.set_position(n))?;
+            Ok((enc.finish()?, size))
+        })();
+        let k = k.join().expect("kernel compression thread")?;
+        Ok((k, rootfs?))
+    })?;
+    bar.finish_and_clear();
+    let (rootfs_stored, rootfs_size) = rootfs;
+
+    let config = machine_config(&smolfile);
+    let config_json = config.to_canonical_json();
+    let sections = vec![
+        SectionData {
+            kind: SectionKind::Config,
+            compression: Compression::None,
+            size: config_json.len() as u64,
+            stored: config_json,
+        },
+        SectionData {
+            kind: SectionKind::Kernel,
+            compression: Compression::Zstd,
+            size: kernel.elf.len() as u64,
+            stored: kernel_stored,
+        },
+        SectionData {
+            kind: SectionKind::Rootfs,
+            compression: Compression::Zstd,
+            size: rootfs_size,
+            stored: rootfs_stored,
+        },
+    ];
+    let public = secret.as_ref().map(SecretKey::public_key);
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        name,
+        version,
+        created,
+        target: Target {
+            os: "linux".into(),
+            arch: std::env::consts::ARCH.into(),
+        },
+        signer: public.map(|pk| Signer {
+            algorithm: smolvm_signing::ALGORITHM_ED25519.into(),
+            key_id: pk.key_id().to_string(),
+            public_key: hex::encode(pk.to_bytes()),
+        }),
+        stub: stub_record(&stub),
+        sections: plan_sections(&sections)?,
+        config,
+    };
+    let writer = PayloadWriter::new(&manifest)?;
+    let signature = secret.as_ref().map(|sk| SignatureBlock {
+        algorithm: ALGORITHM_TAG_ED25519,
+        key_id: sk.public_key().key_id().to_bytes(),
+        signature: sk.sign(&writer.signing_input()),
+    });
+
+    // Write beside the destination and rename into place only after the
+    // output re-verifies: a failed pack never leaves a half-written file or
+    // replaces a good one.
+    let out_dir = match opts.output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".smolvm-pack-")
+        .tempfile_in(&out_dir)
+        .with_context(|| format!("creating a temporary file in {}", out_dir.display()))?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        writer.write(&mut w, &stub, &sections, signature.as_ref())?;
+        w.flush()?;
+    }
+    tmp.as_file().sync_all()?;
+    let file_size = tmp.as_file().metadata()?.len();
+    self_verify(tmp.path(), public.as_ref())
+        .context("the written artifact failed its own verification; nothing was written")?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if bare { 0o644 } else { 0o755 };
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
+    }
+    tmp.persist(&opts.output)
+        .with_context(|| format!("writing {}", opts.output.display()))?;
+    Ok(CreateReport {
+        output: opts.output.clone(),
+        bare,
+        file_size,
+        key_id: public.map(|pk| pk.key_id().to_string()),
+        sections: sections
+            .iter()
+            .map(|s| (s.kind, s.stored.len() as u64, s.size))
+            .collect(),
+    })
+}
+
+/// Reads the file back and verifies it as `pack verify --key` would.
+fn self_verify(path: &Path, public: Option<&PublicKey>) -> Result<()> {
+    let src = smolvm_format::FileSource::new(std::fs::File::open(path)?)?;
+    let trusted: Vec<PublicKey> = public.into_iter().copied().collect();
+    smolvm_runtime::verify_artifact(
+        &src,
+        &smolvm_runtime::VerifyOptions {
+            trusted: &trusted,
+            require_signature: public.is_some(),
+            integrity: true,
+        },
+    )?;
+    Ok(())
+}

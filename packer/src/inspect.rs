@@ -1,0 +1,206 @@
+//! `pack inspect` and `pack verify` output, for people and for pipelines.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+use smolvm_format::{Artifact, ReadAt};
+use smolvm_runtime::SignatureState;
+
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+fn ratio(stored: u64, size: u64) -> f64 {
+    if size == 0 {
+        1.0
+    } else {
+        stored as f64 / size as f64
+    }
+}
+
+fn created(secs: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// One line describing the signature state.
+pub fn signature_line(state: &Result<SignatureState, String>) -> String {
+    match state {
+        Ok(SignatureState::Unsigned) => "unsigned (not valid; packed with --no-sign)".into(),
+        Ok(SignatureState::SelfConsistent { key_id }) => format!(
+            "ed25519 by key {key_id}: signature matches the key the artifact carries (check the signer with `smolvm pack verify --key PUB`)"
+        ),
+        Ok(SignatureState::Trusted { key_id }) => format!("ed25519 by key {key_id}: valid, trusted key"),
+        Err(e) => format!("INVALID: {e}"),
+    }
+}
+
+fn form(art_offset: u64) -> &'static str {
+    if art_offset == 0 {
+        "bare payload"
+    } else {
+        "packed executable"
+    }
+}
+
+/// The human-readable table of `pack inspect` (checked by a golden file).
+pub fn render_human<R: ReadAt + ?Sized>(
+    art: &Artifact<'_, R>,
+    sig: &Result<SignatureState, String>,
+) -> String {
+    let m = &art.manifest;
+    let mut o = String::new();
+    let _ = writeln!(o, "{} {}", m.name, m.version);
+    let _ = writeln!(
+        o,
+        "  form        {} (format version {}{})",
+        form(art.trailer.payload_offset),
+        m.format_version,
+        m.stub
+            .as_ref()
+            .map(|s| format!(", stub {} sha256 {}", human_size(s.length), &s.sha256[..16]))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(o, "  target      {}/{}", m.target.os, m.target.arch);
+    let _ = writeln!(o, "  created     {} ({})", created(m.created), m.created);
+    let _ = writeln!(o, "  signature   {}", signature_line(sig));
+    let _ = writeln!(
+        o,
+        "sections (hashes not checked here; `smolvm pack verify` checks them)"
+    );
+    let _ = writeln!(
+        o,
+        "  {:<8} {:<6} {:>10} {:>10} {:>6}  sha256",
+        "kind", "codec", "stored", "size", "ratio"
+    );
+    for s in &m.sections {
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<6} {:>10} {:>10} {:>6.3}  {}",
+            s.kind.name(),
+            match s.compression {
+                smolvm_format::Compression::None => "none",
+                smolvm_format::Compression::Zstd => "zstd",
+            },
+            human_size(s.stored_len),
+            human_size(s.size),
+            ratio(s.stored_len, s.size),
+            s.sha256
+        );
+    }
+    let c = &m.config;
+    let list = |v: &[String]| serde_json::to_string(v).expect("strings serialise");
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let src = |field: &str| {
+        c.provenance
+            .get(field)
+            .map(|p| format!("  ({p})"))
+            .unwrap_or_default()
+    };
+    let _ = writeln!(o, "config");
+    if let Some(image) = &c.image {
+        let _ = writeln!(
+            o,
+            "  image       {image}{}",
+            c.image_digest
+                .as_ref()
+                .map(|d| format!(" @ {d}"))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  entrypoint  {}{}",
+        list(&c.entrypoint),
+        src("entrypoint")
+    );
+    let _ = writeln!(o, "  cmd         {}{}", list(&c.cmd), src("cmd"));
+    let _ = writeln!(o, "  env         {}{}", list(&c.env), src("env"));
+    let _ = writeln!(o, "  workdir     {}{}", opt(&c.workdir), src("workdir"));
+    let _ = writeln!(o, "  user        {}{}", opt(&c.user), src("user"));
+    let _ = writeln!(o, "  cpus        {}{}", c.cpus, src("cpus"));
+    let _ = writeln!(o, "  memory      {} MiB{}", c.memory_mib, src("memory_mib"));
+    let _ = writeln!(
+        o,
+        "  net         {}{}{}",
+        if c.net { "on" } else { "off" },
+        src("net"),
+        if c.network.allow_hosts.is_empty() && c.network.allow_cidrs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; allow hosts {} cidrs {}",
+                list(&c.network.allow_hosts),
+                list(&c.network.allow_cidrs)
+            )
+        }
+    );
+    for (label, v) in [
+        ("ports", &c.ports),
+        ("volumes", &c.volumes),
+        ("init", &c.init),
+    ] {
+        if !v.is_empty() {
+            let _ = writeln!(
+                o,
+                "  {label:<11} {} (not applied by this runtime yet)",
+                list(v)
+            );
+        }
+    }
+    if c.ssh_agent {
+        let _ = writeln!(o, "  ssh_agent   on (not applied by this runtime yet)");
+    }
+    o
+}
+
+/// The `--json` form of `pack inspect`.
+pub fn render_json<R: ReadAt + ?Sized>(
+    art: &Artifact<'_, R>,
+    sig: &Result<SignatureState, String>,
+) -> serde_json::Value {
+    let m = &art.manifest;
+    let (state, key_id, error) = match sig {
+        Ok(SignatureState::Unsigned) => ("unsigned", None, None),
+        Ok(SignatureState::SelfConsistent { key_id }) => {
+            ("self-consistent", Some(key_id.clone()), None)
+        }
+        Ok(SignatureState::Trusted { key_id }) => ("trusted", Some(key_id.clone()), None),
+        Err(e) => ("invalid", None, Some(e.clone())),
+    };
+    json!({
+        "form": if art.trailer.payload_offset == 0 { "bare" } else { "executable" },
+        "file_size": art.source().size(),
+        "payload_offset": art.trailer.payload_offset,
+        "format_version": m.format_version,
+        "name": m.name,
+        "version": m.version,
+        "created": m.created,
+        "target": m.target,
+        "signature": { "state": state, "key_id": key_id, "signer": m.signer, "error": error },
+        "stub": m.stub,
+        "sections": m.sections.iter().map(|s| json!({
+            "kind": s.kind,
+            "compression": s.compression,
+            "offset": art.section_file_offset(s),
+            "stored_len": s.stored_len,
+            "size": s.size,
+            "ratio": ratio(s.stored_len, s.size),
+            "sha256": s.sha256,
+        })).collect::<Vec<_>>(),
+        "config": m.config,
+    })
+}

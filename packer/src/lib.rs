@@ -1,0 +1,8 @@
+//! The packer: Smolfile, kernel and rootfs inputs, artifact assembly and the
+//! human/JSON views used by the `smolvm` CLI.
+
+pub mod create;
+pub mod inspect;
+pub mod kernel;
+pub mod rootfs;
+pub mod smolfile;

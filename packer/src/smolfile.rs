@@ -1,0 +1,260 @@
+//! The Smolfile: a TOML description of a machine.
+//!
+//! The schema is smolvm's (image, entrypoint, cmd, env, workdir, cpus, memory,
+//! net, ports, volumes, storage, overlay, init, `[network]`, `[auth]`) plus
+//! `rootfs` and `kernel` for packing, `[artifact]` for the artifact's identity
+//! and `[pack]` for packing options. Unknown keys are errors; relative paths
+//! resolve against the Smolfile's directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SmolfileError {
+    #[error("Smolfile {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// toml's message already names the line, the column and the key.
+    #[error("Smolfile {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("Smolfile {path}: field `{field}`: {fault}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        fault: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default)]
+    pub ssh_agent: bool,
+}
+
+/// Identity of the artifact.
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactSection {
+    pub name: Option<String>,
+    pub version: Option<String>,
+}
+
+/// Packing options; command-line flags override them.
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PackSection {
+    /// zstd level, 1..=22.
+    pub level: Option<i32>,
+    /// Secret key file to sign with.
+    pub key: Option<PathBuf>,
+    /// Stub executable to append the payload to.
+    pub stub: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Smolfile {
+    /// OCI image reference (packing from images comes with a later issue).
+    pub image: Option<String>,
+    /// Root filesystem: a directory or a tar archive (.tar, .tar.gz, .tar.zst).
+    pub rootfs: Option<PathBuf>,
+    /// Guest kernel: an ELF vmlinux or a libkrunfw.so.
+    pub kernel: Option<PathBuf>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub cpus: Option<u8>,
+    /// MiB.
+    pub memory: Option<u32>,
+    pub net: Option<bool>,
+    pub ports: Option<Vec<String>>,
+    pub volumes: Option<Vec<String>>,
+    /// GiB.
+    pub storage: Option<u32>,
+    /// GiB.
+    pub overlay: Option<u32>,
+    pub init: Option<Vec<String>>,
+    pub network: Option<NetworkSection>,
+    pub auth: Option<AuthSection>,
+    pub artifact: Option<ArtifactSection>,
+    pub pack: Option<PackSection>,
+}
+
+impl Smolfile {
+    /// Reads, parses and checks a Smolfile; relative paths in it are made
+    /// relative to its directory.
+    pub fn load(path: &Path) -> Result<Smolfile, SmolfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SmolfileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut smolfile = Smolfile::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        smolfile.rootfs.as_mut().map(resolve);
+        smolfile.kernel.as_mut().map(resolve);
+        if let Some(pack) = smolfile.pack.as_mut() {
+            pack.key.as_mut().map(resolve);
+            pack.stub.as_mut().map(resolve);
+        }
+        Ok(smolfile)
+    }
+
+    /// Parses Smolfile text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Smolfile, SmolfileError> {
+        let smolfile: Smolfile = toml::from_str(text).map_err(|e| SmolfileError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        smolfile.check(path)?;
+        Ok(smolfile)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), SmolfileError> {
+        let invalid = |field: &'static str, fault: String| SmolfileError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            fault,
+        };
+        if let Some(env) = &self.env {
+            for e in env {
+                match e.split_once('=') {
+                    Some((k, _)) if !k.is_empty() && !k.contains('\0') => {}
+                    _ => {
+                        return Err(invalid(
+                            "env",
+                            format!("entry {e:?} is not KEY=VALUE (write it as \"NAME=value\")"),
+                        ))
+                    }
+                }
+            }
+        }
+        if self.cpus == Some(0) {
+            return Err(invalid("cpus", "must be at least 1".into()));
+        }
+        if let Some(m) = self.memory {
+            if m < 64 {
+                return Err(invalid(
+                    "memory",
+                    format!("{m} MiB is below the 64 MiB minimum"),
+                ));
+            }
+        }
+        if let Some(level) = self.pack.as_ref().and_then(|p| p.level) {
+            if !(1..=22).contains(&level) {
+                return Err(invalid("pack.level", format!("{level} is outside 1..=22")));
+            }
+        }
+        if let Some(w) = &self.workdir {
+            if !w.starts_with('/') {
+                return Err(invalid(
+                    "workdir",
+                    format!("{w:?} must be an absolute path in the guest"),
+                ));
+            }
+        }
+        if let Some(name) = self.artifact.as_ref().and_then(|a| a.name.as_ref()) {
+            smolvm_format::manifest::validate_name(name)
+                .map_err(|e| invalid("artifact.name", e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = Smolfile::parse("cpus = 1\nmemroy = 512\n", Path::new("Smolfile")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("memroy"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_in_table_is_an_error() {
+        let err = Smolfile::parse("[network]\nallow_host = []\n", Path::new("S")).unwrap_err();
+        assert!(err.to_string().contains("allow_host"), "{err}");
+    }
+
+    #[test]
+    fn full_schema_parses() {
+        let s = Smolfile::parse(
+            r#"
+image = "alpine:3.20"
+rootfs = "root"
+kernel = "vmlinux"
+entrypoint = ["/bin/sh", "-c"]
+cmd = ["echo hi"]
+env = ["A=1", "B="]
+workdir = "/srv"
+user = "1000:1000"
+cpus = 2
+memory = 1024
+net = true
+ports = ["8080:80"]
+volumes = ["./data:/data:ro"]
+storage = 20
+overlay = 2
+init = ["true"]
+[network]
+allow_hosts = ["example.com"]
+allow_cidrs = ["10.0.0.0/8"]
+[auth]
+ssh_agent = true
+[artifact]
+name = "demo"
+version = "1.2.3"
+[pack]
+level = 9
+"#,
+            Path::new("S"),
+        )
+        .unwrap();
+        assert_eq!(s.cpus, Some(2));
+        assert_eq!(s.network.unwrap().allow_cidrs, vec!["10.0.0.0/8"]);
+        assert!(s.auth.unwrap().ssh_agent);
+    }
+
+    #[test]
+    fn bad_env_names_the_fix() {
+        let err = Smolfile::parse("env = [\"NOEQUALS\"]", Path::new("S")).unwrap_err();
+        assert!(err.to_string().contains("KEY=VALUE"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_smolfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("Smolfile");
+        std::fs::write(&p, "rootfs = \"root\"\n[pack]\nkey = \"k/smolvm.key\"\n").unwrap();
+        let s = Smolfile::load(&p).unwrap();
+        assert_eq!(s.rootfs.unwrap(), dir.path().join("root"));
+        assert_eq!(
+            s.pack.unwrap().key.unwrap(),
+            dir.path().join("k/smolvm.key")
+        );
+    }
+}
