@@ -371,6 +371,19 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
         Ok(())
     }
 
+    /// The `config` section must be byte-identical to the canonical encoding
+    /// of the manifest's config: what is shown and signed is what boots.
+    pub fn verify_config_section(&self) -> Result<()> {
+        let actual = self.read_section(SectionKind::Config)?;
+        if actual != self.manifest.config.to_canonical_json() {
+            return Err(FormatError::Section {
+                kind: "config".into(),
+                fault: "content differs from the manifest's config".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the stub hash (if any).
     pub fn verify_stub(&self) -> Result<()> {
         if let Some(stub) = &self.manifest.stub {
@@ -409,6 +422,7 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
         R: Sync,
     {
         self.verify_padding()?;
+        self.verify_config_section()?;
         // Hash the stub and the sections on all cores: verify is I/O- and
         // hash-bound and sections are independent.
         let mut results: Vec<Result<()>> = Vec::new();
@@ -475,7 +489,9 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
             kind: kind.to_string(),
             fault: "too large to hold in memory".into(),
         })?;
-        let mut out = Vec::with_capacity(cap);
+        // Reserve at most 64 MiB up front: the declared size is attacker input
+        // until the stream has proven it.
+        let mut out = Vec::with_capacity(cap.min(64 << 20));
         stream
             .read_to_end(&mut out)
             .map_err(|e| decompress_err(kind, e))?;

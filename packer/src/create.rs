@@ -297,7 +297,8 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         created,
         target: Target {
             os: "linux".into(),
-            arch: std::env::consts::ARCH.into(),
+            // kernel.rs accepts x86_64 kernels only, so that is the guest's arch.
+            arch: "x86_64".into(),
         },
         signer: public.map(|pk| Signer {
             algorithm: smolvm_signing::ALGORITHM_ED25519.into(),

@@ -2,7 +2,6 @@
 //! human/JSON views used by the `smolvm` CLI.
 
 pub mod create;
-pub mod inspect;
 pub mod kernel;
 pub mod rootfs;
 pub mod smolfile;

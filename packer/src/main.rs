@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use smolvm_format::{Artifact, FileSource, FormatError};
 use smolvm_packer::create::{create, CreateOptions};
-use smolvm_packer::inspect;
+use smolvm_runtime::inspect;
 use smolvm_runtime::{check_signature, verify_artifact, VerifyError, VerifyOptions};
 use smolvm_signing::PublicKey;
 
@@ -69,6 +69,24 @@ enum Pack {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Boot a bare .smolmachine payload (or a packed executable) here.
+    ///
+    /// Same runtime as a packed executable: verify (fail closed), prepare the
+    /// kernel and root from the per-user cache, boot with libkrun. ARGS after
+    /// `--` go to the workload; the exit code is the guest's.
+    Run {
+        /// The artifact to boot.
+        file: PathBuf,
+        /// Require the signer to be this public key; repeatable.
+        #[arg(long = "key", value_name = "PUB")]
+        keys: Vec<PathBuf>,
+        /// Verify and prepare, but do not start the VM.
+        #[arg(long)]
+        dry_run: bool,
+        /// Arguments for the workload (replace the config's cmd).
+        #[arg(last = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Generate an ed25519 signing key pair: DIR/NAME.key (0600) and DIR/NAME.pub.
     Keygen {
@@ -199,6 +217,37 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             min_version,
             json,
         }) => verify(file, keys, min_version, json),
+        Top::Pack(Pack::Run {
+            file,
+            keys,
+            dry_run,
+            args,
+        }) => {
+            let trusted = keys
+                .iter()
+                .map(|k| PublicKey::read_file(k))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Failure {
+                    code: 2,
+                    error: e.into(),
+                })?;
+            let f = std::fs::File::open(&file).with_context(|| file.display().to_string())?;
+            let trace = smolvm_runtime::Trace::new();
+            smolvm_runtime::run_artifact(
+                f,
+                &smolvm_runtime::RunOptions {
+                    trusted,
+                    args,
+                    dry_run,
+                },
+                &trace,
+            )
+            .map_err(|e| Failure {
+                code: e.exit_code(),
+                error: anyhow::Error::new(e).context(file.display().to_string()),
+            })?;
+            Ok(0)
+        }
         Top::Pack(Pack::Keygen { dir, name, force }) => {
             let (secret, public, pk) =
                 smolvm_signing::write_keypair(&dir, &name, force).map_err(anyhow::Error::from)?;

@@ -1,6 +1,13 @@
 //! The smolmachine runtime: everything between "here is an artifact" and
 //! "the guest runs", shared by the stub executable and `smolvm pack run`.
 
+pub mod cache;
+pub mod inspect;
+#[cfg(feature = "vmm")]
+pub mod launch;
+pub mod run;
+pub mod spec;
 pub mod verify;
 
+pub use run::{run_artifact, RunError, RunOptions, Trace};
 pub use verify::{check_signature, verify_artifact, SignatureState, VerifyError, VerifyOptions};

@@ -77,9 +77,10 @@ pub fn check_signature<R: ReadAt + ?Sized>(
         )));
     }
     let input = art.signing_input();
+    // The signature first, so "untrusted" always means "sound but not ours".
+    key.verify(&input, &block.signature)
+        .map_err(VerifyError::Signature)?;
     if trusted.is_empty() {
-        key.verify(&input, &block.signature)
-            .map_err(VerifyError::Signature)?;
         Ok(SignatureState::SelfConsistent { key_id: derived })
     } else {
         smolvm_signing::verify_trusted(&input, &block.signature, &key, trusted).map_err(

@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
+use crate::verify::SignatureState;
 use serde_json::json;
 use smolvm_format::{Artifact, ReadAt};
-use smolvm_runtime::SignatureState;
 
 fn human_size(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];

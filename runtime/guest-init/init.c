@@ -1,0 +1,333 @@
+/*
+ * smolvm-init: the guest-side half of the smolmachine runtime.
+ *
+ * libkrun's own init (init.krun) mounts the read-only virtio-fs root, sets up
+ * /dev, /proc, /sys and the console, then runs us as the workload. We:
+ *   1. read the run spec the host put at /.smolvm/spec (argv, env, workdir,
+ *      uid/gid) -- a file, not the kernel command line, so any bytes in
+ *      arguments survive and length is not limited by COMMAND_LINE_SIZE;
+ *   2. mount a tmpfs and an overlay (lower: the pristine read-only root,
+ *      upper: the tmpfs), so the workload can write anywhere and every write
+ *      is discarded when the VM ends;
+ *   3. bind /dev, /proc and /sys into the overlay, chroot into it, switch
+ *      user, chdir and exec the workload. Being an exec, the workload's exit
+ *      status is ours, and init.krun reports it to the host.
+ *
+ * Freestanding (no libc): a few KiB instead of the ~800 KiB of a static glibc
+ * binary, and the stub carries this file inside itself.
+ */
+
+typedef unsigned long size_t;
+
+#if defined(__x86_64__)
+#define SYS_read 0
+#define SYS_write 1
+#define SYS_close 3
+#define SYS_execve 59
+#define SYS_exit 60
+#define SYS_chdir 80
+#define SYS_setuid 105
+#define SYS_setgid 106
+#define SYS_setgroups 116
+#define SYS_chroot 161
+#define SYS_mount 165
+#define SYS_openat 257
+#define SYS_mkdirat 258
+static long syscall6(long n, long a, long b, long c, long d, long e, long f)
+{
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+__asm__(".global _start\n"
+        "_start:\n"
+        "  xor %ebp, %ebp\n"
+        "  call init_main\n"
+        "  ud2\n");
+#elif defined(__aarch64__)
+#define SYS_read 63
+#define SYS_write 64
+#define SYS_close 57
+#define SYS_execve 221
+#define SYS_exit 93
+#define SYS_chdir 49
+#define SYS_setuid 146
+#define SYS_setgid 144
+#define SYS_setgroups 159
+#define SYS_chroot 51
+#define SYS_mount 40
+#define SYS_openat 56
+#define SYS_mkdirat 34
+static long syscall6(long n, long a, long b, long c, long d, long e, long f)
+{
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc 0"
+                     : "+r"(x0)
+                     : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                     : "memory");
+    return x0;
+}
+__asm__(".global _start\n"
+        "_start:\n"
+        "  mov x29, #0\n"
+        "  bl init_main\n"
+        "  brk #0\n");
+#else
+#error "smolvm-init: unsupported architecture"
+#endif
+
+#define AT_FDCWD (-100)
+#define O_RDONLY 0
+#define O_CLOEXEC 02000000
+#define MS_NOSUID 2
+#define MS_NODEV 4
+#define MS_BIND 4096
+#define MS_REC 16384
+#define ENOENT 2
+#define EACCES 13
+#define EEXIST 17
+
+/* The compiler may emit calls to these for struct copies and zeroing. */
+void *memset(void *d, int c, size_t n)
+{
+    unsigned char *p = d;
+    while (n--)
+        *p++ = (unsigned char)c;
+    return d;
+}
+void *memcpy(void *d, const void *s, size_t n)
+{
+    unsigned char *p = d;
+    const unsigned char *q = s;
+    while (n--)
+        *p++ = *q++;
+    return d;
+}
+
+static size_t str_len(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+static int str_eq(const char *a, const char *b)
+{
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
+static void put(const char *s)
+{
+    syscall6(SYS_write, 2, (long)s, (long)str_len(s), 0, 0, 0);
+}
+
+static void put_num(long v)
+{
+    char buf[24];
+    int i = sizeof(buf) - 1;
+    int neg = v < 0;
+    buf[i] = 0;
+    if (neg)
+        v = -v;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && i > 1);
+    if (neg)
+        buf[--i] = '-';
+    put(&buf[i]);
+}
+
+/* 125: the runtime failed before the workload started (as init.krun does). */
+static __attribute__((noreturn)) void die(const char *what, long err)
+{
+    put("smolvm-init: ");
+    put(what);
+    if (err) {
+        put(" (errno ");
+        put_num(-err);
+        put(")");
+    }
+    put("\n");
+    syscall6(SYS_exit, 125, 0, 0, 0, 0, 0);
+    __builtin_unreachable();
+}
+
+#define SPEC_MAX (1 << 20)
+#define MAX_STRINGS 8192
+static char spec[SPEC_MAX];
+static char *argv_buf[MAX_STRINGS + 1];
+static char *envp_buf[MAX_STRINGS + 1];
+static char path_buf[4096];
+
+static size_t spec_len, spec_pos;
+
+/* Next NUL-terminated string of the spec, or die. */
+static char *next(void)
+{
+    char *s = &spec[spec_pos];
+    while (spec_pos < spec_len && spec[spec_pos])
+        spec_pos++;
+    if (spec_pos >= spec_len)
+        die("run spec is truncated", 0);
+    spec_pos++;
+    return s;
+}
+
+static long parse_num(const char *s)
+{
+    long v = 0;
+    if (!*s)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > 100000000)
+            die("run spec has a bad number", 0);
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+static void mkdir_p(char *path)
+{
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char saved = *p;
+            *p = 0;
+            long r = syscall6(SYS_mkdirat, AT_FDCWD, (long)path, 0755, 0, 0, 0);
+            *p = saved;
+            if (r < 0 && r != -EEXIST)
+                return;
+            if (!saved)
+                return;
+        }
+    }
+}
+
+static void bind_into_root(const char *src, const char *dst)
+{
+    syscall6(SYS_mkdirat, AT_FDCWD, (long)dst, 0755, 0, 0, 0);
+    long r = syscall6(SYS_mount, (long)src, (long)dst, 0, MS_BIND | MS_REC, 0, 0);
+    if (r < 0)
+        die("cannot bind the system mounts into the overlay root", r);
+}
+
+void init_main(void)
+{
+    long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/spec", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0)
+        die("cannot open /.smolvm/spec", fd);
+    for (;;) {
+        long n = syscall6(SYS_read, fd, (long)&spec[spec_len], (long)(SPEC_MAX - 1 - spec_len), 0, 0, 0);
+        if (n < 0)
+            die("cannot read /.smolvm/spec", n);
+        if (n == 0)
+            break;
+        spec_len += (size_t)n;
+        if (spec_len >= SPEC_MAX - 1)
+            die("run spec is larger than 1 MiB", 0);
+    }
+    syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+
+    if (!str_eq(next(), "smolvm-spec-1"))
+        die("run spec has an unknown version", 0);
+    char *workdir = next();
+    long uid = parse_num(next());
+    long gid = parse_num(next());
+    long argc = parse_num(next());
+    if (argc < 1 || argc > MAX_STRINGS)
+        die("run spec has no command", 0);
+    for (long i = 0; i < argc; i++)
+        argv_buf[i] = next();
+    argv_buf[argc] = 0;
+    long envc = parse_num(next());
+    if (envc < 0 || envc > MAX_STRINGS)
+        die("run spec has a bad environment count", 0);
+    for (long i = 0; i < envc; i++)
+        envp_buf[i] = next();
+    envp_buf[envc] = 0;
+
+    /* The per-run writable layer. */
+    long r = syscall6(SYS_mount, (long)"tmpfs", (long)"/.smolvm", (long)"tmpfs", MS_NOSUID | MS_NODEV, (long)"mode=0755", 0);
+    if (r < 0)
+        die("cannot mount the per-run tmpfs on /.smolvm", r);
+    syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/upper", 0755, 0, 0, 0);
+    syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/work", 0755, 0, 0, 0);
+    syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/root", 0755, 0, 0, 0);
+    r = syscall6(SYS_mount, (long)"overlay", (long)"/.smolvm/root", (long)"overlay", 0,
+                 (long)"lowerdir=/,upperdir=/.smolvm/upper,workdir=/.smolvm/work", 0);
+    if (r < 0)
+        die("cannot mount the overlay root (does the guest kernel have overlayfs?)", r);
+    bind_into_root("/dev", "/.smolvm/root/dev");
+    bind_into_root("/proc", "/.smolvm/root/proc");
+    bind_into_root("/sys", "/.smolvm/root/sys");
+
+    r = syscall6(SYS_chdir, (long)"/.smolvm/root", 0, 0, 0, 0, 0);
+    if (r < 0 || (r = syscall6(SYS_chroot, (long)".", 0, 0, 0, 0, 0)) < 0)
+        die("cannot enter the overlay root", r);
+    if (syscall6(SYS_chdir, (long)workdir, 0, 0, 0, 0, 0) < 0) {
+        /* Like container runtimes: a missing working directory is created. */
+        mkdir_p(workdir);
+        r = syscall6(SYS_chdir, (long)workdir, 0, 0, 0, 0, 0);
+        if (r < 0)
+            die("cannot change to the working directory", r);
+    }
+    if (gid >= 0) {
+        long groups[1] = {gid};
+        if ((r = syscall6(SYS_setgroups, 1, (long)groups, 0, 0, 0, 0)) < 0 ||
+            (r = syscall6(SYS_setgid, gid, 0, 0, 0, 0, 0)) < 0)
+            die("cannot switch group", r);
+    }
+    if (uid >= 0 && (r = syscall6(SYS_setuid, uid, 0, 0, 0, 0, 0)) < 0)
+        die("cannot switch user", r);
+
+    char *cmd = argv_buf[0];
+    long err = -ENOENT;
+    int has_slash = 0;
+    for (char *p = cmd; *p; p++)
+        has_slash |= *p == '/';
+    if (has_slash) {
+        err = syscall6(SYS_execve, (long)cmd, (long)argv_buf, (long)envp_buf, 0, 0, 0);
+    } else {
+        const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        for (long i = 0; envp_buf[i]; i++)
+            if (envp_buf[i][0] == 'P' && envp_buf[i][1] == 'A' && envp_buf[i][2] == 'T' &&
+                envp_buf[i][3] == 'H' && envp_buf[i][4] == '=')
+                path = envp_buf[i] + 5;
+        size_t clen = str_len(cmd);
+        while (*path) {
+            size_t n = 0;
+            while (path[n] && path[n] != ':')
+                n++;
+            if (n + clen + 2 < sizeof(path_buf)) {
+                memcpy(path_buf, path, n);
+                path_buf[n] = '/';
+                memcpy(path_buf + n + 1, cmd, clen + 1);
+                long e = syscall6(SYS_execve, (long)path_buf, (long)argv_buf, (long)envp_buf, 0, 0, 0);
+                if (e != -ENOENT)
+                    err = e;
+            }
+            path += n;
+            if (*path == ':')
+                path++;
+        }
+    }
+    put("smolvm: cannot run ");
+    put(cmd);
+    put(err == -ENOENT ? ": not found in the image\n" : ": exec failed\n");
+    syscall6(SYS_exit, err == -ENOENT ? 127 : 126, 0, 0, 0, 0, 0);
+}

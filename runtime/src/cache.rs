@@ -1,0 +1,318 @@
+//! The per-user, content-addressed cache of what a machine boots from.
+//!
+//! ```text
+//! $XDG_CACHE_HOME/smolvm/          (0700, must be ours)
+//!   kernel/<sha256>.elf             decompressed kernel; published by rename
+//!   rootfs/<sha256>/                extracted root; published by rename ...
+//!   rootfs/<sha256>.complete        ... and trusted only once this marker exists
+//!   rootfs/<sha256>.lock            flock: one extraction per hash at a time
+//!   rootfs/.tmp-<sha256>-<pid>/     extraction in progress (never trusted)
+//! ```
+//!
+//! Keys are the SHA-256 of a section's stored bytes as the verified manifest
+//! states them; content is checked against that hash while it is written,
+//! before it is published. A warm start therefore trusts the cache without
+//! re-reading the artifact's sections: that is what keeps start-up flat in
+//! artifact size. The trust boundary is the user's own cache directory
+//! (see SPEC.md, threat model).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use smolvm_format::{Artifact, FormatError, ReadAt, SectionEntry};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("cache {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cache directory {path} is {fault}; refusing to trust it (remove it or set SMOLVM_CACHE_DIR)")]
+    Unsafe { path: PathBuf, fault: String },
+    #[error("no cache directory: set HOME, XDG_CACHE_HOME or SMOLVM_CACHE_DIR")]
+    NoHome,
+    #[error("extracting {what}: {source}")]
+    Section {
+        what: &'static str,
+        #[source]
+        source: FormatError,
+    },
+    #[error("extracting the root filesystem: entry {entry:?}: {fault}")]
+    Entry { entry: String, fault: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// The cache directory: `SMOLVM_CACHE_DIR`, else `$XDG_CACHE_HOME/smolvm`,
+/// else `$HOME/.cache/smolvm`.
+pub fn default_cache_dir() -> Result<PathBuf, CacheError> {
+    if let Some(d) = std::env::var_os("SMOLVM_CACHE_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("smolvm"));
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/smolvm"))
+        .ok_or(CacheError::NoHome)
+}
+
+fn ensure_private_dir(path: &Path) -> Result<(), CacheError> {
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(path)
+    {
+        Ok(()) => {}
+        Err(e) => return Err(io(path)(e)),
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if !meta.is_dir() {
+        return Err(CacheError::Unsafe {
+            path: path.to_path_buf(),
+            fault: "not a directory (a symlink?)".into(),
+        });
+    }
+    if meta.uid() != euid {
+        return Err(CacheError::Unsafe {
+            path: path.to_path_buf(),
+            fault: format!("owned by uid {}, not by you (uid {euid})", meta.uid()),
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(CacheError::Unsafe {
+            path: path.to_path_buf(),
+            fault: format!("writable by others (mode {:o})", meta.mode() & 0o777),
+        });
+    }
+    Ok(())
+}
+
+impl Cache {
+    /// Opens (creating if needed) the cache at `root`, checking that it is a
+    /// directory of ours that nobody else can write.
+    pub fn open(root: PathBuf) -> Result<Cache, CacheError> {
+        ensure_private_dir(&root)?;
+        ensure_private_dir(&root.join("kernel"))?;
+        ensure_private_dir(&root.join("rootfs"))?;
+        Ok(Cache { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The decompressed kernel for `entry`, opened read-only. Extracted on
+    /// first use; the returned descriptor is what the VM boots from.
+    pub fn kernel<R: ReadAt + ?Sized>(
+        &self,
+        art: &Artifact<'_, R>,
+        entry: &SectionEntry,
+    ) -> Result<File, CacheError> {
+        let dir = self.root.join("kernel");
+        let path = dir.join(format!("{}.elf", entry.sha256));
+        if let Ok(f) = File::open(&path) {
+            if f.metadata().map(|m| m.len()).ok() == Some(entry.size) {
+                return Ok(f);
+            }
+        }
+        // Concurrent first starts each write a private temporary file; the
+        // renames are atomic and the contents identical.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-kernel-")
+            .tempfile_in(&dir)
+            .map_err(io(&dir))?;
+        let mut stream = art
+            .open_section(entry)
+            .map_err(|source| CacheError::Section {
+                what: "the kernel",
+                source,
+            })?;
+        std::io::copy(&mut stream, tmp.as_file_mut()).map_err(|e| CacheError::Section {
+            what: "the kernel",
+            source: FormatError::Decompress {
+                kind: "kernel".into(),
+                fault: e.to_string(),
+            },
+        })?;
+        stream.finish().map_err(|source| CacheError::Section {
+            what: "the kernel",
+            source,
+        })?;
+        tmp.as_file().sync_all().map_err(io(&path))?;
+        tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
+        File::open(&path).map_err(io(&path))
+    }
+
+    /// The extracted root filesystem for `entry`: a directory the VM uses
+    /// read-only as its lower layer.
+    pub fn rootfs<R: ReadAt + ?Sized>(
+        &self,
+        art: &Artifact<'_, R>,
+        entry: &SectionEntry,
+    ) -> Result<PathBuf, CacheError> {
+        let dir = self.root.join("rootfs");
+        let target = dir.join(&entry.sha256);
+        let marker = dir.join(format!("{}.complete", entry.sha256));
+        if marker.exists() && target.is_dir() {
+            return Ok(target);
+        }
+        let lock_path = dir.join(format!("{}.lock", entry.sha256));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        flock_exclusive(&lock).map_err(io(&lock_path))?;
+        // Someone else may have finished while we waited.
+        if marker.exists() && target.is_dir() {
+            return Ok(target);
+        }
+        // Anything here without a marker is left over from a killed run.
+        let tmp_prefix = format!(".tmp-{}-", entry.sha256);
+        for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&tmp_prefix) {
+                remove_tree(&e.path())?;
+            }
+        }
+        if target.exists() {
+            remove_tree(&target)?;
+        }
+        let tmp = dir.join(format!("{tmp_prefix}{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&tmp)
+            .map_err(io(&tmp))?;
+        let result = extract_rootfs(art, entry, &tmp);
+        if let Err(e) = result {
+            let _ = remove_tree(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, &target).map_err(io(&target))?;
+        let mut m = File::create(&marker).map_err(io(&marker))?;
+        m.write_all(entry.sha256.as_bytes()).map_err(io(&marker))?;
+        m.sync_all().map_err(io(&marker))?;
+        Ok(target)
+    }
+}
+
+fn flock_exclusive(f: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: the descriptor is valid for the lifetime of `f`.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Removes a tree even when the image made some directories read-only.
+fn remove_tree(path: &Path) -> Result<(), CacheError> {
+    fn make_writable(p: &Path) {
+        if let Ok(m) = std::fs::symlink_metadata(p) {
+            if m.is_dir() {
+                let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
+                if let Ok(rd) = std::fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        make_writable(&e.path());
+                    }
+                }
+            }
+        }
+    }
+    make_writable(path);
+    std::fs::remove_dir_all(path).map_err(io(path))
+}
+
+/// Unpacks the verified tar stream into `dst`. Device nodes are not created
+/// on the host (the guest gets its own /dev); paths that would land outside
+/// `dst` are an error. The section hash is checked at the end, before the
+/// caller publishes the directory.
+fn extract_rootfs<R: ReadAt + ?Sized>(
+    art: &Artifact<'_, R>,
+    entry: &SectionEntry,
+    dst: &Path,
+) -> Result<(), CacheError> {
+    let section = |source| CacheError::Section {
+        what: "the root filesystem",
+        source,
+    };
+    let mut stream = art.open_section(entry).map_err(section)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
+    {
+        let mut archive = tar::Archive::new(&mut stream);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_mtime(true);
+        archive.set_preserve_ownerships(root);
+        archive.set_unpack_xattrs(false);
+        archive.set_overwrite(true);
+        let tar_err = |e: std::io::Error| CacheError::Entry {
+            entry: "<archive>".into(),
+            fault: e.to_string(),
+        };
+        for e in archive.entries().map_err(tar_err)? {
+            let mut e = e.map_err(tar_err)?;
+            let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            let kind = e.header().entry_type();
+            if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+                continue;
+            }
+            let mode = e.header().mode().unwrap_or(0o755);
+            let unpacked = e.unpack_in(dst).map_err(|err| CacheError::Entry {
+                entry: name.clone(),
+                fault: err.to_string(),
+            })?;
+            if !unpacked {
+                return Err(CacheError::Entry {
+                    entry: name,
+                    fault: "path leaves the root (`..`)".into(),
+                });
+            }
+            if kind == tar::EntryType::Directory {
+                // Keep directories writable until everything is in them.
+                let p = dst.join(name.trim_start_matches('/'));
+                let _ = std::fs::set_permissions(
+                    &p,
+                    std::fs::Permissions::from_mode(0o700 | (mode & 0o7777)),
+                );
+                dir_modes.push((p, mode & 0o7777));
+            }
+        }
+    }
+    // The tar reader stops at the end-of-archive marker; the rest (block
+    // padding) still belongs to the section and to its hash.
+    std::io::copy(&mut stream, &mut std::io::sink()).map_err(|e| CacheError::Entry {
+        entry: "<archive>".into(),
+        fault: e.to_string(),
+    })?;
+    stream.finish().map_err(section)?;
+    for (p, mode) in dir_modes.into_iter().rev() {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io(&p))?;
+    }
+    Ok(())
+}

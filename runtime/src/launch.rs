@@ -1,0 +1,181 @@
+//! Boots a prepared machine through libkrun (KVM on Linux).
+//!
+//! Platform seam: everything here is the VMM call sequence; what it needs is
+//! a kernel file descriptor, a root directory and a run spec. A macOS/HVF
+//! backend would implement the same `boot` with its own kernel hand-off.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use thiserror::Error;
+
+use crate::spec::RunSpec;
+
+/// The guest init, built from guest-init/init.c by build.rs.
+pub static GUEST_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/smolvm-init"));
+
+/// The virtio-fs tag libkrun's kernel command line mounts as the root.
+const ROOT_TAG: &str = "/dev/root";
+
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    #[error("no usable KVM: {0}")]
+    NoKvm(String),
+    #[error("libkrun: {call} failed: {err}")]
+    Krun {
+        call: &'static str,
+        err: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What the VM gets.
+pub struct Machine<'a> {
+    pub kernel: &'a File,
+    pub root: &'a Path,
+    pub cpus: u8,
+    pub memory_mib: u32,
+    pub net: bool,
+    pub spec: &'a RunSpec,
+}
+
+/// Checks that this host can run a guest, naming the cause when it cannot.
+/// `SMOLVM_SKIP_KVM_CHECK=1` skips the paravirtual-KVM heuristic.
+pub fn check_kvm() -> Result<(), LaunchError> {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LaunchError::NoKvm(
+                "/dev/kvm does not exist (no hardware virtualisation here: enable VT-x/AMD-V, load kvm_intel/kvm_amd, or enable nested virtualisation for this VM)".into(),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(LaunchError::NoKvm(
+                "/dev/kvm: permission denied (add yourself to the `kvm` group: sudo usermod -aG kvm $USER, then log in again)".into(),
+            ))
+        }
+        Err(e) => return Err(LaunchError::NoKvm(format!("/dev/kvm: {e}"))),
+    }
+    if Path::new("/sys/module/kvm_pvm").exists()
+        && std::env::var_os("SMOLVM_SKIP_KVM_CHECK").is_none()
+    {
+        return Err(LaunchError::NoKvm(
+            "/dev/kvm is kvm-pvm (paravirtual KVM), which cannot run a standard guest kernel; run on a host with hardware KVM (or set SMOLVM_SKIP_KVM_CHECK=1 to try anyway)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check(call: &'static str, ret: i32) -> Result<(), LaunchError> {
+    if ret < 0 {
+        Err(LaunchError::Krun {
+            call,
+            err: std::io::Error::from_raw_os_error(-ret),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn cstr(s: impl AsRef<OsStr>) -> Result<CString, LaunchError> {
+    CString::new(s.as_ref().as_bytes())
+        .map_err(|_| LaunchError::Invalid("path contains a NUL byte".into()))
+}
+
+/// Configures libkrun for `m`. With `enter`, hands the process to the VM
+/// (returns only on failure; on success the process exits with the guest's
+/// status). Without, stops right before `krun_start_enter` (for benchmarks).
+pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
+    let kernel_path = cstr(format!("/proc/self/fd/{}", m.kernel.as_raw_fd()))?;
+    let root = cstr(m.root)?;
+    let tag = cstr(ROOT_TAG)?;
+    // libkrun keeps pointers to overlay file data for the VM's lifetime.
+    let spec: &'static [u8] = Box::leak(m.spec.encode().into_boxed_slice());
+    let exec = cstr("/.smolvm/init")?;
+    let empty: [*const libc::c_char; 1] = [std::ptr::null()];
+
+    // SAFETY: every pointer passed below is a valid NUL-terminated string or
+    // a NULL-terminated array that outlives the call; libkrun copies strings
+    // it keeps, and the overlay data is 'static. ctx is the id libkrun
+    // returned.
+    unsafe {
+        let ctx = krun::krun_create_ctx();
+        check("krun_create_ctx", ctx)?;
+        let ctx = ctx as u32;
+        check(
+            "krun_set_vm_config",
+            krun::krun_set_vm_config(ctx, m.cpus, m.memory_mib),
+        )?;
+        // Read-only: the cached root is shared by every run; the guest init
+        // layers a per-run tmpfs over it.
+        check(
+            "krun_add_virtiofs3",
+            krun::krun_add_virtiofs3(ctx, tag.as_ptr(), root.as_ptr(), 0, true),
+        )?;
+        let dir = cstr("/.smolvm")?;
+        check(
+            "krun_fs_add_overlay_dir",
+            krun::krun_fs_add_overlay_dir(ctx, tag.as_ptr(), dir.as_ptr(), 0o755),
+        )?;
+        let init = cstr("/.smolvm/init")?;
+        check(
+            "krun_fs_add_overlay_file(init)",
+            krun::krun_fs_add_overlay_file(
+                ctx,
+                tag.as_ptr(),
+                init.as_ptr(),
+                GUEST_INIT.as_ptr(),
+                GUEST_INIT.len(),
+                0o555,
+                false,
+            ),
+        )?;
+        let spec_path = cstr("/.smolvm/spec")?;
+        check(
+            "krun_fs_add_overlay_file(spec)",
+            krun::krun_fs_add_overlay_file(
+                ctx,
+                tag.as_ptr(),
+                spec_path.as_ptr(),
+                spec.as_ptr(),
+                spec.len(),
+                0o400,
+                false,
+            ),
+        )?;
+        // Arguments and environment travel in the spec file: an empty (not
+        // NULL) envp, or libkrun would forward the host's environment.
+        check(
+            "krun_set_exec",
+            krun::krun_set_exec(ctx, exec.as_ptr(), empty.as_ptr(), empty.as_ptr()),
+        )?;
+        if !m.net {
+            // No implicit vsock means no TSI: the guest has no network at all.
+            check(
+                "krun_disable_implicit_vsock",
+                krun::krun_disable_implicit_vsock(ctx),
+            )?;
+        }
+        check(
+            "krun_set_kernel",
+            krun::krun_set_kernel(
+                ctx,
+                kernel_path.as_ptr(),
+                1,
+                std::ptr::null(),
+                std::ptr::null(),
+            ),
+        )?;
+        if !enter {
+            return Ok(());
+        }
+        check("krun_start_enter", krun::krun_start_enter(ctx))?;
+    }
+    Err(LaunchError::Invalid(
+        "krun_start_enter returned without starting the VM".into(),
+    ))
+}

@@ -1,0 +1,150 @@
+//! From an artifact file to a running guest: the one code path behind the
+//! stub executable and `smolvm pack run`.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::time::Instant;
+
+use smolvm_format::{FileSource, FormatError, SectionKind};
+use smolvm_signing::PublicKey;
+use thiserror::Error;
+
+use crate::cache::{default_cache_dir, Cache, CacheError};
+use crate::spec::build_spec;
+use crate::verify::{check_signature, SignatureState, VerifyError};
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("{0}")]
+    Config(String),
+    #[cfg(feature = "vmm")]
+    #[error(transparent)]
+    Launch(#[from] crate::launch::LaunchError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    /// 1 for verification failures, 2 for I/O and environment problems.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Verify(e) => e.exit_code(),
+            RunError::Cache(CacheError::Section { source, .. })
+                if !matches!(source, FormatError::Io { .. }) =>
+            {
+                1
+            }
+            RunError::Config(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+pub struct RunOptions {
+    /// Require the signer to be one of these keys (empty: any valid signature).
+    pub trusted: Vec<PublicKey>,
+    /// Arguments for the workload (replace the config's cmd when non-empty).
+    pub args: Vec<OsString>,
+    /// Stop right before entering the VM (benchmarks, `SMOLVM_DRY_RUN=1`).
+    pub dry_run: bool,
+}
+
+/// Phase timings printed to stderr when `SMOLVM_TRACE=1`.
+pub struct Trace {
+    start: Instant,
+    enabled: bool,
+}
+
+impl Trace {
+    pub fn new() -> Trace {
+        Trace {
+            start: Instant::now(),
+            enabled: std::env::var_os("SMOLVM_TRACE").is_some_and(|v| v == "1"),
+        }
+    }
+
+    pub fn mark(&self, phase: &str) {
+        if self.enabled {
+            eprintln!(
+                "smolvm-trace: {:>9.3} ms  {phase}",
+                self.start.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Trace::new()
+    }
+}
+
+/// Verifies the artifact in `file`, prepares kernel and root from the cache
+/// and boots. Returns only on failure, or with `Ok` after a dry run; a
+/// booted guest ends the process with its own exit status.
+pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), RunError> {
+    let src = FileSource::new(file).map_err(|source| RunError::Io {
+        what: "reading the artifact".into(),
+        source,
+    })?;
+    let art = smolvm_format::Artifact::parse(&src).map_err(VerifyError::from)?;
+    trace.mark("parsed trailer, header, manifest");
+    let state = check_signature(&art, &opts.trusted)?;
+    if state == SignatureState::Unsigned {
+        // Fail closed: nothing vouches for the hashes of an unsigned artifact.
+        return Err(VerifyError::Unsigned.into());
+    }
+    trace.mark("signature verified");
+    let config = &art.manifest.config;
+    let kernel_entry = art
+        .manifest
+        .section(SectionKind::Kernel)
+        .expect("parse requires it");
+    let rootfs_entry = art
+        .manifest
+        .section(SectionKind::Rootfs)
+        .expect("parse requires it");
+
+    let cache = Cache::open(default_cache_dir()?)?;
+    // Cold path only: a section is read (and its hash checked while it is
+    // written) when the cache does not hold it yet.
+    let kernel = cache.kernel(&art, kernel_entry)?;
+    trace.mark("kernel ready");
+    let root = cache.rootfs(&art, rootfs_entry)?;
+    trace.mark("rootfs ready");
+    let spec = build_spec(config, &opts.args, Some(&root)).map_err(RunError::Config)?;
+
+    #[cfg(feature = "vmm")]
+    {
+        use crate::launch::{boot, check_kvm, Machine};
+        if !opts.dry_run {
+            check_kvm()?;
+        }
+        let machine = Machine {
+            kernel: &kernel,
+            root: &root,
+            cpus: config.cpus,
+            memory_mib: config.memory_mib,
+            net: config.net,
+            spec: &spec,
+        };
+        trace.mark("entering the VM");
+        boot(&machine, !opts.dry_run)?;
+        Ok(())
+    }
+    #[cfg(not(feature = "vmm"))]
+    {
+        let _ = (kernel, spec);
+        Err(RunError::Config(
+            "this build has no VMM (built without the `vmm` feature)".into(),
+        ))
+    }
+}
