@@ -328,6 +328,12 @@ void init_main(void)
     }
     put("smolvm: cannot run ");
     put(cmd);
-    put(err == -ENOENT ? ": not found in the image\n" : ": exec failed\n");
+    if (err == -ENOENT) {
+        put(": not found in the image\n");
+    } else {
+        put(": exec failed (errno ");
+        put_num(-err);
+        put(")\n");
+    }
     syscall6(SYS_exit, err == -ENOENT ? 127 : 126, 0, 0, 0, 0, 0);
 }
