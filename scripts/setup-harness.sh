@@ -43,7 +43,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # ---------------------------------------------------------------- apt packages
-packages=(qemu-system-x86 busybox-static cpio zstd gcc libc6-dev xz-utils binutils)
+# openssh-client: the signing tests generate real OpenSSH keys with ssh-keygen.
+packages=(qemu-system-x86 busybox-static cpio zstd gcc libc6-dev xz-utils binutils openssh-client)
 missing=()
 for p in "${packages[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

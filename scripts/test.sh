@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test, including the real boots in QEMU, on a fresh Debian
+# bookworm machine: installs what is missing (apt packages, QEMU, the L1
+# kernel), fetches the guest kernel, builds the release CLI and the
+# size-tuned stub the boot tests pack, then runs the whole workspace's tests.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+scripts/setup-harness.sh
+scripts/fetch-kernel.sh
+
+cargo build --release -p smolvm-packer
+cargo build --profile stub -p smolvm-stub
+export SMOLVM_BIN="$repo/target/release/smolvm"
+export SMOLVM_STUB="$repo/target/stub/smolvm-stub"
+# In CI and here, a real-boot harness that cannot run is a failure, not a skip.
+export SMOLVM_REQUIRE_BOOT=1
+cargo test --workspace "$@"
