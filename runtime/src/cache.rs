@@ -204,13 +204,28 @@ impl Cache {
         let result = extract_rootfs(art, entry, &tmp);
         if let Err(e) = result {
             let _ = remove_tree(&tmp);
-            return Err(e);
+            return Err(explain_failure(art, entry, "the root filesystem", e));
         }
         std::fs::rename(&tmp, &target).map_err(io(&target))?;
         let mut m = File::create(&marker).map_err(io(&marker))?;
         m.write_all(entry.sha256.as_bytes()).map_err(io(&marker))?;
         m.sync_all().map_err(io(&marker))?;
         Ok(target)
+    }
+}
+
+/// A section that fails to decompress or unpack is usually a section whose
+/// bytes were changed: report the hash mismatch (a verification failure)
+/// rather than the decoder's symptom.
+fn explain_failure<R: ReadAt + ?Sized>(
+    art: &Artifact<'_, R>,
+    entry: &SectionEntry,
+    what: &'static str,
+    original: CacheError,
+) -> CacheError {
+    match art.verify_section(entry) {
+        Err(source @ FormatError::HashMismatch { .. }) => CacheError::Section { what, source },
+        _ => original,
     }
 }
 
