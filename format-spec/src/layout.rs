@@ -353,7 +353,7 @@ mod tests {
             assert!(Header::decode(&b).is_err(), "byte {at} = {val} accepted");
         }
         let mut b = base;
-        b[16..20].copy_from_slice(&((MAX_MANIFEST_LEN + 1) as u32).to_le_bytes());
+        b[16..20].copy_from_slice(&(u32::try_from(MAX_MANIFEST_LEN).unwrap() + 1).to_le_bytes());
         assert!(Header::decode(&b).is_err());
     }
 

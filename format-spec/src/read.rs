@@ -277,7 +277,7 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
                 })?;
             check_range(&what, abs, s.stored_len, file_len - TRAILER_LEN)?;
             data_end = s.offset + s.stored_len;
-            expected = align_up(data_end).ok_or_else(|| FormatError::Overflow {
+            expected = align_up(data_end).ok_or(FormatError::Overflow {
                 what,
                 offset: s.offset,
                 len: s.stored_len,

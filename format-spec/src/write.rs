@@ -51,11 +51,18 @@ pub fn plan_sections(sections: &[SectionData]) -> Result<Vec<SectionEntry>> {
     Ok(out)
 }
 
+/// The zero bytes that take `len` to the next page boundary (fewer than a page).
+fn padding(len: u64) -> Vec<u8> {
+    let rem = len % PAGE_SIZE;
+    let n = if rem == 0 { 0 } else { PAGE_SIZE - rem };
+    vec![0u8; usize::try_from(n).expect("below a page")]
+}
+
 /// Pads a stub executable with zeros to a page multiple, so the payload (and
 /// with it every section) starts page-aligned in the file.
 pub fn pad_stub(mut stub: Vec<u8>) -> Vec<u8> {
-    let len = align_up(stub.len() as u64).expect("stub length fits") as usize;
-    stub.resize(len, 0);
+    let pad = padding(stub.len() as u64);
+    stub.resize(stub.len() + pad.len(), 0);
     stub
 }
 
@@ -90,7 +97,7 @@ impl PayloadWriter {
                 ))
             })?;
         let signature_len = if manifest.signer.is_some() {
-            SIGNATURE_BLOCK_LEN as u32
+            u32::try_from(SIGNATURE_BLOCK_LEN).expect("96 fits")
         } else {
             0
         };
@@ -119,7 +126,7 @@ impl PayloadWriter {
         sections: &[SectionData],
         signature: Option<&SignatureBlock>,
     ) -> std::io::Result<u64> {
-        if stub.len() as u64 % PAGE_SIZE != 0 {
+        if !(stub.len() as u64).is_multiple_of(PAGE_SIZE) {
             return Err(std::io::Error::other(
                 "stub is not padded to a page multiple",
             ));
@@ -144,15 +151,16 @@ impl PayloadWriter {
         let data_offset = self.header.data_offset();
         let used =
             HEADER_LEN + self.manifest_bytes.len() as u64 + u64::from(self.header.signature_len);
-        put(out, &vec![0u8; (data_offset - used) as usize])?;
+        put(out, &padding(used))?;
+        debug_assert_eq!(align_up(used), Some(data_offset));
         let mut pos = 0u64;
         for (i, s) in sections.iter().enumerate() {
             put(out, &s.stored)?;
             pos += s.stored.len() as u64;
             if i + 1 < sections.len() {
-                let next = align_up(pos).expect("planned");
-                put(out, &vec![0u8; (next - pos) as usize])?;
-                pos = next;
+                let pad = padding(pos);
+                put(out, &pad)?;
+                pos += pad.len() as u64;
             }
         }
         let trailer = Trailer {

@@ -76,7 +76,7 @@ pub fn load_kernel(path: &Path) -> Result<Kernel, KernelError> {
         header::ET_DYN => {
             let flat = extract_libkrunfw(&elf, &bytes).map_err(unsupported)?;
             Ok(Kernel {
-                elf: wrap_flat_kernel(&flat.image, flat.load_addr, flat.entry_addr),
+                elf: wrap_flat_kernel(flat.image, flat.load_addr, flat.entry_addr),
                 source: path.to_path_buf(),
                 origin: "libkrunfw",
             })
@@ -93,7 +93,7 @@ struct FlatKernel<'a> {
     entry_addr: u64,
 }
 
-fn symbol<'e>(elf: &'e Elf, name: &str) -> Option<goblin::elf::Sym> {
+fn symbol(elf: &Elf, name: &str) -> Option<goblin::elf::Sym> {
     elf.dynsyms
         .iter()
         .find(|s| elf.dynstrtab.get_at(s.st_name) == Some(name))
@@ -168,7 +168,7 @@ fn stored_immediates(code: &[u8]) -> Vec<u64> {
         {
             let imm = i32::from_le_bytes([code[i + 3], code[i + 4], code[i + 5], code[i + 6]]);
             // Sign-extended as the CPU does; kernel addresses here are positive.
-            out.push(i64::from(imm) as u64);
+            out.push(i64::from(imm).cast_unsigned());
             i += 7;
         } else {
             i += 1;
@@ -279,7 +279,7 @@ mod tests {
             .collect();
         assert_eq!(loads.len(), 1);
         assert_eq!(loads[0].p_paddr, 0x100_0000);
-        let off = loads[0].p_offset as usize;
+        let off = usize::try_from(loads[0].p_offset).unwrap();
         assert_eq!(&elf_bytes[off..off + image.len()], &image[..]);
     }
 

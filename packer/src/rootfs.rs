@@ -43,6 +43,10 @@ pub enum FileData {
 }
 
 impl FileData {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> u64 {
         match self {
             FileData::Inline(v) => v.len() as u64,
@@ -270,9 +274,10 @@ impl Tree {
             }
             let h = entry.header();
             let mode = h.mode().map_err(|e| bad(format!("mode: {e}")))? & 0o7777;
-            let uid = h.uid().map_err(|e| bad(format!("uid: {e}")))?;
-            let gid = h.gid().map_err(|e| bad(format!("gid: {e}")))?;
-            let mtime = h.mtime().map_err(|e| bad(format!("mtime: {e}")))?;
+            // Some writers leave these fields blank; blank means 0.
+            let uid = h.uid().unwrap_or(0);
+            let gid = h.gid().unwrap_or(0);
+            let mtime = h.mtime().unwrap_or(0);
             let link_name = || -> Result<String, RootfsError> {
                 let l = entry
                     .link_name_bytes()
@@ -634,7 +639,7 @@ mod tests {
         let bytes = tar_of(Tree::from_dir(root).unwrap());
         assert_eq!(
             names(&bytes),
-            vec!["a", "a-link", "b", "b/c", "b/c/file", "b/sym"]
+            vec!["a", "a-link", "b/", "b/c/", "b/c/file", "b/sym"]
         );
         let mut ar = tar::Archive::new(&bytes[..]);
         for e in ar.entries().unwrap() {

@@ -105,7 +105,7 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
     unsafe {
         let ctx = krun::krun_create_ctx();
         check("krun_create_ctx", ctx)?;
-        let ctx = ctx as u32;
+        let ctx = u32::try_from(ctx).expect("checked non-negative");
         check(
             "krun_set_vm_config",
             krun::krun_set_vm_config(ctx, m.cpus, m.memory_mib),

@@ -202,7 +202,7 @@ mod tests {
         };
         assert_eq!(
             s.encode(),
-            b"smolvm-spec-1\0/\x005\0\x002\0sh\0\0001\0A=1\0".to_vec()
+            b"smolvm-spec-1\0/\x005\0\x002\0sh\0\0\x31\0A=1\0".to_vec()
         );
     }
 
