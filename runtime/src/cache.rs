@@ -166,6 +166,7 @@ impl Cache {
         &self,
         art: &Artifact<'_, R>,
         entry: &SectionEntry,
+        trace: &crate::run::Trace,
     ) -> Result<PathBuf, CacheError> {
         let dir = self.root.join("rootfs");
         let target = dir.join(&entry.sha256);
@@ -201,6 +202,7 @@ impl Cache {
             .mode(0o755)
             .create(&tmp)
             .map_err(io(&tmp))?;
+        trace.mark("extracting rootfs (first start)");
         let result = extract_rootfs(art, entry, &tmp);
         if let Err(e) = result {
             let _ = remove_tree(&tmp);

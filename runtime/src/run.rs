@@ -113,21 +113,23 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
         .section(SectionKind::Rootfs)
         .expect("parse requires it");
 
+    // Before any slow first-start work: a host that cannot boot says so at once.
+    #[cfg(feature = "vmm")]
+    if !opts.dry_run {
+        crate::launch::check_kvm()?;
+    }
     let cache = Cache::open(default_cache_dir()?)?;
     // Cold path only: a section is read (and its hash checked while it is
     // written) when the cache does not hold it yet.
     let kernel = cache.kernel(&art, kernel_entry)?;
     trace.mark("kernel ready");
-    let root = cache.rootfs(&art, rootfs_entry)?;
+    let root = cache.rootfs(&art, rootfs_entry, trace)?;
     trace.mark("rootfs ready");
     let spec = build_spec(config, &opts.args, Some(&root)).map_err(RunError::Config)?;
 
     #[cfg(feature = "vmm")]
     {
-        use crate::launch::{boot, check_kvm, Machine};
-        if !opts.dry_run {
-            check_kvm()?;
-        }
+        use crate::launch::{boot, Machine};
         let machine = Machine {
             kernel: &kernel,
             root: &root,

@@ -1,0 +1,189 @@
+//! The runtime's first-start cache under concurrency and kills (security
+//! checklist item 16), exercised natively through the stub's dry run, which
+//! does everything but enter the VM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn bin(env: &str, default: &str) -> PathBuf {
+    std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(default))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("smolvm-cache-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Packs a machine whose rootfs holds `mib` MiB of incompressible data, so
+/// extraction takes long enough to be interrupted.
+fn packed(dir: &Path, mib: usize) -> Option<PathBuf> {
+    let (smolvm, stub) = (
+        bin("SMOLVM_BIN", "target/release/smolvm"),
+        bin("SMOLVM_STUB", "target/stub/smolvm-stub"),
+    );
+    let kernel = repo().join(".cache/kernel/libkrunfw.so.5");
+    if !smolvm.exists() || !stub.exists() || !kernel.exists() {
+        assert!(
+            std::env::var_os("SMOLVM_REQUIRE_BOOT").is_none(),
+            "missing built binaries or kernel; run scripts/test.sh"
+        );
+        eprintln!("skipping: build with scripts/test.sh first");
+        return None;
+    }
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    // xorshift: incompressible enough, no extra crates.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for f in 0..mib {
+        let mut buf = vec![0u8; 1 << 20];
+        for chunk in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        std::fs::write(root.join(format!("data/{f}")), buf).unwrap();
+    }
+    // Signed: the stub refuses unsigned artifacts.
+    let keys = dir.join("keys");
+    assert!(Command::new(&smolvm)
+        .args(["pack", "keygen", "-o"])
+        .arg(&keys)
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new(&smolvm)
+        .args(["pack", "create", "--level", "1", "--key"])
+        .arg(keys.join("smolvm.key"))
+        .arg("--rootfs")
+        .arg(&root)
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--stub")
+        .arg(&stub)
+        .arg("-o")
+        .arg(dir.join("m"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(dir.join("m"))
+}
+
+fn dry_run(exe: &Path, cache: &Path) -> Command {
+    let mut c = Command::new(exe);
+    c.arg("--smolvm-dry-run")
+        .env("SMOLVM_CACHE_DIR", cache)
+        .env("SMOLVM_TRACE", "1");
+    c
+}
+
+fn complete_markers(cache: &Path) -> usize {
+    std::fs::read_dir(cache.join("rootfs"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".complete"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn concurrent_first_starts_extract_once_and_all_start() {
+    let dir = scratch("concurrent");
+    let Some(exe) = packed(&dir, 48) else { return };
+    let cache = dir.join("cache");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            dry_run(&exe, &cache)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut extractions = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "a concurrent start failed: {err}");
+        assert!(err.contains("rootfs ready"), "{err}");
+        extractions += err.matches("extracting rootfs").count();
+    }
+    assert_eq!(extractions, 1, "several first starts must extract once");
+    assert_eq!(complete_markers(&cache), 1);
+}
+
+#[test]
+fn a_killed_extraction_is_never_trusted() {
+    let dir = scratch("killed");
+    let Some(exe) = packed(&dir, 160) else { return };
+    let cache = dir.join("cache");
+    let mut child = dry_run(&exe, &cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the extraction directory exists, then kill -9 mid-way.
+    let rootfs_dir = cache.join("rootfs");
+    let mut started = false;
+    for _ in 0..400 {
+        std::thread::sleep(Duration::from_millis(10));
+        if let Ok(rd) = std::fs::read_dir(&rootfs_dir) {
+            if rd
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            {
+                started = true;
+                break;
+            }
+        }
+    }
+    assert!(started, "extraction never started");
+    std::thread::sleep(Duration::from_millis(50));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the extraction finished before the kill; make the rootfs bigger"
+    );
+    assert_eq!(
+        complete_markers(&cache),
+        0,
+        "a killed extraction left a trusted entry"
+    );
+
+    // The next start notices, re-extracts and succeeds.
+    let out = dry_run(&exe, &cache).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("extracting rootfs"),
+        "the next start must re-extract: {err}"
+    );
+    assert_eq!(complete_markers(&cache), 1);
+    let leftovers: Vec<_> = std::fs::read_dir(&rootfs_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "stale temporary extraction left behind"
+    );
+}
