@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn bin(env: &str, default: &str) -> PathBuf {
@@ -43,18 +46,34 @@ fn scratch(name: &str) -> PathBuf {
 fn harness_available() -> bool {
     let required = std::env::var_os("SMOLVM_REQUIRE_BOOT").is_some_and(|v| v == "1");
     let mut missing = Vec::new();
-    if Command::new("qemu-system-x86_64").arg("--version").output().is_err() {
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         missing.push("qemu-system-x86_64 (run scripts/setup-harness.sh)".to_string());
     }
-    for p in [smolvm(), stub(), kernel(), repo().join(".cache/harness/vmlinux")] {
+    for p in [
+        smolvm(),
+        stub(),
+        kernel(),
+        repo().join(".cache/harness/vmlinux"),
+    ] {
         if !p.exists() {
-            missing.push(format!("{} (run scripts/test.sh, which builds and fetches it)", p.display()));
+            missing.push(format!(
+                "{} (run scripts/test.sh, which builds and fetches it)",
+                p.display()
+            ));
         }
     }
     if missing.is_empty() {
         return true;
     }
-    assert!(!required, "real-boot harness cannot run: missing {}", missing.join(", "));
+    assert!(
+        !required,
+        "real-boot harness cannot run: missing {}",
+        missing.join(", ")
+    );
     eprintln!("SKIPPING real boots: missing {}", missing.join(", "));
     false
 }
@@ -63,7 +82,8 @@ fn harness_available() -> bool {
 fn busybox_root(dir: &Path) -> PathBuf {
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static at /bin/busybox");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("busybox-static at /bin/busybox");
     let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
     for applet in String::from_utf8(list.stdout).unwrap().lines() {
         if applet != "busybox" {
@@ -89,9 +109,15 @@ fn parse_markers(console: &str) -> BTreeMap<String, (i32, String)> {
     let mut out = BTreeMap::new();
     let mut current: Option<(String, String)> = None;
     for line in console.lines() {
-        if let Some(name) = line.strip_prefix("@@SMOL-BEGIN ").and_then(|l| l.strip_suffix("@@")) {
+        if let Some(name) = line
+            .strip_prefix("@@SMOL-BEGIN ")
+            .and_then(|l| l.strip_suffix("@@"))
+        {
             current = Some((name.to_string(), String::new()));
-        } else if let Some(rest) = line.strip_prefix("@@SMOL-END ").and_then(|l| l.strip_suffix("@@")) {
+        } else if let Some(rest) = line
+            .strip_prefix("@@SMOL-END ")
+            .and_then(|l| l.strip_suffix("@@"))
+        {
             let (name, rc) = rest.rsplit_once(" rc=").expect("END marker has rc");
             if let Some((n, text)) = current.take() {
                 assert_eq!(n, name, "END for a scenario that did not BEGIN");
@@ -119,7 +145,11 @@ fn packed_machines_boot_for_real() {
         "entrypoint = [\"/bin/sh\", \"-c\"]\ncmd = [\"echo hello-from-smolmachine\"]\n[artifact]\nname = \"hello\"\nversion = \"1.0.0\"\n",
     )
     .unwrap();
-    run_ok(Command::new(smolvm()).args(["pack", "keygen", "-o"]).arg(dir.join("keys")));
+    run_ok(
+        Command::new(smolvm())
+            .args(["pack", "keygen", "-o"])
+            .arg(dir.join("keys")),
+    );
     let pack = |out: &Path| {
         run_ok(
             Command::new(smolvm())
@@ -146,7 +176,8 @@ fn packed_machines_boot_for_real() {
     // its hash no longer matches, seen on a cold cache).
     let good = std::fs::read(files.join("hello")).unwrap();
     let payload = good.len() - 64;
-    let payload_offset = u64::from_le_bytes(good[payload + 16..payload + 24].try_into().unwrap()) as usize;
+    let payload_offset =
+        u64::from_le_bytes(good[payload + 16..payload + 24].try_into().unwrap()) as usize;
     let mut bad = good.clone();
     bad[payload_offset + 64 + 20] ^= 0x01;
     std::fs::write(files.join("hello-bad-manifest"), &bad).unwrap();
@@ -192,25 +223,39 @@ scenario info ./hello --smolvm-info
         String::from_utf8_lossy(&out.stderr)
     );
     let s = parse_markers(&console);
-    let get = |name: &str| s.get(name).unwrap_or_else(|| panic!("scenario {name} missing:\n{console}")).clone();
+    let get = |name: &str| {
+        s.get(name)
+            .unwrap_or_else(|| panic!("scenario {name} missing:\n{console}"))
+            .clone()
+    };
     println!("{console}");
 
     assert_eq!(get("hello"), (0, "hello-from-smolmachine\n".into()));
     assert_eq!(get("exit7").0, 7);
-    assert_eq!(get("args"), (0, "[a b]\n[\"q\"]\n[]\n[it's]\n[x\\y]\n".into()));
+    assert_eq!(
+        get("args"),
+        (0, "[a b]\n[\"q\"]\n[]\n[it's]\n[x\\y]\n".into())
+    );
     assert_eq!(get("stdin"), (0, "abc\n".into()));
     assert_eq!(get("write"), (0, "data\n".into()));
     assert_eq!(get("write-gone"), (0, "absent\n".into()));
 
     let (rc, text) = get("tamper-manifest");
     assert_eq!(rc, 1, "{text}");
-    assert!(text.contains("manifest") || text.contains("signature"), "{text}");
+    assert!(
+        text.contains("manifest") || text.contains("signature"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 1, "one line, no guest output: {text}");
     let (rc, text) = get("tamper-rootfs");
     assert_eq!(rc, 1, "{text}");
     assert!(text.contains("SHA-256"), "{text}");
     assert_eq!(text.lines().count(), 1, "{text}");
-    assert_eq!(get("tamper-no-cache-entry"), (0, "none\n".into()), "a failed extraction left a cache entry");
+    assert_eq!(
+        get("tamper-no-cache-entry"),
+        (0, "none\n".into()),
+        "a failed extraction left a cache entry"
+    );
 
     assert_eq!(get("pack-run"), (3, "from-bare\n".into()));
     let (rc, text) = get("info");
@@ -222,13 +267,21 @@ scenario info ./hello --smolvm-info
 /// must say so in one line and fail, not hang.
 #[test]
 fn a_host_without_usable_kvm_gets_one_clear_line() {
-    if !Path::new("/sys/module/kvm_pvm").exists() || !stub().exists() || !smolvm().exists() || !kernel().exists() {
+    if !Path::new("/sys/module/kvm_pvm").exists()
+        || !stub().exists()
+        || !smolvm().exists()
+        || !kernel().exists()
+    {
         eprintln!("skipping: needs this project's kvm-pvm build machines and built binaries");
         return;
     }
     let dir = scratch("nokvm");
     let root = busybox_root(&dir);
-    run_ok(Command::new(smolvm()).args(["pack", "keygen", "-o"]).arg(dir.join("keys")));
+    run_ok(
+        Command::new(smolvm())
+            .args(["pack", "keygen", "-o"])
+            .arg(dir.join("keys")),
+    );
     run_ok(
         Command::new(smolvm())
             .args(["pack", "create", "--rootfs"])
@@ -248,6 +301,9 @@ fn a_host_without_usable_kvm_gets_one_clear_line() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("no usable KVM") && err.contains("kvm-pvm"), "{err}");
+    assert!(
+        err.contains("no usable KVM") && err.contains("kvm-pvm"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
