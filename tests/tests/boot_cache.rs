@@ -187,3 +187,104 @@ fn a_killed_extraction_is_never_trusted() {
         "stale temporary extraction left behind"
     );
 }
+
+/// Starts a cold `smolvm pack run --dry-run` of a copy of the bare payload
+/// `bare`, waits until extraction is under way, lets `meddle` change the
+/// file, and returns the run's exit status, stderr and cache dir.
+fn meddle_during_extraction(
+    bare: &Path,
+    dir: &Path,
+    name: &str,
+    meddle: impl FnOnce(&Path),
+) -> (std::process::ExitStatus, String, PathBuf) {
+    let copy = dir.join(format!("{name}.smolmachine"));
+    std::fs::copy(bare, &copy).unwrap();
+    let cache = dir.join(format!("cache-{name}"));
+    let child = Command::new(bin("SMOLVM_BIN", "target/release/smolvm"))
+        .args(["pack", "run", "--dry-run"])
+        .arg(&copy)
+        .env("SMOLVM_CACHE_DIR", &cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut started = false;
+    for _ in 0..400 {
+        std::thread::sleep(Duration::from_millis(5));
+        if let Ok(rd) = std::fs::read_dir(cache.join("rootfs")) {
+            if rd
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            {
+                started = true;
+                break;
+            }
+        }
+    }
+    assert!(started, "extraction never started");
+    meddle(&copy);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        cache,
+    )
+}
+
+#[test]
+fn truncating_or_rewriting_the_file_during_extraction_fails_closed() {
+    let dir = scratch("meddle");
+    let Some(exe) = packed(&dir, 160) else { return };
+    // A running packed executable cannot be opened for writing at all
+    // (ETXTBSY): the kernel protects the stub's own file. A bare payload
+    // booted by `pack run` has no such protection, so meddle with that.
+    let bare = dir.join("m.smolmachine");
+    let smolvm = bin("SMOLVM_BIN", "target/release/smolvm");
+    let out = Command::new(&smolvm)
+        .args(["pack", "create", "--level", "1", "--key"])
+        .arg(dir.join("keys/smolvm.key"))
+        .arg("--rootfs")
+        .arg(dir.join("root"))
+        .arg("--kernel")
+        .arg(repo().join(".cache/kernel/libkrunfw.so.5"))
+        .arg("-o")
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = exe;
+    let len = std::fs::metadata(&bare).unwrap().len();
+
+    // Truncated by another process: a clean error (no SIGBUS), nothing trusted.
+    let (status, err, cache) = meddle_during_extraction(&bare, &dir, "truncated", |f| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+    });
+    assert!(
+        matches!(status.code(), Some(1 | 2)),
+        "exit {status:?}, expected a clean failure: {err}"
+    );
+    assert_eq!(complete_markers(&cache), 0, "{err}");
+
+    // Rewritten in place: what would be extracted no longer matches the
+    // verified hash, so nothing is published and nothing boots.
+    let (status, err, cache) = meddle_during_extraction(&bare, &dir, "rewritten", |f| {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(f).unwrap();
+        // The last 16 MiB before the trailer are rootfs bytes not read yet.
+        for off in (len - (16 << 20)..len - 4096).step_by(4096) {
+            file.write_all_at(b"\xff\xfe\xfd\xfc", off).unwrap();
+        }
+    });
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("SHA-256"), "{err}");
+    assert_eq!(complete_markers(&cache), 0, "{err}");
+}
