@@ -128,10 +128,10 @@ struct CreateArgs {
     /// zstd compression level, 1-22.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=22))]
     level: Option<i32>,
-    /// Artifact name (default: [artifact].name, else the output file name).
+    /// Artifact name (default: the Smolfile's artifact.name, else the output file name).
     #[arg(long)]
     name: Option<String>,
-    /// Artifact version (default: [artifact].version, else 0.0.0).
+    /// Artifact version (default: the Smolfile's artifact.version, else 0.0.0).
     #[arg(long = "artifact-version", value_name = "VERSION")]
     version: Option<String>,
 }
