@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Start a local OCI registry on 127.0.0.1:5000 for the image tests
+# (scripts/make-test-image.sh pushes to it, tests/tests/boot_images.rs pulls).
+#
+# Usage: scripts/setup-registry.sh [--stop]
+#   --stop    stop the registry this script started (by its pid file)
+#
+# Installs (apt, only if missing): docker-registry (the CNCF distribution
+#   registry). The package's own service (0.0.0.0:5000) is kept from starting
+#   (policy-rc.d during the install; stopped and disabled if it runs anyway).
+# Runs: docker-registry serve <repo>/.cache/registry/config.yml in the
+#   background: plain HTTP, no auth, bound to 127.0.0.1:5000 only, storage in
+#   .cache/registry/data, access log in .cache/registry/registry.log (one line
+#   per request; the tests read it to see what a pull fetched), pid in
+#   .cache/registry/registry.pid.
+# Idempotent: if something already answers on http://127.0.0.1:5000/v2/, it
+#   does nothing. Prints the registry's URL on stdout once it answers.
+set -euo pipefail
+
+die() { echo "setup-registry.sh: error: $*" >&2; exit 1; }
+log() { echo "setup-registry.sh: $*" >&2; }
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dir="$repo_root/.cache/registry"
+host=127.0.0.1
+port=5000
+url="http://$host:$port"
+
+# HTTP status of GET /v2/ (empty if nothing answers); bash's /dev/tcp, so no
+# curl is needed.
+probe() {
+    (
+        exec 3<>"/dev/tcp/$host/$port" || exit 0
+        printf 'GET /v2/ HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$host" "$port" >&3
+        IFS=' ' read -r -t 3 _ status _ <&3
+        echo "$status"
+    ) 2>/dev/null || true
+}
+
+case "${1:-}" in
+    "") ;;
+    --stop)
+        if [[ -s "$dir/registry.pid" ]] && kill "$(cat "$dir/registry.pid")" 2>/dev/null; then
+            log "stopped pid $(cat "$dir/registry.pid")"
+        fi
+        rm -f "$dir/registry.pid"
+        exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) die "unknown argument '$1' (usage: scripts/setup-registry.sh [--stop])" ;;
+esac
+
+if [[ "$(probe)" == 200 ]]; then
+    echo "$url"
+    exit 0
+fi
+
+if ! command -v docker-registry >/dev/null; then
+    [[ $(id -u) -eq 0 ]] || die "docker-registry is not installed and this is not root: run as root"
+    # Keep the package's postinst from starting its own service on 0.0.0.0:5000.
+    own_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        own_policy=1
+    fi
+    install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-registry >&2; }
+    log "apt-get install docker-registry"
+    ok=1
+    install || { apt-get update -q >&2 && install; } || ok=0
+    [[ $own_policy -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
+    [[ $ok -eq 1 ]] || die "apt-get install docker-registry failed"
+    # The package enables its unit; on a machine with systemd it would start
+    # on 0.0.0.0:5000 at the next boot.
+    if command -v systemctl >/dev/null; then
+        systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
+fi
+mkdir -p "$dir/data"
+cat >"$dir/config.yml" <<EOF
+# Written by scripts/setup-registry.sh: the test registry, local only.
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+http:
+  addr: $host:$port
+  secret: smolvm-test-registry-local-only
+EOF
+
+if [[ -s "$dir/registry.pid" ]] && kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null; then
+    log "pid $(cat "$dir/registry.pid") is running but does not answer yet"
+else
+    log "starting docker-registry on $host:$port (storage $dir/data)"
+    setsid nohup docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 </dev/null &
+    echo $! >"$dir/registry.pid"
+fi
+
+for _ in $(seq 1 100); do
+    if [[ "$(probe)" == 200 ]]; then
+        echo "$url"
+        exit 0
+    fi
+    kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null || break
+    sleep 0.2
+done
+tail -n 20 "$dir/registry.log" >&2 || true
+die "the registry does not answer on $url/v2/ (log above, $dir/registry.log)"
