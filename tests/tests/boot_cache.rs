@@ -103,6 +103,22 @@ fn complete_markers(cache: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Polls until a first-start extraction directory appears under `cache`.
+fn wait_for_extraction(cache: &Path) {
+    for _ in 0..400 {
+        std::thread::sleep(Duration::from_millis(5));
+        if let Ok(rd) = std::fs::read_dir(cache.join("rootfs")) {
+            if rd
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            {
+                return;
+            }
+        }
+    }
+    panic!("extraction never started");
+}
+
 #[test]
 fn concurrent_first_starts_extract_once_and_all_start() {
     let dir = scratch("concurrent");
@@ -139,22 +155,9 @@ fn a_killed_extraction_is_never_trusted() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the extraction directory exists, then kill -9 mid-way.
+    // Wait until the extraction is under way, then kill -9 mid-way.
     let rootfs_dir = cache.join("rootfs");
-    let mut started = false;
-    for _ in 0..400 {
-        std::thread::sleep(Duration::from_millis(10));
-        if let Ok(rd) = std::fs::read_dir(&rootfs_dir) {
-            if rd
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
-            {
-                started = true;
-                break;
-            }
-        }
-    }
-    assert!(started, "extraction never started");
+    wait_for_extraction(&cache);
     std::thread::sleep(Duration::from_millis(50));
     child.kill().unwrap();
     let status = child.wait().unwrap();
@@ -208,20 +211,7 @@ fn meddle_during_extraction(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut started = false;
-    for _ in 0..400 {
-        std::thread::sleep(Duration::from_millis(5));
-        if let Ok(rd) = std::fs::read_dir(cache.join("rootfs")) {
-            if rd
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
-            {
-                started = true;
-                break;
-            }
-        }
-    }
-    assert!(started, "extraction never started");
+    wait_for_extraction(&cache);
     meddle(&copy);
     let out = child.wait_with_output().unwrap();
     (
