@@ -223,14 +223,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             dry_run,
             args,
         }) => {
-            let trusted = keys
-                .iter()
-                .map(|k| PublicKey::read_file(k))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Failure {
-                    code: 2,
-                    error: e.into(),
-                })?;
+            let trusted = read_keys(&keys)?;
             let f = std::fs::File::open(&file).with_context(|| file.display().to_string())?;
             let trace = smolvm_runtime::Trace::new();
             smolvm_runtime::run_artifact(
@@ -256,6 +249,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+/// Trusted public keys from `--key` files; an unreadable key is a usage error (2).
+fn read_keys(keys: &[PathBuf]) -> Result<Vec<PublicKey>, Failure> {
+    keys.iter()
+        .map(|k| PublicKey::read_file(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure {
+            code: 2,
+            error: e.into(),
+        })
 }
 
 fn open(file: &PathBuf) -> Result<FileSource, Failure> {
@@ -291,14 +295,7 @@ fn verify(
     min_version: Option<String>,
     json: bool,
 ) -> Result<u8, Failure> {
-    let trusted = keys
-        .iter()
-        .map(|k| PublicKey::read_file(k))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure {
-            code: 2,
-            error: e.into(),
-        })?;
+    let trusted = read_keys(&keys)?;
     let src = open(&file)?;
     let outcome = verify_artifact(
         &src,
