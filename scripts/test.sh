@@ -9,6 +9,13 @@ cd "$repo"
 
 scripts/setup-harness.sh
 scripts/fetch-kernel.sh
+# Image-source and full-distribution tests (tests/tests/boot_images.rs): a
+# local registry on 127.0.0.1:5000, the test image in it and on disk, and a
+# Debian minbase root (debootstrap, cached; about 90 s the first time).
+scripts/setup-registry.sh
+scripts/make-test-image.sh
+SMOL_DEBIAN_ROOT=$(scripts/debian-root.sh)
+export SMOL_DEBIAN_ROOT
 
 cargo build --release -p smolvm-packer
 cargo build --profile stub -p smolvm-stub
