@@ -12,6 +12,7 @@ use smolvm_format::{
 };
 use smolvm_signing::{PublicKey, SecretKey};
 
+use crate::image::{self, ImageOptions, LoadedImage, Platform};
 use crate::kernel::{find_default_kernel, load_kernel};
 use crate::rootfs::Tree;
 use crate::smolfile::Smolfile;
@@ -26,6 +27,10 @@ pub struct CreateOptions {
     pub output: PathBuf,
     pub smolfile: Option<PathBuf>,
     pub rootfs: Option<PathBuf>,
+    /// Image reference (`--image`); see [`crate::image::reference`].
+    pub image: Option<String>,
+    /// Allow plain HTTP to registries not on this machine.
+    pub insecure: bool,
     pub kernel: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub no_sign: bool,
@@ -81,6 +86,20 @@ fn source_date_epoch() -> Result<Option<u64>> {
         }),
         Err(_) => Ok(None),
     }
+}
+
+/// Where the root filesystem comes from.
+enum RootSource {
+    /// `--rootfs` / `rootfs =`: a directory or a tarball.
+    Path(PathBuf),
+    /// `--image` / `image =`: anything [`image::load`] takes.
+    Image {
+        reference: String,
+        /// "cli" or "smolfile", for the config's provenance.
+        provenance: &'static str,
+        /// Relative local paths resolve here (the Smolfile's directory).
+        base_dir: Option<PathBuf>,
+    },
 }
 
 /// Resolves the machine config from the Smolfile, recording where each value came from.
@@ -167,13 +186,32 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     let artifact = smolfile.artifact.clone().unwrap_or_default();
     let bare = is_bare_output(&opts.output);
 
-    let rootfs_path = match opts.rootfs.clone().or(smolfile.rootfs.clone()) {
-        Some(p) => p,
-        None if smolfile.image.is_some() => bail!(
-            "the Smolfile names image {:?}, but packing from images is not supported yet; unpack it to a directory and set `rootfs`",
-            smolfile.image.as_deref().unwrap_or_default()
-        ),
-        None => bail!("no root filesystem: pass --rootfs DIR|TAR or set `rootfs` in the Smolfile"),
+    // Command-line flags replace the Smolfile's choice of root entirely.
+    let root_source = match (&opts.rootfs, &opts.image) {
+        (Some(p), _) => RootSource::Path(p.clone()),
+        (None, Some(r)) => RootSource::Image {
+            reference: r.clone(),
+            provenance: "cli",
+            base_dir: None,
+        },
+        (None, None) => match (&smolfile.rootfs, &smolfile.image) {
+            (Some(_), Some(_)) => bail!(
+                "the Smolfile sets both `rootfs` and `image`; keep one (or choose with --rootfs / --image)"
+            ),
+            (Some(p), None) => RootSource::Path(p.clone()),
+            (None, Some(r)) => RootSource::Image {
+                reference: r.clone(),
+                provenance: "smolfile",
+                base_dir: opts
+                    .smolfile
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .map(Path::to_path_buf),
+            },
+            (None, None) => bail!(
+                "no root filesystem: pass --image REF or --rootfs DIR|TAR, or set `image` or `rootfs` in the Smolfile"
+            ),
+        },
     };
     let kernel_path = match opts.kernel.clone().or(smolfile.kernel.clone()) {
         Some(p) => p,
@@ -239,13 +277,44 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     });
 
     let kernel = load_kernel(&kernel_path)?;
-    let mut tree = if std::fs::metadata(&rootfs_path)
-        .with_context(|| format!("rootfs {}", rootfs_path.display()))?
-        .is_dir()
-    {
-        Tree::from_dir(&rootfs_path)?
-    } else {
-        Tree::from_archive(&rootfs_path)?
+    let (mut tree, image) = match &root_source {
+        RootSource::Path(rootfs_path) => {
+            let tree = if std::fs::metadata(rootfs_path)
+                .with_context(|| format!("rootfs {}", rootfs_path.display()))?
+                .is_dir()
+            {
+                Tree::from_dir(rootfs_path)?
+            } else {
+                Tree::from_archive(rootfs_path)?
+            };
+            (tree, None)
+        }
+        RootSource::Image {
+            reference,
+            base_dir,
+            ..
+        } => {
+            let loaded = image::load(
+                reference,
+                &ImageOptions {
+                    // The guest arch of every artifact (see `target` below).
+                    platform: Platform::for_target("linux", "x86_64"),
+                    insecure: opts.insecure,
+                    cache_dir: None,
+                    base_dir: base_dir.clone(),
+                    registry: image::registry::RegistryOptions {
+                        progress: opts.progress,
+                        ..Default::default()
+                    },
+                },
+            )?;
+            let LoadedImage {
+                tree,
+                config,
+                digest,
+            } = loaded;
+            (tree, Some((config, digest)))
+        }
     };
     tree.ensure_mount_points();
     let bar = progress_bar(opts.progress, tree.content_len());
@@ -267,7 +336,28 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     bar.finish_and_clear();
     let (rootfs_stored, rootfs_size) = rootfs;
 
-    let config = machine_config(&smolfile);
+    let mut config = machine_config(&smolfile);
+    match (&root_source, image) {
+        (
+            RootSource::Image {
+                reference,
+                provenance,
+                ..
+            },
+            Some((image_config, digest)),
+        ) => {
+            config.image = Some(reference.clone());
+            config.image_digest = digest.map(|d| d.to_string());
+            config
+                .provenance
+                .insert("image".into(), (*provenance).to_string());
+            if let Some(ic) = &image_config {
+                image::config::apply_image_config(&mut config, &smolfile, ic);
+            }
+        }
+        // A root given as a path: no image went into this artifact.
+        _ => config.image = None,
+    }
     let config_json = config.to_canonical_json();
     let sections = vec![
         SectionData {

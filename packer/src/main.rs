@@ -44,6 +44,7 @@ enum Pack {
     /// Example:
     ///   smolvm pack keygen -o keys
     ///   smolvm pack create --rootfs ./root --key keys/smolvm.key -o hello
+    ///   smolvm pack create --image alpine:3.20 --key keys/smolvm.key -o alpine
     Create(CreateArgs),
     /// Show what an artifact contains: identity, signer, sections, config.
     Inspect {
@@ -111,8 +112,19 @@ struct CreateArgs {
     #[arg(long, value_name = "FILE")]
     smolfile: Option<PathBuf>,
     /// Root filesystem: a directory, or a .tar / .tar.gz / .tar.zst archive.
-    #[arg(long, value_name = "DIR|TAR")]
+    #[arg(long, value_name = "DIR|TAR", conflicts_with = "image")]
     rootfs: Option<PathBuf>,
+    /// Image to pack: a registry reference (alpine:3.20, localhost:5000/app@sha256:...),
+    /// an OCI layout (oci:DIR[:TAG|@DIGEST]), a docker save archive
+    /// (docker-archive:FILE[:REPO:TAG], or - for one on stdin), or a root
+    /// filesystem directory or tarball. Its Entrypoint, Cmd, Env, WorkingDir
+    /// and User fill what the Smolfile leaves unset.
+    #[arg(long, value_name = "REF")]
+    image: Option<String>,
+    /// Allow plain HTTP to registries that are not on this machine
+    /// (localhost registries may always use it).
+    #[arg(long)]
+    insecure: bool,
     /// Guest kernel: an ELF vmlinux or a libkrunfw.so (default: search the usual places).
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
@@ -172,6 +184,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 output: a.output,
                 smolfile: a.smolfile,
                 rootfs: a.rootfs,
+                image: a.image,
+                insecure: a.insecure,
                 kernel: a.kernel,
                 key: a.key,
                 no_sign: a.no_sign,

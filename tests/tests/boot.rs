@@ -176,8 +176,10 @@ fn packed_machines_boot_for_real() {
     // its hash no longer matches, seen on a cold cache).
     let good = std::fs::read(files.join("hello")).unwrap();
     let payload = good.len() - 64;
-    let payload_offset =
-        u64::from_le_bytes(good[payload + 16..payload + 24].try_into().unwrap()) as usize;
+    let payload_offset = usize::try_from(u64::from_le_bytes(
+        good[payload + 16..payload + 24].try_into().unwrap(),
+    ))
+    .unwrap();
     let mut bad = good.clone();
     bad[payload_offset + 64 + 20] ^= 0x01;
     std::fs::write(files.join("hello-bad-manifest"), &bad).unwrap();
