@@ -596,9 +596,15 @@ impl<R: ReadAt + ?Sized> SectionStream<'_, R> {
                 ),
             });
         }
-        let mut raw = match self.inner {
-            Inner::Plain(r) => r,
-            Inner::Zstd(d) => d.finish().into_inner(),
+        // Bytes the BufReader fetched past the end of the frame were hashed
+        // already but never reach `raw` again: count them as trailing too.
+        let (mut raw, buffered) = match self.inner {
+            Inner::Plain(r) => (r, 0),
+            Inner::Zstd(d) => {
+                let buf = d.finish();
+                let buffered = buf.buffer().len();
+                (buf.into_inner(), buffered)
+            }
         };
         // Hash whatever the decoder did not need (trailing bytes after the frame
         // are an error: the stored bytes must be exactly one frame).
@@ -608,6 +614,7 @@ impl<R: ReadAt + ?Sized> SectionStream<'_, R> {
                 kind: kind.clone(),
                 fault: e.to_string(),
             })?;
+        let trailing = buffered + rest.len();
         let actual = hex::encode(raw.hasher.finalize());
         if actual != self.entry.sha256 {
             return Err(FormatError::HashMismatch {
@@ -616,10 +623,10 @@ impl<R: ReadAt + ?Sized> SectionStream<'_, R> {
                 actual,
             });
         }
-        if !rest.is_empty() {
+        if trailing != 0 {
             return Err(FormatError::Decompress {
                 kind,
-                fault: format!("{} stored bytes follow the compressed frame", rest.len()),
+                fault: format!("{trailing} stored bytes follow the compressed frame"),
             });
         }
         Ok(())
