@@ -1,1 +1,551 @@
-//! placeholder
+//! Shared helpers for the cross-crate tests: fixed test keys, a tiny fake
+//! kernel, stub and root, the `smolvm` binary, and artifacts built in memory
+//! with the format crate's writer (or assembled raw, so a test can sign a
+//! manifest the writer would refuse and see that the reader refuses it too).
+//!
+//! Fixture provenance: every input here is generated from constants in this
+//! file, so nothing binary is committed except the golden text files and the
+//! fuzz regression inputs (see `fuzz/README.md`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use smolvm_format::layout::{align_up, HEADER_LEN, SIGNATURE_BLOCK_LEN, TRAILER_LEN};
+use smolvm_format::{
+    pad_stub, plan_sections, stub_record, Artifact, Compression, FormatError, Header,
+    MachineConfig, Manifest, PayloadWriter, SectionData, SectionKind, SignatureBlock, Signer,
+    Target, Trailer, ALGORITHM_TAG_ED25519, FORMAT_VERSION,
+};
+use smolvm_runtime::{verify_artifact, SignatureState, VerifyOptions};
+use smolvm_signing::{PublicKey, SecretKey};
+
+/// RFC 8032 test 1 seed: the key of SPEC.md section 9 and 13, so golden output
+/// carries a key id a reader can check by hand (3c09b807520d5931).
+pub const TEST_SEED: [u8; 32] =
+    hex_32("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+/// RFC 8032 test 2 seed: a second, unrelated key for "wrong key" tests.
+pub const OTHER_SEED: [u8; 32] =
+    hex_32("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb");
+
+const fn hex_32(s: &str) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => panic!("not lowercase hex"),
+        }
+    }
+    let b = s.as_bytes();
+    assert!(b.len() == 64, "32 bytes of hex");
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = (nibble(b[2 * i]) << 4) | nibble(b[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+/// The repository root (the parent of this crate).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+pub fn test_key() -> SecretKey {
+    SecretKey::from_seed(&TEST_SEED)
+}
+
+pub fn other_key() -> SecretKey {
+    SecretKey::from_seed(&OTHER_SEED)
+}
+
+/// Writes `DIR/NAME.key` and `DIR/NAME.pub` for `key`; returns both paths.
+pub fn write_key_files(dir: &Path, name: &str, key: &SecretKey) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).expect("key dir");
+    let secret = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    std::fs::write(&secret, key.to_file_string()).expect("write secret key");
+    std::fs::write(&public, key.public_key().to_file_string()).expect("write public key");
+    (secret, public)
+}
+
+/// A deterministic byte pattern (xorshift), so fixtures are not all zeros
+/// and compress like data, not like nothing.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// An x86_64 ELF executable with one PT_LOAD: all the packer checks of a
+/// kernel. It does not boot; these tests never boot.
+pub fn fake_kernel() -> Vec<u8> {
+    let mut image = pattern(12 * 1024, 7);
+    // Half of it compressible, like a real kernel.
+    image[..6 * 1024].fill(0x90);
+    smolvm_packer::kernel::wrap_flat_kernel(&image, 0x100_0000, 0x100_0123)
+}
+
+/// A stub: the packer only checks the ELF magic, and a fixed stub keeps the
+/// stub hash in golden output the same on every machine.
+pub fn fake_stub() -> Vec<u8> {
+    let mut stub = b"\x7fELF\x02\x01\x01".to_vec();
+    stub.extend(pattern(5000, 11));
+    stub
+}
+
+/// A small root filesystem as a tar stream with fixed owners, modes and
+/// mtimes, so packing it gives the same bytes for every user on every machine.
+pub fn tiny_rootfs_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(u64::try_from(data.len()).expect("small"));
+        if let Some(l) = link {
+            h.set_link_name(l).expect("link name");
+        }
+        b.append_data(&mut h, path, data).expect("append tar entry");
+    };
+    add("bin", tar::EntryType::Directory, 0o755, b"", None);
+    add("etc", tar::EntryType::Directory, 0o755, b"", None);
+    add(
+        "bin/hello",
+        tar::EntryType::Regular,
+        0o755,
+        b"#!/bin/sh\necho hello from a smolmachine\n",
+        None,
+    );
+    add(
+        "etc/hostname",
+        tar::EntryType::Regular,
+        0o644,
+        b"smol\n",
+        None,
+    );
+    add(
+        "etc/data.bin",
+        tar::EntryType::Regular,
+        0o644,
+        &pattern(20_000, 3),
+        None,
+    );
+    add("bin/sh", tar::EntryType::Symlink, 0o777, b"", Some("hello"));
+    b.into_inner().expect("finish tar")
+}
+
+/// The `smolvm` binary: `SMOLVM_BIN` if set, else built once with cargo into
+/// the target directory this test binary lives in (`<target>/<profile>/deps`).
+/// Cargo only provides `CARGO_BIN_EXE_*` for a package's own binaries.
+pub fn smolvm_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("SMOLVM_BIN") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary under <target>/<profile>/deps")
+            .to_path_buf();
+        let profile = profile_dir
+            .file_name()
+            .and_then(|p| p.to_str())
+            .expect("profile directory name")
+            .to_string();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(repo()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "smolvm-packer",
+            "--bin",
+            "smolvm",
+        ]);
+        match profile.as_str() {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p smolvm-packer failed");
+        let bin = profile_dir.join("smolvm");
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+}
+
+/// A `smolvm` command with a clean, deterministic environment.
+pub fn smolvm() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::new(smolvm_bin());
+    c.env_remove("SMOLVM_STUB")
+        .env_remove("SMOLVM_KERNEL")
+        .env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+/// What to put in an in-memory artifact.
+pub struct ArtifactSpec {
+    /// Unpadded stub bytes; `None` for a bare payload.
+    pub stub: Option<Vec<u8>>,
+    /// Seed of the signing key; `None` for an unsigned artifact.
+    pub signer: Option<[u8; 32]>,
+    /// Compress kernel and rootfs with zstd (the config is always stored).
+    pub compress: bool,
+    pub kernel: Vec<u8>,
+    pub rootfs: Vec<u8>,
+    pub config: MachineConfig,
+}
+
+impl Default for ArtifactSpec {
+    fn default() -> Self {
+        ArtifactSpec {
+            stub: None,
+            signer: Some(TEST_SEED),
+            compress: true,
+            kernel: fake_kernel(),
+            rootfs: tiny_rootfs_tar(),
+            config: MachineConfig::default(),
+        }
+    }
+}
+
+impl ArtifactSpec {
+    pub fn packed() -> Self {
+        ArtifactSpec {
+            stub: Some(fake_stub()),
+            ..Default::default()
+        }
+    }
+}
+
+/// File ranges of an artifact's structures, for tests that aim at one of them.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub file_len: u64,
+    pub payload_offset: u64,
+    pub header: std::ops::Range<u64>,
+    pub manifest: std::ops::Range<u64>,
+    pub signature: Option<std::ops::Range<u64>>,
+    /// From the end of the signature block (or manifest) to the data area.
+    pub header_padding: std::ops::Range<u64>,
+    pub data_start: u64,
+    /// In table order.
+    pub sections: Vec<(SectionKind, std::ops::Range<u64>)>,
+    pub trailer: std::ops::Range<u64>,
+}
+
+/// An artifact and what it was made of, so it can be re-assembled with a
+/// changed manifest.
+pub struct Built {
+    pub bytes: Vec<u8>,
+    pub manifest: Manifest,
+    pub padded_stub: Vec<u8>,
+    /// Stored bytes of each section, in table order.
+    pub stored: Vec<Vec<u8>>,
+    pub signer: Option<[u8; 32]>,
+    pub layout: Layout,
+}
+
+fn zstd_compress(data: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(data, 3).expect("zstd compress")
+}
+
+/// Builds an artifact with the format crate's writer, in memory.
+pub fn build(spec: &ArtifactSpec) -> Built {
+    let padded_stub = spec.stub.clone().map(pad_stub).unwrap_or_default();
+    let config_json = spec.config.to_canonical_json();
+    let section = |kind, data: &[u8]| SectionData {
+        kind,
+        compression: if spec.compress {
+            Compression::Zstd
+        } else {
+            Compression::None
+        },
+        stored: if spec.compress {
+            zstd_compress(data)
+        } else {
+            data.to_vec()
+        },
+        size: data.len() as u64,
+    };
+    let sections = vec![
+        SectionData {
+            kind: SectionKind::Config,
+            compression: Compression::None,
+            size: config_json.len() as u64,
+            stored: config_json,
+        },
+        section(SectionKind::Kernel, &spec.kernel),
+        section(SectionKind::Rootfs, &spec.rootfs),
+    ];
+    let key = spec.signer.map(|s| SecretKey::from_seed(&s));
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        name: "demo".into(),
+        version: "1.0.0".into(),
+        created: 0,
+        target: Target {
+            os: "linux".into(),
+            arch: "x86_64".into(),
+        },
+        signer: key.as_ref().map(|k| signer_record(&k.public_key())),
+        stub: stub_record(&padded_stub),
+        sections: plan_sections(&sections).expect("plan sections"),
+        config: spec.config.clone(),
+    };
+    let writer = PayloadWriter::new(&manifest).expect("valid manifest");
+    let signature = key.as_ref().map(|k| SignatureBlock {
+        algorithm: ALGORITHM_TAG_ED25519,
+        key_id: k.public_key().key_id().to_bytes(),
+        signature: k.sign(&writer.signing_input()),
+    });
+    let mut bytes = Vec::new();
+    writer
+        .write(&mut bytes, &padded_stub, &sections, signature.as_ref())
+        .expect("write to memory");
+    let layout = layout_of(&bytes).expect("the writer's output parses");
+    Built {
+        bytes,
+        manifest,
+        padded_stub,
+        stored: sections.into_iter().map(|s| s.stored).collect(),
+        signer: spec.signer,
+        layout,
+    }
+}
+
+/// The manifest's record of `key`.
+pub fn signer_record(key: &PublicKey) -> Signer {
+    Signer {
+        algorithm: "ed25519".into(),
+        key_id: key.key_id().to_string(),
+        public_key: hex::encode(key.to_bytes()),
+    }
+}
+
+/// Structure ranges of a parseable artifact.
+pub fn layout_of(bytes: &[u8]) -> Result<Layout, FormatError> {
+    let art = Artifact::parse(bytes)?;
+    let p = art.trailer.payload_offset;
+    let manifest_start = p + HEADER_LEN;
+    let manifest_end = manifest_start + u64::from(art.header.manifest_len);
+    let sig_end = manifest_end + u64::from(art.header.signature_len);
+    let data_start = p + art.header.data_offset();
+    let file_len = bytes.len() as u64;
+    Ok(Layout {
+        file_len,
+        payload_offset: p,
+        header: p..manifest_start,
+        manifest: manifest_start..manifest_end,
+        signature: (art.header.signature_len != 0).then_some(manifest_end..sig_end),
+        header_padding: sig_end..data_start,
+        data_start,
+        sections: art
+            .manifest
+            .sections
+            .iter()
+            .map(|s| {
+                let start = art.section_file_offset(s);
+                (s.kind, start..start + s.stored_len)
+            })
+            .collect(),
+        trailer: file_len - TRAILER_LEN..file_len,
+    })
+}
+
+impl Built {
+    /// Re-assembles with a changed manifest (encoded as is, not validated) and
+    /// signs it again with the same key: the result has a sound signature, so
+    /// only the reader's field checks can reject it.
+    pub fn with_manifest(&self, change: impl FnOnce(&mut Manifest)) -> Vec<u8> {
+        let mut m = self.manifest.clone();
+        change(&mut m);
+        self.with_manifest_bytes(&m.encode())
+    }
+
+    /// Re-assembles around raw manifest bytes, signed with the same key.
+    pub fn with_manifest_bytes(&self, manifest: &[u8]) -> Vec<u8> {
+        let key = self.signer.map(|s| SecretKey::from_seed(&s));
+        assemble(&self.padded_stub, manifest, &self.stored, key.as_ref())
+    }
+}
+
+/// Lays out `stub || header || manifest || signature || sections || trailer`
+/// by the rule of SPEC.md section 5, without validating anything, so tests
+/// can produce well-signed artifacts with bad manifests. For a valid manifest
+/// it produces exactly what [`PayloadWriter`] does (checked by a test).
+pub fn assemble(
+    padded_stub: &[u8],
+    manifest: &[u8],
+    stored: &[Vec<u8>],
+    key: Option<&SecretKey>,
+) -> Vec<u8> {
+    let header = Header {
+        manifest_len: u32::try_from(manifest.len()).expect("manifest under 4 GiB"),
+        signature_len: if key.is_some() {
+            u32::try_from(SIGNATURE_BLOCK_LEN).expect("96")
+        } else {
+            0
+        },
+    };
+    let header_bytes = header.encode();
+    let mut out = padded_stub.to_vec();
+    out.extend_from_slice(&header_bytes);
+    out.extend_from_slice(manifest);
+    if let Some(k) = key {
+        let block = SignatureBlock {
+            algorithm: ALGORITHM_TAG_ED25519,
+            key_id: k.public_key().key_id().to_bytes(),
+            signature: k.sign(&smolvm_format::layout::signing_input(
+                &header_bytes,
+                manifest,
+            )),
+        };
+        out.extend_from_slice(&block.encode());
+    }
+    let pad_to_page = |out: &mut Vec<u8>| {
+        let len = align_up(out.len() as u64).expect("small");
+        out.resize(usize::try_from(len).expect("small"), 0);
+    };
+    pad_to_page(&mut out);
+    for (i, s) in stored.iter().enumerate() {
+        if i > 0 {
+            pad_to_page(&mut out);
+        }
+        out.extend_from_slice(s);
+    }
+    let payload_offset = padded_stub.len() as u64;
+    let trailer = Trailer {
+        payload_offset,
+        payload_len: out.len() as u64 + TRAILER_LEN - payload_offset,
+    };
+    out.extend_from_slice(&trailer.encode());
+    out
+}
+
+/// Everything a consumer checks before using an artifact: the structure,
+/// the signature (required; against `trusted` if any are given), every hash
+/// and the padding (the runtime's `verify_artifact`), then the content of
+/// every section (decompression within the declared size, one zstd frame,
+/// config equal to the manifest's). Any rejection is an `Err` with the
+/// reader's message.
+pub fn full_check(bytes: &[u8], trusted: &[PublicKey]) -> Result<SignatureState, String> {
+    let (art, state) = verify_artifact(
+        bytes,
+        &VerifyOptions {
+            trusted,
+            require_signature: true,
+            integrity: true,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    for kind in [
+        SectionKind::Config,
+        SectionKind::Kernel,
+        SectionKind::Rootfs,
+    ] {
+        art.read_section(kind).map_err(|e| e.to_string())?;
+    }
+    Ok(state)
+}
+
+/// How much of each section [`exercise_reader`] decompresses.
+pub const EXERCISE_READ_CAP: u64 = 16 << 20;
+
+/// Every reader entry point a hostile file can reach, for the property
+/// tests and the fuzz target: parse, signature check, integrity, and the
+/// content of every section. Never panics (that is what is being tested);
+/// the result is ignored.
+pub fn exercise_reader(bytes: &[u8]) {
+    let Ok(art) = Artifact::parse(bytes) else {
+        return;
+    };
+    let _ = smolvm_runtime::check_signature(&art, &[]);
+    let _ = art.verify_integrity();
+    for s in &art.manifest.sections {
+        if let Ok(mut stream) = art.open_section(s) {
+            // A hostile manifest may declare a 64 GiB rootfs whose frame
+            // really expands that far; reading a bounded prefix still covers
+            // the decoder, the size cap and `finish` on short output.
+            let mut bounded = std::io::Read::take(&mut stream, EXERCISE_READ_CAP);
+            if std::io::copy(&mut bounded, &mut std::io::sink()).is_ok() {
+                let _ = stream.finish();
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- assertions
+
+/// The key the fixtures are signed with, as the one trusted key.
+pub fn trusted() -> Vec<PublicKey> {
+    vec![test_key().public_key()]
+}
+
+/// A signed bare payload with the default fixtures.
+pub fn signed_bare() -> Built {
+    build(&ArtifactSpec::default())
+}
+
+/// A signed packed executable with the default fixtures.
+pub fn signed_packed() -> Built {
+    build(&ArtifactSpec::packed())
+}
+
+/// Asserts that [`full_check`] under the test key rejects `bytes`, with a
+/// message containing each of `needles` (so the message names the field).
+#[track_caller]
+pub fn assert_rejected(bytes: &[u8], needles: &[&str]) {
+    match full_check(bytes, &trusted()) {
+        Ok(state) => panic!("accepted ({state:?}); expected a rejection naming {needles:?}"),
+        Err(msg) => {
+            for n in needles {
+                assert!(msg.contains(n), "message {msg:?} does not name {n:?}");
+            }
+        }
+    }
+}
+
+/// Like [`assert_rejected`] for sweeps: names the mutation (built lazily)
+/// if it was accepted or if the reader panicked.
+pub fn must_reject(bytes: &[u8], what: &dyn Fn() -> String) {
+    match std::panic::catch_unwind(|| full_check(bytes, &trusted())) {
+        Err(_) => panic!("reader panicked on {}", what()),
+        Ok(Ok(state)) => panic!("{} was accepted ({state:?})", what()),
+        Ok(Err(_)) => {}
+    }
+}
+
+/// `bytes` with `new` written at file offset `at`.
+pub fn patched(bytes: &[u8], at: u64, new: &[u8]) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    let at = idx(at);
+    b[at..at + new.len()].copy_from_slice(new);
+    b
+}
+
+/// A file offset as a slice index (test artifacts are small).
+pub fn idx(offset: u64) -> usize {
+    usize::try_from(offset).expect("test artifacts fit in memory")
+}

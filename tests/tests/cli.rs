@@ -1,0 +1,482 @@
+//! The `smolvm pack` command line end to end: keygen, create in both output
+//! forms, inspect, verify with the right and the wrong key, unsigned
+//! artifacts, JSON output, reproducible output, output naming and the exit
+//! codes (0 ok, 1 verification failed, 2 usage or I/O error).
+//!
+//! The binary is `SMOLVM_BIN` or a debug build made on first use (see
+//! `smolvm_tests::smolvm_bin`). Nothing here boots: the kernel is a tiny
+//! fake ELF and the stub a copy of /bin/true.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use smolvm_tests::{fake_kernel, other_key, smolvm, test_key, write_key_files};
+
+/// A scratch directory with keys, a kernel, a root and a stub in it.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Fixture { dir };
+        write_key_files(&f.path("keys"), "test", &test_key());
+        write_key_files(&f.path("keys"), "other", &other_key());
+        std::fs::write(f.path("vmlinux"), fake_kernel()).unwrap();
+        std::fs::copy("/bin/true", f.path("stub")).unwrap();
+        f.make_root("root");
+        f
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A small root directory (fresh mtimes each time it is made).
+    fn make_root(&self, rel: &str) -> PathBuf {
+        let root = self.path(rel);
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
+        std::fs::set_permissions(root.join("bin/hello"), PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::write(root.join("etc/hostname"), "smol\n").unwrap();
+        std::os::unix::fs::symlink("hello", root.join("bin/sh")).unwrap();
+        root
+    }
+
+    /// `pack create` of the fixture root to `out`, signed with the test key
+    /// unless `extra` says otherwise.
+    fn create(&self, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+        let mut cmd = smolvm();
+        cmd.args(["pack", "create", "--rootfs"])
+            .arg(self.path("root"))
+            .arg("--kernel")
+            .arg(self.path("vmlinux"))
+            .arg("--stub")
+            .arg(self.path("stub"))
+            .arg("-o")
+            .arg(out);
+        if !extra.contains(&"--no-sign") {
+            cmd.arg("--key").arg(self.path("keys/test.key"));
+        }
+        cmd.args(extra).assert()
+    }
+
+    fn verify(&self, file: &Path, keys: &[&str], extra: &[&str]) -> assert_cmd::assert::Assert {
+        let mut cmd = smolvm();
+        cmd.args(["pack", "verify"]).arg(file);
+        for k in keys {
+            cmd.arg("--key").arg(self.path(k));
+        }
+        cmd.args(extra).assert()
+    }
+}
+
+fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+}
+
+fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+fn json(a: &assert_cmd::assert::Assert) -> serde_json::Value {
+    serde_json::from_slice(&a.get_output().stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(a)))
+}
+
+#[test]
+fn round_trip_create_verify_inspect_in_both_forms() {
+    let f = Fixture::new();
+    for (name, bare) in [("hello", false), ("hello.smolmachine", true)] {
+        let out = f.path(name);
+        let created = f.create(&out, &[]).success();
+        assert!(
+            stderr(&created).contains("signed by key 3c09b807520d5931, verified"),
+            "{}",
+            stderr(&created)
+        );
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(bytes.starts_with(b"\x7fELF"), !bare, "{name}");
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, if bare { 0o644 } else { 0o755 }, "{name}");
+
+        let ok = f.verify(&out, &["keys/test.pub"], &[]).code(0);
+        assert!(stdout(&ok).contains("valid"), "{}", stdout(&ok));
+        assert!(stdout(&ok).contains(&format!("{} 0.0.0", name.trim_end_matches(".smolmachine"))));
+
+        let human = smolvm()
+            .args(["pack", "inspect"])
+            .arg(&out)
+            .assert()
+            .code(0);
+        let text = stdout(&human);
+        assert!(
+            text.contains(if bare {
+                "bare payload"
+            } else {
+                "packed executable"
+            }),
+            "{text}"
+        );
+        assert!(text.contains("ed25519 by key 3c09b807520d5931"), "{text}");
+        for kind in ["config", "kernel", "rootfs"] {
+            assert!(text.contains(kind), "{text}");
+        }
+
+        let j = json(
+            &smolvm()
+                .args(["pack", "inspect", "--json"])
+                .arg(&out)
+                .assert()
+                .code(0),
+        );
+        assert_eq!(j["form"], if bare { "bare" } else { "executable" });
+        assert_eq!(j["file_size"], bytes.len() as u64);
+        assert_eq!(j["signature"]["state"], "self-consistent");
+        assert_eq!(j["signature"]["key_id"], "3c09b807520d5931");
+        assert_eq!(j["sections"].as_array().unwrap().len(), 3);
+        assert_eq!(j["stub"].is_null(), bare);
+        if !bare {
+            assert_eq!(j["payload_offset"], j["stub"]["length"]);
+        }
+        assert_eq!(j["config"]["cpus"], 1);
+
+        let j = json(&f.verify(&out, &["keys/test.pub"], &["--json"]).code(0));
+        assert_eq!(j["verdict"], "valid");
+        assert_eq!(j["valid"], true);
+        assert_eq!(j["exit_code"], 0);
+    }
+}
+
+#[test]
+fn verify_with_wrong_missing_or_several_keys() {
+    let f = Fixture::new();
+    let out = f.path("app");
+    f.create(&out, &[]).success();
+    let wrong = f.verify(&out, &["keys/other.pub"], &[]).code(1);
+    assert!(stderr(&wrong).contains("untrusted"), "{}", stderr(&wrong));
+    let j = json(&f.verify(&out, &["keys/other.pub"], &["--json"]).code(1));
+    assert_eq!(j["verdict"], "untrusted");
+    assert_eq!(j["valid"], false);
+    // No key: intact and signed, but nobody said whom to trust.
+    let none = f.verify(&out, &[], &[]).code(1);
+    assert!(stderr(&none).contains("untrusted"), "{}", stderr(&none));
+    // The right key among others.
+    f.verify(&out, &["keys/other.pub", "keys/test.pub"], &[])
+        .code(0);
+    // Rollback pinning.
+    f.verify(&out, &["keys/test.pub"], &["--min-version", "0.0.0"])
+        .code(0);
+    let old = f
+        .verify(&out, &["keys/test.pub"], &["--min-version", "0.1"])
+        .code(1);
+    assert!(stderr(&old).contains("rollback"), "{}", stderr(&old));
+}
+
+#[test]
+fn tampered_artifact_fails_verify_with_exit_1() {
+    let f = Fixture::new();
+    let out = f.path("app.smolmachine");
+    f.create(&out, &[]).success();
+    let good = std::fs::read(&out).unwrap();
+    // One byte in the manifest, one in the last section, one appended.
+    for (what, bad) in [
+        ("manifest", {
+            let mut b = good.clone();
+            b[64 + 30] ^= 1;
+            b
+        }),
+        ("rootfs", {
+            let mut b = good.clone();
+            let at = b.len() - 65;
+            b[at] ^= 1;
+            b
+        }),
+        ("appended", [&good[..], b"x"].concat()),
+    ] {
+        let p = f.path(&format!("bad-{what}.smolmachine"));
+        std::fs::write(&p, bad).unwrap();
+        let a = f.verify(&p, &["keys/test.pub"], &[]).code(1);
+        assert!(stderr(&a).contains("invalid"), "{what}: {}", stderr(&a));
+        let j = json(&f.verify(&p, &["keys/test.pub"], &["--json"]).code(1));
+        assert_eq!(j["verdict"], "invalid", "{what}");
+    }
+}
+
+#[test]
+fn unsigned_artifacts_are_reported_unsigned_and_never_verify() {
+    let f = Fixture::new();
+    for name in ["plain", "plain.smolmachine"] {
+        let out = f.path(name);
+        let created = f.create(&out, &["--no-sign"]).success();
+        assert!(
+            stderr(&created).contains("UNSIGNED"),
+            "{}",
+            stderr(&created)
+        );
+        let text = stdout(
+            &smolvm()
+                .args(["pack", "inspect"])
+                .arg(&out)
+                .assert()
+                .code(0),
+        );
+        assert!(text.contains("unsigned (not valid"), "{text}");
+        let j = json(
+            &smolvm()
+                .args(["pack", "inspect", "--json"])
+                .arg(&out)
+                .assert()
+                .code(0),
+        );
+        assert_eq!(j["signature"]["state"], "unsigned");
+        for keys in [&[][..], &["keys/test.pub"][..]] {
+            let a = f.verify(&out, keys, &[]).code(1);
+            assert!(stderr(&a).contains("unsigned"), "{}", stderr(&a));
+            let j = json(&f.verify(&out, keys, &["--json"]).code(1));
+            assert_eq!(j["verdict"], "unsigned");
+        }
+    }
+}
+
+#[test]
+fn keygen_writes_a_usable_pair_and_never_replaces_it() {
+    let f = Fixture::new();
+    let dir = f.path("newkeys");
+    let a = smolvm()
+        .args(["pack", "keygen", "-o"])
+        .arg(&dir)
+        .assert()
+        .code(0);
+    let out = stdout(&a);
+    assert!(
+        out.contains("smolvm.key") && out.contains("key id"),
+        "{out}"
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.join("smolvm.key")), 0o600);
+    assert_eq!(mode(&dir.join("smolvm.pub")), 0o644);
+    assert_eq!(mode(&dir), 0o700);
+    let secret_before = std::fs::read(dir.join("smolvm.key")).unwrap();
+    // A second run without --force refuses and leaves the key alone.
+    let again = smolvm()
+        .args(["pack", "keygen", "-o"])
+        .arg(&dir)
+        .assert()
+        .failure();
+    assert!(!stderr(&again).is_empty());
+    assert_eq!(
+        std::fs::read(dir.join("smolvm.key")).unwrap(),
+        secret_before
+    );
+    // The generated pair signs and verifies.
+    let out = f.path("k.smolmachine");
+    smolvm()
+        .args(["pack", "create", "--rootfs"])
+        .arg(f.path("root"))
+        .arg("--kernel")
+        .arg(f.path("vmlinux"))
+        .arg("--key")
+        .arg(dir.join("smolvm.key"))
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .success();
+    smolvm()
+        .args(["pack", "verify"])
+        .arg(&out)
+        .arg("--key")
+        .arg(dir.join("smolvm.pub"))
+        .assert()
+        .code(0);
+    f.verify(&out, &["keys/test.pub"], &[]).code(1);
+    // --force replaces it with a different key.
+    smolvm()
+        .args(["pack", "keygen", "--force", "-o"])
+        .arg(&dir)
+        .assert()
+        .code(0);
+    assert_ne!(
+        std::fs::read(dir.join("smolvm.key")).unwrap(),
+        secret_before
+    );
+}
+
+#[test]
+fn same_inputs_and_source_date_epoch_give_identical_bytes() {
+    let f = Fixture::new();
+    for name in ["a", "a.smolmachine"] {
+        let first = f.path(&format!("1-{name}"));
+        let second = f.path(&format!("2-{name}"));
+        let cmd = |out: &Path| {
+            // Recreate the root between runs: new mtimes, same content. The
+            // epoch clamps the mtimes, so the bytes must not change.
+            f.make_root("root");
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            let mut c = smolvm();
+            c.env("SOURCE_DATE_EPOCH", "1700000000")
+                .args(["pack", "create", "--name", "repro", "--rootfs"])
+                .arg(f.path("root"))
+                .arg("--kernel")
+                .arg(f.path("vmlinux"))
+                .arg("--stub")
+                .arg(f.path("stub"))
+                .arg("--key")
+                .arg(f.path("keys/test.key"))
+                .arg("-o")
+                .arg(out)
+                .assert()
+                .success();
+        };
+        cmd(&first);
+        cmd(&second);
+        let (a, b) = (
+            std::fs::read(&first).unwrap(),
+            std::fs::read(&second).unwrap(),
+        );
+        assert!(a == b, "{name}: two packs of the same inputs differ");
+        let j = json(
+            &smolvm()
+                .args(["pack", "inspect", "--json"])
+                .arg(&first)
+                .assert()
+                .code(0),
+        );
+        assert_eq!(j["created"], 1_700_000_000u64);
+    }
+}
+
+#[test]
+fn output_is_written_under_exactly_the_given_name() {
+    let f = Fixture::new();
+    let out_dir = f.path("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    for name in ["x", "x.smolmachine", "y.bin", "z.smolmachine"] {
+        f.create(&out_dir.join(name), &[]).success();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    // No NAME.smolmachine.smolmachine, no leftover temporary files.
+    assert_eq!(names, ["x", "x.smolmachine", "y.bin", "z.smolmachine"]);
+    let form = |n: &str| {
+        json(
+            &smolvm()
+                .args(["pack", "inspect", "--json"])
+                .arg(out_dir.join(n))
+                .assert()
+                .code(0),
+        )["form"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(form("x"), "executable");
+    assert_eq!(form("y.bin"), "executable");
+    assert_eq!(form("x.smolmachine"), "bare");
+    // The default name is the file stem, without the extension.
+    let j = json(
+        &smolvm()
+            .args(["pack", "inspect", "--json"])
+            .arg(out_dir.join("z.smolmachine"))
+            .assert()
+            .code(0),
+    );
+    assert_eq!(j["name"], "z");
+    // Creating over an existing artifact replaces it in place.
+    f.create(
+        &out_dir.join("x.smolmachine"),
+        &["--artifact-version", "2.0"],
+    )
+    .success();
+    let j = json(
+        &smolvm()
+            .args(["pack", "inspect", "--json"])
+            .arg(out_dir.join("x.smolmachine"))
+            .assert()
+            .code(0),
+    );
+    assert_eq!(j["version"], "2.0");
+}
+
+#[test]
+fn failed_create_leaves_nothing_behind() {
+    let f = Fixture::new();
+    let out_dir = f.path("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(f.path("not-elf"), b"#!/bin/sh\n").unwrap();
+    smolvm()
+        .args(["pack", "create", "--rootfs"])
+        .arg(f.path("root"))
+        .arg("--kernel")
+        .arg(f.path("vmlinux"))
+        .arg("--key")
+        .arg(f.path("keys/test.key"))
+        .arg("--stub")
+        .arg(f.path("not-elf"))
+        .arg("-o")
+        .arg(out_dir.join("app"))
+        .assert()
+        .failure();
+    smolvm()
+        .args(["pack", "create", "--rootfs"])
+        .arg(f.path("root"))
+        .arg("--kernel")
+        .arg(f.path("not-elf"))
+        .arg("--no-sign")
+        .arg("-o")
+        .arg(out_dir.join("app.smolmachine"))
+        .assert()
+        .failure();
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+}
+
+#[test]
+fn exit_codes_follow_the_convention() {
+    let f = Fixture::new();
+    let good = f.path("good.smolmachine");
+    f.create(&good, &[]).success();
+    std::fs::write(f.path("garbage"), vec![0x5a; 10_000]).unwrap();
+
+    // 0: valid.
+    f.verify(&good, &["keys/test.pub"], &[]).code(0);
+    smolvm()
+        .args(["pack", "inspect"])
+        .arg(&good)
+        .assert()
+        .code(0);
+    // 1: not an artifact, or verification failed.
+    f.verify(&f.path("garbage"), &["keys/test.pub"], &[])
+        .code(1);
+    smolvm()
+        .args(["pack", "inspect"])
+        .arg(f.path("garbage"))
+        .assert()
+        .code(1);
+    // 2: usage and I/O errors.
+    f.verify(&f.path("missing"), &["keys/test.pub"], &[])
+        .code(2);
+    f.verify(&good, &["keys/missing.pub"], &[]).code(2);
+    smolvm()
+        .args(["pack", "inspect"])
+        .arg(f.path("missing"))
+        .assert()
+        .code(2);
+    smolvm().args(["pack", "verify"]).assert().code(2);
+    smolvm().args(["pack", "frobnicate"]).assert().code(2);
+    smolvm()
+        .args(["pack", "create", "--level", "99", "-o", "x"])
+        .assert()
+        .code(2);
+    smolvm()
+        .args(["pack", "create", "--no-sign", "--key", "k", "-o", "x"])
+        .assert()
+        .code(2);
+    // A directory where a file is expected: an I/O error.
+    f.verify(&f.path("keys"), &["keys/test.pub"], &[]).code(2);
+}
