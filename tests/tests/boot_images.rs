@@ -247,18 +247,19 @@ fn inspect(artifact: &Path) -> Json {
         artifact.display(),
         o.stderr
     );
-    Json::parse(&o.stdout).unwrap_or_else(|e| panic!("inspect --json output: {e}\n{}", o.stdout))
+    serde_json::from_str::<Json>(&o.stdout)
+        .unwrap_or_else(|e| panic!("inspect --json output: {e}\n{}", o.stdout))
 }
 
 fn rootfs_sha256(j: &Json) -> String {
     j.get("sections")
-        .and_then(Json::items)
+        .and_then(Json::as_array)
         .and_then(|s| {
             s.iter()
-                .find(|s| s.get("kind").and_then(Json::str) == Some("rootfs"))
+                .find(|s| s.get("kind").and_then(Json::as_str) == Some("rootfs"))
         })
         .and_then(|s| s.get("sha256"))
-        .and_then(Json::str)
+        .and_then(Json::as_str)
         .unwrap_or_else(|| panic!("no rootfs section sha256 in {j:?}"))
         .to_string()
 }
@@ -268,14 +269,18 @@ fn config_str<'a>(j: &'a Json, path: &[&str]) -> Option<&'a str> {
     for k in path {
         v = v.get(k)?;
     }
-    v.str()
+    v.as_str()
 }
 
 fn config_list(j: &Json, key: &str) -> Vec<String> {
     j.get("config")
         .and_then(|c| c.get(key))
-        .and_then(Json::items)
-        .map(|v| v.iter().filter_map(|s| s.str().map(String::from)).collect())
+        .and_then(Json::as_array)
+        .map(|v| {
+            v.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -606,19 +611,21 @@ fn bad_image_inputs_fail_clearly() {
     // replaced by another valid gzip tar.
     let src = test_image().join("oci");
     let v1 = read_trimmed(&test_image().join("v1.digest"));
-    let manifest = Json::parse(&std::fs::read_to_string(blob_path(&src, &v1)).unwrap()).unwrap();
+    let manifest =
+        serde_json::from_str::<Json>(&std::fs::read_to_string(blob_path(&src, &v1)).unwrap())
+            .unwrap();
     let config_digest = manifest
         .get("config")
         .and_then(|c| c.get("digest"))
-        .and_then(Json::str)
+        .and_then(Json::as_str)
         .unwrap()
         .to_string();
     let top_layer = manifest
         .get("layers")
-        .and_then(Json::items)
+        .and_then(Json::as_array)
         .and_then(|l| l.last())
         .and_then(|l| l.get("digest"))
-        .and_then(Json::str)
+        .and_then(Json::as_str)
         .unwrap()
         .to_string();
 
@@ -674,6 +681,37 @@ fn bad_image_inputs_fail_clearly() {
             stored.display()
         ));
     }
+
+    // A registry that accepts connections and never answers: the pack must
+    // give up after its timeout (here 3 s) and say so, not hang.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept() {
+            open.push(conn);
+            if open.len() >= 16 {
+                break;
+            }
+        }
+    });
+    let silent_ref = format!("localhost:{}/smolvm-test:v1", silent_addr.port());
+    let mut c = pack_cmd(&silent_ref, &out, &["--no-sign"]);
+    c.env("SMOLVM_REGISTRY_TIMEOUT", "3");
+    let started = Instant::now();
+    failures.extend(bad_input_fails(
+        "registry that never answers",
+        &mut c,
+        &out,
+        &["no answer", "timed out", "timeout"],
+    ));
+    if started.elapsed() > Duration::from_secs(20) {
+        failures.push(format!(
+            "registry that never answers: gave up only after {:?} with a 3 s timeout",
+            started.elapsed()
+        ));
+    }
+    drop(held);
 
     let mut stdin = pack_cmd("-", &out, &["--no-sign"]);
     stdin.stdin(std::fs::File::open(&not_image).unwrap());
@@ -876,192 +914,5 @@ fn images_and_a_debian_root_boot_for_real() {
 
 // ------------------------------------------------------------------- JSON
 
-/// Just enough JSON to read `pack inspect --json` and OCI manifests (no
-/// crates in this test package).
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(String),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn parse(text: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing data at byte {}", p.i));
-        }
-        Ok(v)
-    }
-
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn str(&self) -> Option<&str> {
-        match self {
-            Json::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn items(&self) -> Option<&[Json]> {
-        match self {
-            Json::Arr(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, b: u8) -> Result<(), String> {
-        self.ws();
-        if self.s.get(self.i) == Some(&b) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(format!("expected {:?} at byte {}", b as char, self.i))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.s.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut m = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Json::Obj(m));
-                }
-                loop {
-                    self.ws();
-                    let k = self.string()?;
-                    self.eat(b':')?;
-                    m.push((k, self.value()?));
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Obj(m));
-                        }
-                        _ => return Err(format!("bad object at byte {}", self.i)),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut v = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(Json::Arr(v));
-                }
-                loop {
-                    v.push(self.value()?);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Arr(v));
-                        }
-                        _ => return Err(format!("bad array at byte {}", self.i)),
-                    }
-                }
-            }
-            Some(b'"') => Ok(Json::Str(self.string()?)),
-            Some(_) => {
-                let start = self.i;
-                while self.i < self.s.len() && !b",]} \n\r\t".contains(&self.s[self.i]) {
-                    self.i += 1;
-                }
-                let word =
-                    std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-                Ok(match word {
-                    "null" => Json::Null,
-                    "true" => Json::Bool(true),
-                    "false" => Json::Bool(false),
-                    n if n.parse::<f64>().is_ok() => Json::Num(n.to_string()),
-                    w => return Err(format!("bad token {w:?} at byte {start}")),
-                })
-            }
-            None => Err("unexpected end".into()),
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.eat(b'"')?;
-        let mut out = Vec::new();
-        loop {
-            let b = *self.s.get(self.i).ok_or("unterminated string")?;
-            self.i += 1;
-            match b {
-                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                b'\\' => {
-                    let e = *self.s.get(self.i).ok_or("unterminated escape")?;
-                    self.i += 1;
-                    let c = match e {
-                        b'n' => '\n',
-                        b't' => '\t',
-                        b'r' => '\r',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'u' => {
-                            let hex = self.s.get(self.i..self.i + 4).ok_or("short \\u")?;
-                            self.i += 4;
-                            let n = u32::from_str_radix(std::str::from_utf8(hex).unwrap_or(""), 16)
-                                .map_err(|e| e.to_string())?;
-                            char::from_u32(n).unwrap_or('\u{fffd}')
-                        }
-                        other => other as char,
-                    };
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-                _ => out.push(b),
-            }
-        }
-    }
-}
-
-#[test]
-fn json_reader_reads_what_inspect_writes() {
-    let j = Json::parse(
-        r#"{"a": [1, -2.5e3, true, null], "s": "q\"\\\u00e9\n", "o": {"k": "v"}, "e": {}, "l": []}"#,
-    )
-    .unwrap();
-    assert_eq!(j.get("s").and_then(Json::str), Some("q\"\\é\n"));
-    assert_eq!(
-        j.get("o").and_then(|o| o.get("k")).and_then(Json::str),
-        Some("v")
-    );
-    assert_eq!(j.get("a").and_then(Json::items).map(<[Json]>::len), Some(4));
-    assert_eq!(j.get("e"), Some(&Json::Obj(vec![])));
-    assert!(Json::parse("{\"a\": 1} x").is_err());
-    assert!(Json::parse("[1, 2").is_err());
-}
+/// `pack inspect --json` output and OCI manifests.
+type Json = serde_json::Value;

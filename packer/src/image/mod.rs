@@ -297,7 +297,12 @@ fn is_image_archive_member(name: &str) -> bool {
                     .first()
                     .is_none_or(|r| matches!(*r, "VERSION" | "json" | "layer.tar"))
         }
-        f => f.strip_suffix(".json").is_some_and(hex64) && rest.is_empty(),
+        // skopeo and newer docker write layers as `<hex>.tar` at the top.
+        f => {
+            rest.is_empty()
+                && (f.strip_suffix(".json").is_some_and(hex64)
+                    || f.strip_suffix(".tar").is_some_and(hex64))
+        }
     }
 }
 
@@ -416,6 +421,7 @@ mod tests {
             format!("{h}/layer.tar"),
             format!("{h}/json"),
             format!("{h}.json"),
+            format!("{h}.tar"),
         ] {
             assert!(is_image_archive_member(&ok), "{ok}");
         }
@@ -424,6 +430,7 @@ mod tests {
             "etc/passwd",
             "manifest.json/x",
             "abc.json",
+            "abc.tar",
             "usr/lib/x",
         ] {
             assert!(!is_image_archive_member(bad), "{bad}");
