@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# `smolvm pack create` and `pack verify` on a real root, each beside the
+# baseline it must keep up with. Prints; exits 0 whatever the figures (the
+# targets are printed with each ratio).
+#
+# Usage: scripts/bench-pack.sh [--runs N] [--keep]
+#   --runs N   runs per measurement (default 5), interleaved with the
+#              baseline's; medians are printed
+#   --keep     keep the scratch directory (its path is printed)
+#
+# Inputs: the Debian bookworm minbase tree (scripts/debian-root.sh) and the
+# guest kernel (scripts/fetch-kernel.sh), both fetched if missing.
+#   create  `smolvm pack create --rootfs TREE --kernel K --key KEY -o X.smolmachine`
+#           vs `tar -c TREE K | zstd -T0 -3` (the same tree and the same
+#           kernel file, zstd level 3 = the packer's default): wall time
+#           (target: pack <= 1.0x) and output size (target: <= 1.02x).
+#   verify  `smolvm pack verify --key PUB X.smolmachine` vs `sha256sum` of the
+#           same file (page cache warm for both): throughput in MB/s
+#           (target: verify >= 0.9x of sha256sum).
+# Needs: root (the tree has device nodes and root-owned files), zstd, tar,
+#   sha256sum; the release CLI (SMOLVM_BIN, default target/release/smolvm;
+#   build: cargo build --release -p smolvm-packer).
+# Scratch space: ~1 GB under ${TMPDIR:-/tmp}, removed at exit.
+set -euo pipefail
+
+die() { echo "bench-pack.sh: error: $*" >&2; exit 1; }
+log() { echo "bench-pack.sh: $*" >&2; }
+
+runs=5 keep=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --runs) runs=${2:?}; shift 2 ;;
+        --keep) keep=1; shift ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) die "unknown argument '$1' (usage: scripts/bench-pack.sh [--runs N] [--keep])" ;;
+    esac
+done
+[[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive number"
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+smolvm=${SMOLVM_BIN:-$repo_root/target/release/smolvm}
+[[ -x "$smolvm" ]] || die "$smolvm missing: cargo build --release -p smolvm-packer"
+[[ $(id -u) -eq 0 ]] || die "run as root (the Debian tree has device nodes and root-owned files)"
+for tool in zstd tar sha256sum; do
+    command -v "$tool" >/dev/null || die "$tool missing (apt-get install $tool)"
+done
+"$repo_root/scripts/fetch-kernel.sh" >/dev/null
+kernel=$repo_root/.cache/kernel/libkrunfw.so.5
+debian_tar=$("$repo_root/scripts/debian-root.sh")
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-pack.XXXXXX")
+if [[ $keep -eq 1 ]]; then
+    log "scratch: $scratch"
+else
+    trap 'rm -rf "$scratch"' EXIT
+fi
+
+now() { date +%s.%N; }
+since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.4f", a - b }'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
+# "ok" when $1 <op> $2 holds for the ratio $1 and the target $2.
+verdict() { awk -v r="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == "<=") ? r <= t : r >= t; print ok ? "ok" : "MISSED" }'; }
+
+tree="$scratch/tree"
+mkdir -p "$tree"
+zstd -dc "$debian_tar" | tar --numeric-owner --xattrs -C "$tree" -x
+tree_bytes=$(du -sb "$tree" | cut -f1)
+"$smolvm" pack keygen -o "$scratch/keys" >/dev/null
+art="$scratch/debian.smolmachine"
+base="$scratch/debian.tar.zst"
+log "tree: $(mb "$tree_bytes") in $(find "$tree" | wc -l) entries; kernel $(mb "$(stat -c %s "$kernel")"); $(nproc) cores; $runs runs each"
+
+pack() {
+    "$smolvm" pack create --rootfs "$tree" --kernel "$kernel" --key "$scratch/keys/smolvm.key" \
+        -o "$art" >/dev/null 2>"$scratch/err" || { cat "$scratch/err" >&2; die "pack create failed"; }
+}
+baseline() {
+    tar --numeric-owner --xattrs -c -C "$tree" . -C "$(dirname "$kernel")" "$(basename "$kernel")" \
+        | zstd -q -f -T0 -3 -o "$base"
+}
+
+# Warm the page cache for the tree and the kernel.
+pack
+baseline
+
+pack_times=() base_times=()
+for i in $(seq 1 "$runs"); do
+    # Alternate the order so drifting load hits both alike.
+    for what in $( ((i % 2)) && echo "pack base" || echo "base pack"); do
+        if [[ $what == pack ]]; then rm -f "$art"; else rm -f "$base"; fi
+        t0=$(now)
+        if [[ $what == pack ]]; then pack; pack_times+=("$(since "$t0")"); else baseline; base_times+=("$(since "$t0")"); fi
+    done
+done
+pack_med=$(printf '%s\n' "${pack_times[@]}" | median)
+base_med=$(printf '%s\n' "${base_times[@]}" | median)
+art_size=$(stat -c %s "$art")
+base_size=$(stat -c %s "$base")
+
+verify_times=() sha_times=()
+"$smolvm" pack verify --key "$scratch/keys/smolvm.pub" "$art" >/dev/null || die "pack verify of the benchmark artifact failed"
+sha256sum "$art" >/dev/null
+for i in $(seq 1 "$runs"); do
+    for what in $( ((i % 2)) && echo "verify sha" || echo "sha verify"); do
+        t0=$(now)
+        if [[ $what == verify ]]; then
+            "$smolvm" pack verify --key "$scratch/keys/smolvm.pub" "$art" >/dev/null
+            verify_times+=("$(since "$t0")")
+        else
+            sha256sum "$art" >/dev/null
+            sha_times+=("$(since "$t0")")
+        fi
+    done
+done
+verify_med=$(printf '%s\n' "${verify_times[@]}" | median)
+sha_med=$(printf '%s\n' "${sha_times[@]}" | median)
+verify_tp=$(awk -v b="$art_size" -v t="$verify_med" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+sha_tp=$(awk -v b="$art_size" -v t="$sha_med" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+
+create_ratio=$(div "$pack_med" "$base_med")
+size_ratio=$(div "$art_size" "$base_size")
+verify_ratio=$(div "$verify_tp" "$sha_tp")
+
+printf '\nDebian bookworm minbase (%s) + kernel, %s cores, median of %s interleaved runs\n\n' "$(mb "$tree_bytes")" "$(nproc)" "$runs"
+printf '  %-8s %-44s %-28s %10s  %s\n' "" "smolvm" "baseline" "ratio" "target"
+printf '  %-8s %-44s %-28s %9sx  <= 1.00x %s\n' "create" "pack create (signed, bare): ${pack_med}s" "tar | zstd -T0 -3: ${base_med}s" \
+    "$create_ratio" "$(verdict "$create_ratio" 1.0 "<=")"
+printf '  %-8s %-44s %-28s %9sx  <= 1.02x %s\n' "size" "artifact: $(mb "$art_size")" "tar.zst: $(mb "$base_size")" \
+    "$size_ratio" "$(verdict "$size_ratio" 1.02 "<=")"
+printf '  %-8s %-44s %-28s %9sx  >= 0.90x %s\n' "verify" "pack verify: ${verify_med}s, ${verify_tp} MB/s" "sha256sum: ${sha_med}s, ${sha_tp} MB/s" \
+    "$verify_ratio" "$(verdict "$verify_ratio" 0.9 ">=")"
+printf '\n  (create includes reading the tree, compressing kernel and rootfs, hashing,\n   signing, writing, fsync and re-verifying the written file)\n'
