@@ -13,8 +13,12 @@
 #   .cache/registry/data, access log in .cache/registry/registry.log (one line
 #   per request; the tests read it to see what a pull fetched), pid in
 #   .cache/registry/registry.pid.
-# Idempotent: if something already answers on http://127.0.0.1:5000/v2/, it
-#   does nothing. Prints the registry's URL on stdout once it answers.
+# Also runs a second registry over the same storage on 127.0.0.1:5001 that
+#   wants credentials (htpasswd, user smolvm-test, password in
+#   .cache/registry/auth.password; apache2-utils makes the bcrypt entry), for
+#   the credential-auth test; pid in .cache/registry/registry-auth.pid.
+# Idempotent: a registry that already answers (200 on :5000, 401 on :5001)
+#   is left alone. Prints the open registry's URL on stdout once both answer.
 set -euo pipefail
 
 die() { echo "setup-registry.sh: error: $*" >&2; exit 1; }
@@ -29,9 +33,10 @@ url="http://$host:$port"
 # HTTP status of GET /v2/ (empty if nothing answers); bash's /dev/tcp, so no
 # curl is needed.
 probe() {
+    local p=${1:-$port}
     (
-        exec 3<>"/dev/tcp/$host/$port" || exit 0
-        printf 'GET /v2/ HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$host" "$port" >&3
+        exec 3<>"/dev/tcp/$host/$p" || exit 0
+        printf 'GET /v2/ HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$host" "$p" >&3
         IFS=' ' read -r -t 3 _ status _ <&3
         echo "$status"
     ) 2>/dev/null || true
@@ -40,18 +45,31 @@ probe() {
 case "${1:-}" in
     "") ;;
     --stop)
-        if [[ -s "$dir/registry.pid" ]] && kill "$(cat "$dir/registry.pid")" 2>/dev/null; then
-            log "stopped pid $(cat "$dir/registry.pid")"
-        fi
-        rm -f "$dir/registry.pid"
+        for pidfile in "$dir/registry.pid" "$dir/registry-auth.pid"; do
+            if [[ -s "$pidfile" ]] && kill "$(cat "$pidfile")" 2>/dev/null; then
+                log "stopped pid $(cat "$pidfile")"
+            fi
+            rm -f "$pidfile"
+        done
         exit 0 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (usage: scripts/setup-registry.sh [--stop])" ;;
 esac
 
-if [[ "$(probe)" == 200 ]]; then
+auth_port=5001
+if [[ "$(probe)" == 200 && "$(probe $auth_port)" == 401 ]]; then
     echo "$url"
     exit 0
+fi
+
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2 \
+        || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2; }
+}
+if ! command -v htpasswd >/dev/null; then
+    [[ $(id -u) -eq 0 ]] || die "htpasswd (apache2-utils) is not installed and this is not root: run as root"
+    log "apt-get install apache2-utils"
+    apt_install apache2-utils || die "apt-get install apache2-utils failed"
 fi
 
 if ! command -v docker-registry >/dev/null; then
@@ -93,7 +111,9 @@ http:
   secret: smolvm-test-registry-local-only
 EOF
 
-if [[ -s "$dir/registry.pid" ]] && kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null; then
+if [[ "$(probe)" == 200 ]]; then
+    :
+elif [[ -s "$dir/registry.pid" ]] && kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null; then
     log "pid $(cat "$dir/registry.pid") is running but does not answer yet"
 else
     log "starting docker-registry on $host:$port (storage $dir/data)"
@@ -101,13 +121,34 @@ else
     echo $! >"$dir/registry.pid"
 fi
 
+# The credential-auth registry: the same storage, htpasswd auth.
+[[ -s "$dir/auth.password" ]] || head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/auth.password"
+htpasswd -Bbn smolvm-test "$(cat "$dir/auth.password")" >"$dir/htpasswd"
+sed -e "s|addr: $host:$port|addr: $host:$auth_port|" "$dir/config.yml" >"$dir/config-auth.yml"
+cat >>"$dir/config-auth.yml" <<EOF
+auth:
+  htpasswd:
+    realm: smolvm-test
+    path: $dir/htpasswd
+EOF
+if [[ "$(probe $auth_port)" != 401 ]]; then
+    if [[ -s "$dir/registry-auth.pid" ]] && kill -0 "$(cat "$dir/registry-auth.pid")" 2>/dev/null; then
+        log "pid $(cat "$dir/registry-auth.pid") is running but does not answer yet"
+    else
+        log "starting the credential-auth registry on $host:$auth_port"
+        setsid nohup docker-registry serve "$dir/config-auth.yml" >>"$dir/registry-auth.log" 2>&1 </dev/null &
+        echo $! >"$dir/registry-auth.pid"
+    fi
+fi
+
 for _ in $(seq 1 100); do
-    if [[ "$(probe)" == 200 ]]; then
+    if [[ "$(probe)" == 200 && "$(probe $auth_port)" == 401 ]]; then
         echo "$url"
         exit 0
     fi
     kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null || break
+    kill -0 "$(cat "$dir/registry-auth.pid")" 2>/dev/null || break
     sleep 0.2
 done
-tail -n 20 "$dir/registry.log" >&2 || true
-die "the registry does not answer on $url/v2/ (log above, $dir/registry.log)"
+tail -n 20 "$dir/registry.log" "$dir/registry-auth.log" >&2 || true
+die "the registries do not answer: $url/v2/ should give 200 and :$auth_port/v2/ 401 (logs above, $dir/registry*.log)"

@@ -548,6 +548,97 @@ fn second_pull_of_an_image_fetches_no_blob() {
     );
 }
 
+/// Status of `GET /v2/` on 127.0.0.1:PORT, if anything answers.
+fn v2_status(port: u16) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// The registry on 127.0.0.1:5001 (scripts/setup-registry.sh) wants a
+/// password: the credentials `docker login` would have written to the docker
+/// config are used; without them, or with a wrong password, the pack fails
+/// and says how to log in.
+#[test]
+fn credentials_from_the_docker_config_open_a_private_registry() {
+    if !fixtures_present("registry credentials", &image_fixtures(), true, vec![]) {
+        return;
+    }
+    if v2_status(5001) != Some(401) {
+        let why = "no password-protected registry on 127.0.0.1:5001 (scripts/setup-registry.sh)";
+        assert!(!required(), "{why}");
+        eprintln!("SKIPPING registry credentials: {why}");
+        return;
+    }
+    let password = read_trimmed(&registry_dir().join("auth.password"));
+    let dir = scratch("auth");
+    let docker_config = |name: &str, password: &str| -> PathBuf {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let out = Command::new("base64")
+            .arg("-w0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("smolvm-test:{password}").as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let auth = String::from_utf8(out.stdout).unwrap();
+        let config = serde_json::json!({"auths": {"localhost:5001": {"auth": auth}}});
+        std::fs::write(d.join("config.json"), config.to_string()).unwrap();
+        d
+    };
+    let private = |c: &mut Command, name: &str, config: &Path| {
+        c.env("DOCKER_CONFIG", config)
+            .env("HOME", dir.join(name).join("home"))
+            .env("XDG_CACHE_HOME", dir.join(name).join("xdg"))
+            .env("SMOLVM_CACHE_DIR", dir.join(name).join("cache"));
+    };
+    let source = "localhost:5001/smolvm-test:v1";
+
+    let good = docker_config("good", &password);
+    let out = dir.join("auth.smolmachine");
+    let mut c = pack_cmd(source, &out, &["--no-sign"]);
+    private(&mut c, "good", &good);
+    pack_ok(&mut c);
+    let open = dir.join("open.smolmachine");
+    pack_ok(&mut pack_cmd(IMAGE, &open, &["--no-sign"]));
+    assert_eq!(
+        rootfs_sha256(&inspect(&out)),
+        rootfs_sha256(&inspect(&open))
+    );
+
+    let mut failures = Vec::new();
+    for (label, config) in [
+        ("no credentials", dir.join("none")),
+        ("wrong password", docker_config("wrong", "not-the-password")),
+    ] {
+        std::fs::create_dir_all(&config).unwrap();
+        let mut c = pack_cmd(source, &dir.join("x.smolmachine"), &["--no-sign"]);
+        private(&mut c, label, &config);
+        failures.extend(bad_input_fails(
+            label,
+            &mut c,
+            &dir.join("x.smolmachine"),
+            &[
+                "docker login",
+                "credentials",
+                "unauthorized",
+                "authentication",
+            ],
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// Bad references and damaged images fail in bounded time with a message
 /// that names the problem, and leave no artifact.
 #[test]
