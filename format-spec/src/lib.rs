@@ -40,4 +40,6 @@ pub use manifest::{
     StubRecord, Target,
 };
 pub use read::{Artifact, FileSource, ReadAt, SectionStream};
-pub use write::{pad_stub, plan_sections, stub_record, PayloadWriter, SectionData};
+pub use write::{
+    pad_stub, plan_sections, plan_sections_hashed, stub_record, PayloadWriter, SectionData,
+};

@@ -23,9 +23,28 @@ pub struct SectionData {
 
 /// Computes the section table (offsets and hashes) for `sections`, in order.
 pub fn plan_sections(sections: &[SectionData]) -> Result<Vec<SectionEntry>> {
+    let hashes: Vec<[u8; 32]> = sections
+        .iter()
+        .map(|s| Sha256::digest(&s.stored).into())
+        .collect();
+    plan_sections_hashed(sections, &hashes)
+}
+
+/// [`plan_sections`] with the SHA-256 of each section's stored bytes already
+/// computed (a packer hashes while it compresses). `sha256[i]` must be the
+/// hash of `sections[i].stored`; a writer that lies here produces an
+/// artifact every reader rejects.
+///
+/// # Panics
+/// If the two slices differ in length.
+pub fn plan_sections_hashed(
+    sections: &[SectionData],
+    sha256: &[[u8; 32]],
+) -> Result<Vec<SectionEntry>> {
+    assert_eq!(sections.len(), sha256.len(), "one hash per section");
     let mut offset = 0u64;
     let mut out = Vec::with_capacity(sections.len());
-    for s in sections {
+    for (s, hash) in sections.iter().zip(sha256) {
         let stored_len = s.stored.len() as u64;
         out.push(SectionEntry {
             kind: s.kind,
@@ -33,7 +52,7 @@ pub fn plan_sections(sections: &[SectionData]) -> Result<Vec<SectionEntry>> {
             offset,
             stored_len,
             size: s.size,
-            sha256: hex::encode(Sha256::digest(&s.stored)),
+            sha256: hex::encode(hash),
         });
         let end = offset
             .checked_add(stored_len)

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest as _, Sha256};
 use smolvm_format::{
-    pad_stub, plan_sections, stub_record, Compression, MachineConfig, Manifest, NetworkPolicy,
-    PayloadWriter, SectionData, SectionKind, SignatureBlock, Signer, Target, ALGORITHM_TAG_ED25519,
-    FORMAT_VERSION,
+    pad_stub, plan_sections_hashed, stub_record, Compression, MachineConfig, Manifest,
+    NetworkPolicy, PayloadWriter, SectionData, SectionKind, SignatureBlock, Signer, Target,
+    ALGORITHM_TAG_ED25519, FORMAT_VERSION,
 };
 use smolvm_signing::{PublicKey, SecretKey};
 
@@ -147,13 +148,48 @@ pub fn machine_config(s: &Smolfile) -> MachineConfig {
     c
 }
 
-fn compress(data: &[u8], level: i32) -> Result<Vec<u8>> {
-    let mut enc = zstd::stream::write::Encoder::new(Vec::with_capacity(data.len() / 3), level)?;
+/// A `Vec` sink that hashes what it is given. Under a multithreaded zstd
+/// encoder the thread that receives the output mostly waits for the
+/// workers, so hashing there costs no wall time.
+struct HashingVec {
+    bytes: Vec<u8>,
+    hasher: Sha256,
+}
+
+impl HashingVec {
+    fn with_capacity(n: usize) -> Self {
+        HashingVec {
+            bytes: Vec::with_capacity(n),
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> (Vec<u8>, [u8; 32]) {
+        (self.bytes, self.hasher.finalize().into())
+    }
+}
+
+impl Write for HashingVec {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Compresses `data`; returns the stored bytes and their SHA-256.
+fn compress(data: &[u8], level: i32) -> Result<(Vec<u8>, [u8; 32])> {
+    let mut enc =
+        zstd::stream::write::Encoder::new(HashingVec::with_capacity(data.len() / 3), level)?;
     enc.multithread(worker_threads())?;
     enc.set_pledged_src_size(Some(data.len() as u64))?;
     enc.include_checksum(false)?;
     enc.write_all(data)?;
-    Ok(enc.finish()?)
+    Ok(enc.finish()?.finish())
 }
 
 fn worker_threads() -> u32 {
@@ -276,46 +312,15 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
             .map_or(0, |d| d.as_secs())
     });
 
-    let kernel = load_kernel(&kernel_path)?;
-    let (mut tree, image) = match &root_source {
-        RootSource::Path(rootfs_path) => {
-            let tree = if std::fs::metadata(rootfs_path)
-                .with_context(|| format!("rootfs {}", rootfs_path.display()))?
-                .is_dir()
-            {
-                Tree::from_dir(rootfs_path)?
-            } else {
-                Tree::from_archive(rootfs_path)?
-            };
-            (tree, None)
-        }
-        RootSource::Image {
-            reference,
-            base_dir,
-            ..
-        } => {
-            let loaded = image::load(
-                reference,
-                &ImageOptions {
-                    // The guest arch of every artifact (see `target` below).
-                    platform: Platform::for_target("linux", "x86_64"),
-                    insecure: opts.insecure,
-                    cache_dir: None,
-                    base_dir: base_dir.clone(),
-                    registry: image::registry::RegistryOptions {
-                        progress: opts.progress,
-                        ..Default::default()
-                    },
-                },
-            )?;
-            let LoadedImage {
-                tree,
-                config,
-                digest,
-            } = loaded;
-            (tree, Some((config, digest)))
-        }
-    };
+    // The kernel loads (a libkrunfw is parsed and its kernel extracted) while
+    // the root is read; a kernel error is still reported first.
+    let (kernel, root) = std::thread::scope(|scope| {
+        let kernel = scope.spawn(|| load_kernel(&kernel_path));
+        let root = load_root(&root_source, opts);
+        (kernel.join().expect("kernel loading thread"), root)
+    });
+    let kernel = kernel?;
+    let (mut tree, image) = root?;
     tree.ensure_mount_points();
     let bar = progress_bar(opts.progress, tree.content_len());
 
@@ -323,18 +328,21 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     // both cores busy either way.
     let (kernel_stored, rootfs) = std::thread::scope(|scope| -> Result<_> {
         let k = scope.spawn(|| compress(&kernel.elf, level));
-        let rootfs = (|| -> Result<(Vec<u8>, u64)> {
-            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), level)?;
+        let rootfs = (|| -> Result<(Vec<u8>, [u8; 32], u64)> {
+            let mut enc =
+                zstd::stream::write::Encoder::new(HashingVec::with_capacity(1 << 20), level)?;
             enc.multithread(worker_threads())?;
             enc.include_checksum(false)?;
             let size = tree.write_tar(&mut enc, epoch, &|n| bar.set_position(n))?;
-            Ok((enc.finish()?, size))
+            let (stored, sha256) = enc.finish()?.finish();
+            Ok((stored, sha256, size))
         })();
         let k = k.join().expect("kernel compression thread")?;
         Ok((k, rootfs?))
     })?;
     bar.finish_and_clear();
-    let (rootfs_stored, rootfs_size) = rootfs;
+    let (kernel_stored, kernel_sha256) = kernel_stored;
+    let (rootfs_stored, rootfs_sha256, rootfs_size) = rootfs;
 
     let mut config = machine_config(&smolfile);
     match (&root_source, image) {
@@ -396,7 +404,14 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
             public_key: hex::encode(pk.to_bytes()),
         }),
         stub: stub_record(&stub),
-        sections: plan_sections(&sections)?,
+        sections: plan_sections_hashed(
+            &sections,
+            &[
+                Sha256::digest(&sections[0].stored).into(),
+                kernel_sha256,
+                rootfs_sha256,
+            ],
+        )?,
         config,
     };
     let writer = PayloadWriter::new(&manifest)?;
@@ -442,6 +457,55 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
             .iter()
             .map(|s| (s.kind, s.stored.len() as u64, s.size))
             .collect(),
+    })
+}
+
+/// The image's config and digest, when the root came from an image.
+type ImageInfo = Option<(
+    Option<image::ImageRuntimeConfig>,
+    Option<image::digest::Digest>,
+)>;
+
+/// Reads the root filesystem from wherever `source` says.
+fn load_root(root_source: &RootSource, opts: &CreateOptions) -> Result<(Tree, ImageInfo)> {
+    Ok(match root_source {
+        RootSource::Path(rootfs_path) => {
+            let tree = if std::fs::metadata(rootfs_path)
+                .with_context(|| format!("rootfs {}", rootfs_path.display()))?
+                .is_dir()
+            {
+                Tree::from_dir(rootfs_path)?
+            } else {
+                Tree::from_archive(rootfs_path)?
+            };
+            (tree, None)
+        }
+        RootSource::Image {
+            reference,
+            base_dir,
+            ..
+        } => {
+            let loaded = image::load(
+                reference,
+                &ImageOptions {
+                    // The guest arch of every artifact (the manifest's `target`).
+                    platform: Platform::for_target("linux", "x86_64"),
+                    insecure: opts.insecure,
+                    cache_dir: None,
+                    base_dir: base_dir.clone(),
+                    registry: image::registry::RegistryOptions {
+                        progress: opts.progress,
+                        ..Default::default()
+                    },
+                },
+            )?;
+            let LoadedImage {
+                tree,
+                config,
+                digest,
+            } = loaded;
+            (tree, Some((config, digest)))
+        }
     })
 }
 
