@@ -162,7 +162,7 @@ impl Cache {
 
     /// The extracted root filesystem for `entry`: a directory the VM uses
     /// read-only as its lower layer.
-    pub fn rootfs<R: ReadAt + ?Sized>(
+    pub fn rootfs<R: ReadAt + Sync + ?Sized>(
         &self,
         art: &Artifact<'_, R>,
         entry: &SectionEntry,
@@ -264,25 +264,120 @@ fn remove_tree(path: &Path) -> Result<(), CacheError> {
     std::fs::remove_dir_all(path).map_err(io(path))
 }
 
+/// Size of the chunks the decompressing thread hands to the unpacking one.
+const PIPE_CHUNK: usize = 512 << 10;
+/// Chunks in flight (besides the two being worked on).
+const PIPE_DEPTH: usize = 4;
+
+/// The unpacking end of the extraction pipeline: reads the chunks the
+/// producer sends and returns their buffers for reuse. The end of the
+/// channel reads as end of file; whether that end was a clean one is the
+/// producer's verdict, which the caller checks before trusting anything.
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    back: std::sync::mpsc::SyncSender<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.chunk.len() {
+            let Ok(next) = self.rx.recv() else {
+                return Ok(0);
+            };
+            let done = std::mem::replace(&mut self.chunk, next);
+            // The producer may already have stopped; then the buffer just goes.
+            let _ = self.back.try_send(done);
+            self.pos = 0;
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// Unpacks the verified tar stream into `dst`. Device nodes are not created
 /// on the host (the guest gets its own /dev); paths that would land outside
 /// `dst` are an error. The section hash is checked at the end, before the
 /// caller publishes the directory.
-fn extract_rootfs<R: ReadAt + ?Sized>(
+///
+/// Two threads, like `zstd -d | tar -x`: one reads, hashes and decompresses
+/// the section, the other unpacks and writes files. The producer's result
+/// (decoding errors, size, single frame, SHA-256) decides first: an unpack
+/// that looked complete still fails if the stream behind it did not verify.
+fn extract_rootfs<R: ReadAt + Sync + ?Sized>(
     art: &Artifact<'_, R>,
     entry: &SectionEntry,
     dst: &Path,
 ) -> Result<(), CacheError> {
+    use std::io::Read;
     let section = |source| CacheError::Section {
         what: "the root filesystem",
         source,
     };
+    let archive_err = |e: std::io::Error| CacheError::Entry {
+        entry: "<archive>".into(),
+        fault: e.to_string(),
+    };
     let mut stream = art.open_section(entry).map_err(section)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
+    let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH + 2);
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || -> Result<(), CacheError> {
+            loop {
+                let mut buf = back_rx.try_recv().unwrap_or_default();
+                buf.resize(PIPE_CHUNK, 0);
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match stream.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(archive_err(e)),
+                    }
+                }
+                if filled == 0 {
+                    break;
+                }
+                buf.truncate(filled);
+                if tx.send(buf).is_err() {
+                    // The unpacker stopped on an error of its own; it reports it.
+                    return Ok(());
+                }
+            }
+            drop(tx);
+            // Everything was read (the tar reader's end-of-archive padding
+            // too: it belongs to the section and its hash).
+            stream.finish().map_err(section)
+        });
+        let mut reader = ChunkReader {
+            rx,
+            back: back_tx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
+        let unpacked = unpack(&mut reader, dst).and_then(|()| {
+            // The tar reader stops at the end-of-archive marker; drain the
+            // rest so the producer reaches the end and checks the hash.
+            std::io::copy(&mut reader, &mut std::io::sink())
+                .map(drop)
+                .map_err(archive_err)
+        });
+        // Dropping the reader unblocks a producer waiting to send.
+        drop(reader);
+        let produced = producer.join().expect("rootfs extraction thread panicked");
+        produced.and(unpacked)
+    })
+}
+
+fn unpack(stream: &mut impl std::io::Read, dst: &Path) -> Result<(), CacheError> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
     {
-        let mut archive = tar::Archive::new(&mut stream);
+        let mut archive = tar::Archive::new(stream);
         archive.set_preserve_permissions(true);
         archive.set_preserve_mtime(true);
         archive.set_preserve_ownerships(root);
@@ -321,15 +416,185 @@ fn extract_rootfs<R: ReadAt + ?Sized>(
             }
         }
     }
-    // The tar reader stops at the end-of-archive marker; the rest (block
-    // padding) still belongs to the section and to its hash.
-    std::io::copy(&mut stream, &mut std::io::sink()).map_err(|e| CacheError::Entry {
-        entry: "<archive>".into(),
-        fault: e.to_string(),
-    })?;
-    stream.finish().map_err(section)?;
     for (p, mode) in dir_modes.into_iter().rev() {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io(&p))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smolvm_format::{
+        plan_sections, Compression, MachineConfig, Manifest, PayloadWriter, SectionData,
+        SectionKind, Target, FORMAT_VERSION,
+    };
+
+    /// An unsigned bare payload holding `rootfs` (stored uncompressed): the
+    /// cache does not look at signatures, its caller has checked them.
+    fn artifact(rootfs: Vec<u8>) -> Vec<u8> {
+        let config = MachineConfig::default();
+        let json = config.to_canonical_json();
+        let sections = vec![
+            SectionData {
+                kind: SectionKind::Config,
+                compression: Compression::None,
+                size: json.len() as u64,
+                stored: json,
+            },
+            SectionData {
+                kind: SectionKind::Kernel,
+                compression: Compression::None,
+                size: 16,
+                stored: vec![0x7f; 16],
+            },
+            SectionData {
+                kind: SectionKind::Rootfs,
+                compression: Compression::None,
+                size: rootfs.len() as u64,
+                stored: rootfs,
+            },
+        ];
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            name: "pipe".into(),
+            version: "1.0.0".into(),
+            created: 0,
+            target: Target {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+            },
+            signer: None,
+            stub: None,
+            sections: plan_sections(&sections).unwrap(),
+            config,
+        };
+        let mut out = Vec::new();
+        PayloadWriter::new(&manifest)
+            .unwrap()
+            .write(&mut out, &[], &sections, None)
+            .unwrap();
+        out
+    }
+
+    /// A tar of `files` (path, size) with deterministic content; a path is
+    /// written into the header as is, `..` included.
+    fn tar_of(files: &[(&str, usize)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_path("data").unwrap();
+        dir.set_mode(0o555);
+        dir.set_size(0);
+        dir.set_uid(0);
+        dir.set_gid(0);
+        dir.set_mtime(0);
+        dir.set_cksum();
+        b.append(&dir, std::io::empty()).unwrap();
+        for (i, &(path, size)) in files.iter().enumerate() {
+            let mut h = tar::Header::new_gnu();
+            h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_mode(0o644);
+            h.set_size(size as u64);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append(&h, content(i, size).as_slice()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn content(i: usize, size: usize) -> Vec<u8> {
+        (0..size)
+            .map(|j| (j.wrapping_mul(31) ^ i).to_le_bytes()[0])
+            .collect()
+    }
+
+    fn extract(
+        bytes: &[u8],
+        change: impl FnOnce(&mut SectionEntry),
+    ) -> (Result<PathBuf, CacheError>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        let art = Artifact::parse(bytes).unwrap();
+        let mut entry = art.manifest.section(SectionKind::Rootfs).unwrap().clone();
+        change(&mut entry);
+        let r = cache.rootfs(&art, &entry, &crate::run::Trace::new());
+        (r, dir)
+    }
+
+    fn published(dir: &tempfile::TempDir) -> Vec<String> {
+        std::fs::read_dir(dir.path().join("cache/rootfs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect()
+    }
+
+    // More than PIPE_DEPTH chunks, so the producer waits on the unpacker.
+    const BIG: usize = 3 << 20;
+
+    #[test]
+    fn pipelined_extraction_writes_every_byte_and_restores_modes() {
+        let files = [
+            ("data/a", BIG),
+            ("data/b", 1),
+            ("data/c", 0),
+            ("data/d", BIG + 7),
+        ];
+        let (root, _dir) = extract(&artifact(tar_of(&files)), |_| {});
+        let root = root.unwrap();
+        for (i, (path, size)) in files.iter().enumerate() {
+            assert_eq!(
+                std::fs::read(root.join(path)).unwrap(),
+                content(i, *size),
+                "{path}"
+            );
+        }
+        let mode = std::fs::metadata(root.join("data")).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o555);
+        remove_tree(&root).unwrap();
+    }
+
+    #[test]
+    fn a_hash_mismatch_publishes_nothing() {
+        let (r, dir) = extract(&artifact(tar_of(&[("data/a", BIG)])), |e| {
+            e.sha256 = "00".repeat(32);
+        });
+        let err = r.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CacheError::Section {
+                    source: FormatError::HashMismatch { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(published(&dir).is_empty(), "{:?}", published(&dir));
+    }
+
+    #[test]
+    fn an_unpack_error_stops_the_producer_and_publishes_nothing() {
+        // The bad entry comes early; the producer still has chunks to send.
+        let files = [("data/a", 1000), ("../evil", 10), ("data/b", 4 * BIG)];
+        let (r, dir) = extract(&artifact(tar_of(&files)), |_| {});
+        let err = r.unwrap_err();
+        assert!(
+            matches!(&err, CacheError::Entry { entry, .. } if entry == "../evil"),
+            "{err}"
+        );
+        assert!(published(&dir).is_empty(), "{:?}", published(&dir));
+        assert!(!dir.path().join("cache/evil").exists());
+    }
+
+    #[test]
+    fn a_stream_shorter_than_declared_fails() {
+        let (r, dir) = extract(&artifact(tar_of(&[("data/a", BIG)])), |e| e.size += 1);
+        assert!(r.is_err());
+        assert!(published(&dir).is_empty(), "{:?}", published(&dir));
+    }
 }
