@@ -209,151 +209,33 @@ impl Tree {
         Ok(tree)
     }
 
-    /// Reads a tar archive (plain, gzip or zstd, detected from its first bytes).
+    /// Reads a tar archive (plain, gzip or zstd, detected from its first
+    /// bytes), by the same rules as an image layer (see
+    /// [`crate::image::flatten`]) except that `.wh.` names are plain files.
     pub fn from_archive(path: &Path) -> Result<Tree, RootfsError> {
+        use crate::image::{flatten::Flattener, ImageError};
         let file = std::fs::File::open(path).map_err(|source| RootfsError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut tree = Tree::default();
-        tree.apply_tar(open_maybe_compressed(file, path)?, path, false)?;
-        Ok(tree)
-    }
-
-    /// Applies one tar stream on top of the tree. With `whiteouts`, OCI
-    /// whiteout entries (`.wh.NAME`, `.wh..wh..opq`) delete what earlier
-    /// layers put there instead of being added.
-    pub fn apply_tar<R: Read>(
-        &mut self,
-        reader: R,
-        path: &Path,
-        whiteouts: bool,
-    ) -> Result<(), RootfsError> {
-        let io = |source| RootfsError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries().map_err(io)? {
-            let mut entry = entry.map_err(io)?;
-            let raw = String::from_utf8(entry.path_bytes().into_owned()).map_err(|_| {
-                RootfsError::BadEntry {
+        let mut flat = Flattener::plain(&path.display().to_string());
+        flat.apply_layer(open_maybe_compressed(file, path)?, "1")
+            .map_err(|e| match e {
+                ImageError::Layer { entry, fault, .. } => RootfsError::BadEntry {
                     path: path.to_path_buf(),
-                    entry: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
-                    fault: "path is not UTF-8".into(),
-                }
-            })?;
-            let bad = |fault: String| RootfsError::BadEntry {
-                path: path.to_path_buf(),
-                entry: raw.clone(),
-                fault,
-            };
-            let Some(rel) = normalise(&raw).map_err(bad)? else {
-                continue; // the root directory itself
-            };
-            if whiteouts {
-                let (parent, name) = match rel.rsplit_once('/') {
-                    Some((p, n)) => (Some(p), n),
-                    None => (None, rel.as_str()),
-                };
-                if name == ".wh..wh..opq" {
-                    // Opaque directory: hide everything lower layers put inside.
-                    let prefix = parent.map(|p| format!("{p}/")).unwrap_or_default();
-                    self.remove_children(&prefix);
-                    continue;
-                }
-                if let Some(hidden) = name.strip_prefix(".wh.") {
-                    let victim = match parent {
-                        Some(p) => format!("{p}/{hidden}"),
-                        None => hidden.to_string(),
-                    };
-                    self.nodes.remove(&victim);
-                    self.remove_children(&format!("{victim}/"));
-                    continue;
-                }
-            }
-            let h = entry.header();
-            let mode = h.mode().map_err(|e| bad(format!("mode: {e}")))? & 0o7777;
-            // Some writers leave these fields blank; blank means 0.
-            let uid = h.uid().unwrap_or(0);
-            let gid = h.gid().unwrap_or(0);
-            let mtime = h.mtime().unwrap_or(0);
-            let link_name = || -> Result<String, RootfsError> {
-                let l = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| bad("link entry without a target".into()))?;
-                String::from_utf8(l.into_owned())
-                    .map_err(|_| bad("link target is not UTF-8".into()))
-            };
-            let et = h.entry_type();
-            let kind = match et {
-                tar::EntryType::Directory => NodeKind::Dir,
-                tar::EntryType::Symlink => NodeKind::Symlink(link_name()?),
-                tar::EntryType::Link => {
-                    let target = normalise(&link_name()?)
-                        .map_err(|f| bad(format!("hard link target: {f}")))?
-                        .ok_or_else(|| bad("hard link to the root directory".into()))?;
-                    if !matches!(
-                        self.nodes.get(&target).map(|n| &n.kind),
-                        Some(NodeKind::File(_)) | Some(NodeKind::HardLink(_))
-                    ) {
-                        return Err(bad(format!("hard link target {target:?} is not a regular file earlier in the archive")));
-                    }
-                    NodeKind::HardLink(target)
-                }
-                tar::EntryType::Char | tar::EntryType::Block => {
-                    let major = h.device_major().ok().flatten().unwrap_or(0);
-                    let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                    if et == tar::EntryType::Char {
-                        NodeKind::Char { major, minor }
-                    } else {
-                        NodeKind::Block { major, minor }
-                    }
-                }
-                tar::EntryType::Fifo => NodeKind::Fifo,
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let mut data =
-                        Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0).min(1 << 30));
-                    entry.read_to_end(&mut data).map_err(io)?;
-                    NodeKind::File(FileData::Inline(data))
-                }
-                tar::EntryType::XGlobalHeader
-                | tar::EntryType::XHeader
-                | tar::EntryType::GNULongName
-                | tar::EntryType::GNULongLink => continue,
-                other => return Err(bad(format!("unsupported entry type {other:?}"))),
-            };
-            // A non-directory replacing a directory replaces its contents too.
-            if !matches!(kind, NodeKind::Dir) {
-                self.remove_children(&format!("{rel}/"));
-            }
-            self.nodes.insert(
-                rel,
-                Node {
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                    kind,
+                    entry,
+                    fault,
                 },
-            );
-        }
-        Ok(())
-    }
-
-    fn remove_children(&mut self, prefix: &str) {
-        let doomed: Vec<String> = if prefix.is_empty() {
-            self.nodes.keys().cloned().collect()
-        } else {
-            self.nodes
-                .range(prefix.to_string()..)
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, _)| k.clone())
-                .collect()
-        };
-        for k in doomed {
-            self.nodes.remove(&k);
-        }
+                ImageError::Io { source, .. } => RootfsError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                other => RootfsError::Unsupported {
+                    path: path.to_path_buf(),
+                    fault: other.to_string(),
+                },
+            })?;
+        Ok(flat.finish())
     }
 
     /// Adds the directories the guest's init needs if the image lacks them.
@@ -676,49 +558,32 @@ mod tests {
         h.set_cksum();
         b.append(&h, &b"x"[..]).unwrap();
         let bytes = b.into_inner().unwrap();
-        let mut t = Tree::default();
-        let err = t
-            .apply_tar(&bytes[..], Path::new("in.tar"), false)
-            .unwrap_err();
-        assert!(err.to_string().contains(".."), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.tar");
+        std::fs::write(&path, bytes).unwrap();
+        let err = Tree::from_archive(&path).unwrap_err();
+        assert!(
+            matches!(err, RootfsError::BadEntry { .. }) && err.to_string().contains(".."),
+            "{err}"
+        );
     }
 
     #[test]
-    fn whiteouts_and_opaque_dirs_apply() {
-        let layer = |entries: &[(&str, &[u8])]| {
-            let mut b = tar::Builder::new(Vec::new());
-            for (p, d) in entries {
-                let mut h = tar::Header::new_gnu();
-                h.set_size(d.len() as u64);
-                h.set_mode(0o644);
-                h.set_entry_type(tar::EntryType::Regular);
-                b.append_data(&mut h, p, *d).unwrap();
-            }
-            b.into_inner().unwrap()
-        };
-        let mut t = Tree::default();
-        t.apply_tar(
-            &layer(&[
-                ("etc/a", b"1"),
-                ("etc/b", b"2"),
-                ("opt/x/y", b"3"),
-                ("keep", b"k"),
-            ])[..],
-            Path::new("l1"),
-            true,
-        )
-        .unwrap();
-        t.apply_tar(
-            &layer(&[
-                ("etc/.wh.a", b""),
-                ("opt/x/.wh..wh..opq", b""),
-                ("opt/x/new", b"n"),
-            ])[..],
-            Path::new("l2"),
-            true,
-        )
-        .unwrap();
-        let keys: Vec<_> = t.nodes.keys().cloned().collect();
-        assert_eq!(keys, vec!["etc/b", "keep", "opt/x/new"]);
+    fn whiteout_names_in_a_plain_tarball_are_files() {
+        let mut b = tar::Builder::new(Vec::new());
+        for p in ["etc/a", "etc/.wh.a", "opt/.wh..wh..opq"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, p, &b"x"[..]).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.tar");
+        std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+        let t = Tree::from_archive(&path).unwrap();
+        for p in ["etc/a", "etc/.wh.a", "opt/.wh..wh..opq"] {
+            assert!(t.nodes.contains_key(p), "{p} missing: {:?}", t.nodes.keys());
+        }
     }
 }

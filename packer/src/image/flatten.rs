@@ -103,6 +103,9 @@ pub struct Flattener {
     entries: u64,
     content: u64,
     what: String,
+    /// OCI whiteouts delete; off for a plain root filesystem tarball, where
+    /// a `.wh.` name is just a file.
+    whiteouts: bool,
 }
 
 impl Flattener {
@@ -114,6 +117,16 @@ impl Flattener {
             entries: 0,
             content: 0,
             what: what.to_string(),
+            whiteouts: true,
+        }
+    }
+
+    /// For one plain root filesystem tarball: the same rules, but `.wh.`
+    /// names are ordinary files.
+    pub fn plain(what: &str) -> Flattener {
+        Flattener {
+            whiteouts: false,
+            ..Flattener::new(what)
         }
     }
 
@@ -165,7 +178,7 @@ impl Flattener {
             let parent = self.resolve_dir(parent_raw).map_err(&bad)?;
             let path = join(&parent, name);
 
-            if let Some(hidden) = name.strip_prefix(".wh.") {
+            if let Some(hidden) = name.strip_prefix(".wh.").filter(|_| self.whiteouts) {
                 if name == ".wh..wh..opq" {
                     self.remove_tree(&parent, false, Some(&added));
                 } else if !hidden.starts_with(".wh.") {
