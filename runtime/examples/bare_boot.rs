@@ -1,0 +1,158 @@
+//! The baseline for scripts/bench-boot.sh: a plain libkrun boot with nothing
+//! of smolvm around it (no artifact, no signature, no cache, no guest init of
+//! ours), so the packed executable's boot time can be compared with the
+//! least libkrun needs to run the same kernel, root and command.
+//!
+//! ```text
+//! bare_boot [--mem MIB] [--cpus N] KERNEL_ELF ROOT_DIR -- CMD [ARG...]
+//! ```
+//!
+//! KERNEL_ELF is an ELF kernel (e.g. the decompressed one a packed executable
+//! caches as `$SMOLVM_CACHE_DIR/kernel/<sha256>.elf`), ROOT_DIR the guest
+//! root (e.g. `$SMOLVM_CACHE_DIR/rootfs/<sha256>/`). The call sequence is
+//! krun_create_ctx, krun_set_vm_config, krun_set_root, krun_set_kernel (ELF,
+//! default command line), krun_disable_implicit_vsock, krun_set_exec (empty
+//! envp) and krun_start_enter, which on success does not return: the process
+//! exits with the workload's status.
+//!
+//! Build: `cargo build --release -p smolvm-runtime --example bare_boot`
+//! (needs the default `vmm` feature; without it this prints why and exits 2).
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: bare_boot [--mem MIB] [--cpus N] KERNEL_ELF ROOT_DIR -- CMD [ARG...]";
+
+#[cfg_attr(not(feature = "vmm"), allow(dead_code))]
+struct Args {
+    cpus: u8,
+    mem_mib: u32,
+    kernel: CString,
+    root: CString,
+    exec: CString,
+    argv: Vec<CString>,
+}
+
+fn cstring(a: &std::ffi::OsStr) -> Result<CString, String> {
+    CString::new(a.as_bytes()).map_err(|_| format!("argument {a:?} contains a NUL byte"))
+}
+
+fn parse() -> Result<Args, String> {
+    let mut it = std::env::args_os().skip(1);
+    let (mut cpus, mut mem_mib) = (1u8, 256u32);
+    let mut positional = Vec::new();
+    while let Some(a) = it.next() {
+        match a.as_bytes() {
+            b"--" => break,
+            b"-h" | b"--help" => return Err(String::new()),
+            b"--mem" | b"--cpus" => {
+                let v = it
+                    .next()
+                    .and_then(|v| v.to_str().map(str::to_owned))
+                    .ok_or_else(|| format!("{} needs a number", a.to_string_lossy()))?;
+                if a.as_bytes() == b"--mem" {
+                    mem_mib = v
+                        .parse()
+                        .map_err(|_| format!("--mem {v:?}: not a number"))?;
+                } else {
+                    cpus = v
+                        .parse()
+                        .map_err(|_| format!("--cpus {v:?}: not a number"))?;
+                }
+            }
+            _ => positional.push(a),
+        }
+    }
+    let cmd: Vec<_> = it.collect();
+    let [kernel, root] = <[_; 2]>::try_from(positional)
+        .map_err(|_| "expected KERNEL_ELF and ROOT_DIR before --".to_string())?;
+    let (exec, rest) = cmd.split_first().ok_or("expected a command after --")?;
+    Ok(Args {
+        cpus,
+        mem_mib,
+        kernel: cstring(&kernel)?,
+        root: cstring(&root)?,
+        exec: cstring(exec)?,
+        argv: rest.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
+    })
+}
+
+#[cfg(feature = "vmm")]
+fn boot(a: &Args) -> Result<(), String> {
+    fn check(call: &str, ret: i32) -> Result<(), String> {
+        if ret < 0 {
+            Err(format!(
+                "{call} failed: {}",
+                std::io::Error::from_raw_os_error(-ret)
+            ))
+        } else {
+            Ok(())
+        }
+    }
+    // argv without argv[0], NULL-terminated; envp empty (NULL would pass our
+    // environment into the guest).
+    let mut argv: Vec<*const libc::c_char> = a.argv.iter().map(|s| s.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: every pointer is a NUL-terminated string or a NULL-terminated
+    // array owned by `a`, `argv` or `envp`, all alive across the calls (and
+    // krun_start_enter does not return on success); ctx is the id libkrun
+    // returned.
+    unsafe {
+        let ctx = krun::krun_create_ctx();
+        check("krun_create_ctx", ctx)?;
+        let ctx = u32::try_from(ctx).expect("checked non-negative");
+        check(
+            "krun_set_vm_config",
+            krun::krun_set_vm_config(ctx, a.cpus, a.mem_mib),
+        )?;
+        check("krun_set_root", krun::krun_set_root(ctx, a.root.as_ptr()))?;
+        check(
+            "krun_set_kernel",
+            krun::krun_set_kernel(
+                ctx,
+                a.kernel.as_ptr(),
+                1,
+                std::ptr::null(),
+                std::ptr::null(),
+            ),
+        )?;
+        check(
+            "krun_disable_implicit_vsock",
+            krun::krun_disable_implicit_vsock(ctx),
+        )?;
+        check(
+            "krun_set_exec",
+            krun::krun_set_exec(ctx, a.exec.as_ptr(), argv.as_ptr(), envp.as_ptr()),
+        )?;
+        check("krun_start_enter", krun::krun_start_enter(ctx))?;
+    }
+    Err("krun_start_enter returned without starting the VM".into())
+}
+
+#[cfg(not(feature = "vmm"))]
+fn boot(_: &Args) -> Result<(), String> {
+    Err("built without the `vmm` feature: no libkrun to boot with".into())
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("bare_boot: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match boot(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bare_boot: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
