@@ -329,8 +329,14 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     let (kernel_stored, rootfs) = std::thread::scope(|scope| -> Result<_> {
         let k = scope.spawn(|| compress(&kernel.elf, level));
         let rootfs = (|| -> Result<(Vec<u8>, [u8; 32], u64)> {
+            // Room for a 2:1 ratio up front: growing a Vec of tens of MB by
+            // doubling copies it again and again. Untouched capacity costs
+            // address space only.
+            let capacity = usize::try_from(tree.content_len() / 2)
+                .unwrap_or(usize::MAX)
+                .clamp(1 << 20, 1 << 30);
             let mut enc =
-                zstd::stream::write::Encoder::new(HashingVec::with_capacity(1 << 20), level)?;
+                zstd::stream::write::Encoder::new(HashingVec::with_capacity(capacity), level)?;
             enc.multithread(worker_threads())?;
             enc.include_checksum(false)?;
             let size = tree.write_tar(&mut enc, epoch, &|n| bar.set_position(n))?;
