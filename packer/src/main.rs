@@ -45,8 +45,17 @@ enum Pack {
     ///   smolvm pack keygen -o keys
     ///   smolvm pack create --rootfs ./root --key keys/smolvm.key -o hello
     ///   smolvm pack create --image alpine:3.20 --key keys/smolvm.key -o alpine
+    ///   smolvm pack create --smolfile Smolfile --no-sign -o app.smolmachine
+    #[command(verbatim_doc_comment)]
     Create(CreateArgs),
     /// Show what an artifact contains: identity, signer, sections, config.
+    ///
+    /// Reads without trusting: the signature state is reported, not required.
+    ///
+    /// Example:
+    ///   smolvm pack inspect hello
+    ///   smolvm pack inspect --json hello.smolmachine | jq .config
+    #[command(verbatim_doc_comment)]
     Inspect {
         /// A packed executable or a bare .smolmachine payload.
         file: PathBuf,
@@ -58,6 +67,11 @@ enum Pack {
     ///
     /// Exit 0: valid and signed by one of the --key keys. Exit 1: invalid,
     /// unsigned, or signed by a key not given. Exit 2: usage or I/O error.
+    ///
+    /// Example:
+    ///   smolvm pack verify --key keys/smolvm.pub hello
+    ///   smolvm pack verify --key ~/.ssh/id_ed25519.pub --min-version 1.2.0 --json hello
+    #[command(verbatim_doc_comment)]
     Verify {
         /// A packed executable or a bare .smolmachine payload.
         file: PathBuf,
@@ -76,6 +90,10 @@ enum Pack {
     /// Same runtime as a packed executable: verify (fail closed), prepare the
     /// kernel and root from the per-user cache, boot with libkrun. ARGS after
     /// `--` go to the workload; the exit code is the guest's.
+    ///
+    /// Example:
+    ///   smolvm pack run --key keys/smolvm.pub hello.smolmachine -- echo hi
+    #[command(verbatim_doc_comment)]
     Run {
         /// The artifact to boot.
         file: PathBuf,
@@ -103,6 +121,9 @@ enum Pack {
     },
 }
 
+// These doc comments are `--help` text, where `[:TAG]` means optional, not
+// a rustdoc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Args)]
 struct CreateArgs {
     /// Output: NAME for a packed executable, NAME.smolmachine for a bare payload.
