@@ -81,10 +81,9 @@ if ! command -v docker-registry >/dev/null; then
         chmod 0755 /usr/sbin/policy-rc.d
         own_policy=1
     fi
-    install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-registry >&2; }
     log "apt-get install docker-registry"
     ok=1
-    install || { apt-get update -q >&2 && install; } || ok=0
+    apt_install docker-registry || ok=0
     [[ $own_policy -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
     [[ $ok -eq 1 ]] || die "apt-get install docker-registry failed"
     # The package enables its unit; on a machine with systemd it would start

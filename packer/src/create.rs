@@ -373,6 +373,7 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         _ => config.image = None,
     }
     let config_json = config.to_canonical_json();
+    let config_sha256: [u8; 32] = Sha256::digest(&config_json).into();
     let sections = vec![
         SectionData {
             kind: SectionKind::Config,
@@ -410,14 +411,7 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
             public_key: hex::encode(pk.to_bytes()),
         }),
         stub: stub_record(&stub),
-        sections: plan_sections_hashed(
-            &sections,
-            &[
-                Sha256::digest(&sections[0].stored).into(),
-                kernel_sha256,
-                rootfs_sha256,
-            ],
-        )?,
+        sections: plan_sections_hashed(&sections, &[config_sha256, kernel_sha256, rootfs_sha256])?,
         config,
     };
     let writer = PayloadWriter::new(&manifest)?;
