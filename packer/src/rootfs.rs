@@ -213,28 +213,29 @@ impl Tree {
     /// bytes), by the same rules as an image layer (see
     /// [`crate::image::flatten`]) except that `.wh.` names are plain files.
     pub fn from_archive(path: &Path) -> Result<Tree, RootfsError> {
-        use crate::image::{flatten::Flattener, ImageError};
-        let file = std::fs::File::open(path).map_err(|source| RootfsError::Io {
+        use crate::image::{decompress, flatten::Flattener, ImageError};
+        let io = |source| RootfsError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let reader = decompress(std::io::BufReader::with_capacity(1 << 20, file)).map_err(io)?;
         let mut flat = Flattener::plain(&path.display().to_string());
-        flat.apply_layer(open_maybe_compressed(file, path)?, "1")
-            .map_err(|e| match e {
-                ImageError::Layer { entry, fault, .. } => RootfsError::BadEntry {
-                    path: path.to_path_buf(),
-                    entry,
-                    fault,
-                },
-                ImageError::Io { source, .. } => RootfsError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                },
-                other => RootfsError::Unsupported {
-                    path: path.to_path_buf(),
-                    fault: other.to_string(),
-                },
-            })?;
+        flat.apply_layer(reader, "1").map_err(|e| match e {
+            ImageError::Layer { entry, fault, .. } => RootfsError::BadEntry {
+                path: path.to_path_buf(),
+                entry,
+                fault,
+            },
+            ImageError::Io { source, .. } => RootfsError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => RootfsError::Unsupported {
+                path: path.to_path_buf(),
+                fault: other.to_string(),
+            },
+        })?;
         Ok(flat.finish())
     }
 
@@ -425,29 +426,6 @@ impl Tree {
         drop(builder);
         Ok(counting.count)
     }
-}
-
-/// Opens a possibly compressed tar: zstd and gzip are recognised by magic.
-pub fn open_maybe_compressed(
-    mut file: std::fs::File,
-    path: &Path,
-) -> Result<Box<dyn Read>, RootfsError> {
-    use std::io::Seek;
-    let io = |source| RootfsError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut magic = [0u8; 4];
-    let n = file.read(&mut magic).map_err(io)?;
-    file.rewind().map_err(io)?;
-    let buffered = std::io::BufReader::with_capacity(1 << 20, file);
-    Ok(match &magic[..n] {
-        [0x28, 0xb5, 0x2f, 0xfd] => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(io)?)
-        }
-        [0x1f, 0x8b, ..] => Box::new(flate2::bufread::GzDecoder::new(buffered)),
-        _ => Box::new(buffered),
-    })
 }
 
 struct CountingWriter<W> {
