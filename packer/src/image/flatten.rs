@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufReader, Read};
 
 use super::digest::{Digest, HashingReader};
-use super::store::{verify_blob, Store, MAX_BLOB};
+use super::store::{check_blob, Store, MAX_BLOB};
 use super::{decompress, io_err, ImageError};
 use crate::rootfs::{normalise, FileData, Node, NodeKind, Tree};
 
@@ -54,33 +54,33 @@ pub fn flatten_layers(
     for (i, layer) in layers.iter().enumerate() {
         let label = format!("{} ({})", i + 1, layer.name);
         let blob_what = format!("{what}: layer {label}");
-        if let Some(d) = &layer.digest {
-            verify_blob(store, &layer.name, d, layer.size, &blob_what)?;
-        }
         let reader = store
             .open(&layer.name)?
             .ok_or_else(|| ImageError::Invalid {
                 what: what.to_string(),
                 fault: format!("layer {} is missing", layer.name),
             })?;
-        let read_err = io_err(blob_what.clone());
+        // One pass: the layer is parsed while its stored bytes are hashed.
+        // The blob's digest and size are checked (the rest read if parsing
+        // stopped early) before the parse result counts, so a damaged blob
+        // is reported as such, not as the tar error it caused.
         let mut stored = HashingReader::new(reader, layer.size.unwrap_or(MAX_BLOB));
-        let diff = {
+        let applied = (|| -> Result<Digest, ImageError> {
             let unpacked = decompress(BufReader::with_capacity(1 << 20, &mut stored))
                 .map_err(io_err(blob_what.clone()))?;
             let mut tar_stream = HashingReader::new(unpacked, MAX_CONTENT);
             flat.apply_layer(&mut tar_stream, &label)?;
-            tar_stream.finish().map_err(io_err(blob_what.clone()))?.0
-        };
-        let (stored_digest, _) = stored.finish().map_err(read_err)?;
-        if let Some(d) = layer.digest.as_ref().filter(|d| **d != stored_digest) {
-            return Err(ImageError::DigestMismatch {
-                what: blob_what,
-                expected: d.to_string(),
-                actual: stored_digest.to_string(),
-                hint: "the blob changed while it was being read".into(),
-            });
-        }
+            Ok(tar_stream.finish().map_err(io_err(blob_what.clone()))?.0)
+        })();
+        check_blob(
+            store,
+            &layer.name,
+            layer.digest.as_ref(),
+            layer.size,
+            &blob_what,
+            stored,
+        )?;
+        let diff = applied?;
         if let Some(d) = layer.diff_id.as_ref().filter(|d| **d != diff) {
             return Err(ImageError::DigestMismatch {
                 what: format!("{blob_what}: uncompressed content"),

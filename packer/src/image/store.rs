@@ -1,7 +1,7 @@
 //! Where an image's files are: a directory (OCI layout, blob cache) or an
 //! uncompressed tar (docker save, OCI archive) indexed once and then read
-//! by offset. Every blob read through [`read_json_blob`] or
-//! [`verify_blob`] is checked against its digest and declared size.
+//! by offset. Every blob read through [`read_json_blob`], and every layer
+//! (with [`check_blob`]), is checked against its digest and declared size.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -305,30 +305,31 @@ pub fn read_named_blob(
     Ok(bytes)
 }
 
-/// Reads a whole blob once to check its digest and size before it is used.
-pub fn verify_blob(
+/// Finishes `hashing` (a blob opened as `name` and read through a
+/// [`HashingReader`] limited to `size`, else [`MAX_BLOB`]) and checks what
+/// it read against the blob's digest, when known, and declared size.
+pub fn check_blob<R: Read>(
     store: &dyn Store,
     name: &str,
-    digest: &Digest,
+    digest: Option<&Digest>,
     size: Option<u64>,
     what: &str,
+    hashing: HashingReader<R>,
 ) -> Result<(), ImageError> {
-    let reader = store
-        .open(name)?
-        .ok_or_else(|| missing(store, what, name))?;
-    let limit = size.unwrap_or(MAX_BLOB);
-    let hashing = HashingReader::new(reader, limit);
     let (actual, len) = match hashing.finish() {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
             return Err(ImageError::Invalid {
                 what: what.to_string(),
-                fault: format!("{name} is larger than the {limit} bytes its descriptor says"),
+                fault: format!(
+                    "{name} is larger than the {} bytes its descriptor says",
+                    size.unwrap_or(MAX_BLOB)
+                ),
             })
         }
         Err(e) => return Err(io_err(format!("{}: {name}", store.describe()))(e)),
     };
-    if &actual != digest {
+    if let Some(digest) = digest.filter(|d| **d != actual) {
         return Err(mismatch(what, digest, &actual, store));
     }
     if let Some(s) = size.filter(|s| *s != len) {
