@@ -55,6 +55,19 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// The path in `$ENV` if it is set, else `default` under the repository root.
+pub fn bin(env: &str, default: &str) -> PathBuf {
+    std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(default))
+}
+
+/// The size-tuned stub scripts/test.sh builds (`cargo build --profile stub
+/// -p smolvm-stub`): `SMOLVM_STUB`, else target/stub/smolvm-stub.
+pub fn stub_bin() -> PathBuf {
+    bin("SMOLVM_STUB", "target/stub/smolvm-stub")
+}
+
 pub fn test_key() -> SecretKey {
     SecretKey::from_seed(&TEST_SEED)
 }

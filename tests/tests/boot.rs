@@ -6,29 +6,13 @@
 //! scripts/test.sh, so by CI) turns a missing harness into a failure; without
 //! it the test skips with the reason only if QEMU is not installed.
 
+use smolvm_tests::{bin, repo, stub_bin as stub};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn bin(env: &str, default: &str) -> PathBuf {
-    std::env::var_os(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(default))
-}
-
 fn smolvm() -> PathBuf {
     bin("SMOLVM_BIN", "target/release/smolvm")
-}
-
-fn stub() -> PathBuf {
-    bin("SMOLVM_STUB", "target/stub/smolvm-stub")
 }
 
 fn kernel() -> PathBuf {

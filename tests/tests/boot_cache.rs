@@ -2,22 +2,10 @@
 //! checklist item 16), exercised natively through the stub's dry run, which
 //! does everything but enter the VM.
 
+use smolvm_tests::{bin, repo};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn bin(env: &str, default: &str) -> PathBuf {
-    std::env::var_os(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(default))
-}
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("smolvm-cache-{name}-{}", std::process::id()));

@@ -14,6 +14,7 @@
 //! turns a missing fixture into a failure; without it these tests skip with
 //! the reason.
 
+use smolvm_tests::{bin, repo, stub_bin as stub};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -36,25 +37,8 @@ const PACK_LIMIT: Duration = Duration::from_secs(120);
 /// A bad reference or a damaged image must be reported at least this fast.
 const BAD_INPUT_LIMIT: Duration = Duration::from_secs(30);
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn bin(env: &str, default: &str) -> PathBuf {
-    std::env::var_os(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(default))
-}
-
 fn smolvm() -> PathBuf {
     bin("SMOLVM_BIN", "target/release/smolvm")
-}
-
-fn stub() -> PathBuf {
-    bin("SMOLVM_STUB", "target/stub/smolvm-stub")
 }
 
 fn kernel() -> PathBuf {

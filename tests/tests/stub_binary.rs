@@ -8,11 +8,7 @@ use std::path::PathBuf;
 const MAX_STUB_BYTES: usize = 3 << 20;
 
 fn stub() -> Option<PathBuf> {
-    let path = std::env::var_os("SMOLVM_STUB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/stub/smolvm-stub")
-        });
+    let path = smolvm_tests::stub_bin();
     if path.exists() {
         return Some(path);
     }
