@@ -5,7 +5,7 @@
 #   @@SMOL-L1-UP t=SECS@@            init started (t = /proc/uptime)
 #   @@SMOL-L1-ERROR MESSAGE@@        something in L1 set-up failed
 #   @@SMOL-NO-KVM MESSAGE@@          /dev/kvm missing after insmod: powers off
-#   @@SMOL-KVM-READY t=SECS@@        /dev/kvm present, scenarios start
+#   @@SMOL-KVM-READY t=SECS@@        /dev/kvm present (mode 666 for `user`), scenarios start
 #   @@SMOL-DMESG-BEGIN@@ .. @@SMOL-DMESG-END@@   L1 kernel warnings (if any)
 #   @@SMOL-DONE rc=N t=SECS@@        SCENARIOS.sh finished with status N
 /bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
@@ -49,6 +49,16 @@ if [ ! -c /dev/kvm ]; then
     poweroff -f
     sleep 5
 fi
+
+# The non-root host user of lib.sh's `both`/`as_user` (uid 1000, in
+# /etc/passwd from run-l1.sh): a HOME of its own on a real tmpfs (its cache,
+# ~/.cache/smolvm, is what libkrun's virtio-fs serves to the guest), /dev/kvm
+# (root-only by default, as on most hosts without a kvm group), and every
+# file under /work readable, directories and executables also searchable.
+mkdir -p /home && mount -t tmpfs -o mode=755 tmpfs /home || fail "mount tmpfs /home"
+mkdir -m 700 /home/user && chown 1000:1000 /home/user || fail "create /home/user"
+chmod 666 /dev/kvm || fail "chmod /dev/kvm"
+chmod -R a+rX /work || fail "chmod /work"
 
 # Keep kernel chatter out of scenario output unless asked (see --kmsg).
 if [ "$(cat /harness/kmsg 2>/dev/null)" != 1 ]; then

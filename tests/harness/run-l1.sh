@@ -72,7 +72,7 @@ case "$compress" in gzip|none) ;; *) usage_error "SMOL_INITRD_COMPRESS must be g
 # ---------------------------------------------------------------- prerequisites
 hint="run scripts/setup-harness.sh"
 command -v "$qemu" >/dev/null || prereq_error "QEMU ($qemu) not found; $hint"
-for tool in cpio gzip timeout ldd find sed; do
+for tool in cpio gzip timeout ldd find sed cc sha256sum; do
     command -v "$tool" >/dev/null || prereq_error "$tool not found; $hint"
 done
 kernel=${SMOL_L1_KERNEL:-}
@@ -99,6 +99,65 @@ fi
 # ---------------------------------------------------------------- initramfs
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/smol-l1.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+
+# /harness/runas UID:GID PROG [ARG...] drops root for the non-root runs of
+# lib.sh (`both`, `as_user`). busybox-static has no chpst, its setpriv cannot
+# change ids, and its `su -c 'exec "$@"'` runs an applet named in "$@" (such
+# as `sh -c ...`) inside the same shell with the wrong positional parameters;
+# a direct exec has no such surprises. Built once per source version into the
+# harness cache (~0.2 s).
+runas_src=$(cat <<'RUNAS_C'
+/* runas UID:GID PROG [ARG...]: setgroups({GID}), setgid, setuid, exec PROG.
+ * Built by tests/harness/run-l1.sh with cc -static for the L1 initramfs. */
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    char *end;
+    unsigned long uid, gid;
+    gid_t groups[1];
+    if (argc < 3) {
+        fprintf(stderr, "usage: runas UID:GID PROG [ARG...]\n");
+        return 2;
+    }
+    uid = strtoul(argv[1], &end, 10);
+    if (end == argv[1] || *end != ':') {
+        fprintf(stderr, "runas: bad UID:GID '%s'\n", argv[1]);
+        return 2;
+    }
+    gid = strtoul(end + 1, &end, 10);
+    if (*end != '\0') {
+        fprintf(stderr, "runas: bad UID:GID '%s'\n", argv[1]);
+        return 2;
+    }
+    groups[0] = (gid_t)gid;
+    /* Groups, then gid, then uid: after setuid nothing else can change. */
+    if (setgroups(1, groups) != 0 || setgid((gid_t)gid) != 0 || setuid((uid_t)uid) != 0) {
+        fprintf(stderr, "runas: switching to %lu:%lu: %s\n", uid, gid, strerror(errno));
+        return 126;
+    }
+    if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid
+        || (uid != 0 && setuid(0) == 0)) {
+        fprintf(stderr, "runas: root was not dropped for good\n");
+        return 126;
+    }
+    execvp(argv[2], argv + 2);
+    fprintf(stderr, "runas: %s: %s\n", argv[2], strerror(errno));
+    return errno == ENOENT ? 127 : 126;
+}
+RUNAS_C
+)
+runas=$cache/runas-$(printf '%s\n' "$runas_src" | sha256sum | cut -c1-16)
+if [[ ! -x "$runas" ]]; then
+    printf '%s\n' "$runas_src" >"$tmp/runas.c"
+    cc -static -Os -s -o "$tmp/runas" "$tmp/runas.c" \
+        || prereq_error "cc -static failed for the runas helper (needs gcc and libc6-dev); $hint"
+    mv -f "$tmp/runas" "$runas"
+fi
 root="$tmp/root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,root,etc,work,lib64,harness/modules}
 
@@ -118,9 +177,13 @@ cp "$here/lib.sh" "$root/harness/lib.sh"
 cp "$script" "$root/harness/scenarios.sh"
 cp "$here/l1-init.sh" "$root/init"
 chmod 755 "$root/init"
+cp "$runas" "$root/harness/runas"
+chmod 755 "$root/harness/runas"
 echo "$kmsg" >"$root/harness/kmsg"
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+# `user` (1000:1000) is the non-root host user of lib.sh's `both` and
+# `as_user`; l1-init.sh gives it its HOME and /dev/kvm.
+printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+printf 'root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n' >"$root/etc/group"
 printf '127.0.0.1 localhost smol-l1\n' >"$root/etc/hosts"
 
 cp -a "$files/." "$root/work/"

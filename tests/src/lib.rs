@@ -1,12 +1,15 @@
 //! Shared helpers for the cross-crate tests: fixed test keys, a tiny fake
 //! kernel, stub and root, the `smolvm` binary, and artifacts built in memory
 //! with the format crate's writer (or assembled raw, so a test can sign a
-//! manifest the writer would refuse and see that the reader refuses it too).
+//! manifest the writer would refuse and see that the reader refuses it too);
+//! for the real-boot tests, the results of an L1 run and the two users
+//! (root and not) every scenario runs as.
 //!
 //! Fixture provenance: every input here is generated from constants in this
 //! file, so nothing binary is committed except the golden text files and the
 //! fuzz regression inputs (see `fuzz/README.md`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -561,4 +564,229 @@ pub fn patched(bytes: &[u8], at: u64, new: &[u8]) -> Vec<u8> {
 /// A file offset as a slice index (test artifacts are small).
 pub fn idx(offset: u64) -> usize {
     usize::try_from(offset).expect("test artifacts fit in memory")
+}
+
+// ---------------------------------------------------------------- real boots
+
+/// Most users are not root, so every real-boot scenario runs twice: as root,
+/// and as a non-root user with a HOME and cache of its own. In the L1 harness
+/// that is lib.sh's `both NAME CMD...`, whose user run is named `NAME@user`
+/// (uid [`USER_UID`], see tests/harness/README.md); on this host it is
+/// [`host_users`].
+pub const USER_SUFFIX: &str = "@user";
+/// The non-root user's ids, in L1 and on this host.
+pub const USER_UID: u32 = 1000;
+pub const USER_GID: u32 = 1000;
+
+/// The scenario results of one L1 run (tests/harness/README.md, "Scenario
+/// scripts and markers"), and the checks made on them. Checks do not stop at
+/// the first failure: [`Scenarios::finish`] reports every run that failed,
+/// root's and the user's, so one report says which of them differ.
+pub struct Scenarios {
+    runs: BTreeMap<String, (i32, String)>,
+    console: String,
+    verdicts: Vec<(String, Result<(), String>)>,
+}
+
+impl Scenarios {
+    /// Parses the console: a scenario's output is the lines strictly between
+    /// its BEGIN and END markers.
+    pub fn parse(console: &str) -> Scenarios {
+        let mut runs = BTreeMap::new();
+        let mut current: Option<(String, String)> = None;
+        for line in console.lines() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if let Some(name) = line
+                .strip_prefix("@@SMOL-BEGIN ")
+                .and_then(|l| l.strip_suffix("@@"))
+            {
+                current = Some((name.to_string(), String::new()));
+            } else if let Some(rest) = line
+                .strip_prefix("@@SMOL-END ")
+                .and_then(|l| l.strip_suffix("@@"))
+            {
+                let (name, rc) = rest.rsplit_once(" rc=").expect("END marker has rc");
+                if let Some((n, text)) = current.take() {
+                    assert_eq!(n, name, "END for a scenario that did not BEGIN");
+                    runs.insert(n, (rc.parse().expect("numeric rc"), text));
+                }
+            } else if let Some((_, text)) = current.as_mut() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        Scenarios {
+            runs,
+            console: console.to_string(),
+            verdicts: Vec::new(),
+        }
+    }
+
+    /// Exit code and output of the run `name`, if it ran to its END marker.
+    pub fn get(&self, name: &str) -> Option<&(i32, String)> {
+        self.runs.get(name)
+    }
+
+    /// Runs `check` (which asserts) on the run `name` and records the
+    /// verdict; a missing run is a failure.
+    pub fn check(&mut self, name: &str, check: impl FnOnce(i32, &str)) {
+        let verdict = match self.runs.get(name) {
+            None => Err("did not run to its END marker".to_string()),
+            Some((rc, text)) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(*rc, text)))
+                    .map_err(|payload| panic_message(&*payload))
+            }
+        };
+        self.verdicts.push((name.to_string(), verdict));
+    }
+
+    /// The same check on root's run `name` and the user's `name@user`.
+    pub fn check_both(&mut self, name: &str, check: impl Fn(i32, &str)) {
+        self.check(name, &check);
+        self.check(&format!("{name}{USER_SUFFIX}"), &check);
+    }
+
+    /// Both runs of `name` exit with `rc` and print exactly `output`.
+    pub fn expect_both(&mut self, name: &str, rc: i32, output: &str) {
+        self.check_both(name, |got_rc, text| {
+            assert_eq!((got_rc, text), (rc, output), "exit code and output");
+        });
+    }
+
+    /// Records a failure that is not a run's (a fixture that could not be
+    /// made, say), so [`Scenarios::finish`] reports it with the rest.
+    pub fn fail(&mut self, what: &str, why: String) {
+        self.verdicts.push((what.to_string(), Err(why)));
+    }
+
+    /// Prints one line per checked run and panics naming every failure.
+    pub fn finish(self) {
+        let mut failures = Vec::new();
+        eprintln!("scenario results:");
+        for (name, verdict) in &self.verdicts {
+            match verdict {
+                Ok(()) => eprintln!("  pass  {name}"),
+                Err(why) => {
+                    eprintln!("  FAIL  {name}");
+                    failures.push(format!("{name}: {why}"));
+                }
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} scenario runs failed:\n\n{}\n\nconsole:\n{}",
+            failures.len(),
+            self.verdicts.len(),
+            failures.join("\n\n"),
+            self.console
+        );
+    }
+}
+
+/// Who runs the stub in a test that runs it on this host rather than in L1:
+/// root, with `SMOLVM_CACHE_DIR` in the test's scratch directory, and the user
+/// (uid [`USER_UID`], no supplementary groups) with a HOME of its own that it
+/// owns (0700), and no `SMOLVM_CACHE_DIR` or `XDG_CACHE_HOME`, so it uses
+/// `~/.cache/smolvm`.
+pub struct HostUser {
+    /// "root", "user", or "uidN" when the tests do not run as root.
+    pub label: String,
+    /// Set for the user: the ids it runs as.
+    ids: Option<(u32, u32)>,
+    scratch: PathBuf,
+}
+
+/// The users to run a host-side scenario as: root and the user. A test that
+/// does not run as root cannot switch users: it runs once, as itself, and
+/// says so.
+pub fn host_users(scratch: &Path) -> Vec<HostUser> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // /proc/self belongs to the effective uid; no libc needed.
+    let euid = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+    // The user must reach the packed files and its home under `scratch`.
+    std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod scratch dir");
+    let user = |label: &str, ids| HostUser {
+        label: label.into(),
+        ids,
+        scratch: scratch.to_path_buf(),
+    };
+    if euid != 0 {
+        eprintln!("not running as root: host-side scenarios run only as uid {euid}");
+        return vec![user(&format!("uid{euid}"), None)];
+    }
+    vec![user("root", None), user("user", Some((USER_UID, USER_GID)))]
+}
+
+/// Runs `scenario` as each of [`host_users`], all of them even if one fails,
+/// then panics naming each user it failed for.
+pub fn as_each_host_user(scratch: &Path, scenario: impl Fn(&HostUser)) {
+    let mut failures = Vec::new();
+    for user in host_users(scratch) {
+        if let Err(payload) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&user)))
+        {
+            failures.push(format!("as {}: {}", user.label, panic_message(&*payload)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panicked".into())
+}
+
+impl HostUser {
+    /// Whether this is the non-root user of a root test run.
+    pub fn is_switched(&self) -> bool {
+        self.ids.is_some()
+    }
+
+    /// The user's HOME for cache `cache` (a fresh home per cache name).
+    fn home(&self, cache: &str) -> PathBuf {
+        self.scratch.join(format!("home-{}-{cache}", self.label))
+    }
+
+    /// Where the stub run by [`HostUser::command`] with this `cache` name keeps
+    /// its cache.
+    pub fn cache_dir(&self, cache: &str) -> PathBuf {
+        match self.ids {
+            Some(_) => self.home(cache).join(".cache/smolvm"),
+            None => self.scratch.join(format!("cache-{}-{cache}", self.label)),
+        }
+    }
+
+    /// `program` run as this user, with a cache of its own named `cache`
+    /// (fresh the first time the name is used).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, cache: &str) -> Command {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(program);
+        match self.ids {
+            None => {
+                c.env("SMOLVM_CACHE_DIR", self.cache_dir(cache));
+            }
+            Some((uid, gid)) => {
+                let home = self.home(cache);
+                std::fs::create_dir_all(&home).expect("create the user's home");
+                std::os::unix::fs::chown(&home, Some(uid), Some(gid)).expect("chown home");
+                std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
+                    .expect("chmod home");
+                // As root, std drops the supplementary groups (setgroups(0))
+                // before setgid and setuid.
+                c.uid(uid)
+                    .gid(gid)
+                    .env("HOME", &home)
+                    .env("USER", "user")
+                    .env("LOGNAME", "user")
+                    .env_remove("SMOLVM_CACHE_DIR")
+                    .env_remove("XDG_CACHE_HOME");
+            }
+        }
+        c
+    }
 }

@@ -2,12 +2,14 @@
 //! L1 machine, whose KVM runs the libkrun guest (L2). See
 //! tests/harness/README.md and /work/shared/BOOTING.md.
 //!
-//! All scenarios share one L1 boot. `SMOLVM_REQUIRE_BOOT=1` (set by
-//! scripts/test.sh, so by CI) turns a missing harness into a failure; without
-//! it the test skips with the reason only if QEMU is not installed.
+//! All scenarios share one L1 boot, and each runs twice (lib.sh's `both`): as
+//! root and as a non-root user with its own HOME and cache, because most
+//! users are not root. `SMOLVM_REQUIRE_BOOT=1` (set by scripts/test.sh, so by
+//! CI) turns a missing harness into a failure; without it the test skips with
+//! the reason only if QEMU is not installed.
 
-use smolvm_tests::{bin, repo, stub_bin as stub};
-use std::collections::BTreeMap;
+use smolvm_tests::{as_each_host_user, bin, repo, stub_bin as stub, Scenarios};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -62,12 +64,16 @@ fn harness_available() -> bool {
     false
 }
 
-/// A busybox root with every applet linked.
+/// A busybox root with every applet linked; directories and busybox 0755,
+/// owned by whoever runs the test (root in CI).
 fn busybox_root(dir: &Path) -> PathBuf {
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox"))
         .expect("busybox-static at /bin/busybox");
+    for p in [root.clone(), root.join("bin"), root.join("bin/busybox")] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
     for applet in String::from_utf8(list.stdout).unwrap().lines() {
         if applet != "busybox" {
@@ -86,33 +92,6 @@ fn run_ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Scenario name -> (exit code, output), parsed from the L1 console.
-fn parse_markers(console: &str) -> BTreeMap<String, (i32, String)> {
-    let mut out = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    for line in console.lines() {
-        if let Some(name) = line
-            .strip_prefix("@@SMOL-BEGIN ")
-            .and_then(|l| l.strip_suffix("@@"))
-        {
-            current = Some((name.to_string(), String::new()));
-        } else if let Some(rest) = line
-            .strip_prefix("@@SMOL-END ")
-            .and_then(|l| l.strip_suffix("@@"))
-        {
-            let (name, rc) = rest.rsplit_once(" rc=").expect("END marker has rc");
-            if let Some((n, text)) = current.take() {
-                assert_eq!(n, name, "END for a scenario that did not BEGIN");
-                out.insert(n, (rc.parse().unwrap(), text));
-            }
-        } else if let Some((_, text)) = current.as_mut() {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    out
 }
 
 #[test]
@@ -175,24 +154,40 @@ fn packed_machines_boot_for_real() {
         std::fs::set_permissions(files.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    // What the guest must see of its root: owners as packed (the packer
+    // records them as on this host), whoever runs the stub.
+    let owner = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        format!("{}:{}", m.uid(), m.gid())
+    };
+    let owners = format!(
+        "{} 755 /bin\n{} 755 /bin/busybox\n0\n",
+        owner(&root.join("bin")),
+        owner(&root.join("bin/busybox"))
+    );
+
+    // `both` runs each scenario as root, then as `user` (uid 1000) with its
+    // own cache in ~/.cache/smolvm (the exported SMOLVM_CACHE_DIR is root's
+    // only); a scenario that needs a fresh cache puts it under $HOME.
     let script = dir.join("scenarios.sh");
     std::fs::write(
         &script,
         r#"export SMOLVM_CACHE_DIR=/tmp/smolcache
-scenario hello ./hello
-scenario exit7 ./hello 'exit 7'
-scenario args ./hello 'for a in "$@"; do printf "[%s]\n" "$a"; done' argv0 "a b" '"q"' '' "it's" 'x\y'
-scenario stdin sh -c 'echo abc | ./hello cat'
-scenario write ./hello 'echo data > /persist; cat /persist'
-scenario write-gone ./hello 'test -e /persist && echo present || echo absent'
-scenario tamper-manifest ./hello-bad-manifest
-scenario tamper-rootfs env SMOLVM_CACHE_DIR=/tmp/fresh-cache ./hello-bad-rootfs
-scenario tamper-no-cache-entry sh -c 'ls /tmp/fresh-cache/rootfs | grep -v lock || echo none'
-scenario pack-run ./smolvm pack run hello.smolmachine -- 'echo from-bare; exit 3'
-scenario info ./hello --smolvm-info
+both hello ./hello
+both args ./hello 'for a in "$@"; do printf "[%s]\n" "$a"; done; exit 7' argv0 "a b" '"q"' '' "it's" 'x\y'
+both stdin sh -c 'echo abc | ./hello cat'
+both write ./hello 'echo data > /persist; cat /persist'
+both write-gone ./hello 'test -e /persist && echo present || echo absent'
+both owners ./hello 'stat -c "%u:%g %a %n" /bin /bin/busybox; id -u'
+both tamper-manifest ./hello-bad-manifest
+both tamper-rootfs sh -c 'SMOLVM_CACHE_DIR=$HOME/fresh-cache exec ./hello-bad-rootfs'
+both tamper-no-cache-entry sh -c 'ls "$HOME/fresh-cache/rootfs" | grep -v lock || echo none'
+both pack-run ./smolvm pack run hello.smolmachine -- 'echo from-bare; exit 3'
+both info ./hello --smolvm-info
 "#,
     )
     .unwrap();
+    let started = std::time::Instant::now();
     let out = Command::new(repo().join("tests/harness/run-l1.sh"))
         .arg("--files")
         .arg(&files)
@@ -208,49 +203,54 @@ scenario info ./hello --smolvm-info
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let s = parse_markers(&console);
-    let get = |name: &str| {
-        s.get(name)
-            .unwrap_or_else(|| panic!("scenario {name} missing:\n{console}"))
-            .clone()
-    };
     println!("{console}");
+    eprintln!("L1 run: {:.1} s", started.elapsed().as_secs_f64());
+    let mut s = Scenarios::parse(&console);
 
-    assert_eq!(get("hello"), (0, "hello-from-smolmachine\n".into()));
-    assert_eq!(get("exit7").0, 7);
-    assert_eq!(
-        get("args"),
-        (0, "[a b]\n[\"q\"]\n[]\n[it's]\n[x\\y]\n".into())
-    );
-    assert_eq!(get("stdin"), (0, "abc\n".into()));
-    assert_eq!(get("write"), (0, "data\n".into()));
-    assert_eq!(get("write-gone"), (0, "absent\n".into()));
+    s.expect_both("hello", 0, "hello-from-smolmachine\n");
+    // Arguments arrive intact (spaces, quotes, empty, backslash) and the
+    // guest's exit code comes back.
+    s.expect_both("args", 7, "[a b]\n[\"q\"]\n[]\n[it's]\n[x\\y]\n");
+    s.expect_both("stdin", 0, "abc\n");
+    s.expect_both("write", 0, "data\n");
+    s.expect_both("write-gone", 0, "absent\n");
+    // The guest sees the owners and modes that were packed, and its workload
+    // runs as the image's user (root here), also when the host user is not
+    // root: a guest that sees its files owned by the host user's uid is the
+    // defect this scenario is here for.
+    s.expect_both("owners", 0, &owners);
 
-    let (rc, text) = get("tamper-manifest");
-    assert_eq!(rc, 1, "{text}");
-    assert!(
-        text.contains("manifest") || text.contains("signature"),
-        "{text}"
-    );
-    assert_eq!(text.lines().count(), 1, "one line, no guest output: {text}");
-    let (rc, text) = get("tamper-rootfs");
-    assert_eq!(rc, 1, "{text}");
-    assert!(text.contains("SHA-256"), "{text}");
-    assert_eq!(text.lines().count(), 1, "{text}");
-    assert_eq!(
-        get("tamper-no-cache-entry"),
-        (0, "none\n".into()),
-        "a failed extraction left a cache entry"
-    );
+    s.check_both("tamper-manifest", |rc, text| {
+        assert_eq!(rc, 1, "{text}");
+        assert!(
+            text.contains("manifest") || text.contains("signature"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1, "one line, no guest output: {text}");
+    });
+    s.check_both("tamper-rootfs", |rc, text| {
+        assert_eq!(rc, 1, "{text}");
+        assert!(text.contains("SHA-256"), "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    });
+    s.check_both("tamper-no-cache-entry", |rc, text| {
+        assert_eq!(
+            (rc, text),
+            (0, "none\n"),
+            "a failed extraction left a cache entry"
+        );
+    });
 
-    assert_eq!(get("pack-run"), (3, "from-bare\n".into()));
-    let (rc, text) = get("info");
-    assert_eq!(rc, 0);
-    assert!(text.starts_with("hello 1.0.0\n"), "{text}");
+    s.expect_both("pack-run", 3, "from-bare\n");
+    s.check_both("info", |rc, text| {
+        assert_eq!(rc, 0, "{text}");
+        assert!(text.starts_with("hello 1.0.0\n"), "{text}");
+    });
+    s.finish();
 }
 
 /// On this host /dev/kvm is kvm-pvm, which cannot run the guest: the stub
-/// must say so in one line and fail, not hang.
+/// must say so in one line and fail, not hang, for root and for a user.
 #[test]
 fn a_host_without_usable_kvm_gets_one_clear_line() {
     if !Path::new("/sys/module/kvm_pvm").exists()
@@ -281,15 +281,32 @@ fn a_host_without_usable_kvm_gets_one_clear_line() {
             .arg("-o")
             .arg(dir.join("m")),
     );
-    let out = Command::new(dir.join("m"))
-        .env("SMOLVM_CACHE_DIR", dir.join("cache"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("no usable KVM") && err.contains("kvm-pvm"),
-        "{err}"
-    );
-    assert_eq!(err.lines().count(), 1, "{err}");
+    // Root, and the user (uid 1000, no supplementary groups). Where /dev/kvm
+    // is root-only, as on this host, the user cannot open it at all, and
+    // that is its one line; where it can, it meets kvm-pvm as root does.
+    let kvm_mode = std::fs::metadata("/dev/kvm").map_or(0, |m| m.mode());
+    as_each_host_user(&dir, |user| {
+        let opens_kvm = if user.is_switched() {
+            kvm_mode & 0o006 == 0o006
+        } else {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/kvm")
+                .is_ok()
+        };
+        let cause = if opens_kvm {
+            "kvm-pvm"
+        } else {
+            "permission denied"
+        };
+        let out = user.command(dir.join("m"), "main").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("no usable KVM") && err.contains(cause),
+            "expected the cause {cause:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    });
 }

@@ -1,8 +1,12 @@
 //! The runtime's first-start cache under concurrency and kills (security
 //! checklist item 16), exercised natively through the stub's dry run, which
-//! does everything but enter the VM.
+//! does everything but enter the VM (no KVM, so no L1 machine needed).
+//!
+//! Each scenario runs as root and as a non-root user (uid 1000, a HOME of its
+//! own, cache in ~/.cache/smolvm; see `smolvm_tests::host_users`): most users
+//! are not root.
 
-use smolvm_tests::{bin, repo};
+use smolvm_tests::{as_each_host_user, bin, repo, HostUser};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -73,11 +77,10 @@ fn packed(dir: &Path, mib: usize) -> Option<PathBuf> {
     Some(dir.join("m"))
 }
 
-fn dry_run(exe: &Path, cache: &Path) -> Command {
-    let mut c = Command::new(exe);
-    c.arg("--smolvm-dry-run")
-        .env("SMOLVM_CACHE_DIR", cache)
-        .env("SMOLVM_TRACE", "1");
+/// A dry run of `exe` as `user`, in its cache named `cache`.
+fn dry_run(user: &HostUser, exe: &Path, cache: &str) -> Command {
+    let mut c = user.command(exe, cache);
+    c.arg("--smolvm-dry-run").env("SMOLVM_TRACE", "1");
     c
 }
 
@@ -111,90 +114,94 @@ fn wait_for_extraction(cache: &Path) {
 fn concurrent_first_starts_extract_once_and_all_start() {
     let dir = scratch("concurrent");
     let Some(exe) = packed(&dir, 48) else { return };
-    let cache = dir.join("cache");
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            dry_run(&exe, &cache)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let mut extractions = 0;
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "a concurrent start failed: {err}");
-        assert!(err.contains("rootfs ready"), "{err}");
-        extractions += err.matches("extracting rootfs").count();
-    }
-    assert_eq!(extractions, 1, "several first starts must extract once");
-    assert_eq!(complete_markers(&cache), 1);
+    as_each_host_user(&dir, |user| {
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                dry_run(user, &exe, "c")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut extractions = 0;
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "a concurrent start failed: {err}");
+            assert!(err.contains("rootfs ready"), "{err}");
+            extractions += err.matches("extracting rootfs").count();
+        }
+        assert_eq!(extractions, 1, "several first starts must extract once");
+        assert_eq!(complete_markers(&user.cache_dir("c")), 1);
+    });
 }
 
 #[test]
 fn a_killed_extraction_is_never_trusted() {
     let dir = scratch("killed");
     let Some(exe) = packed(&dir, 160) else { return };
-    let cache = dir.join("cache");
-    let mut child = dry_run(&exe, &cache)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the extraction is under way, then kill -9 mid-way.
-    let rootfs_dir = cache.join("rootfs");
-    wait_for_extraction(&cache);
-    std::thread::sleep(Duration::from_millis(50));
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert!(
-        !status.success(),
-        "the extraction finished before the kill; make the rootfs bigger"
-    );
-    assert_eq!(
-        complete_markers(&cache),
-        0,
-        "a killed extraction left a trusted entry"
-    );
+    as_each_host_user(&dir, |user| {
+        let cache = user.cache_dir("k");
+        let mut child = dry_run(user, &exe, "k")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until the extraction is under way, then kill -9 mid-way.
+        let rootfs_dir = cache.join("rootfs");
+        wait_for_extraction(&cache);
+        std::thread::sleep(Duration::from_millis(50));
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "the extraction finished before the kill; make the rootfs bigger"
+        );
+        assert_eq!(
+            complete_markers(&cache),
+            0,
+            "a killed extraction left a trusted entry"
+        );
 
-    // The next start notices, re-extracts and succeeds.
-    let out = dry_run(&exe, &cache).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(
-        err.contains("extracting rootfs"),
-        "the next start must re-extract: {err}"
-    );
-    assert_eq!(complete_markers(&cache), 1);
-    let leftovers: Vec<_> = std::fs::read_dir(&rootfs_dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "stale temporary extraction left behind"
-    );
+        // The next start notices, re-extracts and succeeds.
+        let out = dry_run(user, &exe, "k").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains("extracting rootfs"),
+            "the next start must re-extract: {err}"
+        );
+        assert_eq!(complete_markers(&cache), 1);
+        let leftovers: Vec<_> = std::fs::read_dir(&rootfs_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "stale temporary extraction left behind"
+        );
+    });
 }
 
-/// Starts a cold `smolvm pack run --dry-run` of a copy of the bare payload
-/// `bare`, waits until extraction is under way, lets `meddle` change the
-/// file, and returns the run's exit status, stderr and cache dir.
+/// Starts a cold `smolvm pack run --dry-run` as `user` of a copy of the bare
+/// payload `bare`, waits until extraction is under way, lets `meddle` change
+/// the file, and returns the run's exit status, stderr and cache dir.
 fn meddle_during_extraction(
+    user: &HostUser,
     bare: &Path,
     dir: &Path,
     name: &str,
     meddle: impl FnOnce(&Path),
 ) -> (std::process::ExitStatus, String, PathBuf) {
-    let copy = dir.join(format!("{name}.smolmachine"));
+    let copy = dir.join(format!("{name}-{}.smolmachine", user.label));
     std::fs::copy(bare, &copy).unwrap();
-    let cache = dir.join(format!("cache-{name}"));
-    let child = Command::new(bin("SMOLVM_BIN", "target/release/smolvm"))
+    let cache = user.cache_dir(name);
+    let child = user
+        .command(bin("SMOLVM_BIN", "target/release/smolvm"), name)
         .args(["pack", "run", "--dry-run"])
         .arg(&copy)
-        .env("SMOLVM_CACHE_DIR", &cache)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -237,32 +244,35 @@ fn truncating_or_rewriting_the_file_during_extraction_fails_closed() {
     let _ = exe;
     let len = std::fs::metadata(&bare).unwrap().len();
 
-    // Truncated by another process: a clean error (no SIGBUS), nothing trusted.
-    let (status, err, cache) = meddle_during_extraction(&bare, &dir, "truncated", |f| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(f)
-            .unwrap()
-            .set_len(len / 2)
-            .unwrap();
-    });
-    assert!(
-        matches!(status.code(), Some(1 | 2)),
-        "exit {status:?}, expected a clean failure: {err}"
-    );
-    assert_eq!(complete_markers(&cache), 0, "{err}");
+    as_each_host_user(&dir, |user| {
+        // Truncated by another process: a clean error (no SIGBUS), nothing
+        // trusted.
+        let (status, err, cache) = meddle_during_extraction(user, &bare, &dir, "truncated", |f| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_len(len / 2)
+                .unwrap();
+        });
+        assert!(
+            matches!(status.code(), Some(1 | 2)),
+            "exit {status:?}, expected a clean failure: {err}"
+        );
+        assert_eq!(complete_markers(&cache), 0, "{err}");
 
-    // Rewritten in place: what would be extracted no longer matches the
-    // verified hash, so nothing is published and nothing boots.
-    let (status, err, cache) = meddle_during_extraction(&bare, &dir, "rewritten", |f| {
-        use std::os::unix::fs::FileExt;
-        let file = std::fs::OpenOptions::new().write(true).open(f).unwrap();
-        // The last 16 MiB before the trailer are rootfs bytes not read yet.
-        for off in (len - (16 << 20)..len - 4096).step_by(4096) {
-            file.write_all_at(b"\xff\xfe\xfd\xfc", off).unwrap();
-        }
+        // Rewritten in place: what would be extracted no longer matches the
+        // verified hash, so nothing is published and nothing boots.
+        let (status, err, cache) = meddle_during_extraction(user, &bare, &dir, "rewritten", |f| {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::OpenOptions::new().write(true).open(f).unwrap();
+            // The last 16 MiB before the trailer are rootfs bytes not read yet.
+            for off in (len - (16 << 20)..len - 4096).step_by(4096) {
+                file.write_all_at(b"\xff\xfe\xfd\xfc", off).unwrap();
+            }
+        });
+        assert_eq!(status.code(), Some(1), "{err}");
+        assert!(err.contains("SHA-256"), "{err}");
+        assert_eq!(complete_markers(&cache), 0, "{err}");
     });
-    assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains("SHA-256"), "{err}");
-    assert_eq!(complete_markers(&cache), 0, "{err}");
 }

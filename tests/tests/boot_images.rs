@@ -9,13 +9,13 @@
 //! scripts/debian-root.sh (a Debian bookworm minbase root as a tarball).
 //!
 //! Booting happens once, in the QEMU harness (tests/harness/README.md): the
-//! image packed by registry reference and the Debian root. Everything else
-//! only packs and inspects. `SMOLVM_REQUIRE_BOOT=1` (scripts/test.sh, so CI)
-//! turns a missing fixture into a failure; without it these tests skip with
-//! the reason.
+//! image packed by registry reference and the Debian root, each scenario as
+//! root and as a non-root user with its own HOME and cache (lib.sh's `both`).
+//! Everything else only packs and inspects. `SMOLVM_REQUIRE_BOOT=1`
+//! (scripts/test.sh, so CI) turns a missing fixture into a failure; without
+//! it these tests skip with the reason.
 
-use smolvm_tests::{bin, repo, stub_bin as stub};
-use std::collections::BTreeMap;
+use smolvm_tests::{bin, repo, stub_bin as stub, Scenarios};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,28 @@ opaque: c
 hardlink: one inode, 2 names
 motd: motd from layer 3
 ";
+/// Run by the image's user (app) with a shell entrypoint: owners of files the
+/// layers give to root, and whether that user can write one of them. Goes
+/// into a TOML string as is: no double quotes or backslashes.
+const IMAGE_OWNERS_CMD: &str =
+    "stat -c %u:%g:%n /app/run.sh /etc/motd; id -u; touch /etc/motd 2>/dev/null && echo motd writable || echo motd read-only";
+const IMAGE_OWNERS_OUTPUT: &str = "0:0:/app/run.sh
+0:0:/etc/motd
+1000
+motd read-only
+";
+/// Run in the Debian root; single-quoted in the scenario script. Its output
+/// after the version line is [`DEBIAN_RELEASE_TAIL`]: owners and modes as the
+/// distribution installed them (a file of group shadow, a directory of group
+/// mail), whoever runs the stub.
+const DEBIAN_RELEASE_CMD: &str =
+    "cat /etc/debian_version; id -un; ls /usr/bin/apt-get; stat -c \"%u:%g %a %n\" /etc/shadow /var/mail";
+const DEBIAN_RELEASE_TAIL: [&str; 4] = [
+    "root",
+    "/usr/bin/apt-get",
+    "0:42 640 /etc/shadow",
+    "0:8 2775 /var/mail",
+];
 /// A pack that takes longer than this is hung (the image is 1 MB).
 const PACK_LIMIT: Duration = Duration::from_secs(120);
 /// A bad reference or a damaged image must be reported at least this fast.
@@ -816,37 +838,9 @@ fn harness_available() -> bool {
     fixtures_present("real boots of images", &paths, false, missing)
 }
 
-/// Scenario name -> (exit code, output), parsed from the L1 console.
-fn parse_markers(console: &str) -> BTreeMap<String, (i32, String)> {
-    let mut out = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    for line in console.lines() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if let Some(name) = line
-            .strip_prefix("@@SMOL-BEGIN ")
-            .and_then(|l| l.strip_suffix("@@"))
-        {
-            current = Some((name.to_string(), String::new()));
-        } else if let Some(rest) = line
-            .strip_prefix("@@SMOL-END ")
-            .and_then(|l| l.strip_suffix("@@"))
-        {
-            let (name, rc) = rest.rsplit_once(" rc=").expect("END marker has rc");
-            if let Some((n, text)) = current.take() {
-                assert_eq!(n, name, "END for a scenario that did not BEGIN");
-                out.insert(n, (rc.parse().unwrap(), text));
-            }
-        } else if let Some((_, text)) = current.as_mut() {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    out
-}
-
 /// One L1 boot: the registry image runs its own entrypoint with its own
 /// cmd, env, workdir and user over the merged layers; the Debian minbase
-/// root runs dpkg.
+/// root runs dpkg. Every scenario as root and as the user `user`.
 #[test]
 fn images_and_a_debian_root_boot_for_real() {
     if !harness_available() {
@@ -884,7 +878,38 @@ fn images_and_a_debian_root_boot_for_real() {
         signed(&mut c);
         let o = run_limited(&mut c, PACK_LIMIT);
         eprintln!("pack {IMAGE}: {:.2} s", o.secs);
-        (!o.ok()).then(|| format!("pack {IMAGE} failed ({:?}): {}", o.status, o.stderr))
+        // The same image with a shell entrypoint, to look at what its user
+        // (app, 1000:1000) sees of files the layers give to root (0:0). The
+        // root filesystem is the same, so the runs share its cache entry.
+        std::fs::write(
+            dir.join("Smolfile.img-owners"),
+            format!(
+                "image = \"{IMAGE}\"\nentrypoint = [\"/bin/sh\", \"-c\"]\ncmd = [\"{IMAGE_OWNERS_CMD}\"]\n"
+            ),
+        )
+        .unwrap();
+        let mut c2 = Command::new(smolvm());
+        c2.args(["pack", "create", "--smolfile"])
+            .arg(dir.join("Smolfile.img-owners"))
+            .arg("--kernel")
+            .arg(kernel())
+            .arg("-o")
+            .arg(files.join("img-owners"))
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .stdin(Stdio::null());
+        signed(&mut c2);
+        let o2 = run_limited(&mut c2, PACK_LIMIT);
+        match (o.ok(), o2.ok()) {
+            (true, true) => None,
+            (false, _) => Some(format!(
+                "pack {IMAGE} failed ({:?}): {}",
+                o.status, o.stderr
+            )),
+            (_, false) => Some(format!(
+                "pack {IMAGE} with a shell entrypoint failed ({:?}): {}",
+                o2.status, o2.stderr
+            )),
+        }
     };
 
     std::fs::write(
@@ -912,15 +937,20 @@ fn images_and_a_debian_root_boot_for_real() {
         size as f64 / 1e6
     );
 
+    // `both` runs each scenario as root, then as `user` (uid 1000) with its
+    // own cache in ~/.cache/smolvm.
     let mut script = String::from("export SMOLVM_CACHE_DIR=/tmp/smolcache\n");
     if files.join("img").exists() {
-        script.push_str("scenario image-default ./img\n");
-        script.push_str("scenario image-args ./img one 'two words'\n");
+        script.push_str("both image-default ./img\n");
+        script.push_str("both image-args ./img one 'two words'\n");
     }
-    script.push_str("scenario debian-dpkg ./debian\n");
-    script.push_str(
-        "scenario debian-release ./debian 'cat /etc/debian_version; id -un; ls /usr/bin/apt-get'\n",
-    );
+    if files.join("img-owners").exists() {
+        script.push_str("both image-owners ./img-owners\n");
+    }
+    script.push_str("both debian-dpkg ./debian\n");
+    script.push_str(&format!(
+        "both debian-release ./debian '{DEBIAN_RELEASE_CMD}'\n"
+    ));
     std::fs::write(dir.join("scenarios.sh"), script).unwrap();
 
     let o = run_limited(
@@ -942,49 +972,49 @@ fn images_and_a_debian_root_boot_for_real() {
         o.stdout,
         o.stderr
     );
-    let s = parse_markers(&o.stdout);
-    let get = |name: &str| {
-        s.get(name)
-            .unwrap_or_else(|| panic!("scenario {name} missing:\n{}", o.stdout))
-            .clone()
-    };
     for line in o.stdout.lines().filter(|l| l.starts_with("@@SMOL-TIME")) {
         eprintln!("{line}");
     }
     eprintln!("L1 run: {:.1} s", o.secs);
+    let mut s = Scenarios::parse(&o.stdout);
 
-    let (rc, text) = get("debian-dpkg");
-    assert_eq!(rc, 0, "{text}");
-    assert!(
-        text.starts_with("Debian 'dpkg' package management program version 1.21."),
-        "{text}"
-    );
-    let (rc, text) = get("debian-release");
-    assert_eq!(rc, 0, "{text}");
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(
-        lines.first().is_some_and(|l| l.starts_with("12.")),
-        "{text}"
-    );
-    assert_eq!(
-        lines.get(1..),
-        Some(&["root", "/usr/bin/apt-get"][..]),
-        "{text}"
-    );
+    s.check_both("debian-dpkg", |rc, text| {
+        assert_eq!(rc, 0, "{text}");
+        assert!(
+            text.starts_with("Debian 'dpkg' package management program version 1.21."),
+            "{text}"
+        );
+    });
+    s.check_both("debian-release", |rc, text| {
+        assert_eq!(rc, 0, "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.first().is_some_and(|l| l.starts_with("12.")),
+            "{text}"
+        );
+        assert_eq!(lines.get(1..), Some(&DEBIAN_RELEASE_TAIL[..]), "{text}");
+    });
 
     if let Some(p) = image_problem {
-        panic!("{p}");
+        s.fail("image fixtures", p);
     }
     if files.join("img").exists() {
-        assert_eq!(get("image-default"), (0, IMAGE_OUTPUT.to_string()));
-        let (rc, text) = get("image-args");
-        assert_eq!(rc, 0, "{text}");
-        assert_eq!(
-            text.lines().next(),
-            Some("image entrypoint ran: hello-from-image pwd=/app args=one two words"),
-            "arguments replace the image's Cmd, not its Entrypoint"
-        );
+        s.expect_both("image-default", 0, IMAGE_OUTPUT);
+        s.check_both("image-args", |rc, text| {
+            assert_eq!(rc, 0, "{text}");
+            assert_eq!(
+                text.lines().next(),
+                Some("image entrypoint ran: hello-from-image pwd=/app args=one two words"),
+                "arguments replace the image's Cmd, not its Entrypoint"
+            );
+        });
     }
+    if files.join("img-owners").exists() {
+        // The image's unprivileged user sees the layers' root-owned files as
+        // root's and cannot write them, also when the host user is not root.
+        s.expect_both("image-owners", 0, IMAGE_OWNERS_OUTPUT);
+    }
+    s.finish();
 }
 
 // ------------------------------------------------------------------- JSON
