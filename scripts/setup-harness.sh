@@ -44,7 +44,8 @@ fi
 
 # ---------------------------------------------------------------- apt packages
 # openssh-client: the signing tests generate real OpenSSH keys with ssh-keygen.
-packages=(qemu-system-x86 busybox-static cpio zstd gcc libc6-dev xz-utils binutils openssh-client)
+# erofs-utils, attr: the EROFS writer's tests check images with fsck.erofs/dump.erofs (getfattr for by-hand checks).
+packages=(qemu-system-x86 busybox-static cpio zstd gcc libc6-dev xz-utils binutils openssh-client erofs-utils attr)
 missing=()
 for p in "${packages[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

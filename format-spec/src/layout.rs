@@ -5,7 +5,7 @@
 use crate::error::{FormatError, Result};
 
 /// The one format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Section data and the payload start are aligned to this many bytes of the
 /// file, so the runtime can mmap a section directly.
@@ -24,7 +24,7 @@ pub const SIGNATURE_BLOCK_LEN: u64 = 96;
 /// Algorithm tag for ed25519 in the signature block.
 pub const ALGORITHM_TAG_ED25519: u16 = 1;
 /// Domain separation prefix of the signing input; see SPEC.md "Signing input".
-pub const SIGNING_DOMAIN: &[u8] = b"smolmachine-signature-v1\0";
+pub const SIGNING_DOMAIN: &[u8] = b"smolmachine-signature-v2\0";
 
 /// Cap on the manifest: a manifest is a few KiB; 1 MiB leaves room for large
 /// configs while bounding what a reader allocates before the signature check.
@@ -324,9 +324,16 @@ mod tests {
             signature_len: 0,
         }
         .encode();
-        b[8] = 2;
-        let err = Header::decode(&b).unwrap_err();
-        assert!(err.to_string().contains("supports version 1"), "{err}");
+        // Version 1 (host-extracted tar roots) is gone: named, not misread.
+        b[8] = 1;
+        let err = Header::decode(&b).unwrap_err().to_string();
+        assert!(
+            err.contains("version 1") && err.contains("supports version 2"),
+            "{err}"
+        );
+        b[8] = 3;
+        let err = Header::decode(&b).unwrap_err().to_string();
+        assert!(err.contains("supports version 2"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,8 @@ use crate::layout::{FORMAT_VERSION, MAX_MANIFEST_LEN};
 pub const MAX_SECTIONS: usize = 16;
 /// Uncompressed kernel cap: real kernels are 10-60 MiB.
 pub const MAX_KERNEL_SIZE: u64 = 512 << 20;
-/// Uncompressed rootfs (tar stream) cap: 64 GiB bounds disk use on extraction.
+/// Uncompressed rootfs (EROFS image) cap: 64 GiB bounds the disk a first
+/// start writes.
 pub const MAX_ROOTFS_SIZE: u64 = 64 << 30;
 /// Uncompressed config cap: a config is a few KiB.
 pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
@@ -30,7 +31,7 @@ pub const MAX_NAME_LEN: usize = 128;
 pub enum SectionKind {
     /// The guest kernel as an ELF executable.
     Kernel,
-    /// The root filesystem as a tar stream.
+    /// The root filesystem as an EROFS image the guest mounts.
     Rootfs,
     /// The resolved machine configuration as canonical JSON ([`MachineConfig`]).
     Config,
@@ -139,7 +140,12 @@ pub struct MachineConfig {
     /// `KEY=VALUE` entries, in order.
     pub env: Vec<String>,
     pub workdir: Option<String>,
+    /// As written (`name`, `uid`, `name:group`, `uid:gid`), for display.
     pub user: Option<String>,
+    /// `user` resolved at pack time in the packed tree's /etc/passwd and
+    /// /etc/group: what the guest init switches to. Both set iff `user` is.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
     pub cpus: u8,
     pub memory_mib: u32,
     pub net: bool,
@@ -170,6 +176,8 @@ impl Default for MachineConfig {
             env: Vec::new(),
             workdir: None,
             user: None,
+            uid: None,
+            gid: None,
             cpus: 1,
             memory_mib: 512,
             net: false,
@@ -273,6 +281,12 @@ impl Manifest {
                 "field `target.arch` {:?}: expected \"x86_64\" or \"aarch64\"",
                 self.target.arch
             )));
+        }
+        let c = &self.config;
+        if c.uid.is_some() != c.user.is_some() || c.gid.is_some() != c.user.is_some() {
+            return Err(bad(
+                "fields `config.uid` and `config.gid` must be set exactly when `config.user` is",
+            ));
         }
         if let Some(signer) = &self.signer {
             if signer.algorithm != "ed25519" {

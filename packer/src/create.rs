@@ -15,8 +15,8 @@ use smolvm_signing::{PublicKey, SecretKey};
 
 use crate::image::{self, ImageOptions, LoadedImage, Platform};
 use crate::kernel::{find_default_kernel, load_kernel};
-use crate::rootfs::Tree;
 use crate::smolfile::Smolfile;
+use smolvm_rootfs::tree::Tree;
 
 /// Extension that marks a bare payload output.
 pub const BARE_EXTENSION: &str = "smolmachine";
@@ -322,34 +322,6 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     let kernel = kernel?;
     let (mut tree, image) = root?;
     tree.ensure_mount_points();
-    let bar = progress_bar(opts.progress, tree.content_len());
-
-    // Kernel and rootfs compress at the same time; zstd's own workers keep
-    // both cores busy either way.
-    let (kernel_stored, rootfs) = std::thread::scope(|scope| -> Result<_> {
-        let k = scope.spawn(|| compress(&kernel.elf, level));
-        let rootfs = (|| -> Result<(Vec<u8>, [u8; 32], u64)> {
-            // Room for a 2:1 ratio up front: growing a Vec of tens of MB by
-            // doubling copies it again and again. Untouched capacity costs
-            // address space only.
-            let capacity = usize::try_from(tree.content_len() / 2)
-                .unwrap_or(usize::MAX)
-                .clamp(1 << 20, 1 << 30);
-            let mut enc =
-                zstd::stream::write::Encoder::new(HashingVec::with_capacity(capacity), level)?;
-            enc.multithread(worker_threads())?;
-            enc.include_checksum(false)?;
-            let size = tree.write_tar(&mut enc, epoch, &|n| bar.set_position(n))?;
-            let (stored, sha256) = enc.finish()?.finish();
-            Ok((stored, sha256, size))
-        })();
-        let k = k.join().expect("kernel compression thread")?;
-        Ok((k, rootfs?))
-    })?;
-    bar.finish_and_clear();
-    let (kernel_stored, kernel_sha256) = kernel_stored;
-    let (rootfs_stored, rootfs_sha256, rootfs_size) = rootfs;
-
     let mut config = machine_config(&smolfile);
     match (&root_source, image) {
         (
@@ -372,6 +344,46 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         // A root given as a path: no image went into this artifact.
         _ => config.image = None,
     }
+    // The guest switches to numbers: names are looked up now, in the tree
+    // being packed (the host never reads the image at run time).
+    if let Some(user) = &config.user {
+        let (uid, gid) = crate::user::resolve_user(user, &tree)?;
+        config.uid = Some(uid);
+        config.gid = Some(gid);
+    }
+    let bar = progress_bar(opts.progress, tree.content_len());
+
+    // Kernel and rootfs compress at the same time; zstd's own workers keep
+    // both cores busy either way.
+    let (kernel_stored, rootfs) = std::thread::scope(|scope| -> Result<_> {
+        let k = scope.spawn(|| compress(&kernel.elf, level));
+        let rootfs = (|| -> Result<(Vec<u8>, [u8; 32], u64)> {
+            // Room for a 2:1 ratio up front: growing a Vec of tens of MB by
+            // doubling copies it again and again. Untouched capacity costs
+            // address space only.
+            let capacity = usize::try_from(tree.content_len() / 2)
+                .unwrap_or(usize::MAX)
+                .clamp(1 << 20, 1 << 30);
+            let mut enc =
+                zstd::stream::write::Encoder::new(HashingVec::with_capacity(capacity), level)?;
+            enc.multithread(worker_threads())?;
+            enc.include_checksum(false)?;
+            let size = smolvm_rootfs::erofs::write_image(
+                &tree,
+                &mut enc,
+                &smolvm_rootfs::erofs::ErofsOptions { clamp_mtime: epoch },
+                &|n| bar.set_position(n),
+            )?;
+            let (stored, sha256) = enc.finish()?.finish();
+            Ok((stored, sha256, size))
+        })();
+        let k = k.join().expect("kernel compression thread")?;
+        Ok((k, rootfs?))
+    })?;
+    bar.finish_and_clear();
+    let (kernel_stored, kernel_sha256) = kernel_stored;
+    let (rootfs_stored, rootfs_sha256, rootfs_size) = rootfs;
+
     let config_json = config.to_canonical_json();
     let config_sha256: [u8; 32] = Sha256::digest(&config_json).into();
     let sections = vec![

@@ -4,5 +4,5 @@
 pub mod create;
 pub mod image;
 pub mod kernel;
-pub mod rootfs;
 pub mod smolfile;
+pub mod user;

@@ -1,14 +1,18 @@
 /*
  * smolvm-init: the guest-side half of the smolmachine runtime.
  *
- * libkrun's own init (init.krun) mounts the read-only virtio-fs root, sets up
- * /dev, /proc, /sys and the console, then runs us as the workload. We:
+ * libkrun's own init (init.krun) mounts a tiny read-only virtio-fs root (the
+ * host's fixed directory holding only /dev, /proc, /sys mount points plus
+ * this init and the run spec), sets up /dev, /proc, /sys and the console,
+ * then runs us as the workload. We:
  *   1. read the run spec the host put at /.smolvm/spec (argv, env, workdir,
  *      uid/gid) -- a file, not the kernel command line, so any bytes in
  *      arguments survive and length is not limited by COMMAND_LINE_SIZE;
- *   2. mount a tmpfs and an overlay (lower: the pristine read-only root,
- *      upper: the tmpfs), so the workload can write anywhere and every write
- *      is discarded when the VM ends;
+ *   2. mount the image's EROFS root from the read-only disk /dev/vda, a
+ *      tmpfs, and an overlay (lower: the EROFS root, upper: the tmpfs), so
+ *      the workload can write anywhere, every write is discarded when the VM
+ *      ends, and owners, modes, xattrs and device nodes are the image's own
+ *      whoever runs the machine on the host;
  *   3. bind /dev, /proc and /sys into the overlay, chroot into it, switch
  *      user, chdir and exec the workload. Being an exec, the workload's exit
  *      status is ours, and init.krun reports it to the host.
@@ -91,6 +95,7 @@ __asm__(".global _start\n"
 #define AT_FDCWD (-100)
 #define O_RDONLY 0
 #define O_CLOEXEC 02000000
+#define MS_RDONLY 1
 #define MS_NOSUID 2
 #define MS_NODEV 4
 #define MS_BIND 4096
@@ -268,8 +273,12 @@ void init_main(void)
     syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/upper", 0755, 0, 0, 0);
     syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/work", 0755, 0, 0, 0);
     syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/root", 0755, 0, 0, 0);
+    syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/lower", 0755, 0, 0, 0);
+    r = syscall6(SYS_mount, (long)"/dev/vda", (long)"/.smolvm/lower", (long)"erofs", MS_RDONLY, 0, 0);
+    if (r < 0)
+        die("cannot mount the root filesystem image /dev/vda (erofs)", r);
     r = syscall6(SYS_mount, (long)"overlay", (long)"/.smolvm/root", (long)"overlay", 0,
-                 (long)"lowerdir=/,upperdir=/.smolvm/upper,workdir=/.smolvm/work", 0);
+                 (long)"lowerdir=/.smolvm/lower,upperdir=/.smolvm/upper,workdir=/.smolvm/work", 0);
     if (r < 0)
         die("cannot mount the overlay root (does the guest kernel have overlayfs?)", r);
     bind_into_root("/dev", "/.smolvm/root/dev");

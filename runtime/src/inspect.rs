@@ -130,7 +130,13 @@ pub fn render_human<R: ReadAt + ?Sized>(
     let _ = writeln!(o, "  cmd         {}{}", list(&c.cmd), src("cmd"));
     let _ = writeln!(o, "  env         {}{}", list(&c.env), src("env"));
     let _ = writeln!(o, "  workdir     {}{}", opt(&c.workdir), src("workdir"));
-    let _ = writeln!(o, "  user        {}{}", opt(&c.user), src("user"));
+    let ids = match (c.uid, c.gid) {
+        (Some(u), Some(g)) if c.user.as_deref() != Some(&format!("{u}:{g}")) => {
+            format!(" = {u}:{g}")
+        }
+        _ => String::new(),
+    };
+    let _ = writeln!(o, "  user        {}{ids}{}", opt(&c.user), src("user"));
     let _ = writeln!(o, "  cpus        {}{}", c.cpus, src("cpus"));
     let _ = writeln!(o, "  memory      {} MiB{}", c.memory_mib, src("memory_mib"));
     let _ = writeln!(

@@ -1,8 +1,9 @@
 //! Boots a prepared machine through libkrun (KVM on Linux).
 //!
 //! Platform seam: everything here is the VMM call sequence; what it needs is
-//! a kernel file descriptor, a root directory and a run spec. A macOS/HVF
-//! backend would implement the same `boot` with its own kernel hand-off.
+//! a kernel file descriptor, the root filesystem image's descriptor, a tiny
+//! fixed root directory and a run spec. A macOS/HVF backend would implement
+//! the same `boot` with its own kernel hand-off.
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
@@ -33,9 +34,16 @@ pub enum LaunchError {
     Invalid(String),
 }
 
+/// The disk the root filesystem image is attached as (`/dev/vda` in the guest).
+const ROOT_DISK_ID: &str = "rootfs";
+
 /// What the VM gets.
 pub struct Machine<'a> {
     pub kernel: &'a File,
+    /// The verified EROFS image, attached read-only; the guest init mounts it.
+    pub root_image: &'a File,
+    /// libkrun's init wants a virtio-fs root: a fixed directory holding only
+    /// the mount points it needs (see `Cache::boot_dir`).
     pub root: &'a Path,
     pub cpus: u8,
     pub memory_mib: u32,
@@ -91,6 +99,8 @@ fn cstr(s: impl AsRef<OsStr>) -> Result<CString, LaunchError> {
 /// status). Without, stops right before `krun_start_enter` (for benchmarks).
 pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
     let kernel_path = cstr(format!("/proc/self/fd/{}", m.kernel.as_raw_fd()))?;
+    let image_path = cstr(format!("/proc/self/fd/{}", m.root_image.as_raw_fd()))?;
+    let disk_id = cstr(ROOT_DISK_ID)?;
     let root = cstr(m.root)?;
     let tag = cstr(ROOT_TAG)?;
     // libkrun keeps pointers to overlay file data for the VM's lifetime.
@@ -110,8 +120,13 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
             "krun_set_vm_config",
             krun::krun_set_vm_config(ctx, m.cpus, m.memory_mib),
         )?;
-        // Read-only: the cached root is shared by every run; the guest init
-        // layers a per-run tmpfs over it.
+        // Read-only: the image is shared by every run; the guest init layers
+        // a per-run tmpfs over it. libkrun opens the path itself: through
+        // /proc/self/fd it is the very file we verified and hold open.
+        check(
+            "krun_add_disk",
+            krun::krun_add_disk(ctx, disk_id.as_ptr(), image_path.as_ptr(), true),
+        )?;
         check(
             "krun_add_virtiofs3",
             krun::krun_add_virtiofs3(ctx, tag.as_ptr(), root.as_ptr(), 0, true),

@@ -123,16 +123,18 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     // written) when the cache does not hold it yet.
     let kernel = cache.kernel(&art, kernel_entry)?;
     trace.mark("kernel ready");
-    let root = cache.rootfs(&art, rootfs_entry, trace)?;
+    let root_image = cache.rootfs_image(&art, rootfs_entry, trace)?;
+    let boot_dir = cache.boot_dir()?;
     trace.mark("rootfs ready");
-    let spec = build_spec(config, &opts.args, Some(&root)).map_err(RunError::Config)?;
+    let spec = build_spec(config, &opts.args).map_err(RunError::Config)?;
 
     #[cfg(feature = "vmm")]
     {
         use crate::launch::{boot, Machine};
         let machine = Machine {
             kernel: &kernel,
-            root: &root,
+            root_image: &root_image,
+            root: &boot_dir,
             cpus: config.cpus,
             memory_mib: config.memory_mib,
             net: config.net,
@@ -144,7 +146,7 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     }
     #[cfg(not(feature = "vmm"))]
     {
-        let _ = (kernel, spec);
+        let _ = (kernel, root_image, boot_dir, spec);
         Err(RunError::Config(
             "this build has no VMM (built without the `vmm` feature)".into(),
         ))

@@ -6,7 +6,6 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
 use smolvm_format::MachineConfig;
 
@@ -29,11 +28,9 @@ pub struct RunSpec {
 }
 
 /// Builds the spec: entrypoint + (the executable's arguments if any, else cmd).
-pub fn build_spec(
-    config: &MachineConfig,
-    args: &[OsString],
-    root: Option<&Path>,
-) -> Result<RunSpec, String> {
+/// The user is the one resolved at pack time (`config.uid`/`gid`): the host
+/// never reads the image's files.
+pub fn build_spec(config: &MachineConfig, args: &[OsString]) -> Result<RunSpec, String> {
     let mut argv: Vec<Vec<u8>> = config
         .entrypoint
         .iter()
@@ -68,10 +65,6 @@ pub fn build_spec(
         }
     }
     env.extend(config.env.iter().map(|e| e.as_bytes().to_vec()));
-    let (uid, gid) = match &config.user {
-        None => (None, None),
-        Some(u) => resolve_user(u, root)?,
-    };
     Ok(RunSpec {
         argv,
         env,
@@ -80,59 +73,9 @@ pub fn build_spec(
             .clone()
             .unwrap_or_else(|| "/".into())
             .into_bytes(),
-        uid,
-        gid,
+        uid: config.uid,
+        gid: config.gid,
     })
-}
-
-/// `user` as in OCI: `uid`, `uid:gid`, `name` or `name:group`, names looked
-/// up in the image's /etc/passwd and /etc/group.
-fn resolve_user(user: &str, root: Option<&Path>) -> Result<(Option<u32>, Option<u32>), String> {
-    let (u, g) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let lookup = |file: &str, name: &str| -> Result<(u32, Option<u32>), String> {
-        if let Ok(n) = name.parse::<u32>() {
-            return Ok((n, None));
-        }
-        let root =
-            root.ok_or_else(|| format!("user {name:?}: no root filesystem to look it up in"))?;
-        let text = read_nofollow(&root.join(file))
-            .map_err(|e| format!("user {name:?}: reading /{file}: {e}"))?;
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 3 && f[0] == name {
-                let id = f[2]
-                    .parse()
-                    .map_err(|_| format!("/{file}: bad id for {name:?}"))?;
-                let primary = f.get(3).and_then(|g| g.parse().ok());
-                return Ok((id, primary));
-            }
-        }
-        Err(format!(
-            "user or group {name:?} is not in the image's /{file}"
-        ))
-    };
-    let (uid, primary_gid) = lookup("etc/passwd", u)?;
-    let gid = match g {
-        Some(g) => Some(lookup("etc/group", g)?.0),
-        None => primary_gid.or(Some(uid)),
-    };
-    Ok((Some(uid), gid))
-}
-
-/// Reads an image file without following a final symlink out of the image.
-fn read_nofollow(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    let mut s = String::new();
-    f.by_ref().take(1 << 20).read_to_string(&mut s)?;
-    Ok(s)
 }
 
 impl RunSpec {
@@ -177,7 +120,7 @@ mod tests {
             cmd: vec!["default".into()],
             ..MachineConfig::default()
         };
-        let s = build_spec(&c, &["a b".into(), "".into(), "\"q\"".into()], None).unwrap();
+        let s = build_spec(&c, &["a b".into(), "".into(), "\"q\"".into()]).unwrap();
         assert_eq!(
             s.argv,
             vec![
@@ -187,7 +130,7 @@ mod tests {
                 b"\"q\"".to_vec()
             ]
         );
-        let s = build_spec(&c, &[], None).unwrap();
+        let s = build_spec(&c, &[]).unwrap();
         assert_eq!(s.argv, vec![b"/bin/echo".to_vec(), b"default".to_vec()]);
     }
 
@@ -204,36 +147,5 @@ mod tests {
             s.encode(),
             b"smolvm-spec-1\0/\x005\0\x002\0sh\0\0\x31\0A=1\0".to_vec()
         );
-    }
-
-    #[test]
-    fn names_resolve_from_the_image() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join("etc")).unwrap();
-        std::fs::write(
-            d.path().join("etc/passwd"),
-            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        let c = MachineConfig {
-            user: Some("app".into()),
-            ..MachineConfig::default()
-        };
-        let s = build_spec(&c, &[], Some(d.path())).unwrap();
-        assert_eq!((s.uid, s.gid), (Some(1000), Some(1001)));
-        let c = MachineConfig {
-            user: Some("app:staff".into()),
-            ..MachineConfig::default()
-        };
-        let s = build_spec(&c, &[], Some(d.path())).unwrap();
-        assert_eq!((s.uid, s.gid), (Some(1000), Some(50)));
-        let c = MachineConfig {
-            user: Some("nobody".into()),
-            ..MachineConfig::default()
-        };
-        assert!(build_spec(&c, &[], Some(d.path()))
-            .unwrap_err()
-            .contains("nobody"));
     }
 }

@@ -84,11 +84,13 @@ fn dry_run(user: &HostUser, exe: &Path, cache: &str) -> Command {
     c
 }
 
-fn complete_markers(cache: &Path) -> usize {
+/// Published root images: the only names a start trusts (a temporary file
+/// is renamed to `<sha256>.erofs` only after its hash checked out).
+fn published_images(cache: &Path) -> usize {
     std::fs::read_dir(cache.join("rootfs"))
         .map(|rd| {
             rd.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".complete"))
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".erofs"))
                 .count()
         })
         .unwrap_or(0)
@@ -130,10 +132,10 @@ fn concurrent_first_starts_extract_once_and_all_start() {
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "a concurrent start failed: {err}");
             assert!(err.contains("rootfs ready"), "{err}");
-            extractions += err.matches("extracting rootfs").count();
+            extractions += err.matches("writing the rootfs image").count();
         }
         assert_eq!(extractions, 1, "several first starts must extract once");
-        assert_eq!(complete_markers(&user.cache_dir("c")), 1);
+        assert_eq!(published_images(&user.cache_dir("c")), 1);
     });
 }
 
@@ -159,7 +161,7 @@ fn a_killed_extraction_is_never_trusted() {
             "the extraction finished before the kill; make the rootfs bigger"
         );
         assert_eq!(
-            complete_markers(&cache),
+            published_images(&cache),
             0,
             "a killed extraction left a trusted entry"
         );
@@ -169,10 +171,10 @@ fn a_killed_extraction_is_never_trusted() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{err}");
         assert!(
-            err.contains("extracting rootfs"),
+            err.contains("writing the rootfs image"),
             "the next start must re-extract: {err}"
         );
-        assert_eq!(complete_markers(&cache), 1);
+        assert_eq!(published_images(&cache), 1);
         let leftovers: Vec<_> = std::fs::read_dir(&rootfs_dir)
             .unwrap()
             .flatten()
@@ -259,7 +261,7 @@ fn truncating_or_rewriting_the_file_during_extraction_fails_closed() {
             matches!(status.code(), Some(1 | 2)),
             "exit {status:?}, expected a clean failure: {err}"
         );
-        assert_eq!(complete_markers(&cache), 0, "{err}");
+        assert_eq!(published_images(&cache), 0, "{err}");
 
         // Rewritten in place: what would be extracted no longer matches the
         // verified hash, so nothing is published and nothing boots.
@@ -273,6 +275,6 @@ fn truncating_or_rewriting_the_file_during_extraction_fails_closed() {
         });
         assert_eq!(status.code(), Some(1), "{err}");
         assert!(err.contains("SHA-256"), "{err}");
-        assert_eq!(complete_markers(&cache), 0, "{err}");
+        assert_eq!(published_images(&cache), 0, "{err}");
     });
 }

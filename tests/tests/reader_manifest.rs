@@ -16,10 +16,10 @@ use smolvm_tests::{
 #[test]
 fn test_manifest_format_version() {
     let b = signed_bare();
-    for v in [0, 2, u32::MAX] {
+    for v in [0, 1, 3, u32::MAX] {
         assert_rejected(
             &b.with_manifest(|m| m.format_version = v),
-            &["manifest", "supports version 1"],
+            &["manifest", "supports version 2"],
         );
     }
 }
@@ -412,8 +412,8 @@ fn test_manifest_unknown_duplicate_and_mistyped_members() {
         (
             "unknown top-level member",
             text.replacen(
-                "{\"format_version\":1,",
-                "{\"format_version\":1,\"extra\":1,",
+                "{\"format_version\":2,",
+                "{\"format_version\":2,\"extra\":1,",
                 1,
             ),
         ),
@@ -558,4 +558,22 @@ fn test_zstd_content_rules() {
     let big_window = enc.finish().unwrap();
     let msg = full_check(&with_kernel_stored(big_window, size), &trusted()).unwrap_err();
     assert!(msg.contains("kernel"), "{msg}");
+}
+
+#[test]
+fn test_manifest_user_ids_go_with_the_user() {
+    // The guest switches to `uid`/`gid` (resolved at pack time); they must
+    // be there exactly when `user` is, so no start guesses.
+    let b = signed_bare();
+    assert_rejected(
+        &b.with_manifest(|m| m.config.uid = Some(1)),
+        &["manifest", "config.uid"],
+    );
+    assert_rejected(
+        &b.with_manifest(|m| {
+            m.config.user = Some("app".into());
+            m.config.uid = Some(1000);
+        }),
+        &["manifest", "config.gid"],
+    );
 }

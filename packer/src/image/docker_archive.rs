@@ -207,12 +207,12 @@ mod tests {
             let img = load_ref(&spec, &ImageOptions::default()).unwrap();
             assert_eq!(
                 img.tree.nodes["bin/sh"].kind,
-                crate::rootfs::NodeKind::HardLink("bin/busybox".into()),
+                smolvm_rootfs::tree::NodeKind::HardLink("bin/busybox".into()),
                 "{spec}"
             );
             assert_eq!(
                 img.tree.nodes["dev/console"].kind,
-                crate::rootfs::NodeKind::Char { major: 5, minor: 1 }
+                smolvm_rootfs::tree::NodeKind::Char { major: 5, minor: 1 }
             );
             let cfg = img.config.unwrap();
             assert_eq!(cfg.cmd, Some(vec!["/bin/sh".to_string()]));

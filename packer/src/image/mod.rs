@@ -34,15 +34,17 @@ pub mod registry;
 pub mod spec;
 pub mod store;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::rootfs::{RootfsError, Tree};
 pub use config::ImageRuntimeConfig;
 use digest::Digest;
 pub use reference::{RegistryRef, Selector, Source};
+use smolvm_rootfs::compress::decompress;
+use smolvm_rootfs::tree::Tree;
+use smolvm_rootfs::RootfsError;
 pub use spec::Platform;
 
 #[derive(Debug, Error)]
@@ -86,13 +88,6 @@ pub enum ImageError {
     },
     #[error("{what}: {fault}")]
     Invalid { what: String, fault: String },
-    #[error("{what}: layer {layer}: entry {entry:?}: {fault}")]
-    Layer {
-        what: String,
-        layer: String,
-        entry: String,
-        fault: String,
-    },
     #[error("registry {registry}: {fault}")]
     Registry { registry: String, fault: String },
     #[error(transparent)]
@@ -261,7 +256,7 @@ pub fn sniff_archive(path: &Path) -> Result<(ArchiveKind, Option<String>, bool),
             Err(e) => return Err(io_err(what)(e)),
         };
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let Ok(Some(name)) = crate::rootfs::normalise(&raw) else {
+        let Ok(Some(name)) = smolvm_rootfs::tree::normalise(&raw) else {
             continue;
         };
         match name.as_str() {
@@ -308,18 +303,6 @@ fn is_image_archive_member(name: &str) -> bool {
 
 fn is_compressed(magic: &[u8]) -> bool {
     magic.starts_with(&[0x1f, 0x8b]) || magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-}
-
-/// Wraps a reader in a gzip or zstd decoder if its first bytes say so.
-pub(crate) fn decompress<'a, R: BufRead + 'a>(mut r: R) -> std::io::Result<Box<dyn Read + 'a>> {
-    let magic = r.fill_buf()?;
-    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(r))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(r)?)
-    } else {
-        Box::new(r)
-    })
 }
 
 /// A temporary directory for spooling, in the cache (on disk) when there is one.

@@ -300,7 +300,9 @@ mod tests {
 
     fn id_of(img: &LoadedImage) -> Vec<u8> {
         match &img.tree.nodes["etc/id"].kind {
-            crate::rootfs::NodeKind::File(crate::rootfs::FileData::Inline(d)) => d.clone(),
+            smolvm_rootfs::tree::NodeKind::File(smolvm_rootfs::tree::FileData::Inline(d)) => {
+                d.clone()
+            }
             other => panic!("{other:?}"),
         }
     }

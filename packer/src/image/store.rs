@@ -104,7 +104,7 @@ impl TarStore {
                 }
                 let entry = entry.map_err(io_err(what))?;
                 let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                let Ok(Some(name)) = crate::rootfs::normalise(&raw) else {
+                let Ok(Some(name)) = smolvm_rootfs::tree::normalise(&raw) else {
                     continue;
                 };
                 let link = || {

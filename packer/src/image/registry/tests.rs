@@ -211,7 +211,7 @@ fn pull_caches_blobs_so_a_second_pack_downloads_nothing() {
     assert_eq!(loaded.digest.as_ref().unwrap().to_string(), img.digest());
     assert_eq!(
         loaded.tree.nodes["usr/bin/app2"].kind,
-        crate::rootfs::NodeKind::HardLink("usr/bin/app".into())
+        smolvm_rootfs::tree::NodeKind::HardLink("usr/bin/app".into())
     );
     let cfg = loaded.config.unwrap();
     assert_eq!(cfg.entrypoint, Some(vec!["/usr/bin/app".to_string()]));
@@ -277,7 +277,9 @@ fn index_picks_linux_amd64_and_lists_platforms_when_absent() {
     let loaded = load_ref(&format!("{addr}/multi"), &opts(cache.path())).unwrap();
     assert_eq!(loaded.digest.unwrap().to_string(), amd.digest());
     match &loaded.tree.nodes["etc/id"].kind {
-        crate::rootfs::NodeKind::File(crate::rootfs::FileData::Inline(d)) => assert_eq!(d, b"amd"),
+        smolvm_rootfs::tree::NodeKind::File(smolvm_rootfs::tree::FileData::Inline(d)) => {
+            assert_eq!(d, b"amd")
+        }
         other => panic!("{other:?}"),
     }
     let e = load_ref(&format!("{addr}/multi:arm-only"), &opts(cache.path()))

@@ -1,0 +1,662 @@
+//! Reserves the whole image before a byte is written: one inode per file
+//! system object (hard-link groups share one), directory entries, where
+//! each inode sits in the metadata area (its nid) and which data blocks it
+//! owns. Everything here is computed from the tree alone, so the same tree
+//! always gets the same layout.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::ondisk::{
+    encode_dev, file_type, mode, DataLayout, Dirent, InodeExtended, SuperBlock, BLOCK_BYTES,
+    BLOCK_SIZE, NAME_LEN_MAX, NID_SLOT, NID_SLOT_BYTES, SUPERBLOCK_OFFSET,
+};
+use super::{xattr, ErofsOptions, WHAT};
+use crate::tree::{FileData, Node, NodeKind, Tree};
+use crate::RootfsError;
+
+/// Longest symlink target: `readlink` hands back at most PATH_MAX (4096)
+/// bytes including the terminating NUL.
+pub const SYMLINK_TARGET_MAX: usize = 4095;
+
+/// The reserved image: inodes in creation order (root first, then the
+/// tree's path order), each with its nid and data blocks fixed.
+#[derive(Debug)]
+pub struct Layout<'t> {
+    pub inodes: Vec<Inode<'t>>,
+    /// Indices into `inodes`, ordered by position in the metadata area.
+    pub by_nid: Vec<usize>,
+    /// Blocks of the metadata area (block 0 holds the superblock); file
+    /// and directory data blocks follow it.
+    pub meta_blocks: u32,
+    pub total_blocks: u32,
+    pub build_time: u64,
+}
+
+#[derive(Debug)]
+pub struct Inode<'t> {
+    /// The first path naming this inode ("" for the root), for errors.
+    pub path: &'t str,
+    pub content: Content<'t>,
+    pub mode: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u64,
+    pub nlink: u32,
+    /// Encoded inline xattr body (header and entries), empty if none.
+    pub xattrs: Vec<u8>,
+    pub size: u64,
+    pub layout: DataLayout,
+    /// First data block; 0 when the inode owns none.
+    pub blkaddr: u32,
+    pub nid: u64,
+}
+
+#[derive(Debug)]
+pub enum Content<'t> {
+    Dir(DirBlocks<'t>),
+    File(&'t FileData),
+    Symlink(&'t [u8]),
+    /// Encoded device number.
+    Device(u32),
+    Fifo,
+}
+
+/// A directory's entries, "." and ".." included, in name byte order (the
+/// kernel binary-searches them), cut into blocks that no entry straddles.
+#[derive(Debug, Default)]
+pub struct DirBlocks<'t> {
+    pub entries: Vec<DirEntry<'t>>,
+    /// Index into `entries` of each block's first entry.
+    pub block_starts: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DirEntry<'t> {
+    pub name: &'t [u8],
+    /// Index of the target in [`Layout::inodes`].
+    pub inode: usize,
+    pub file_type: u8,
+}
+
+impl DirBlocks<'_> {
+    /// The entries of block `i`.
+    pub fn block(&self, i: usize) -> &[DirEntry<'_>] {
+        let end = self
+            .block_starts
+            .get(i + 1)
+            .copied()
+            .unwrap_or(self.entries.len());
+        &self.entries[self.block_starts[i]..end]
+    }
+
+    fn cut_into_blocks(&mut self) -> u64 {
+        self.block_starts.clear();
+        let mut used = BLOCK_SIZE; // forces a first block
+        for (i, e) in self.entries.iter().enumerate() {
+            let need = (Dirent::SIZE + e.name.len()) as u64;
+            if used + need > BLOCK_SIZE {
+                self.block_starts.push(i);
+                used = 0;
+            }
+            used += need;
+        }
+        // i_size: full blocks, then exactly the bytes of the last one (the
+        // kernel ends the last name there).
+        (self.block_starts.len() as u64 - 1) * BLOCK_SIZE + used
+    }
+}
+
+impl Inode<'_> {
+    /// Bytes stored inline after the inode and its xattrs.
+    pub fn tail_len(&self) -> u64 {
+        match self.layout {
+            DataLayout::FlatInline => self.size % BLOCK_SIZE,
+            DataLayout::FlatPlain => 0,
+        }
+    }
+
+    /// Data blocks owned outside the metadata area.
+    pub fn data_blocks(&self) -> u64 {
+        match self.layout {
+            DataLayout::FlatInline => self.size / BLOCK_SIZE,
+            DataLayout::FlatPlain => self.size.div_ceil(BLOCK_SIZE),
+        }
+    }
+
+    /// Bytes this inode takes in the metadata area.
+    pub fn record_len(&self) -> u64 {
+        InodeExtended::SIZE as u64 + self.xattrs.len() as u64 + self.tail_len()
+    }
+
+    pub fn file_type(&self) -> u8 {
+        match self.content {
+            Content::Dir(_) => file_type::DIR,
+            Content::File(_) => file_type::REG_FILE,
+            Content::Symlink(_) => file_type::SYMLINK,
+            Content::Device(_) if self.mode & 0o170000 == mode::S_IFCHR => file_type::CHRDEV,
+            Content::Device(_) => file_type::BLKDEV,
+            Content::Fifo => file_type::FIFO,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn dir(&self) -> Option<&DirBlocks<'_>> {
+        match &self.content {
+            Content::Dir(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn entry_error(entry: &str, fault: impl Into<String>) -> RootfsError {
+    RootfsError::Entry {
+        what: WHAT.into(),
+        entry: entry.into(),
+        fault: fault.into(),
+    }
+}
+
+/// The root when the tree has no node for "" (it normally has none).
+static IMPLICIT_ROOT: Node = Node {
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    mtime: 0,
+    kind: NodeKind::Dir,
+    xattrs: BTreeMap::new(),
+};
+
+pub fn plan<'t>(tree: &'t Tree, opts: &ErofsOptions) -> Result<Layout<'t>, RootfsError> {
+    let clamp = |t: u64| opts.clamp_mtime.map_or(t, |c| t.min(c));
+    let root_node = tree.nodes.get("").unwrap_or(&IMPLICIT_ROOT);
+    if root_node.kind != NodeKind::Dir {
+        return Err(entry_error("", "the root must be a directory"));
+    }
+
+    // Inodes: the root, then every node except hard links, in path order.
+    let mut inodes = Vec::with_capacity(tree.nodes.len() + 1);
+    let mut by_path: HashMap<&str, usize> = HashMap::with_capacity(tree.nodes.len() + 1);
+    inodes.push(new_inode("", root_node, &clamp)?);
+    by_path.insert("", 0);
+    for (path, node) in &tree.nodes {
+        if path.is_empty() {
+            continue;
+        }
+        check_path(path)?;
+        if !matches!(node.kind, NodeKind::HardLink(_)) {
+            by_path.insert(path, inodes.len());
+            inodes.push(new_inode(path, node, &clamp)?);
+        }
+    }
+    // Every name of a hard-link group is one more link to the file's inode.
+    for (path, node) in &tree.nodes {
+        if let NodeKind::HardLink(_) = node.kind {
+            let target = resolve_hard_link(tree, path)?;
+            let index = by_path[target];
+            by_path.insert(path, index);
+            inodes[index].nlink += 1;
+        }
+    }
+
+    // Directory entries, from each path's parent.
+    let mut parent_of = vec![0usize; inodes.len()];
+    for path in tree.nodes.keys().filter(|p| !p.is_empty()) {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let &parent_index = by_path
+            .get(parent)
+            .ok_or_else(|| entry_error(path, format!("parent {parent:?} is not in the tree")))?;
+        let child = by_path[path.as_str()];
+        let file_type = inodes[child].file_type();
+        if file_type == file_type::DIR {
+            parent_of[child] = parent_index;
+            inodes[parent_index].nlink += 1;
+        }
+        let Content::Dir(dir) = &mut inodes[parent_index].content else {
+            return Err(entry_error(
+                path,
+                format!("parent {parent:?} is not a directory"),
+            ));
+        };
+        dir.entries.push(DirEntry {
+            name: name.as_bytes(),
+            inode: child,
+            file_type,
+        });
+    }
+    for (index, inode) in inodes.iter_mut().enumerate() {
+        if let Content::Dir(dir) = &mut inode.content {
+            dir.entries.push(DirEntry {
+                name: b".",
+                inode: index,
+                file_type: file_type::DIR,
+            });
+            dir.entries.push(DirEntry {
+                name: b"..",
+                inode: parent_of[index],
+                file_type: file_type::DIR,
+            });
+            dir.entries.sort_unstable_by(|a, b| a.name.cmp(b.name));
+            inode.size = dir.cut_into_blocks();
+        }
+    }
+
+    for inode in &mut inodes {
+        inode.layout = choose_layout(inode);
+    }
+    let (by_nid, meta_blocks) = place_metadata(&mut inodes);
+    let total_blocks = place_data(&mut inodes, meta_blocks)?;
+    Ok(Layout {
+        inodes,
+        by_nid,
+        meta_blocks,
+        total_blocks,
+        build_time: opts.clamp_mtime.unwrap_or(0),
+    })
+}
+
+/// Every component of a path must be a name the kernel can look up.
+fn check_path(path: &str) -> Result<(), RootfsError> {
+    for name in path.split('/') {
+        let fault = if name.is_empty() {
+            "has an empty name component (not a normalised path)".to_string()
+        } else if name == "." || name == ".." {
+            format!("has a {name:?} component (not a normalised path)")
+        } else if name.contains('\0') {
+            "has a NUL byte in a name".to_string()
+        } else if name.len() > NAME_LEN_MAX {
+            format!(
+                "name {:?}... is {} bytes; EROFS names are at most {NAME_LEN_MAX}",
+                name.chars().take(16).collect::<String>(),
+                name.len()
+            )
+        } else {
+            continue;
+        };
+        return Err(entry_error(path, fault));
+    }
+    Ok(())
+}
+
+/// Follows a chain of hard links to the regular file it ends at.
+fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, RootfsError> {
+    let mut at = path;
+    // A chain longer than the tree has nodes must loop.
+    for _ in 0..=tree.nodes.len() {
+        let Some(node) = tree.nodes.get(at) else {
+            return Err(entry_error(
+                path,
+                format!("hard link target {at:?} is not in the tree"),
+            ));
+        };
+        match &node.kind {
+            NodeKind::HardLink(next) => at = next,
+            NodeKind::File(_) => return Ok(at),
+            _ => {
+                return Err(entry_error(
+                    path,
+                    format!("hard link target {at:?} is not a regular file"),
+                ))
+            }
+        }
+    }
+    Err(entry_error(path, "hard links form a loop"))
+}
+
+fn new_inode<'t>(
+    path: &'t str,
+    node: &'t Node,
+    clamp: &dyn Fn(u64) -> u64,
+) -> Result<Inode<'t>, RootfsError> {
+    if node.mode & !0o7777 != 0 {
+        return Err(entry_error(
+            path,
+            format!("mode {:#o} has bits outside 0o7777", node.mode),
+        ));
+    }
+    let id = |v: u64, which: &str| {
+        u32::try_from(v)
+            .map_err(|_| entry_error(path, format!("{which} {v} does not fit EROFS's 32 bits")))
+    };
+    let (type_bits, content, size) = match &node.kind {
+        NodeKind::Dir => (mode::S_IFDIR, Content::Dir(DirBlocks::default()), 0),
+        NodeKind::File(data) => (mode::S_IFREG, Content::File(data), data.len()),
+        NodeKind::Symlink(target) => {
+            check_symlink(path, target)?;
+            let t = target.as_bytes();
+            (mode::S_IFLNK, Content::Symlink(t), t.len() as u64)
+        }
+        NodeKind::Char { major, minor } | NodeKind::Block { major, minor } => {
+            let dev = encode_dev(*major, *minor).ok_or_else(|| {
+                entry_error(
+                    path,
+                    format!(
+                        "device {major}:{minor} does not fit Linux's encoding \
+                         (major < 4096, minor < 1048576)"
+                    ),
+                )
+            })?;
+            let bits = if matches!(node.kind, NodeKind::Char { .. }) {
+                mode::S_IFCHR
+            } else {
+                mode::S_IFBLK
+            };
+            (bits, Content::Device(dev), 0)
+        }
+        NodeKind::Fifo => (mode::S_IFIFO, Content::Fifo, 0),
+        NodeKind::HardLink(_) => unreachable!("hard links share their target's inode"),
+    };
+    let permissions = u16::try_from(node.mode).expect("checked against 0o7777");
+    Ok(Inode {
+        path,
+        content,
+        mode: type_bits | permissions,
+        uid: id(node.uid, "uid")?,
+        gid: id(node.gid, "gid")?,
+        mtime: clamp(node.mtime),
+        nlink: if type_bits == mode::S_IFDIR { 2 } else { 1 },
+        xattrs: xattr::encode_ibody(path, &node.xattrs)?,
+        size,
+        layout: DataLayout::FlatPlain,
+        blkaddr: 0,
+        nid: 0,
+    })
+}
+
+fn check_symlink(path: &str, target: &str) -> Result<(), RootfsError> {
+    let fault = if target.is_empty() {
+        "symlink target is empty (Linux cannot create it)".to_string()
+    } else if target.contains('\0') {
+        "symlink target has a NUL byte".to_string()
+    } else if target.len() > SYMLINK_TARGET_MAX {
+        format!(
+            "symlink target is {} bytes; readlink returns at most {SYMLINK_TARGET_MAX}",
+            target.len()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(entry_error(path, fault))
+}
+
+/// Inline the last partial block when it fits beside the inode in one
+/// block; full blocks, empty data and no-room tails stay plain.
+fn choose_layout(inode: &Inode<'_>) -> DataLayout {
+    let tail = inode.size % BLOCK_SIZE;
+    let meta = (InodeExtended::SIZE + inode.xattrs.len()) as u64;
+    let has_data = matches!(
+        inode.content,
+        Content::Dir(_) | Content::File(_) | Content::Symlink(_)
+    );
+    if has_data && tail > 0 && meta + tail <= BLOCK_SIZE {
+        DataLayout::FlatInline
+    } else {
+        DataLayout::FlatPlain
+    }
+}
+
+/// Gives every inode a 32-byte aligned place in the metadata area such
+/// that its record (inode, xattrs, inline tail) never crosses a block
+/// boundary: the kernel rejects inline data that does. Records go best-fit
+/// into the partly filled block with the least room that still takes them
+/// (on a 5 GB /usr of 133k entries this leaves 1.6% of the area as
+/// padding, half of it the 32-byte rounding; first-fit over the 32 newest
+/// blocks left 5.9%). Block 0 is usable after the superblock; the root
+/// comes first so its nid fits the superblock's 16 bits. Returns the
+/// inodes in position order and the metadata area's length in blocks.
+fn place_metadata(inodes: &mut [Inode<'_>]) -> (Vec<usize>, u32) {
+    const SLOTS: usize = BLOCK_BYTES / NID_SLOT_BYTES;
+    const MIN_RECORD_SLOTS: usize = InodeExtended::SIZE / NID_SLOT_BYTES;
+    let slot_of = |bytes: u64| usize::try_from(bytes / NID_SLOT).expect("within a block");
+    // by_free[n]: blocks with exactly n free slots at their end, newest
+    // last (LIFO keeps the placement a function of the tree alone).
+    let mut by_free: Vec<Vec<u64>> = vec![Vec::new(); SLOTS + 1];
+    let superblock_end = SUPERBLOCK_OFFSET + SuperBlock::SIZE as u64;
+    by_free[SLOTS - slot_of(superblock_end)].push(0);
+    let mut next_block = 1u64;
+    for inode in inodes.iter_mut() {
+        let need = slot_of(inode.record_len().next_multiple_of(NID_SLOT));
+        debug_assert!(need <= SLOTS, "xattrs and tails are capped to one block");
+        let (block, free) = match (need..=SLOTS).find(|&n| !by_free[n].is_empty()) {
+            Some(n) => (by_free[n].pop().expect("non-empty"), n),
+            None => {
+                next_block += 1;
+                (next_block - 1, SLOTS)
+            }
+        };
+        let slot = (block * BLOCK_SIZE) / NID_SLOT + (SLOTS - free) as u64;
+        inode.nid = slot;
+        let left = free - need;
+        if left >= MIN_RECORD_SLOTS {
+            by_free[left].push(block);
+        }
+    }
+    let mut by_nid: Vec<usize> = (0..inodes.len()).collect();
+    by_nid.sort_unstable_by_key(|&i| inodes[i].nid);
+    let meta_blocks = u32::try_from(next_block).unwrap_or(u32::MAX);
+    (by_nid, meta_blocks)
+}
+
+/// Hands out data blocks after the metadata area, in creation order so a
+/// directory's files sit together. Errors when the image outgrows EROFS's
+/// 32-bit block addresses (16 TiB).
+fn place_data(inodes: &mut [Inode<'_>], meta_blocks: u32) -> Result<u32, RootfsError> {
+    let mut next = u64::from(meta_blocks);
+    for inode in inodes.iter_mut() {
+        let blocks = inode.data_blocks();
+        if blocks > 0 {
+            inode.blkaddr = u32::try_from(next).map_err(|_| too_big(next))?;
+            next += blocks;
+        }
+    }
+    u32::try_from(next).map_err(|_| too_big(next))
+}
+
+fn too_big(blocks: u64) -> RootfsError {
+    RootfsError::Invalid {
+        what: WHAT.into(),
+        fault: format!(
+            "the image needs more than {blocks} blocks of 4 KiB; EROFS block addresses are 32-bit"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(kind: NodeKind) -> Node {
+        Node {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 5,
+            kind,
+            xattrs: BTreeMap::new(),
+        }
+    }
+
+    fn file(len: usize) -> Node {
+        node(NodeKind::File(FileData::Inline(vec![b'x'; len])))
+    }
+
+    fn tree(entries: Vec<(&str, Node)>) -> Tree {
+        Tree {
+            nodes: entries
+                .into_iter()
+                .map(|(p, n)| (p.to_string(), n))
+                .collect(),
+        }
+    }
+
+    fn plan_of(t: &Tree) -> Layout<'_> {
+        plan(t, &ErofsOptions::default()).unwrap()
+    }
+
+    fn err_of(t: &Tree) -> String {
+        plan(t, &ErofsOptions::default()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn root_is_nid_36_and_records_never_cross_a_block() {
+        let mut entries = vec![];
+        let names: Vec<String> = (0..300).map(|i| format!("f{i:03}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            entries.push((name.as_str(), file(i * 37 % 5000)));
+        }
+        let t = tree(entries);
+        let l = plan_of(&t);
+        assert_eq!(l.inodes[0].nid, 36);
+        let mut spans: Vec<(u64, u64)> = vec![];
+        for inode in &l.inodes {
+            let start = inode.nid * NID_SLOT;
+            let end = start + inode.record_len();
+            assert_eq!(start / BLOCK_SIZE, (end - 1) / BLOCK_SIZE, "{}", inode.path);
+            assert!(start >= 1152);
+            spans.push((start, end));
+        }
+        spans.sort_unstable();
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "records overlap: {w:?}");
+        }
+        assert!(spans.last().unwrap().1 <= u64::from(l.meta_blocks) * BLOCK_SIZE);
+    }
+
+    #[test]
+    fn tails_inline_only_when_partial_and_fitting() {
+        let t = tree(vec![
+            ("empty", file(0)),
+            ("full", file(8192)),
+            ("small", file(100)),
+            ("big", file(4096 * 3 + 5)),
+            ("almost", file(4096 - 64)),
+            ("too-big", file(4096 - 63)),
+        ]);
+        let l = plan_of(&t);
+        let get = |p: &str| l.inodes.iter().find(|i| i.path == p).unwrap();
+        assert_eq!(get("empty").layout, DataLayout::FlatPlain);
+        assert_eq!(get("empty").data_blocks(), 0);
+        assert_eq!(get("full").layout, DataLayout::FlatPlain);
+        assert_eq!(get("full").data_blocks(), 2);
+        assert_eq!(get("small").layout, DataLayout::FlatInline);
+        assert_eq!(get("big").layout, DataLayout::FlatInline);
+        assert_eq!((get("big").data_blocks(), get("big").tail_len()), (3, 5));
+        assert_eq!(get("almost").layout, DataLayout::FlatInline);
+        assert_eq!(get("too-big").layout, DataLayout::FlatPlain);
+        assert_eq!(get("too-big").data_blocks(), 1);
+        // Data blocks follow the metadata area, in path order.
+        assert_eq!(get("big").blkaddr, l.meta_blocks);
+        assert_eq!(get("full").blkaddr, l.meta_blocks + 3);
+        assert_eq!(get("too-big").blkaddr, l.meta_blocks + 5);
+        assert_eq!(l.total_blocks, l.meta_blocks + 6);
+    }
+
+    #[test]
+    fn directory_entries_sort_by_bytes_and_never_straddle_blocks() {
+        // 40 names of 200 bytes: 212 bytes an entry, 19 to a block.
+        let names: Vec<String> = (0..40)
+            .map(|i| format!("{i:02}{}", "n".repeat(198)))
+            .collect();
+        let mut entries: Vec<(&str, Node)> = vec![("d", node(NodeKind::Dir))];
+        let paths: Vec<String> = names.iter().map(|n| format!("d/{n}")).collect();
+        for p in &paths {
+            entries.push((p, file(1)));
+        }
+        entries.push(("d/!first", file(1)));
+        let t = tree(entries);
+        let l = plan_of(&t);
+        let d = l.inodes.iter().find(|i| i.path == "d").unwrap();
+        let blocks = d.dir().unwrap();
+        let names: Vec<&[u8]> = blocks.entries.iter().map(|e| e.name).collect();
+        assert_eq!(&names[..3], &[&b"!first"[..], b".", b".."]);
+        assert!(names.windows(2).all(|w| w[0] < w[1]));
+        let mut total = 0;
+        for b in 0..blocks.block_starts.len() {
+            let used: usize = blocks.block(b).iter().map(|e| 12 + e.name.len()).sum();
+            assert!(used <= 4096);
+            total += used;
+            if b + 1 == blocks.block_starts.len() {
+                assert_eq!(d.size, b as u64 * 4096 + used as u64);
+            }
+        }
+        assert!(total > 8192);
+        assert_eq!(d.nlink, 2);
+        assert_eq!(l.inodes[0].nlink, 3, "root: itself, its '.', and d's '..'");
+    }
+
+    #[test]
+    fn hard_link_chains_share_one_inode() {
+        let t = tree(vec![
+            ("a", node(NodeKind::HardLink("b".into()))),
+            ("b", node(NodeKind::HardLink("c".into()))),
+            ("c", file(3)),
+        ]);
+        let l = plan_of(&t);
+        assert_eq!(l.inodes.len(), 2);
+        assert_eq!(l.inodes[1].nlink, 3);
+        let root = l.inodes[0].dir().unwrap();
+        assert!(root
+            .entries
+            .iter()
+            .filter(|e| e.name.len() == 1 && e.name != b".")
+            .all(|e| e.inode == 1));
+    }
+
+    #[test]
+    fn bad_trees_are_rejected_naming_the_entry() {
+        let long = "x".repeat(256);
+        for (t, want) in [
+            (tree(vec![(long.as_str(), file(1))]), "at most 255"),
+            (
+                tree(vec![("a/b", file(1))]),
+                "parent \"a\" is not in the tree",
+            ),
+            (
+                tree(vec![("a", file(1)), ("a/b", file(1))]),
+                "not a directory",
+            ),
+            (
+                tree(vec![("l", node(NodeKind::HardLink("m".into())))]),
+                "\"m\" is not in the tree",
+            ),
+            (
+                tree(vec![
+                    ("d", node(NodeKind::Dir)),
+                    ("l", node(NodeKind::HardLink("d".into()))),
+                ]),
+                "not a regular file",
+            ),
+            (
+                tree(vec![
+                    ("l", node(NodeKind::HardLink("m".into()))),
+                    ("m", node(NodeKind::HardLink("l".into()))),
+                ]),
+                "loop",
+            ),
+            (
+                tree(vec![("s", node(NodeKind::Symlink(String::new())))]),
+                "empty",
+            ),
+            (
+                tree(vec![(
+                    "c",
+                    node(NodeKind::Char {
+                        major: 4096,
+                        minor: 0,
+                    }),
+                )]),
+                "major < 4096",
+            ),
+            (tree(vec![("a//b", file(1))]), "empty name component"),
+            (tree(vec![("n\0", file(1))]), "NUL"),
+        ] {
+            let e = err_of(&t);
+            assert!(e.contains(want), "{e} should contain {want}");
+        }
+        let mut n = file(1);
+        n.uid = 1 << 32;
+        assert!(err_of(&tree(vec![("u", n)])).contains("uid 4294967296"));
+        let mut n = file(1);
+        n.mode = 0o100644;
+        assert!(err_of(&tree(vec![("m", n)])).contains("outside 0o7777"));
+    }
+}

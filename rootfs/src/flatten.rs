@@ -1,0 +1,640 @@
+//! Layers applied in order onto one [`Tree`], with the semantics of an
+//! overlay filesystem, all in memory:
+//!
+//! - `.wh.NAME` deletes NAME (and everything under it) from lower layers;
+//!   `.wh..wh..opq` hides everything lower layers put in its directory,
+//!   but not what the same layer adds there.
+//! - A directory over a directory merges; anything else replaces (a
+//!   directory's contents go with it).
+//! - Parent paths are resolved through symlinks already in the tree, the
+//!   way a container runtime applies a layer, but only inside the tree: `..`
+//!   stops at the root and absolute targets start at it. Nothing is ever
+//!   followed on the host, and a symlink pointing anywhere is stored as is.
+//! - Hard links may point at files of earlier layers. When a linked file is
+//!   deleted or replaced, the other names keep the old content (as overlay
+//!   copy-up does): one of them takes over the data.
+//! - Device nodes, fifos, modes and owners are recorded as tree nodes.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::Read;
+
+use crate::tree::{normalise, FileData, Node, NodeKind, Tree};
+use crate::{io_err, RootfsError};
+
+/// Entries over all layers: a full distribution image has ~100k; millions
+/// mean a hostile image, and every entry costs memory.
+pub const MAX_ENTRIES: u64 = 4_000_000;
+/// File content over all layers: the flattened tree is held in memory
+/// until it is written, so this stays well inside a build host's RAM.
+pub const MAX_CONTENT: u64 = 16 << 30;
+/// Symlinks followed while resolving one path (Linux's MAXSYMLINKS).
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Applies layers one by one; see the module doc for the rules.
+pub struct Flattener {
+    tree: Tree,
+    /// File path -> the paths hard-linked to it. Links always name the
+    /// path that holds the data, never another link.
+    linkers: BTreeMap<String, BTreeSet<String>>,
+    entries: u64,
+    content: u64,
+    what: String,
+    /// OCI whiteouts delete; off for a plain root filesystem tarball, where
+    /// a `.wh.` name is just a file.
+    whiteouts: bool,
+}
+
+impl Flattener {
+    /// `what` names the image in errors.
+    pub fn new(what: &str) -> Flattener {
+        Flattener {
+            tree: Tree::default(),
+            linkers: BTreeMap::new(),
+            entries: 0,
+            content: 0,
+            what: what.to_string(),
+            whiteouts: true,
+        }
+    }
+
+    /// For one plain root filesystem tarball: the same rules, but `.wh.`
+    /// names are ordinary files.
+    pub fn plain(what: &str) -> Flattener {
+        Flattener {
+            whiteouts: false,
+            ..Flattener::new(what)
+        }
+    }
+
+    pub fn finish(self) -> Tree {
+        self.tree
+    }
+
+    /// Names the input (and the layer, for images) in errors.
+    fn source_name(&self, layer: &str) -> String {
+        if self.whiteouts {
+            format!("{}: layer {layer}", self.what)
+        } else {
+            self.what.clone()
+        }
+    }
+
+    /// Applies one uncompressed layer tar.
+    pub fn apply_layer<R: Read>(&mut self, reader: R, layer: &str) -> Result<(), RootfsError> {
+        let what = self.source_name(layer);
+        let mut archive = tar::Archive::new(reader);
+        // Paths this layer wrote: an opaque marker must not hide them.
+        let mut added: HashSet<String> = HashSet::new();
+        let entries = archive.entries().map_err(io_err(what.clone()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(io_err(what.clone()))?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let bad = |fault: String| RootfsError::Entry {
+                what: what.clone(),
+                entry: raw.clone(),
+                fault,
+            };
+            if std::str::from_utf8(&entry.path_bytes()).is_err() {
+                return Err(bad("path is not UTF-8".into()));
+            }
+            self.entries += 1;
+            if self.entries > MAX_ENTRIES {
+                return Err(bad(format!(
+                    "the image has more than {MAX_ENTRIES} entries"
+                )));
+            }
+            let et = entry.header().entry_type();
+            if matches!(
+                et,
+                tar::EntryType::XGlobalHeader
+                    | tar::EntryType::XHeader
+                    | tar::EntryType::GNULongName
+                    | tar::EntryType::GNULongLink
+            ) {
+                continue;
+            }
+            let Some(rel) = normalise(&raw).map_err(&bad)? else {
+                continue; // the root directory itself
+            };
+            let (parent_raw, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+            let parent = self.resolve_dir(parent_raw).map_err(&bad)?;
+            let path = join(&parent, name);
+
+            if let Some(hidden) = name.strip_prefix(".wh.").filter(|_| self.whiteouts) {
+                if name == ".wh..wh..opq" {
+                    self.remove_tree(&parent, false, Some(&added));
+                } else if !hidden.starts_with(".wh.") {
+                    self.remove_tree(&join(&parent, hidden), true, None);
+                }
+                // Other `.wh..wh.*` names are aufs bookkeeping: ignored.
+                continue;
+            }
+
+            let xattrs = pax_xattrs(&mut entry).map_err(io_err(format!("{what}: {raw}")))?;
+            let h = entry.header();
+            let mode = h.mode().map_err(|e| bad(format!("mode: {e}")))? & 0o7777;
+            // Some writers leave these blank; blank means 0.
+            let uid = h.uid().unwrap_or(0);
+            let gid = h.gid().unwrap_or(0);
+            let mtime = h.mtime().unwrap_or(0);
+            let link_name = || -> Result<String, RootfsError> {
+                let l = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad("link entry without a target".into()))?;
+                String::from_utf8(l.into_owned())
+                    .map_err(|_| bad("link target is not UTF-8".into()))
+            };
+            let kind = match et {
+                tar::EntryType::Directory => NodeKind::Dir,
+                tar::EntryType::Symlink => NodeKind::Symlink(link_name()?),
+                tar::EntryType::Link => {
+                    let target = self.link_target(&link_name()?).map_err(&bad)?;
+                    if target == path {
+                        return Err(bad("hard link to itself".into()));
+                    }
+                    NodeKind::HardLink(target)
+                }
+                tar::EntryType::Char | tar::EntryType::Block => {
+                    let major = h.device_major().ok().flatten().unwrap_or(0);
+                    let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                    if et == tar::EntryType::Char {
+                        NodeKind::Char { major, minor }
+                    } else {
+                        NodeKind::Block { major, minor }
+                    }
+                }
+                tar::EntryType::Fifo => NodeKind::Fifo,
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let size = entry.size();
+                    self.content = self.content.saturating_add(size);
+                    if self.content > MAX_CONTENT {
+                        return Err(bad(format!(
+                            "the image holds more than {MAX_CONTENT} bytes of files"
+                        )));
+                    }
+                    let mut data =
+                        Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(1 << 30));
+                    entry
+                        .read_to_end(&mut data)
+                        .map_err(io_err(format!("{what}: {raw}")))?;
+                    NodeKind::File(FileData::Inline(data))
+                }
+                other => return Err(bad(format!("unsupported entry type {other:?}"))),
+            };
+            self.ensure_parents(&parent);
+            self.place(
+                &path,
+                Node {
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                    kind,
+                    xattrs,
+                },
+            )
+            .map_err(&bad)?;
+            added.insert(path);
+        }
+        Ok(())
+    }
+
+    /// Resolves a directory path through symlinks in the tree. Missing
+    /// components are fine (they are created as plain directories); a
+    /// component that is a file is an error.
+    fn resolve_dir(&self, dir: &str) -> Result<String, String> {
+        let mut resolved: Vec<String> = Vec::new();
+        let mut pending: std::collections::VecDeque<String> =
+            dir.split('/').map(str::to_string).collect();
+        let mut hops = 0;
+        while let Some(c) = pending.pop_front() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    resolved.pop(); // `..` at the root stays at the root
+                    continue;
+                }
+                _ => {}
+            }
+            let candidate = if resolved.is_empty() {
+                c.clone()
+            } else {
+                format!("{}/{c}", resolved.join("/"))
+            };
+            match self.tree.nodes.get(&candidate).map(|n| &n.kind) {
+                None | Some(NodeKind::Dir) => resolved.push(c),
+                Some(NodeKind::Symlink(target)) => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(format!(
+                            "too many levels of symbolic links resolving {dir:?}"
+                        ));
+                    }
+                    if target.starts_with('/') {
+                        resolved.clear();
+                    }
+                    let mut next: std::collections::VecDeque<String> =
+                        target.split('/').map(str::to_string).collect();
+                    next.extend(pending.drain(..));
+                    pending = next;
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "parent {candidate:?} is not a directory in the layers below"
+                    ))
+                }
+            }
+        }
+        Ok(resolved.join("/"))
+    }
+
+    /// The file a hard link entry names, resolved to the path holding the data.
+    fn link_target(&self, raw: &str) -> Result<String, String> {
+        let t = normalise(raw)
+            .map_err(|f| format!("hard link target: {f}"))?
+            .ok_or("hard link to the root directory")?;
+        let (parent, name) = t.rsplit_once('/').unwrap_or(("", t.as_str()));
+        let path = join(&self.resolve_dir(parent)?, name);
+        match self.tree.nodes.get(&path).map(|n| &n.kind) {
+            Some(NodeKind::File(_)) => Ok(path),
+            Some(NodeKind::HardLink(data)) => Ok(data.clone()),
+            _ => Err(format!(
+                "hard link target {t:?} is not a regular file in this or an earlier layer"
+            )),
+        }
+    }
+
+    fn ensure_parents(&mut self, dir: &str) {
+        if dir.is_empty() {
+            return;
+        }
+        let mut prefix = String::new();
+        for c in dir.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(c);
+            self.tree.nodes.entry(prefix.clone()).or_insert(Node {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                kind: NodeKind::Dir,
+                xattrs: BTreeMap::new(),
+            });
+        }
+    }
+
+    fn place(&mut self, path: &str, node: Node) -> Result<(), String> {
+        if let Some(existing) = self.tree.nodes.get_mut(path) {
+            if matches!(existing.kind, NodeKind::Dir) && matches!(node.kind, NodeKind::Dir) {
+                // Directories merge: new metadata, contents kept.
+                *existing = node;
+                return Ok(());
+            }
+            self.remove_tree(path, true, None);
+        }
+        if let NodeKind::HardLink(target) = &node.kind {
+            if !matches!(
+                self.tree.nodes.get(target).map(|n| &n.kind),
+                Some(NodeKind::File(_))
+            ) {
+                return Err(format!(
+                    "hard link target {target:?} was replaced by this same entry"
+                ));
+            }
+            self.linkers
+                .entry(target.clone())
+                .or_default()
+                .insert(path.to_string());
+        }
+        self.tree.nodes.insert(path.to_string(), node);
+        Ok(())
+    }
+
+    /// Removes everything under `dir` (and `dir` itself with `include_self`),
+    /// sparing paths in `keep`. Files that other surviving paths hard-link to
+    /// hand their data to the first of them.
+    fn remove_tree(&mut self, dir: &str, include_self: bool, keep: Option<&HashSet<String>>) {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut doomed: BTreeSet<String> = self
+            .tree
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .filter(|k| keep.is_none_or(|keep| !keep.contains(k)))
+            .collect();
+        if include_self && !dir.is_empty() && self.tree.nodes.contains_key(dir) {
+            doomed.insert(dir.to_string());
+        }
+        for path in &doomed {
+            let kind = self.tree.nodes.get(path).map(|n| n.kind.clone_shallow());
+            match kind {
+                Some(Shallow::File) => {
+                    let Some(links) = self.linkers.remove(path) else {
+                        continue;
+                    };
+                    let mut survivors = links.into_iter().filter(|l| !doomed.contains(l));
+                    let Some(heir) = survivors.next() else {
+                        continue;
+                    };
+                    let data = match self.tree.nodes.get_mut(path).map(|n| &mut n.kind) {
+                        Some(NodeKind::File(d)) => {
+                            std::mem::replace(d, FileData::Inline(Vec::new()))
+                        }
+                        _ => continue,
+                    };
+                    if let Some(n) = self.tree.nodes.get_mut(&heir) {
+                        n.kind = NodeKind::File(data);
+                    }
+                    let rest: BTreeSet<String> = survivors.collect();
+                    for l in &rest {
+                        if let Some(n) = self.tree.nodes.get_mut(l) {
+                            n.kind = NodeKind::HardLink(heir.clone());
+                        }
+                    }
+                    if !rest.is_empty() {
+                        self.linkers.insert(heir, rest);
+                    }
+                }
+                Some(Shallow::Link(target)) => {
+                    if let Some(set) = self.linkers.get_mut(&target) {
+                        set.remove(path);
+                        if set.is_empty() {
+                            self.linkers.remove(&target);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for path in &doomed {
+            self.tree.nodes.remove(path);
+        }
+    }
+}
+
+/// A node kind without its data, so removal can look without cloning files.
+enum Shallow {
+    File,
+    Link(String),
+    Other,
+}
+
+trait ShallowKind {
+    fn clone_shallow(&self) -> Shallow;
+}
+
+impl ShallowKind for NodeKind {
+    fn clone_shallow(&self) -> Shallow {
+        match self {
+            NodeKind::File(_) => Shallow::File,
+            NodeKind::HardLink(t) => Shallow::Link(t.clone()),
+            _ => Shallow::Other,
+        }
+    }
+}
+
+/// Extended attributes from PAX `SCHILY.xattr.NAME` records (GNU tar,
+/// bsdtar and image builders write them this way).
+fn pax_xattrs<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                out.insert(name.to_string(), ext.value_bytes().to_vec());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    fn apply(layers: &[Vec<u8>]) -> Result<Tree, RootfsError> {
+        let mut f = Flattener::new("test image");
+        for (i, l) in layers.iter().enumerate() {
+            f.apply_layer(&l[..], &format!("{}", i + 1))?;
+        }
+        Ok(f.finish())
+    }
+
+    fn keys(t: &Tree) -> Vec<&str> {
+        t.nodes.keys().map(String::as_str).collect()
+    }
+
+    fn data<'a>(t: &'a Tree, p: &str) -> &'a [u8] {
+        match &t.nodes[p].kind {
+            NodeKind::File(FileData::Inline(d)) => d,
+            other => panic!("{p}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn whiteouts_remove_lower_files_and_directories() {
+        let t = apply(&[
+            tar(&[
+                dir("etc"),
+                file("etc/a", b"1"),
+                file("etc/b", b"2"),
+                dir("opt"),
+                file("opt/x/y", b"3"),
+            ]),
+            tar(&[file("etc/.wh.a", b""), file(".wh.opt", b"")]),
+        ])
+        .unwrap();
+        assert_eq!(keys(&t), vec!["etc", "etc/b"]);
+    }
+
+    #[test]
+    fn opaque_dir_hides_lower_but_keeps_same_layer_entries() {
+        let t = apply(&[
+            tar(&[
+                dir("d"),
+                file("d/old", b"o"),
+                dir("d/sub"),
+                file("d/sub/deep", b"x"),
+                file("keep", b"k"),
+            ]),
+            // `-new` sorts before the marker: written first, must survive it.
+            tar(&[
+                dir("d"),
+                file("d/-new", b"n"),
+                file("d/.wh..wh..opq", b""),
+                file("d/z", b"z"),
+            ]),
+        ])
+        .unwrap();
+        assert_eq!(keys(&t), vec!["d", "d/-new", "d/z", "keep"]);
+    }
+
+    #[test]
+    fn directory_over_directory_merges_and_file_over_directory_replaces() {
+        let t = apply(&[
+            tar(&[dir("a"), file("a/1", b""), dir("b"), file("b/1", b"")]),
+            tar(&[with_mode(dir("a"), 0o700), file("b", b"now a file")]),
+        ])
+        .unwrap();
+        assert_eq!(keys(&t), vec!["a", "a/1", "b"]);
+        assert_eq!(t.nodes["a"].mode, 0o700);
+    }
+
+    #[test]
+    fn hard_links_across_layers_and_copy_up_on_delete_and_replace() {
+        let t = apply(&[
+            tar(&[file("bin/busybox", b"BB"), file("bin/other", b"O")]),
+            tar(&[
+                hardlink("bin/sh", "bin/busybox"),
+                hardlink("bin/ls", "bin/busybox"),
+            ]),
+        ])
+        .unwrap();
+        assert_eq!(
+            t.nodes["bin/sh"].kind,
+            NodeKind::HardLink("bin/busybox".into())
+        );
+        // Deleting the file the others link to: the first link inherits the data.
+        let t = apply(&[
+            tar(&[file("bin/busybox", b"BB")]),
+            tar(&[
+                hardlink("bin/sh", "bin/busybox"),
+                hardlink("bin/ls", "bin/busybox"),
+            ]),
+            tar(&[file("bin/.wh.busybox", b"")]),
+        ])
+        .unwrap();
+        assert_eq!(keys(&t), vec!["bin", "bin/ls", "bin/sh"]);
+        assert_eq!(data(&t, "bin/ls"), b"BB");
+        assert_eq!(t.nodes["bin/sh"].kind, NodeKind::HardLink("bin/ls".into()));
+        // Replacing it: links keep the old content, the path gets the new.
+        let t = apply(&[
+            tar(&[file("a", b"old"), hardlink("b", "a")]),
+            tar(&[file("a", b"new")]),
+        ])
+        .unwrap();
+        assert_eq!(data(&t, "a"), b"new");
+        assert_eq!(data(&t, "b"), b"old");
+        // A link to something that is not there is an error naming both.
+        let e = apply(&[tar(&[hardlink("x", "../../etc/shadow")])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("..") && e.contains("\"x\""), "{e}");
+        let e = apply(&[tar(&[hardlink("x", "/etc/shadow")])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        // The result packs: the surviving link took over the data and the
+        // image writer accepts the tree.
+        let t = apply(&[
+            tar(&[file("bin/busybox", b"BB")]),
+            tar(&[hardlink("bin/sh", "bin/busybox")]),
+            tar(&[file("bin/.wh.busybox", b"")]),
+        ])
+        .unwrap();
+        assert_eq!(data(&t, "bin/sh"), b"BB");
+        crate::erofs::write_image(&t, std::io::sink(), &Default::default(), &|_| {}).unwrap();
+    }
+
+    #[test]
+    fn symlinks_outside_the_root_are_kept_and_never_followed() {
+        let t = apply(&[
+            tar(&[
+                symlink("escape", "../../../../etc"),
+                symlink("abs", "/etc"),
+                dir("etc"),
+                symlink("lib", "usr/lib"),
+                dir("usr/lib"),
+            ]),
+            // Writes through symlinks land inside the tree: `escape/x`
+            // resolves to `etc/x` (`..` stops at the root).
+            tar(&[
+                file("escape/passwd", b"p"),
+                file("abs/group", b"g"),
+                file("lib/libc.so", b"c"),
+            ]),
+        ])
+        .unwrap();
+        assert_eq!(
+            t.nodes["escape"].kind,
+            NodeKind::Symlink("../../../../etc".into())
+        );
+        assert_eq!(t.nodes["abs"].kind, NodeKind::Symlink("/etc".into()));
+        assert_eq!(data(&t, "etc/passwd"), b"p");
+        assert_eq!(data(&t, "etc/group"), b"g");
+        assert_eq!(data(&t, "usr/lib/libc.so"), b"c");
+        assert!(!t
+            .nodes
+            .keys()
+            .any(|k| k.starts_with("escape/") || k.starts_with("lib/")));
+        // A symlink loop is an error, not a hang.
+        let e = apply(&[
+            tar(&[symlink("a", "b"), symlink("b", "a")]),
+            tar(&[file("a/x", b"")]),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("symbolic links"), "{e}");
+        // A directory entry over a symlink replaces the symlink.
+        let t = apply(&[tar(&[symlink("d", "/etc")]), tar(&[dir("d")])]).unwrap();
+        assert_eq!(t.nodes["d"].kind, NodeKind::Dir);
+    }
+
+    #[test]
+    fn device_nodes_fifos_and_owners_are_entries() {
+        let t = apply(&[tar(&[
+            device("dev/null", tar::EntryType::Char, 1, 3),
+            device("dev/sda", tar::EntryType::Block, 8, 0),
+            device("run/fifo", tar::EntryType::Fifo, 0, 0),
+            owned(file("home/u/f", b"x"), 1000, 1000, 0o600),
+        ])])
+        .unwrap();
+        assert_eq!(
+            t.nodes["dev/null"].kind,
+            NodeKind::Char { major: 1, minor: 3 }
+        );
+        assert_eq!(
+            t.nodes["dev/sda"].kind,
+            NodeKind::Block { major: 8, minor: 0 }
+        );
+        assert_eq!(t.nodes["run/fifo"].kind, NodeKind::Fifo);
+        let f = &t.nodes["home/u/f"];
+        assert_eq!((f.uid, f.gid, f.mode), (1000, 1000, 0o600));
+        // Implicit parents exist as plain directories.
+        assert_eq!(t.nodes["home/u"].kind, NodeKind::Dir);
+    }
+
+    #[test]
+    fn dotdot_paths_are_rejected() {
+        let e = apply(&[raw_name_tar(b"../escape")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(".."), "{e}");
+    }
+
+    #[test]
+    fn file_parent_is_an_error() {
+        let e = apply(&[tar(&[file("a", b"")]), tar(&[file("a/b", b"")])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a directory"), "{e}");
+    }
+}

@@ -1,0 +1,46 @@
+//! A root filesystem as a tree, and the image the guest mounts.
+//!
+//! - [`tree`]: the model (one node per normalised path), read from a host
+//!   directory or a root tarball;
+//! - [`flatten`]: image layers applied in order with overlay semantics
+//!   (whiteouts, opaque directories, hard links across layers);
+//! - [`compress`]: gzip/zstd/plain detection for tarballs and layers;
+//! - [`erofs`]: the tree written as an EROFS image.
+//!
+//! This crate knows nothing of registries, Smolfiles or the CLI above it:
+//! nothing here touches the host beyond reading the inputs it is given.
+
+pub mod compress;
+pub mod erofs;
+pub mod flatten;
+#[cfg(any(test, feature = "testutil"))]
+pub mod testutil;
+pub mod tree;
+
+use thiserror::Error;
+
+/// What went wrong reading or writing a tree. `what` names the input (a
+/// path, an image and its layer) so the message stands on its own; I/O
+/// sources are returned by `source()`, never repeated in the message.
+#[derive(Debug, Error)]
+pub enum RootfsError {
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: entry {entry:?}: {fault}")]
+    Entry {
+        what: String,
+        entry: String,
+        fault: String,
+    },
+    #[error("{what}: {fault}")]
+    Invalid { what: String, fault: String },
+}
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RootfsError {
+    let what = what.into();
+    move |source| RootfsError::Io { what, source }
+}

@@ -1,0 +1,457 @@
+//! The root filesystem tree: inputs normalised into one sorted model.
+//!
+//! Inputs (a directory or a tar archive) are read into a [`Tree`]: one node
+//! per normalised path, in byte order. The tree is written out sorted, with
+//! mtimes clamped to SOURCE_DATE_EPOCH when it is set and owner/mode kept as
+//! in the input, so the same input gives the same bytes. Nothing is ever
+//! created on the host from the input: device nodes stay tar entries.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+
+use crate::compress::decompress;
+use crate::flatten::Flattener;
+use crate::{io_err, RootfsError};
+
+/// Where a regular file's bytes are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileData {
+    Inline(Vec<u8>),
+    /// Read from the host at emission time; `len` is the size seen when walking.
+    Host {
+        path: PathBuf,
+        len: u64,
+    },
+}
+
+impl FileData {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            FileData::Inline(v) => v.len() as u64,
+            FileData::Host { len, .. } => *len,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    Dir,
+    File(FileData),
+    /// Target as written; never followed.
+    Symlink(String),
+    /// Normalised path of another node in the tree.
+    HardLink(String),
+    Char {
+        major: u32,
+        minor: u32,
+    },
+    Block {
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub kind: NodeKind,
+    /// Extended attributes by full name (`security.capability`, `user.x`).
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+/// A root filesystem as a sorted map from normalised relative path
+/// (no leading `/` or `./`, no `..`, no trailing `/`) to node.
+#[derive(Debug, Default, Clone)]
+pub struct Tree {
+    pub nodes: BTreeMap<String, Node>,
+}
+
+/// Directories libkrun's init mounts onto; the guest root is read-only, so
+/// they must exist in the image.
+const MOUNT_POINTS: &[&str] = &["dev", "proc", "sys", "tmp", "run"];
+
+/// Normalises a path from an archive or walk: strips leading `/` and `./`,
+/// rejects `..` and empty names. Returns `None` for the root itself.
+pub fn normalise(raw: &str) -> Result<Option<String>, String> {
+    let mut parts = Vec::new();
+    for c in Path::new(raw).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(p) => {
+                let s = p.to_str().ok_or_else(|| "path is not UTF-8".to_string())?;
+                parts.push(s.to_string());
+            }
+            Component::ParentDir => return Err("path contains `..`".into()),
+            Component::Prefix(_) => return Err("path has a prefix".into()),
+        }
+    }
+    Ok((!parts.is_empty()).then(|| parts.join("/")))
+}
+
+impl Tree {
+    /// Reads a directory tree. Symlinks are recorded, not followed; files
+    /// that share an inode become hard links to the first path in order.
+    pub fn from_dir(root: &Path) -> Result<Tree, RootfsError> {
+        let io = |path: &Path| io_err(format!("rootfs {}", path.display()));
+        let what = format!("rootfs {}", root.display());
+        let meta = std::fs::symlink_metadata(root).map_err(io(root))?;
+        if !meta.is_dir() {
+            return Err(RootfsError::Invalid {
+                what,
+                fault: "not a directory".into(),
+            });
+        }
+        let mut tree = Tree::default();
+        let mut inodes: BTreeMap<(u64, u64), String> = BTreeMap::new();
+        let mut stack = vec![(root.to_path_buf(), String::new())];
+        while let Some((dir, rel)) = stack.pop() {
+            let mut entries: Vec<_> = std::fs::read_dir(&dir)
+                .map_err(io(&dir))?
+                .collect::<Result<_, _>>()
+                .map_err(io(&dir))?;
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let host = entry.path();
+                let name = entry.file_name();
+                let name = name.to_str().ok_or_else(|| RootfsError::Entry {
+                    what: what.clone(),
+                    entry: host.display().to_string(),
+                    fault: "file name is not UTF-8".into(),
+                })?;
+                let rel_path = if rel.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let m = std::fs::symlink_metadata(&host).map_err(io(&host))?;
+                let ft = m.file_type();
+                let kind = if ft.is_dir() {
+                    stack.push((host.clone(), rel_path.clone()));
+                    NodeKind::Dir
+                } else if ft.is_symlink() {
+                    let target = std::fs::read_link(&host).map_err(io(&host))?;
+                    NodeKind::Symlink(target.to_str().map(str::to_string).ok_or_else(|| {
+                        RootfsError::Entry {
+                            what: what.clone(),
+                            entry: rel_path.clone(),
+                            fault: "symlink target is not UTF-8".into(),
+                        }
+                    })?)
+                } else if ft.is_file() {
+                    if m.nlink() > 1 {
+                        if let Some(first) = inodes.get(&(m.dev(), m.ino())) {
+                            NodeKind::HardLink(first.clone())
+                        } else {
+                            inodes.insert((m.dev(), m.ino()), rel_path.clone());
+                            NodeKind::File(FileData::Host {
+                                path: host.clone(),
+                                len: m.len(),
+                            })
+                        }
+                    } else {
+                        NodeKind::File(FileData::Host {
+                            path: host.clone(),
+                            len: m.len(),
+                        })
+                    }
+                } else if ft.is_char_device() || ft.is_block_device() {
+                    let rdev = m.rdev();
+                    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+                    if ft.is_char_device() {
+                        NodeKind::Char { major, minor }
+                    } else {
+                        NodeKind::Block { major, minor }
+                    }
+                } else if ft.is_fifo() {
+                    NodeKind::Fifo
+                } else {
+                    // Sockets cannot be archived; they are runtime state, not content.
+                    continue;
+                };
+                tree.nodes.insert(
+                    rel_path,
+                    Node {
+                        mode: m.mode() & 0o7777,
+                        uid: u64::from(m.uid()),
+                        gid: u64::from(m.gid()),
+                        mtime: u64::try_from(m.mtime()).unwrap_or(0),
+                        xattrs: read_xattrs(&host).map_err(io(&host))?,
+                        kind,
+                    },
+                );
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Reads a tar archive (plain, gzip or zstd, detected from its first
+    /// bytes), by the same rules as an image layer (see [`crate::flatten`])
+    /// except that `.wh.` names are plain files.
+    pub fn from_archive(path: &Path) -> Result<Tree, RootfsError> {
+        let what = format!("rootfs {}", path.display());
+        let file = std::fs::File::open(path).map_err(io_err(what.clone()))?;
+        let reader = decompress(std::io::BufReader::with_capacity(1 << 20, file))
+            .map_err(io_err(what.clone()))?;
+        let mut flat = Flattener::plain(&what);
+        flat.apply_layer(reader, "1")?;
+        Ok(flat.finish())
+    }
+
+    /// The node at `path` with every symlink on the way (the last component
+    /// too) resolved inside the tree: `..` stops at the root and absolute
+    /// targets start there. Nothing is looked up on the host.
+    pub fn resolve(&self, path: &str) -> Option<(&str, &Node)> {
+        let mut resolved: Vec<&str> = Vec::new();
+        let mut pending: std::collections::VecDeque<&str> = path.split('/').collect();
+        let mut hops = 0;
+        while let Some(c) = pending.pop_front() {
+            match c {
+                "" | "." => continue,
+                ".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            resolved.push(c);
+            let key = resolved.join("/");
+            let (key, node) = self.nodes.get_key_value(&key)?;
+            if let NodeKind::Symlink(target) = &node.kind {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                resolved.pop();
+                if target.starts_with('/') {
+                    resolved.clear();
+                }
+                for part in target.split('/').rev() {
+                    pending.push_front(part);
+                }
+            } else if pending.iter().all(|p| p.is_empty() || *p == ".") {
+                return Some((key.as_str(), node));
+            }
+        }
+        None
+    }
+
+    /// The content of the regular file at `path` (symlinks and hard links
+    /// resolved inside the tree), at most `limit` bytes; `None` if there is
+    /// no such file.
+    pub fn read_file(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, RootfsError> {
+        let Some((_, mut node)) = self.resolve(path) else {
+            return Ok(None);
+        };
+        if let NodeKind::HardLink(target) = &node.kind {
+            match self.nodes.get(target) {
+                Some(n) => node = n,
+                None => return Ok(None),
+            }
+        }
+        let too_big = || RootfsError::Invalid {
+            what: format!("rootfs /{path}"),
+            fault: format!("larger than {limit} bytes"),
+        };
+        match &node.kind {
+            NodeKind::File(FileData::Inline(d)) if d.len() as u64 > limit => Err(too_big()),
+            NodeKind::File(FileData::Inline(d)) => Ok(Some(d.clone())),
+            NodeKind::File(FileData::Host { len, .. }) if *len > limit => Err(too_big()),
+            NodeKind::File(FileData::Host { path: host, .. }) => {
+                use std::io::Read;
+                let mut out = Vec::new();
+                std::fs::File::open(host)
+                    .and_then(|f| f.take(limit).read_to_end(&mut out))
+                    .map_err(io_err(format!("rootfs {}", host.display())))?;
+                Ok(Some(out))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Adds the directories the guest's init needs if the image lacks them.
+    pub fn ensure_mount_points(&mut self) {
+        for dir in MOUNT_POINTS {
+            self.nodes.entry((*dir).to_string()).or_insert(Node {
+                mode: if *dir == "tmp" { 0o1777 } else { 0o755 },
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                kind: NodeKind::Dir,
+                xattrs: BTreeMap::new(),
+            });
+        }
+    }
+
+    /// Total bytes of regular-file content (for progress).
+    pub fn content_len(&self) -> u64 {
+        self.nodes
+            .values()
+            .map(|n| match &n.kind {
+                NodeKind::File(d) => d.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// The extended attributes of `path` itself (never following a symlink).
+fn read_xattrs(path: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut out = BTreeMap::new();
+    // SAFETY: c_path is NUL-terminated; a NULL buffer of size 0 asks for the length.
+    let len = unsafe { libc::llistxattr(c_path.as_ptr(), std::ptr::null_mut(), 0) };
+    let Ok(len) = usize::try_from(len) else {
+        let e = std::io::Error::last_os_error();
+        // Filesystems without xattr support have none to keep.
+        return if e.raw_os_error() == Some(libc::ENOTSUP) {
+            Ok(out)
+        } else {
+            Err(e)
+        };
+    };
+    if len == 0 {
+        return Ok(out);
+    }
+    let mut names = vec![0u8; len];
+    // SAFETY: the buffer is valid for `names.len()` bytes.
+    let got = unsafe { libc::llistxattr(c_path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    let got = usize::try_from(got).map_err(|_| std::io::Error::last_os_error())?;
+    names.truncate(got);
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let c_name = std::ffi::CString::new(name).expect("split at NUL");
+        let mut value = vec![0u8; 256];
+        loop {
+            // SAFETY: both strings are NUL-terminated; the buffer is valid
+            // for `value.len()` bytes.
+            let n = unsafe {
+                libc::lgetxattr(
+                    c_path.as_ptr(),
+                    c_name.as_ptr(),
+                    value.as_mut_ptr().cast(),
+                    value.len(),
+                )
+            };
+            if let Ok(n) = usize::try_from(n) {
+                value.truncate(n);
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ERANGE) || value.len() >= 1 << 16 {
+                return Err(e);
+            }
+            value.resize(value.len() * 4, 0);
+        }
+        out.insert(String::from_utf8_lossy(name).into_owned(), value);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_reads_sorted_with_links_symlinks_and_xattrs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("b/c")).unwrap();
+        std::fs::write(root.join("b/c/file"), b"hello").unwrap();
+        std::fs::write(root.join("a"), b"x").unwrap();
+        std::fs::hard_link(root.join("b/c/file"), root.join("a-link")).unwrap();
+        std::os::unix::fs::symlink("../../etc/passwd", root.join("b/sym")).unwrap();
+        let user_xattr = xattr_set(&root.join("a"), "user.smolvm", b"v");
+        let t = Tree::from_dir(root).unwrap();
+        assert_eq!(
+            t.nodes.keys().collect::<Vec<_>>(),
+            ["a", "a-link", "b", "b/c", "b/c/file", "b/sym"]
+        );
+        // The first path of an inode holds the data; the rest link to it.
+        assert!(matches!(t.nodes["a-link"].kind, NodeKind::File(_)));
+        assert_eq!(
+            t.nodes["b/c/file"].kind,
+            NodeKind::HardLink("a-link".into())
+        );
+        assert_eq!(
+            t.nodes["b/sym"].kind,
+            NodeKind::Symlink("../../etc/passwd".into())
+        );
+        if user_xattr {
+            assert_eq!(t.nodes["a"].xattrs["user.smolvm"], b"v");
+        }
+        // Symlinks resolve inside the tree only: `..` stops at the root.
+        assert!(
+            t.resolve("b/sym").is_none(),
+            "etc/passwd is not in the tree"
+        );
+        assert_eq!(t.read_file("b/c/file", 100).unwrap().unwrap(), b"hello");
+    }
+
+    /// Sets an xattr on a host file; false where the filesystem has none.
+    fn xattr_set(path: &Path, name: &str, value: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        let n = std::ffi::CString::new(name).unwrap();
+        // SAFETY: both strings are NUL-terminated; the value is valid for its length.
+        let r = unsafe {
+            libc::lsetxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        r == 0
+    }
+
+    #[test]
+    fn archive_paths_with_dotdot_are_rejected() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_entry_type(tar::EntryType::Regular);
+        // set_path refuses `..`, so write the name bytes directly.
+        h.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.tar");
+        std::fs::write(&path, bytes).unwrap();
+        let err = Tree::from_archive(&path).unwrap_err();
+        assert!(
+            matches!(err, RootfsError::Entry { .. }) && err.to_string().contains(".."),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn whiteout_names_in_a_plain_tarball_are_files() {
+        let mut b = tar::Builder::new(Vec::new());
+        for p in ["etc/a", "etc/.wh.a", "opt/.wh..wh..opq"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, p, &b"x"[..]).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.tar");
+        std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+        let t = Tree::from_archive(&path).unwrap();
+        for p in ["etc/a", "etc/.wh.a", "opt/.wh..wh..opq"] {
+            assert!(t.nodes.contains_key(p), "{p} missing: {:?}", t.nodes.keys());
+        }
+    }
+}
