@@ -148,7 +148,7 @@ pub fn render_human<R: ReadAt + ?Sized>(
             String::new()
         } else {
             format!(
-                "; allow hosts {} cidrs {}",
+                "; allow hosts {} cidrs {} (NOT ENFORCED by this runtime: the machine refuses to start)",
                 list(&c.network.allow_hosts),
                 list(&c.network.allow_cidrs)
             )
@@ -208,5 +208,18 @@ pub fn render_json<R: ReadAt + ?Sized>(
             "sha256": s.sha256,
         })).collect::<Vec<_>>(),
         "config": m.config,
+        "network_policy": network_policy(&m.config),
+    })
+}
+
+/// What the runtime does with the config's network settings; the JSON twin
+/// of the human `net` line.
+fn network_policy(c: &smolvm_format::MachineConfig) -> serde_json::Value {
+    let lists = crate::run::has_allow_lists(c);
+    json!({
+        "network": c.net,
+        "allow_lists": lists,
+        "enforced": !lists,
+        "boots": !lists,
     })
 }

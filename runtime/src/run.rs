@@ -21,6 +21,9 @@ pub enum RunError {
     Cache(#[from] CacheError),
     #[error("{0}")]
     Config(String),
+    /// Something this runtime cannot honour: refusing is the only safe answer.
+    #[error("{0}")]
+    Unsupported(String),
     #[cfg(feature = "vmm")]
     #[error(transparent)]
     Launch(#[from] crate::launch::LaunchError),
@@ -87,6 +90,30 @@ impl Default for Trace {
     }
 }
 
+/// True when the config restricts egress to allow-lists.
+pub fn has_allow_lists(c: &smolvm_format::MachineConfig) -> bool {
+    !c.network.allow_hosts.is_empty() || !c.network.allow_cidrs.is_empty()
+}
+
+/// The lists for a one-line message; control characters escaped (they come
+/// from the artifact).
+fn describe_allow_lists(c: &smolvm_format::MachineConfig) -> String {
+    let shown = |v: &[String]| {
+        v.iter()
+            .map(|s| s.escape_debug().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !c.network.allow_hosts.is_empty() {
+        parts.push(format!("hosts {}", shown(&c.network.allow_hosts)));
+    }
+    if !c.network.allow_cidrs.is_empty() {
+        parts.push(format!("cidrs {}", shown(&c.network.allow_cidrs)));
+    }
+    parts.join("; ")
+}
+
 /// Verifies the artifact in `file`, prepares kernel and root from the cache
 /// and boots. Returns only on failure, or with `Ok` after a dry run; a
 /// booted guest ends the process with its own exit status.
@@ -104,6 +131,14 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     }
     trace.mark("signature verified");
     let config = &art.manifest.config;
+    // Fail closed: an allow-list this runtime cannot enforce must not
+    // silently become an open network.
+    if has_allow_lists(config) {
+        return Err(RunError::Unsupported(format!(
+            "this machine's network allow-list ({}) is not enforced by this runtime; refusing to start rather than run with unrestricted network (repack without [network] allow_hosts/allow_cidrs, or with net = false)",
+            describe_allow_lists(config)
+        )));
+    }
     let kernel_entry = art
         .manifest
         .section(SectionKind::Kernel)

@@ -480,3 +480,62 @@ fn exit_codes_follow_the_convention() {
     // A directory where a file is expected: an I/O error.
     f.verify(&f.path("keys"), &["keys/test.pub"], &[]).code(2);
 }
+
+/// Issue 8, fail closed: allow-lists that this runtime does not enforce must
+/// not boot as an open network. The refusal comes before any first-start
+/// work, so it shows in a dry run, and inspect says so in both forms.
+#[test]
+fn network_allow_lists_are_refused_until_enforced() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.path("Smolfile"),
+        "net = true\n[network]\nallow_hosts = [\"example.com\"]\nallow_cidrs = [\"192.0.2.0/24\"]\n",
+    )
+    .unwrap();
+    let out = f.path("m.smolmachine");
+    f.create(&out, &["--smolfile", f.path("Smolfile").to_str().unwrap()])
+        .success();
+    let a = smolvm()
+        .args(["pack", "inspect"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(
+        stdout(&a).contains("NOT ENFORCED") && stdout(&a).contains("refuses to start"),
+        "{}",
+        stdout(&a)
+    );
+    let a = smolvm()
+        .args(["pack", "inspect", "--json"])
+        .arg(&out)
+        .assert()
+        .success();
+    let j = json(&a);
+    assert_eq!(j["network_policy"]["enforced"], false, "{j}");
+    assert_eq!(j["network_policy"]["boots"], false, "{j}");
+    let cache = f.path("cache");
+    let a = smolvm()
+        .env("SMOLVM_CACHE_DIR", &cache)
+        .args(["pack", "run", "--dry-run"])
+        .arg(&out)
+        .assert()
+        .code(2);
+    let err = stderr(&a);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("allow-list") && err.contains("example.com") && err.contains("refusing"),
+        "{err}"
+    );
+    assert!(!cache.exists(), "refused before touching the cache");
+
+    // Without lists the same artifact passes that point.
+    std::fs::write(f.path("Smolfile"), "net = true\n").unwrap();
+    f.create(&out, &["--smolfile", f.path("Smolfile").to_str().unwrap()])
+        .success();
+    let a = smolvm()
+        .args(["pack", "inspect", "--json"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(json(&a)["network_policy"]["enforced"], true);
+}
