@@ -160,3 +160,147 @@ fn flock_exclusive(f: &File) -> std::io::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smolvm_format::{
+        plan_sections, Compression, MachineConfig, Manifest, PayloadWriter, SectionData,
+        SectionKind, Target, FORMAT_VERSION,
+    };
+
+    /// An unsigned bare payload holding `rootfs` (zstd): the cache does not
+    /// look at signatures, its caller has checked them.
+    fn artifact(rootfs: &[u8]) -> Vec<u8> {
+        let config = MachineConfig::default();
+        let json = config.to_canonical_json();
+        let sections = vec![
+            SectionData {
+                kind: SectionKind::Config,
+                compression: Compression::None,
+                size: json.len() as u64,
+                stored: json,
+            },
+            SectionData {
+                kind: SectionKind::Kernel,
+                compression: Compression::None,
+                size: 16,
+                stored: vec![0x7f; 16],
+            },
+            SectionData {
+                kind: SectionKind::Rootfs,
+                compression: Compression::Zstd,
+                size: rootfs.len() as u64,
+                stored: zstd::bulk::compress(rootfs, 1).unwrap(),
+            },
+        ];
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            name: "img".into(),
+            version: "1.0.0".into(),
+            created: 0,
+            target: Target {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+            },
+            signer: None,
+            stub: None,
+            sections: plan_sections(&sections).unwrap(),
+            config,
+        };
+        let mut out = Vec::new();
+        PayloadWriter::new(&manifest)
+            .unwrap()
+            .write(&mut out, &[], &sections, None)
+            .unwrap();
+        out
+    }
+
+    /// Bigger than one write chunk, and not all the same byte.
+    fn image_bytes() -> Vec<u8> {
+        (0..3 * WRITE_CHUNK + 77)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+            .collect()
+    }
+
+    fn publish(
+        bytes: &[u8],
+        change: impl FnOnce(&mut SectionEntry),
+    ) -> (Result<File, CacheError>, tempfile::TempDir, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        let art = Artifact::parse(bytes).unwrap();
+        let mut entry = art.manifest.section(SectionKind::Rootfs).unwrap().clone();
+        change(&mut entry);
+        let r = cache.rootfs_image(&art, &entry, &crate::run::Trace::new());
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("cache/rootfs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        names.sort();
+        (r, dir, names)
+    }
+
+    #[test]
+    fn the_image_is_one_file_with_every_byte() {
+        let image = image_bytes();
+        let (r, _dir, names) = publish(&artifact(&image), |_| {});
+        let mut f = r.unwrap();
+        let mut got = Vec::new();
+        f.read_to_end(&mut got).unwrap();
+        assert!(got == image, "published bytes differ");
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(".erofs"), "{names:?}");
+    }
+
+    #[test]
+    fn a_hash_mismatch_publishes_nothing() {
+        let (r, _dir, names) = publish(&artifact(&image_bytes()), |e| {
+            e.sha256 = "00".repeat(32);
+        });
+        let err = r.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CacheError::Section {
+                    source: FormatError::HashMismatch { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn a_stream_shorter_than_declared_publishes_nothing() {
+        let (r, _dir, names) = publish(&artifact(&image_bytes()), |e| e.size += 1);
+        assert!(r.is_err());
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_start_are_removed_and_never_trusted() {
+        let bytes = artifact(&image_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        let art = Artifact::parse(&bytes[..]).unwrap();
+        let entry = art.manifest.section(SectionKind::Rootfs).unwrap().clone();
+        let rootfs = dir.path().join("cache/rootfs");
+        // What a SIGKILL mid-write leaves: a partial temporary file.
+        let stale = rootfs.join(format!(".tmp-{}-XXXXXX", entry.sha256));
+        std::fs::write(&stale, b"partial").unwrap();
+        // And a file of the wrong size under the published name is not used.
+        let published = rootfs.join(format!("{}.erofs", entry.sha256));
+        std::fs::write(&published, b"short").unwrap();
+        let mut f = cache
+            .rootfs_image(&art, &entry, &crate::run::Trace::new())
+            .unwrap();
+        let mut got = Vec::new();
+        f.read_to_end(&mut got).unwrap();
+        assert!(got == image_bytes());
+        assert!(!stale.exists(), "the stale temporary file was kept");
+    }
+}
