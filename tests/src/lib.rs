@@ -790,3 +790,73 @@ impl HostUser {
         c
     }
 }
+
+// ------------------------------------------------------------------ real boots
+
+/// The release `smolvm` the boot tests pack with (`SMOLVM_BIN` overrides).
+pub fn release_smolvm() -> PathBuf {
+    bin("SMOLVM_BIN", "target/release/smolvm")
+}
+
+/// The guest kernel scripts/fetch-kernel.sh puts in the repo's cache.
+pub fn guest_kernel() -> PathBuf {
+    repo().join(".cache/kernel/libkrunfw.so.5")
+}
+
+/// A fresh scratch directory `smolvm-<prefix>-<name>-<pid>` under the temp dir.
+pub fn scratch_dir(prefix: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("smolvm-{prefix}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Whether the L1 harness can run the release binaries: true, or false with
+/// the reason printed (a local skip), or a panic under
+/// `SMOLVM_REQUIRE_BOOT=1` (scripts/test.sh, CI).
+pub fn harness_available() -> bool {
+    let required = std::env::var_os("SMOLVM_REQUIRE_BOOT").is_some_and(|v| v == "1");
+    let mut missing = Vec::new();
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        missing.push("qemu-system-x86_64 (run scripts/setup-harness.sh)".to_string());
+    }
+    for p in [
+        release_smolvm(),
+        stub_bin(),
+        guest_kernel(),
+        repo().join(".cache/harness/vmlinux"),
+    ] {
+        if !p.exists() {
+            missing.push(format!(
+                "{} (run scripts/test.sh, which builds and fetches it)",
+                p.display()
+            ));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        !required,
+        "real-boot harness cannot run: missing {}",
+        missing.join(", ")
+    );
+    eprintln!("SKIPPING real boots: missing {}", missing.join(", "));
+    false
+}
+
+/// Runs `cmd`, asserts it succeeded (showing its stderr), returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -8,61 +8,13 @@
 //! CI) turns a missing harness into a failure; without it the test skips with
 //! the reason only if QEMU is not installed.
 
-use smolvm_tests::{as_each_host_user, bin, repo, stub_bin as stub, Scenarios};
+use smolvm_tests::{
+    as_each_host_user, guest_kernel as kernel, harness_available, release_smolvm as smolvm, repo,
+    run_ok, scratch_dir, stub_bin as stub, Scenarios,
+};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn smolvm() -> PathBuf {
-    bin("SMOLVM_BIN", "target/release/smolvm")
-}
-
-fn kernel() -> PathBuf {
-    repo().join(".cache/kernel/libkrunfw.so.5")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("smolvm-boot-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Decides whether the real-boot test can run; panics (CI) or returns false (local skip).
-fn harness_available() -> bool {
-    let required = std::env::var_os("SMOLVM_REQUIRE_BOOT").is_some_and(|v| v == "1");
-    let mut missing = Vec::new();
-    if Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        missing.push("qemu-system-x86_64 (run scripts/setup-harness.sh)".to_string());
-    }
-    for p in [
-        smolvm(),
-        stub(),
-        kernel(),
-        repo().join(".cache/harness/vmlinux"),
-    ] {
-        if !p.exists() {
-            missing.push(format!(
-                "{} (run scripts/test.sh, which builds and fetches it)",
-                p.display()
-            ));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        !required,
-        "real-boot harness cannot run: missing {}",
-        missing.join(", ")
-    );
-    eprintln!("SKIPPING real boots: missing {}", missing.join(", "));
-    false
-}
 
 /// A busybox root with every applet linked; directories and busybox 0755,
 /// owned by whoever runs the test (root in CI).
@@ -83,23 +35,12 @@ fn busybox_root(dir: &Path) -> PathBuf {
     root
 }
 
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn packed_machines_boot_for_real() {
     if !harness_available() {
         return;
     }
-    let dir = scratch("main");
+    let dir = scratch_dir("boot", "main");
     let root = busybox_root(&dir);
     let files = dir.join("files");
     std::fs::create_dir_all(&files).unwrap();
@@ -261,7 +202,7 @@ fn a_host_without_usable_kvm_gets_one_clear_line() {
         eprintln!("skipping: needs this project's kvm-pvm build machines and built binaries");
         return;
     }
-    let dir = scratch("nokvm");
+    let dir = scratch_dir("boot", "nokvm");
     let root = busybox_root(&dir);
     run_ok(
         Command::new(smolvm())

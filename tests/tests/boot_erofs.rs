@@ -10,51 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smolvm_tests::{bin, repo, stub_bin as stub, Scenarios};
-
-fn smolvm() -> PathBuf {
-    bin("SMOLVM_BIN", "target/release/smolvm")
-}
-
-fn kernel() -> PathBuf {
-    repo().join(".cache/kernel/libkrunfw.so.5")
-}
-
-/// True when the harness can run; panics under `SMOLVM_REQUIRE_BOOT=1`.
-fn harness_available() -> bool {
-    let required = std::env::var_os("SMOLVM_REQUIRE_BOOT").is_some_and(|v| v == "1");
-    let missing: Vec<String> = [
-        smolvm(),
-        stub(),
-        kernel(),
-        repo().join(".cache/harness/vmlinux"),
-        PathBuf::from("/bin/busybox"),
-    ]
-    .into_iter()
-    .filter(|p| !p.exists())
-    .map(|p| p.display().to_string())
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        !required,
-        "real-boot harness cannot run: missing {missing:?}"
-    );
-    eprintln!("SKIPPING real boots: missing {missing:?} (run scripts/test.sh)");
-    false
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use smolvm_tests::{
+    guest_kernel as kernel, harness_available, release_smolvm as smolvm, repo, run_ok, scratch_dir,
+    stub_bin as stub, Scenarios,
+};
 
 /// A static helper for what busybox cannot show: the effective uid (busybox
 /// drops setuid privileges) and an xattr's value.
@@ -233,9 +192,7 @@ fn the_image_is_the_same_for_root_and_non_root_hosts() {
     if !harness_available() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("smolvm-boot-erofs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("boot", "erofs");
     let src = dir.join("probe.c");
     std::fs::write(&src, PROBE_C).unwrap();
     let probe = dir.join("probe");
