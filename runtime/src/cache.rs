@@ -35,7 +35,7 @@ pub enum CacheError {
     Unsafe { path: PathBuf, fault: String },
     #[error("no cache directory: set HOME, XDG_CACHE_HOME or SMOLVM_CACHE_DIR")]
     NoHome,
-    #[error("extracting {what}: {source}")]
+    #[error("preparing {what}: {source}")]
     Section {
         what: &'static str,
         #[source]
