@@ -274,14 +274,10 @@ impl Flattener {
                 prefix.push('/');
             }
             prefix.push_str(c);
-            self.tree.nodes.entry(prefix.clone()).or_insert(Node {
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                kind: NodeKind::Dir,
-                xattrs: BTreeMap::new(),
-            });
+            self.tree
+                .nodes
+                .entry(prefix.clone())
+                .or_insert(Node::dir(0o755));
         }
     }
 

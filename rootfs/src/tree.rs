@@ -68,6 +68,21 @@ pub struct Node {
     pub xattrs: BTreeMap<String, Vec<u8>>,
 }
 
+impl Node {
+    /// A directory owned by root, as made for missing parents, mount points
+    /// and the implicit root.
+    pub const fn dir(mode: u32) -> Node {
+        Node {
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            kind: NodeKind::Dir,
+            xattrs: BTreeMap::new(),
+        }
+    }
+}
+
 /// A root filesystem as a sorted map from normalised relative path
 /// (no leading `/` or `./`, no `..`, no trailing `/`) to node.
 #[derive(Debug, Default, Clone)]
@@ -280,14 +295,9 @@ impl Tree {
     /// Adds the directories the guest's init needs if the image lacks them.
     pub fn ensure_mount_points(&mut self) {
         for dir in MOUNT_POINTS {
-            self.nodes.entry((*dir).to_string()).or_insert(Node {
-                mode: if *dir == "tmp" { 0o1777 } else { 0o755 },
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                kind: NodeKind::Dir,
-                xattrs: BTreeMap::new(),
-            });
+            self.nodes
+                .entry((*dir).to_string())
+                .or_insert(Node::dir(if *dir == "tmp" { 0o1777 } else { 0o755 }));
         }
     }
 

@@ -4,7 +4,7 @@
 //! owns. Everything here is computed from the tree alone, so the same tree
 //! always gets the same layout.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::ondisk::{
     encode_dev, file_type, mode, DataLayout, Dirent, InodeExtended, SuperBlock, BLOCK_BYTES,
@@ -157,14 +157,7 @@ pub(super) fn entry_error(entry: &str, fault: impl Into<String>) -> RootfsError 
 }
 
 /// The root when the tree has no node for "" (it normally has none).
-static IMPLICIT_ROOT: Node = Node {
-    mode: 0o755,
-    uid: 0,
-    gid: 0,
-    mtime: 0,
-    kind: NodeKind::Dir,
-    xattrs: BTreeMap::new(),
-};
+static IMPLICIT_ROOT: Node = Node::dir(0o755);
 
 pub fn plan<'t>(tree: &'t Tree, opts: &ErofsOptions) -> Result<Layout<'t>, RootfsError> {
     let clamp = |t: u64| opts.clamp_mtime.map_or(t, |c| t.min(c));
@@ -471,7 +464,7 @@ mod tests {
             gid: 0,
             mtime: 5,
             kind,
-            xattrs: BTreeMap::new(),
+            xattrs: Default::default(),
         }
     }
 
