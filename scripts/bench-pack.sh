@@ -13,7 +13,9 @@
 #   create  `smolvm pack create --rootfs TREE --kernel K --key KEY -o X.smolmachine`
 #           vs `tar -c TREE K | zstd -T0 -3` (the same tree and the same
 #           kernel file, zstd level 3 = the packer's default): wall time
-#           (target: pack <= 1.0x) and output size (target: <= 1.02x).
+#           (target: pack <= 1.1x) and output size (target: <= 1.05x). The
+#           rootfs section is an EROFS image (4 KiB blocks, so it carries
+#           some padding a tar does not); the targets are issue 7's.
 #   verify  `smolvm pack verify --key PUB X.smolmachine` vs `sha256sum` of the
 #           same file (page cache warm for both): throughput in MB/s
 #           (target: verify >= 0.9x of sha256sum).
@@ -125,10 +127,10 @@ verify_ratio=$(div "$verify_tp" "$sha_tp")
 
 printf '\nDebian bookworm minbase (%s) + kernel, %s cores, median of %s interleaved runs\n\n' "$(mb "$tree_bytes")" "$(nproc)" "$runs"
 printf '  %-8s %-44s %-28s %10s  %s\n' "" "smolvm" "baseline" "ratio" "target"
-printf '  %-8s %-44s %-28s %9sx  <= 1.00x %s\n' "create" "pack create (signed, bare): ${pack_med}s" "tar | zstd -T0 -3: ${base_med}s" \
-    "$create_ratio" "$(verdict "$create_ratio" 1.0 "<=")"
-printf '  %-8s %-44s %-28s %9sx  <= 1.02x %s\n' "size" "artifact: $(mb "$art_size")" "tar.zst: $(mb "$base_size")" \
-    "$size_ratio" "$(verdict "$size_ratio" 1.02 "<=")"
+printf '  %-8s %-44s %-28s %9sx  <= 1.10x %s\n' "create" "pack create (signed, bare): ${pack_med}s" "tar | zstd -T0 -3: ${base_med}s" \
+    "$create_ratio" "$(verdict "$create_ratio" 1.1 "<=")"
+printf '  %-8s %-44s %-28s %9sx  <= 1.05x %s\n' "size" "artifact: $(mb "$art_size")" "tar.zst: $(mb "$base_size")" \
+    "$size_ratio" "$(verdict "$size_ratio" 1.05 "<=")"
 printf '  %-8s %-44s %-28s %9sx  >= 0.90x %s\n' "verify" "pack verify: ${verify_med}s, ${verify_tp} MB/s" "sha256sum: ${sha_med}s, ${sha_tp} MB/s" \
     "$verify_ratio" "$(verdict "$verify_ratio" 0.9 ">=")"
 printf '\n  (create includes reading the tree, compressing kernel and rootfs, hashing,\n   signing, writing, fsync and re-verifying the written file)\n'
