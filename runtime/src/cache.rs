@@ -43,7 +43,7 @@ pub enum CacheError {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
     move |source| CacheError::Io {
         path: path.to_path_buf(),
         source,

@@ -16,14 +16,7 @@ use std::path::{Path, PathBuf};
 
 use smolvm_format::{Artifact, FormatError, ReadAt, SectionEntry};
 
-use crate::cache::{Cache, CacheError};
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
+use crate::cache::{io, Cache, CacheError};
 
 /// Writes go out in chunks this large: few syscalls, little memory.
 const WRITE_CHUNK: usize = 1 << 20;
