@@ -382,9 +382,17 @@ fn verify(
             serde_json::json!({ "file": file, "verdict": verdict, "valid": code == 0, "detail": detail, "exit_code": code })
         );
     } else if code == 0 {
-        println!("{}: {verdict}: {detail}", file.display());
+        println!(
+            "{}: {verdict}: {}",
+            file.display(),
+            inspect::escape_untrusted(&detail)
+        );
     } else {
-        eprintln!("{}: {verdict}: {detail}", file.display());
+        eprintln!(
+            "{}: {verdict}: {}",
+            file.display(),
+            inspect::escape_untrusted(&detail)
+        );
     }
     Ok(code)
 }

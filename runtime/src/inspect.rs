@@ -1,10 +1,36 @@
 //! `pack inspect` and `pack verify` output, for people and for pipelines.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::verify::SignatureState;
 use serde_json::json;
 use smolvm_format::{Artifact, ReadAt};
+
+/// A string from the manifest (or an error quoting one) made safe for a
+/// terminal: control characters (C0 including ESC and newline, DEL, C1) and
+/// the bidirectional-override characters are written as `\u{..}`, so an
+/// artifact cannot move the cursor, recolour, or rewrite a line such as
+/// "signature ... valid, trusted key". Every manifest-derived string in
+/// human output goes through here; JSON output stays exact.
+pub fn escape_untrusted(s: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 fn human_size(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -44,7 +70,7 @@ pub fn signature_line(state: &Result<SignatureState, String>) -> String {
             "ed25519 by key {key_id}: signature matches the key the artifact carries (check the signer with `smolvm pack verify --key PUB`)"
         ),
         Ok(SignatureState::Trusted { key_id }) => format!("ed25519 by key {key_id}: valid, trusted key"),
-        Err(e) => format!("INVALID: {e}"),
+        Err(e) => format!("INVALID: {}", escape_untrusted(e)),
     }
 }
 
@@ -63,7 +89,12 @@ pub fn render_human<R: ReadAt + ?Sized>(
 ) -> String {
     let m = &art.manifest;
     let mut o = String::new();
-    let _ = writeln!(o, "{} {}", m.name, m.version);
+    let _ = writeln!(
+        o,
+        "{} {}",
+        escape_untrusted(&m.name),
+        escape_untrusted(&m.version)
+    );
     let _ = writeln!(
         o,
         "  form        {} (format version {}{})",
@@ -74,7 +105,12 @@ pub fn render_human<R: ReadAt + ?Sized>(
             .map(|s| format!(", stub {} sha256 {}", human_size(s.length), &s.sha256[..16]))
             .unwrap_or_default()
     );
-    let _ = writeln!(o, "  target      {}/{}", m.target.os, m.target.arch);
+    let _ = writeln!(
+        o,
+        "  target      {}/{}",
+        escape_untrusted(&m.target.os),
+        escape_untrusted(&m.target.arch)
+    );
     let _ = writeln!(o, "  created     {} ({})", created(m.created), m.created);
     let _ = writeln!(o, "  signature   {}", signature_line(sig));
     let _ = writeln!(
@@ -102,22 +138,28 @@ pub fn render_human<R: ReadAt + ?Sized>(
         );
     }
     let c = &m.config;
-    let list = |v: &[String]| serde_json::to_string(v).expect("strings serialise");
-    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let list = |v: &[String]| {
+        escape_untrusted(&serde_json::to_string(v).expect("strings serialise")).into_owned()
+    };
+    let opt = |v: &Option<String>| {
+        v.as_deref()
+            .map_or_else(|| "-".into(), |s| escape_untrusted(s).into_owned())
+    };
     let src = |field: &str| {
         c.provenance
             .get(field)
-            .map(|p| format!("  ({p})"))
+            .map(|p| format!("  ({})", escape_untrusted(p)))
             .unwrap_or_default()
     };
     let _ = writeln!(o, "config");
     if let Some(image) = &c.image {
         let _ = writeln!(
             o,
-            "  image       {image}{}",
+            "  image       {}{}",
+            escape_untrusted(image),
             c.image_digest
                 .as_ref()
-                .map(|d| format!(" @ {d}"))
+                .map(|d| format!(" @ {}", escape_untrusted(d)))
                 .unwrap_or_default()
         );
     }
@@ -222,4 +264,22 @@ fn network_policy(c: &smolvm_format::MachineConfig) -> serde_json::Value {
         "enforced": !lists,
         "boots": !lists,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_untrusted;
+
+    #[test]
+    fn escape_untrusted_shows_every_control_character() {
+        assert!(matches!(
+            escape_untrusted("/srv/app ünï"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape_untrusted("a\x1b[2K\r\n\t\x7f\u{85}\u{9b}\u{202e}\u{2066}b"),
+            "a\\u{1b}[2K\\u{d}\\u{a}\\u{9}\\u{7f}\\u{85}\\u{9b}\\u{202e}\\u{2066}b"
+        );
+        assert_eq!(escape_untrusted("\0"), "\\u{0}");
+    }
 }

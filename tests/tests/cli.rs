@@ -539,3 +539,66 @@ fn network_allow_lists_are_refused_until_enforced() {
         .success();
     assert_eq!(json(&a)["network_policy"]["enforced"], true);
 }
+
+/// An unsigned artifact whose config strings carry terminal escapes cannot
+/// make `pack inspect` draw a "valid, trusted key" line: every control
+/// character is shown as `\u{..}`, and `--json` keeps the exact strings.
+#[test]
+fn inspect_escapes_terminal_control_characters_from_the_manifest() {
+    use smolvm_format::MachineConfig;
+    const FORGED: &str =
+        "/srv\r\x1b[2K\x1b[1A\x1b[2K  signature   ed25519 by key 0123: valid, trusted key\n\u{9b}31m\u{202e}x\x7f";
+    let mut config = MachineConfig {
+        workdir: Some(FORGED.into()),
+        user: Some(format!("0{FORGED}")),
+        uid: Some(0),
+        gid: Some(0),
+        image: Some(FORGED.into()),
+        image_digest: Some(FORGED.into()),
+        cmd: vec![FORGED.into()],
+        ..MachineConfig::default()
+    };
+    config.provenance.insert("workdir".into(), FORGED.into());
+    let built = smolvm_tests::build(&smolvm_tests::ArtifactSpec {
+        signer: None,
+        config,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("forged.smolmachine");
+    std::fs::write(&file, &built.bytes).unwrap();
+
+    let a = smolvm()
+        .args(["pack", "inspect"])
+        .arg(&file)
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(
+        !out.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters reached the terminal: {out:?}"
+    );
+    assert!(!out.contains('\u{202e}'), "{out:?}");
+    assert!(
+        out.contains("\\u{1b}[2K") && out.contains("\\u{9b}"),
+        "{out}"
+    );
+    // No forged line: the only signature line is the real one.
+    let sig_lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("signature"))
+        .collect();
+    assert_eq!(
+        sig_lines,
+        ["  signature   unsigned (not valid; packed with --no-sign)"]
+    );
+
+    let a = smolvm()
+        .args(["pack", "inspect", "--json"])
+        .arg(&file)
+        .assert()
+        .success();
+    let j = json(&a);
+    assert_eq!(j["config"]["workdir"], FORGED);
+    assert_eq!(j["config"]["provenance"]["workdir"], FORGED);
+}
