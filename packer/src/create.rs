@@ -344,6 +344,9 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         // A root given as a path: no image went into this artifact.
         _ => config.image = None,
     }
+    // What the guest init and execve would refuse at every start is refused
+    // now, naming the field (NUL bytes, control characters, size limits).
+    smolvm_runtime::spec::check_workload(&config).context("the workload in the config")?;
     // The guest switches to numbers: names are looked up now, in the tree
     // being packed (the host never reads the image at run time).
     if let Some(user) = &config.user {

@@ -137,6 +137,7 @@ impl Smolfile {
             field,
             fault,
         };
+        self.check_characters(path)?;
         if let Some(env) = &self.env {
             for e in env {
                 match e.split_once('=') {
@@ -179,6 +180,75 @@ impl Smolfile {
                 .map_err(|e| invalid("artifact.name", e))?;
         }
         Ok(())
+    }
+
+    /// Control characters (C0 including ESC and NUL, DEL, C1) end up in
+    /// `inspect` output and in the guest's run spec: no config string may
+    /// carry one. Command lines and the environment may keep tab and
+    /// newline, which shell scripts in `cmd = ["sh", "-c", "..."]` need;
+    /// `inspect` shows those escaped.
+    fn check_characters(&self, path: &Path) -> Result<(), SmolfileError> {
+        let one_line = |field: &'static str, v: &str| check_no_controls(path, field, v, false);
+        let each = |field: &'static str, v: &Option<Vec<String>>, allow_lines: bool| {
+            v.iter()
+                .flatten()
+                .try_for_each(|x| check_no_controls(path, field, x, allow_lines))
+        };
+        for (field, v) in [
+            ("image", &self.image),
+            ("workdir", &self.workdir),
+            ("user", &self.user),
+        ] {
+            v.as_deref().map_or(Ok(()), |v| one_line(field, v))?;
+        }
+        each("entrypoint", &self.entrypoint, true)?;
+        each("cmd", &self.cmd, true)?;
+        each("env", &self.env, true)?;
+        each("init", &self.init, true)?;
+        each("ports", &self.ports, false)?;
+        each("volumes", &self.volumes, false)?;
+        if let Some(n) = &self.network {
+            n.allow_hosts
+                .iter()
+                .try_for_each(|h| one_line("network.allow_hosts", h))?;
+            n.allow_cidrs
+                .iter()
+                .try_for_each(|c| one_line("network.allow_cidrs", c))?;
+        }
+        if let Some(a) = &self.artifact {
+            a.name
+                .as_deref()
+                .map_or(Ok(()), |v| one_line("artifact.name", v))?;
+            a.version
+                .as_deref()
+                .map_or(Ok(()), |v| one_line("artifact.version", v))?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a control character in `value`, naming it and its position.
+fn check_no_controls(
+    path: &Path,
+    field: &'static str,
+    value: &str,
+    allow_lines: bool,
+) -> Result<(), SmolfileError> {
+    let bad = value
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && !(allow_lines && matches!(c, '\t' | '\n')));
+    match bad {
+        None => Ok(()),
+        Some((at, c)) => Err(SmolfileError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            fault: format!(
+                "control character {} at byte {at} of {:?}; control characters (ESC, NUL, DEL, C1) are not allowed in config strings, remove it{}",
+                c.escape_unicode(),
+                value,
+                if allow_lines { "" } else { " (this field is one line: no tabs or newlines either)" }
+            ),
+        }),
     }
 }
 
@@ -256,5 +326,41 @@ level = 9
             s.pack.unwrap().key.unwrap(),
             dir.path().join("k/smolvm.key")
         );
+    }
+
+    #[test]
+    fn control_characters_in_config_strings_are_refused() {
+        let err = Smolfile::parse("workdir = \"/srv\\u001b[2K\"\n", Path::new("S")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`workdir`") && msg.contains("\\u{1b}") && msg.contains("remove it"),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains('\x1b'),
+            "the message itself is safe to print: {msg:?}"
+        );
+        for text in [
+            "user = \"root\\u009b\"",
+            "image = \"alpine\\u007f\"",
+            "workdir = \"/srv\\n\"",
+            "cmd = [\"a\\u0000b\"]",
+            "env = [\"A=\\u001b]0;title\\u0007\"]",
+            "ports = [\"80\\t:80\"]",
+            "[network]\nallow_hosts = [\"a\\rb\"]",
+            "[artifact]\nversion = \"1\\u0085\"",
+        ] {
+            let err = Smolfile::parse(text, Path::new("S")).unwrap_err();
+            assert!(
+                err.to_string().contains("control character"),
+                "{text}: {err}"
+            );
+        }
+        // Scripts keep their newlines and tabs.
+        Smolfile::parse(
+            "cmd = [\"sh\", \"-c\", \"echo a\\n\\techo b\"]\nenv = [\"X=a\\tb\"]",
+            Path::new("S"),
+        )
+        .unwrap();
     }
 }

@@ -21,6 +21,9 @@ pub enum RunError {
     Cache(#[from] CacheError),
     #[error("{0}")]
     Config(String),
+    /// The workload (with the given arguments) is past what the guest runs.
+    #[error("the workload cannot run: {0}")]
+    Spec(#[from] crate::spec::SpecError),
     /// Something this runtime cannot honour: refusing is the only safe answer.
     #[error("{0}")]
     Unsupported(String),
@@ -45,7 +48,7 @@ impl RunError {
             {
                 1
             }
-            RunError::Config(_) => 1,
+            RunError::Config(_) | RunError::Spec(_) => 1,
             _ => 2,
         }
     }
@@ -131,6 +134,8 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     }
     trace.mark("signature verified");
     let config = &art.manifest.config;
+    // Before the cache and the VM: a workload past the guest's limits stops here.
+    let spec = build_spec(config, &opts.args)?;
     // Fail closed: an allow-list this runtime cannot enforce must not
     // silently become an open network.
     if has_allow_lists(config) {
@@ -161,7 +166,6 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     let root_image = cache.rootfs_image(&art, rootfs_entry, trace)?;
     let boot_dir = cache.boot_dir()?;
     trace.mark("rootfs ready");
-    let spec = build_spec(config, &opts.args).map_err(RunError::Config)?;
 
     #[cfg(feature = "vmm")]
     {

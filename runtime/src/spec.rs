@@ -3,11 +3,60 @@
 //!
 //! Format: NUL-terminated strings: `smolvm-spec-1`, workdir, uid (decimal
 //! or empty), gid (decimal or empty), argc, argv..., envc, env...
+//!
+//! The guest init reads the spec into a fixed buffer and fixed tables, and
+//! the kernel's execve and chdir have limits of their own; a spec past any of
+//! them would only fail inside the guest ("run spec has no command", exit
+//! 125). [`check_workload`] (at pack time) and [`build_spec`] (on the host,
+//! before booting) refuse such a workload with the field and the limit.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
 use smolvm_format::MachineConfig;
+use thiserror::Error;
+
+/// Encoded spec bytes the guest init accepts: it reads into a 1 MiB buffer
+/// (`SPEC_MAX` in guest-init/init.c) and refuses a spec that reaches
+/// `SPEC_MAX - 1` bytes.
+pub const MAX_SPEC_BYTES: usize = (1 << 20) - 2;
+/// Arguments, and separately environment entries, the guest init accepts
+/// (`MAX_STRINGS` in guest-init/init.c).
+pub const MAX_SPEC_STRINGS: usize = 8192;
+/// Longest single argument or environment entry execve takes (Linux's
+/// `MAX_ARG_STRLEN`, 32 pages, counting the terminating NUL).
+pub const MAX_ARG_LEN: usize = 32 * 4096 - 1;
+/// Longest working directory chdir takes (`PATH_MAX`, counting the NUL).
+pub const MAX_WORKDIR_LEN: usize = 4095;
+
+/// A workload the guest cannot run as given.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error(
+        "{field} entry {index} contains a NUL byte; a NUL ends a string in the guest, remove it"
+    )]
+    NulInList { field: &'static str, index: usize },
+    #[error("{field} contains a NUL byte; a NUL ends a string in the guest, remove it")]
+    Nul { field: &'static str },
+    #[error(
+        "{field} contains control character {found}; write the value without control characters"
+    )]
+    ControlChar { field: &'static str, found: String },
+    #[error("workdir {found:?} is not an absolute path; start it with '/'")]
+    RelativeWorkdir { found: String },
+    #[error("workdir is {len} bytes; the guest's limit (PATH_MAX) is {MAX_WORKDIR_LEN}")]
+    WorkdirTooLong { len: usize },
+    #[error("{field} entry {index} is {len} bytes; the guest kernel takes at most {MAX_ARG_LEN} per argument or variable")]
+    StringTooLong {
+        field: &'static str,
+        index: usize,
+        len: usize,
+    },
+    #[error("{count} {what}; the guest init takes at most {MAX_SPEC_STRINGS}")]
+    TooMany { what: &'static str, count: usize },
+    #[error("the command line and environment take {bytes} bytes; the guest init takes at most {MAX_SPEC_BYTES}, shorten them")]
+    TooLarge { bytes: usize },
+}
 
 /// Environment every workload gets unless the config sets the variable.
 const DEFAULT_ENV: &[(&str, &str)] = &[
@@ -27,25 +76,102 @@ pub struct RunSpec {
     pub gid: Option<u32>,
 }
 
+/// Checks a packed workload (entrypoint, cmd, env, workdir, user) against
+/// what the guest accepts, as it would run with no arguments: NUL bytes,
+/// control characters in workdir and user, and the limits above.
+pub fn check_workload(config: &MachineConfig) -> Result<(), SpecError> {
+    for (field, value) in [("workdir", &config.workdir), ("user", &config.user)] {
+        if let Some(c) = value
+            .as_deref()
+            .and_then(|v| v.chars().find(|c| c.is_control()))
+        {
+            return Err(if c == '\0' {
+                SpecError::Nul { field }
+            } else {
+                SpecError::ControlChar {
+                    field,
+                    found: c.escape_unicode().to_string(),
+                }
+            });
+        }
+    }
+    if let Some(w) = &config.workdir {
+        if !w.starts_with('/') {
+            return Err(SpecError::RelativeWorkdir { found: w.clone() });
+        }
+    }
+    assemble(config, &[], None).map(|_| ())
+}
+
 /// Builds the spec: entrypoint + (the executable's arguments if any, else cmd).
 /// The user is the one resolved at pack time (`config.uid`/`gid`): the host
 /// never reads the image's files.
-pub fn build_spec(config: &MachineConfig, args: &[OsString]) -> Result<RunSpec, String> {
+pub fn build_spec(config: &MachineConfig, args: &[OsString]) -> Result<RunSpec, SpecError> {
+    assemble(config, args, std::env::var_os("TERM"))
+}
+
+fn assemble(
+    config: &MachineConfig,
+    args: &[OsString],
+    term: Option<OsString>,
+) -> Result<RunSpec, SpecError> {
+    let from_args = !args.is_empty();
     let mut argv: Vec<Vec<u8>> = config
         .entrypoint
         .iter()
         .map(|s| s.as_bytes().to_vec())
         .collect();
-    if args.is_empty() {
-        argv.extend(config.cmd.iter().map(|s| s.as_bytes().to_vec()));
-    } else {
+    if from_args {
         argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    } else {
+        argv.extend(config.cmd.iter().map(|s| s.as_bytes().to_vec()));
     }
     if argv.is_empty() {
         argv.push(b"/bin/sh".to_vec());
     }
-    if argv.iter().any(|a| a.contains(&0)) {
-        return Err("an argument contains a NUL byte".into());
+    let argv_field = |i: usize| {
+        if i < config.entrypoint.len() {
+            ("entrypoint", i)
+        } else if from_args {
+            ("argument", i - config.entrypoint.len())
+        } else {
+            ("cmd", i - config.entrypoint.len())
+        }
+    };
+    for (i, a) in argv.iter().enumerate() {
+        let (field, index) = argv_field(i);
+        if a.contains(&0) {
+            return Err(SpecError::NulInList { field, index });
+        }
+        if a.len() > MAX_ARG_LEN {
+            return Err(SpecError::StringTooLong {
+                field,
+                index,
+                len: a.len(),
+            });
+        }
+    }
+    for (index, e) in config.env.iter().enumerate() {
+        if e.contains('\0') {
+            return Err(SpecError::NulInList {
+                field: "env",
+                index,
+            });
+        }
+        if e.len() > MAX_ARG_LEN {
+            return Err(SpecError::StringTooLong {
+                field: "env",
+                index,
+                len: e.len(),
+            });
+        }
+    }
+    let workdir = config.workdir.clone().unwrap_or_else(|| "/".into());
+    if workdir.contains('\0') {
+        return Err(SpecError::Nul { field: "workdir" });
+    }
+    if workdir.len() > MAX_WORKDIR_LEN {
+        return Err(SpecError::WorkdirTooLong { len: workdir.len() });
     }
     let mut env: Vec<Vec<u8>> = Vec::new();
     for (k, v) in DEFAULT_ENV {
@@ -57,7 +183,7 @@ pub fn build_spec(config: &MachineConfig, args: &[OsString]) -> Result<RunSpec, 
             env.push(format!("{k}={v}").into_bytes());
         }
     }
-    if let Some(term) = std::env::var_os("TERM") {
+    if let Some(term) = term {
         if !config.env.iter().any(|e| e.starts_with("TERM=")) {
             let mut t = b"TERM=".to_vec();
             t.extend_from_slice(term.as_bytes());
@@ -65,20 +191,53 @@ pub fn build_spec(config: &MachineConfig, args: &[OsString]) -> Result<RunSpec, 
         }
     }
     env.extend(config.env.iter().map(|e| e.as_bytes().to_vec()));
-    Ok(RunSpec {
+    if argv.len() > MAX_SPEC_STRINGS {
+        return Err(SpecError::TooMany {
+            what: "arguments (entrypoint and command)",
+            count: argv.len(),
+        });
+    }
+    if env.len() > MAX_SPEC_STRINGS {
+        return Err(SpecError::TooMany {
+            what: "environment entries",
+            count: env.len(),
+        });
+    }
+    let spec = RunSpec {
         argv,
         env,
-        workdir: config
-            .workdir
-            .clone()
-            .unwrap_or_else(|| "/".into())
-            .into_bytes(),
+        workdir: workdir.into_bytes(),
         uid: config.uid,
         gid: config.gid,
-    })
+    };
+    let bytes = spec.encoded_len();
+    if bytes > MAX_SPEC_BYTES {
+        return Err(SpecError::TooLarge { bytes });
+    }
+    Ok(spec)
 }
 
 impl RunSpec {
+    /// Length of [`RunSpec::encode`]'s output, without building it.
+    pub fn encoded_len(&self) -> usize {
+        let num = |n: Option<u32>| n.map_or(0, |v| v.to_string().len());
+        let strings = |v: &[Vec<u8>]| v.iter().map(|s| s.len() + 1).sum::<usize>();
+        "smolvm-spec-1".len()
+            + 1
+            + self.workdir.len()
+            + 1
+            + num(self.uid)
+            + 1
+            + num(self.gid)
+            + 1
+            + self.argv.len().to_string().len()
+            + 1
+            + strings(&self.argv)
+            + self.env.len().to_string().len()
+            + 1
+            + strings(&self.env)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut put = |b: &[u8]| {
@@ -146,6 +305,183 @@ mod tests {
         assert_eq!(
             s.encode(),
             b"smolvm-spec-1\0/\x005\0\x002\0sh\0\0\x31\0A=1\0".to_vec()
+        );
+    }
+
+    fn config(
+        entrypoint: &[&str],
+        cmd: &[&str],
+        env: &[&str],
+        workdir: Option<&str>,
+    ) -> MachineConfig {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
+        MachineConfig {
+            entrypoint: v(entrypoint),
+            cmd: v(cmd),
+            env: v(env),
+            workdir: workdir.map(str::to_string),
+            ..MachineConfig::default()
+        }
+    }
+
+    #[test]
+    fn nul_bytes_are_refused_in_every_field() {
+        let e = check_workload(&config(&["/bin/a\0b"], &[], &[], None)).unwrap_err();
+        assert_eq!(
+            e,
+            SpecError::NulInList {
+                field: "entrypoint",
+                index: 0
+            }
+        );
+        let e = check_workload(&config(&["/bin/a"], &["x", "y\0"], &[], None)).unwrap_err();
+        assert_eq!(
+            e,
+            SpecError::NulInList {
+                field: "cmd",
+                index: 1
+            }
+        );
+        let e = check_workload(&config(&[], &[], &["A=1\0B=2"], None)).unwrap_err();
+        assert_eq!(
+            e,
+            SpecError::NulInList {
+                field: "env",
+                index: 0
+            }
+        );
+        let e = check_workload(&config(&[], &[], &[], Some("/srv\0/x"))).unwrap_err();
+        assert_eq!(e, SpecError::Nul { field: "workdir" });
+        let e = build_spec(
+            &config(&["/bin/a"], &[], &[], None),
+            &["ok".into(), "b\0".into()],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            SpecError::NulInList {
+                field: "argument",
+                index: 1
+            }
+        );
+        assert!(e.to_string().contains("NUL"), "{e}");
+    }
+
+    #[test]
+    fn control_characters_and_relative_paths_in_workdir_and_user_are_refused() {
+        let e = check_workload(&config(&[], &[], &[], Some("/srv\x1b[2K"))).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SpecError::ControlChar {
+                    field: "workdir",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let mut c = config(&[], &[], &[], None);
+        c.user = Some("root\u{9b}".into());
+        assert!(matches!(
+            check_workload(&c),
+            Err(SpecError::ControlChar { field: "user", .. })
+        ));
+        let e = check_workload(&config(&[], &[], &[], Some("srv"))).unwrap_err();
+        assert!(matches!(e, SpecError::RelativeWorkdir { .. }), "{e}");
+        // Scripts with newlines and tabs are ordinary commands.
+        check_workload(&config(
+            &["/bin/sh", "-c"],
+            &["echo a\n\techo b"],
+            &[],
+            Some("/srv"),
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn the_guest_inits_limits_are_checked_on_the_host() {
+        // Exactly MAX_SPEC_STRINGS arguments fit; one more does not.
+        let many: Vec<String> = (0..MAX_SPEC_STRINGS).map(|_| "x".to_string()).collect();
+        let mut c = MachineConfig {
+            cmd: many,
+            ..MachineConfig::default()
+        };
+        check_workload(&c).unwrap();
+        c.entrypoint = vec!["/bin/echo".into()];
+        let e = check_workload(&c).unwrap_err();
+        assert_eq!(
+            e,
+            SpecError::TooMany {
+                what: "arguments (entrypoint and command)",
+                count: MAX_SPEC_STRINGS + 1
+            }
+        );
+        let env: Vec<String> = (0..=MAX_SPEC_STRINGS).map(|i| format!("V{i}=1")).collect();
+        let c = MachineConfig {
+            env,
+            ..MachineConfig::default()
+        };
+        assert!(matches!(
+            check_workload(&c),
+            Err(SpecError::TooMany {
+                what: "environment entries",
+                ..
+            })
+        ));
+        // One argument past execve's limit.
+        let c = config(&["/bin/echo"], &[&"a".repeat(MAX_ARG_LEN + 1)], &[], None);
+        assert_eq!(
+            check_workload(&c).unwrap_err(),
+            SpecError::StringTooLong {
+                field: "cmd",
+                index: 0,
+                len: MAX_ARG_LEN + 1
+            }
+        );
+        let w = format!("/{}", "d".repeat(MAX_WORKDIR_LEN));
+        assert!(matches!(
+            check_workload(&config(&[], &[], &[], Some(&w))),
+            Err(SpecError::WorkdirTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn the_encoded_size_is_capped_at_what_init_reads() {
+        // Arguments of MAX_ARG_LEN bytes: 8 of them pass 1 MiB.
+        let big = "a".repeat(MAX_ARG_LEN);
+        let c = MachineConfig {
+            cmd: vec![big; 8],
+            ..MachineConfig::default()
+        };
+        let e = check_workload(&c).unwrap_err();
+        assert!(
+            matches!(e, SpecError::TooLarge { bytes } if bytes > MAX_SPEC_BYTES),
+            "{e}"
+        );
+        // At the limit exactly it passes, and encoded_len is what encode writes.
+        let base = assemble(&MachineConfig::default(), &[], None).unwrap();
+        let room = MAX_SPEC_BYTES - base.encoded_len();
+        let mut cmd = vec!["a".repeat(MAX_ARG_LEN); room / (MAX_ARG_LEN + 1)];
+        let c = MachineConfig {
+            cmd: cmd.clone(),
+            ..MachineConfig::default()
+        };
+        let used = assemble(&c, &[], None).unwrap().encoded_len();
+        cmd.push("b".repeat(MAX_SPEC_BYTES - used - 1));
+        let c = MachineConfig {
+            cmd,
+            ..MachineConfig::default()
+        };
+        let spec = assemble(&c, &[], None).unwrap();
+        assert_eq!(spec.encoded_len(), MAX_SPEC_BYTES);
+        assert_eq!(spec.encode().len(), MAX_SPEC_BYTES);
+        let mut c = c;
+        c.cmd.last_mut().unwrap().push('c');
+        assert_eq!(
+            assemble(&c, &[], None).unwrap_err(),
+            SpecError::TooLarge {
+                bytes: MAX_SPEC_BYTES + 1
+            }
         );
     }
 }

@@ -602,3 +602,67 @@ fn inspect_escapes_terminal_control_characters_from_the_manifest() {
     assert_eq!(j["config"]["workdir"], FORGED);
     assert_eq!(j["config"]["provenance"]["workdir"], FORGED);
 }
+
+/// Issue 10: a workload the guest would refuse at every start ("run spec has
+/// no command", exit 125) is refused when packed, naming the field, and a
+/// start whose arguments pass the guest's limits stops on the host before
+/// the cache or the VM.
+#[test]
+fn workloads_past_the_guests_limits_are_refused_at_pack_and_at_run_time() {
+    let f = Fixture::new();
+    let smolfile = f.path("Smolfile");
+    let out = f.path("w.smolmachine");
+    let sf = ["--smolfile", smolfile.to_str().unwrap()];
+
+    // Control characters in a config string: refused at pack time.
+    std::fs::write(&smolfile, "workdir = \"/srv\\u001b[2K\"\n").unwrap();
+    let a = f.create(&out, &sf).failure();
+    let err = stderr(&a);
+    assert!(
+        err.contains("`workdir`") && err.contains("control character"),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "{err:?}");
+    assert!(!out.exists());
+
+    // More arguments than the guest init takes (8192).
+    let cmd: Vec<String> = (0..8193).map(|i| format!("\"a{i}\"")).collect();
+    std::fs::write(&smolfile, format!("cmd = [{}]\n", cmd.join(","))).unwrap();
+    let err = stderr(&f.create(&out, &sf).failure());
+    assert!(
+        err.contains("8193 arguments") && err.contains("8192"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // At the limit it packs; one more argument at run time is refused before
+    // the cache is touched.
+    let cmd: Vec<String> = (0..8192).map(|i| format!("\"a{i}\"")).collect();
+    std::fs::write(&smolfile, format!("cmd = [{}]\n", cmd.join(","))).unwrap();
+    f.create(&out, &sf).success();
+    std::fs::write(&smolfile, "entrypoint = [\"/bin/echo\"]\n").unwrap();
+    f.create(&out, &sf).success();
+    let cache = f.path("cache");
+    let a = smolvm()
+        .env("SMOLVM_CACHE_DIR", &cache)
+        .args(["pack", "run", "--dry-run"])
+        .arg(&out)
+        .arg("--")
+        .args((0..8192).map(|i| format!("b{i}")))
+        .assert()
+        .code(1);
+    let err = stderr(&a);
+    assert!(
+        err.contains("8193 arguments") && err.contains("8192"),
+        "{err}"
+    );
+    assert!(!cache.exists(), "refused before touching the cache");
+    smolvm()
+        .env("SMOLVM_CACHE_DIR", &cache)
+        .args(["pack", "run", "--dry-run"])
+        .arg(&out)
+        .arg("--")
+        .args((0..8191).map(|i| format!("b{i}")))
+        .assert()
+        .success();
+}
