@@ -14,9 +14,18 @@
 //!   deleted or replaced, the other names keep the old content (as overlay
 //!   copy-up does): one of them takes over the data.
 //! - Device nodes, fifos, modes and owners are recorded as tree nodes.
+//!
+//! File contents stay in memory only while they are small: a file over
+//! [`SPOOL_FILE_ABOVE`], and every file once [`MAX_INLINE_CONTENT`] is held,
+//! is written to a private spool directory (under `$TMPDIR`, removed when
+//! the tree is dropped) and becomes a [`FileData::Host`] the EROFS writer
+//! streams. Runs of zeros are left as holes, so a tarball of one huge
+//! zero-filled file costs neither memory nor disk.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::tree::{normalise, FileData, Node, NodeKind, Tree};
 use crate::{io_err, RootfsError};
@@ -24,9 +33,16 @@ use crate::{io_err, RootfsError};
 /// Entries over all layers: a full distribution image has ~100k; millions
 /// mean a hostile image, and every entry costs memory.
 pub const MAX_ENTRIES: u64 = 4_000_000;
-/// File content over all layers: the flattened tree is held in memory
-/// until it is written, so this stays well inside a build host's RAM.
+/// File content over all layers. Large contents are spooled to disk (see
+/// the module doc), so this bounds the spool directory, not memory.
 pub const MAX_CONTENT: u64 = 16 << 30;
+/// A file larger than this is spooled to disk rather than held in memory.
+pub const SPOOL_FILE_ABOVE: u64 = 1 << 20;
+/// File content held in memory over the whole tree; past it every file is
+/// spooled. Memory for contents is thus at most this, whatever the input:
+/// 128 MiB holds a typical distribution root's small files, so ordinary
+/// images are not slowed by a file per entry on disk.
+pub const MAX_INLINE_CONTENT: u64 = 128 << 20;
 /// Symlinks followed while resolving one path (Linux's MAXSYMLINKS).
 const MAX_SYMLINK_HOPS: usize = 40;
 
@@ -38,6 +54,9 @@ pub struct Flattener {
     linkers: BTreeMap<String, BTreeSet<String>>,
     entries: u64,
     content: u64,
+    /// Bytes of file content held in memory (`FileData::Inline`).
+    inline: u64,
+    spool: Option<Spool>,
     what: String,
     /// OCI whiteouts delete; off for a plain root filesystem tarball, where
     /// a `.wh.` name is just a file.
@@ -52,6 +71,8 @@ impl Flattener {
             linkers: BTreeMap::new(),
             entries: 0,
             content: 0,
+            inline: 0,
+            spool: None,
             what: what.to_string(),
             whiteouts: true,
         }
@@ -66,7 +87,8 @@ impl Flattener {
         }
     }
 
-    pub fn finish(self) -> Tree {
+    pub fn finish(mut self) -> Tree {
+        self.tree.spool = self.spool.map(Arc::new);
         self.tree
     }
 
@@ -172,12 +194,23 @@ impl Flattener {
                             "the image holds more than {MAX_CONTENT} bytes of files"
                         )));
                     }
-                    let mut data =
-                        Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(1 << 30));
-                    entry
-                        .read_to_end(&mut data)
-                        .map_err(io_err(format!("{what}: {raw}")))?;
-                    NodeKind::File(FileData::Inline(data))
+                    let io = io_err(format!("{what}: {raw}"));
+                    if size > SPOOL_FILE_ABOVE || self.inline + size > MAX_INLINE_CONTENT {
+                        let spool = match &mut self.spool {
+                            Some(s) => s,
+                            None => self.spool.insert(Spool::new().map_err(io_err(format!(
+                                "{what}: creating a spool directory for file contents in {} (set TMPDIR to use another)",
+                                std::env::temp_dir().display()
+                            )))?),
+                        };
+                        let path = spool.store(&mut entry, size).map_err(io)?;
+                        NodeKind::File(FileData::Host { path, len: size })
+                    } else {
+                        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+                        entry.read_to_end(&mut data).map_err(io)?;
+                        self.inline += data.len() as u64;
+                        NodeKind::File(FileData::Inline(data))
+                    }
                 }
                 other => return Err(bad(format!("unsupported entry type {other:?}"))),
             };
@@ -372,6 +405,58 @@ impl Flattener {
         for path in &doomed {
             self.tree.nodes.remove(path);
         }
+    }
+}
+
+/// The private directory spooled file contents live in; removed when the
+/// last tree holding it is dropped.
+#[derive(Debug)]
+pub struct Spool {
+    dir: tempfile::TempDir,
+    files: u64,
+}
+
+impl Spool {
+    fn new() -> std::io::Result<Spool> {
+        Ok(Spool {
+            dir: tempfile::Builder::new().prefix("smolvm-spool-").tempdir()?,
+            files: 0,
+        })
+    }
+
+    /// Copies exactly `size` bytes of `r` into a new file, leaving zero
+    /// blocks as holes, and returns its path.
+    fn store(&mut self, r: &mut impl Read, size: u64) -> std::io::Result<PathBuf> {
+        const CHUNK: usize = 256 << 10;
+        self.files += 1;
+        let path = self.dir.path().join(self.files.to_string());
+        let mut file = std::fs::File::create_new(&path)?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut copied: u64 = 0;
+        let mut limited = r.take(size);
+        loop {
+            let n = match limited.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf[..n].iter().all(|b| *b == 0) {
+                file.seek(SeekFrom::Current(n as i64))?;
+            } else {
+                file.write_all(&buf[..n])?;
+            }
+            copied += n as u64;
+        }
+        if copied != size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the archive ends after {copied} of the entry's {size} bytes"),
+            ));
+        }
+        // A trailing hole is only a seek: the length makes it part of the file.
+        file.set_len(size)?;
+        Ok(path)
     }
 }
 
@@ -632,5 +717,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a directory"), "{e}");
+    }
+
+    /// Contents over the spool threshold go to disk (zero runs as holes),
+    /// read back the same, and the spool goes away with the tree.
+    #[test]
+    fn large_files_are_spooled_to_disk_not_held_in_memory() {
+        use std::os::unix::fs::MetadataExt;
+        let len = 8 * usize::try_from(SPOOL_FILE_ABOVE).unwrap();
+        let mut big = vec![0u8; len];
+        big[len / 2..len / 2 + 5].copy_from_slice(b"hello");
+        big[len - 1] = b'!';
+        let t = apply(&[tar(&[
+            file("small", b"tiny"),
+            file("big", &big),
+            hardlink("big-link", "big"),
+        ])])
+        .unwrap();
+        assert_eq!(data(&t, "small"), b"tiny");
+        let NodeKind::File(FileData::Host { path, len: l }) = &t.nodes["big"].kind else {
+            panic!("not spooled");
+        };
+        assert_eq!(*l, len as u64);
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(meta.len(), len as u64);
+        assert!(
+            meta.blocks() * 512 < len as u64 / 4,
+            "zero runs are holes: {} blocks",
+            meta.blocks()
+        );
+        assert_eq!(t.read_file("big-link", u64::MAX).unwrap().unwrap(), big);
+        let spool_dir = path.parent().unwrap().to_path_buf();
+        drop(t);
+        assert!(!spool_dir.exists(), "the spool is removed with the tree");
+    }
+
+    #[test]
+    fn a_spooled_entry_cut_short_by_the_archive_end_is_an_error() {
+        let spool_above = usize::try_from(SPOOL_FILE_ABOVE).unwrap();
+        let whole = tar(&[file("big", &vec![7u8; 2 * spool_above])]);
+        // Header (512) plus half the data: the entry promises more than follows.
+        let cut = &whole[..512 + spool_above];
+        let e = apply(&[cut.to_vec()]).unwrap_err();
+        assert!(matches!(e, RootfsError::Io { .. }), "{e}");
     }
 }

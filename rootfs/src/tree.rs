@@ -88,6 +88,9 @@ impl Node {
 #[derive(Debug, Default, Clone)]
 pub struct Tree {
     pub nodes: BTreeMap<String, Node>,
+    /// Where contents read from archives were spooled (the
+    /// [`FileData::Host`] paths inside it); kept for as long as the tree is.
+    pub spool: Option<std::sync::Arc<crate::flatten::Spool>>,
 }
 
 /// Directories libkrun's init mounts onto; the guest root is read-only, so

@@ -478,6 +478,7 @@ mod tests {
                 .into_iter()
                 .map(|(p, n)| (p.to_string(), n))
                 .collect(),
+            ..Tree::default()
         }
     }
 
