@@ -1,5 +1,5 @@
-//! Pulling from a registry, through `oci-client` on a current-thread tokio
-//! runtime that lives only for the pull.
+//! Pulling from a registry: the distribution API's GETs over reqwest, on a
+//! current-thread tokio runtime that lives only for the pull.
 //!
 //! ```text
 //!   <cache>/blobs/sha256/<hex>     manifests, configs and layers, by digest
@@ -12,6 +12,11 @@
 //! blindly. A second pack of the same image downloads no blob; a reference
 //! by digest whose blobs are all cached does not touch the network at all.
 //!
+//! Nothing a registry sends is read into memory unbounded: manifests and
+//! indexes (8 MiB), token responses and tag lists (1 MiB) and error bodies
+//! (64 KiB, the rest unread) are read chunk by chunk and refused past their
+//! cap; blobs go to disk, no further than the size the manifest states.
+//!
 //! Plain HTTP is used for registries on this machine (localhost, 127/8,
 //! ::1) and, with `--insecure`, for any; HTTPS otherwise. Credentials come
 //! from the docker config (`$DOCKER_CONFIG/config.json`, else
@@ -23,12 +28,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 use sha2::{Digest as _, Sha256};
 
 use super::digest::{Digest, HashingReader};
@@ -49,6 +48,15 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tags listed in a "no such tag" message.
 const MAX_TAGS_SHOWN: usize = 20;
+
+/// Credentials for a registry, from the docker config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryAuth {
+    Anonymous,
+    /// User and password (or token) for HTTP basic authentication, also
+    /// sent to the token service a registry's challenge names.
+    Basic(String, String),
+}
 
 /// Network behaviour of a pull.
 #[derive(Debug, Clone)]
@@ -144,22 +152,21 @@ fn offline(
     Ok(None)
 }
 
-/// The scheme a registry is spoken to with.
-pub fn protocol_for(r: &RegistryRef, insecure: bool) -> ClientProtocol {
-    if insecure {
-        ClientProtocol::Http
-    } else if r.is_local() {
-        ClientProtocol::HttpsExcept(vec![r.registry.clone()])
-    } else {
-        ClientProtocol::Https
-    }
-}
-
-fn scheme(r: &RegistryRef, insecure: bool) -> &'static str {
+/// The scheme a registry is spoken to with: plain HTTP only for this machine
+/// or with `--insecure`.
+pub fn scheme(r: &RegistryRef, insecure: bool) -> &'static str {
     if insecure || r.is_local() {
         "http"
     } else {
         "https"
+    }
+}
+
+/// The host the distribution API of `registry` answers on.
+fn api_host(registry: &str) -> &str {
+    match registry {
+        "docker.io" => "registry-1.docker.io",
+        other => other,
     }
 }
 
@@ -176,16 +183,25 @@ fn pull(
         .build()
         .map_err(io_err("starting the registry client"))?;
     let auth = credentials(&r.registry, opts.registry.docker_config.as_deref())?;
-    let client = Client::new(ClientConfig {
-        protocol: protocol_for(r, opts.insecure),
-        connect_timeout: Some(opts.registry.connect_timeout),
-        read_timeout: Some(opts.registry.read_timeout),
-        platform_resolver: None,
-        ..ClientConfig::default()
-    });
+    let client = reqwest::Client::builder()
+        .connect_timeout(opts.registry.connect_timeout)
+        .read_timeout(opts.registry.read_timeout)
+        .user_agent(concat!("smolvm/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ImageError::Registry {
+            registry: r.registry.clone(),
+            fault: format!("cannot start the HTTP client: {}", chain(&e)),
+        })?;
     let puller = Puller {
         client,
+        base: format!(
+            "{}://{}/v2/{}",
+            scheme(r, opts.insecure),
+            api_host(&r.registry),
+            r.repository
+        ),
         auth,
+        authorization: std::sync::Mutex::new(None),
         r,
         opts,
         cache,
@@ -195,8 +211,12 @@ fn pull(
 }
 
 struct Puller<'a> {
-    client: Client,
+    client: reqwest::Client,
+    /// `SCHEME://HOST/v2/REPOSITORY`.
+    base: String,
     auth: RegistryAuth,
+    /// The `Authorization` value the registry's challenge asked for, once known.
+    authorization: std::sync::Mutex<Option<String>>,
     r: &'a RegistryRef,
     opts: &'a ImageOptions,
     cache: &'a BlobCache,
@@ -204,20 +224,55 @@ struct Puller<'a> {
 }
 
 const MANIFEST_TYPES: &[&str] = &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+/// A token endpoint's answer: a JSON object with a token of a few KiB.
+const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
+/// A tag list (`n=1000` asked for; names are at most 128 bytes).
+const MAX_TAG_LIST: u64 = 1 << 20;
+/// What is read of an error response's body, for its OCI error codes; the
+/// rest is not read.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+
+/// A registry answer that is not a success, with the start of its body.
+struct Refused {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Refused {
+    /// The OCI error codes in the body (`{"errors":[{"code":...}]}`).
+    fn codes(&self) -> Vec<String> {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| {
+                v.get("errors")?.as_array().map(|errors| {
+                    errors
+                        .iter()
+                        .filter_map(|e| e.get("code")?.as_str().map(str::to_string))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// What a request came to.
+enum Failure {
+    Refused(Refused),
+    Fatal(ImageError),
+}
+
+impl From<ImageError> for Failure {
+    fn from(e: ImageError) -> Self {
+        Failure::Fatal(e)
+    }
+}
 
 impl Puller<'_> {
-    fn reference(&self) -> Reference {
+    /// The manifest reference asked for first: the digest, else the tag.
+    fn top_reference(&self) -> String {
         match (&self.r.digest, &self.r.tag) {
-            (Some(d), _) => Reference::with_digest(
-                self.r.registry.clone(),
-                self.r.repository.clone(),
-                d.to_string(),
-            ),
-            (None, tag) => Reference::with_tag(
-                self.r.registry.clone(),
-                self.r.repository.clone(),
-                tag.clone().unwrap_or_else(|| "latest".into()),
-            ),
+            (Some(d), _) => d.to_string(),
+            (None, tag) => tag.clone().unwrap_or_else(|| "latest".into()),
         }
     }
 
@@ -227,7 +282,7 @@ impl Puller<'_> {
     }
 
     async fn run(&self) -> Result<(Digest, ImageManifest), ImageError> {
-        let top = self.reference();
+        let top = self.top_reference();
         let (bytes, digest) = self.fetch_manifest(&top).await?;
         let mut doc = parse_manifest(&bytes, self.what)?;
         let mut digest = digest;
@@ -243,9 +298,7 @@ impl Puller<'_> {
                     let bytes = if self.cache.has_valid(&d, desc.known_size())? {
                         self.cache.read_small(&d, self.what)?
                     } else {
-                        self.fetch_manifest(&top.clone_with_digest(d.to_string()))
-                            .await?
-                            .0
+                        self.fetch_manifest(&d.to_string()).await?.0
                     };
                     doc = parse_manifest(&bytes, self.what)?;
                     digest = d;
@@ -258,45 +311,207 @@ impl Puller<'_> {
         })
     }
 
-    /// Fetches a manifest, checks its digest and caches it.
-    async fn fetch_manifest(&self, reference: &Reference) -> Result<(Vec<u8>, Digest), ImageError> {
-        let fut = self
-            .client
-            .pull_manifest_raw(reference, &self.auth, MANIFEST_TYPES);
-        let (bytes, digest) = match tokio::time::timeout(self.request_timeout(), fut).await {
-            Err(_) => return Err(self.timed_out()),
-            Ok(Err(e)) => return Err(self.map_error(e, reference).await),
-            Ok(Ok(v)) => v,
-        };
-        if bytes.len() as u64 > MAX_JSON_BLOB {
-            return Err(ImageError::Invalid {
-                what: self.what.to_string(),
-                fault: format!("manifest is over the {MAX_JSON_BLOB}-byte limit"),
-            });
+    /// GET `url` with the authorization the registry asked for; a 401 with
+    /// a challenge is answered once (a bearer token from the realm it
+    /// names, or basic credentials) and the request sent again. A refusal
+    /// comes back with at most [`MAX_ERROR_BODY`] bytes of its body.
+    async fn get(&self, url: &str, accept: &[&str]) -> Result<reqwest::Response, Failure> {
+        let mut answered = false;
+        loop {
+            let mut req = self.client.get(url);
+            if !accept.is_empty() {
+                req = req.header(reqwest::header::ACCEPT, accept.join(", "));
+            }
+            let current = self.authorization.lock().expect("not poisoned").clone();
+            if let Some(a) = current {
+                req = req.header(reqwest::header::AUTHORIZATION, a);
+            }
+            let resp = match tokio::time::timeout(self.request_timeout(), req.send()).await {
+                Err(_) => return Err(self.timed_out().into()),
+                Ok(Err(e)) => return Err(self.request_error(&e).into()),
+                Ok(Ok(resp)) => resp,
+            };
+            let status = resp.status().as_u16();
+            if status == 401 && !answered {
+                if let Some(challenge) = resp
+                    .headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                {
+                    answered = true;
+                    if self.answer(&challenge).await? {
+                        continue;
+                    }
+                }
+            }
+            if resp.status().is_success() {
+                return Ok(resp);
+            }
+            let body = self
+                .read_capped(resp, MAX_ERROR_BODY, "an error response", false)
+                .await?;
+            return Err(Failure::Refused(Refused { status, body }));
         }
-        let actual = Digest::of(&bytes);
-        let stated = Digest::parse(&digest).map_err(|fault| ImageError::Invalid {
-            what: self.what.to_string(),
-            fault,
+    }
+
+    /// Answers a `WWW-Authenticate` challenge; false when there is nothing
+    /// to answer it with (the 401 then stands).
+    async fn answer(&self, challenge: &str) -> Result<bool, ImageError> {
+        let (kind, params) = parse_challenge(challenge);
+        let basic = match &self.auth {
+            RegistryAuth::Basic(u, p) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )),
+            RegistryAuth::Anonymous => None,
+        };
+        if kind.eq_ignore_ascii_case("basic") {
+            let known = basic.is_some();
+            *self.authorization.lock().expect("not poisoned") = basic;
+            return Ok(known);
+        }
+        if !kind.eq_ignore_ascii_case("bearer") {
+            return Ok(false);
+        }
+        let Some(realm) = params.get("realm") else {
+            return Ok(false);
+        };
+        let mut query = vec![(
+            "scope".to_string(),
+            format!("repository:{}:pull", self.r.repository),
+        )];
+        if let Some(service) = params.get("service") {
+            query.push(("service".into(), service.clone()));
+        }
+        let url = reqwest::Url::parse_with_params(realm, &query).map_err(|e| {
+            self.registry_fault(format!(
+                "the token realm {realm:?} it names is not a URL: {e}"
+            ))
         })?;
-        let expected = reference
-            .digest()
-            .and_then(|d| Digest::parse(d).ok())
-            .unwrap_or(stated);
+        let plain_ok = scheme(self.r, self.opts.insecure) == "http";
+        if url.scheme() != "https" && !(plain_ok && url.scheme() == "http") {
+            return Err(self.registry_fault(format!(
+                "refusing the token realm {realm:?}: credentials and tokens go over HTTPS only"
+            )));
+        }
+        let mut req = self.client.get(url);
+        if let Some(b) = basic {
+            req = req.header(reqwest::header::AUTHORIZATION, b);
+        }
+        let resp = match tokio::time::timeout(self.request_timeout(), req.send()).await {
+            Err(_) => return Err(self.timed_out()),
+            Ok(Err(e)) => return Err(self.request_error(&e)),
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status();
+        let body = self
+            .read_capped(resp, MAX_TOKEN_RESPONSE, "the token response", true)
+            .await?;
+        if !status.is_success() {
+            return Ok(false);
+        }
+        let token = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.get("token")
+                    .or_else(|| v.get("access_token"))?
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                self.registry_fault(format!(
+                    "the token service at {realm} answered without a token"
+                ))
+            })?;
+        *self.authorization.lock().expect("not poisoned") = Some(format!("Bearer {token}"));
+        Ok(true)
+    }
+
+    /// Reads a response body into memory, chunk by chunk, never past
+    /// `cap`: over it, an error when `strict`, else the first `cap` bytes.
+    async fn read_capped(
+        &self,
+        mut resp: reqwest::Response,
+        cap: u64,
+        what: &str,
+        strict: bool,
+    ) -> Result<Vec<u8>, ImageError> {
+        let too_big = |read: u64| {
+            self.registry_fault(format!(
+                "{what} is larger than the {cap}-byte limit (stopped after reading {read} bytes); refusing it"
+            ))
+        };
+        if strict {
+            if let Some(len) = resp.content_length().filter(|l| *l > cap) {
+                return Err(self.registry_fault(format!(
+                    "{what} is {len} bytes, over the {cap}-byte limit; refusing it"
+                )));
+            }
+        }
+        let mut out = Vec::new();
+        loop {
+            let next = tokio::time::timeout(self.opts.registry.read_timeout, resp.chunk()).await;
+            let chunk = match next {
+                Err(_) => return Err(self.timed_out()),
+                Ok(Err(e)) => return Err(self.request_error(&e)),
+                Ok(Ok(None)) => return Ok(out),
+                Ok(Ok(Some(c))) => c,
+            };
+            let room = usize::try_from(cap).unwrap_or(usize::MAX) - out.len();
+            if chunk.len() > room {
+                if strict {
+                    return Err(too_big(out.len() as u64 + chunk.len() as u64));
+                }
+                out.extend_from_slice(&chunk[..room]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Fetches a manifest (at most [`MAX_JSON_BLOB`] bytes, read as it
+    /// arrives), checks its digest and caches it.
+    async fn fetch_manifest(&self, reference: &str) -> Result<(Vec<u8>, Digest), ImageError> {
+        let url = format!("{}/manifests/{reference}", self.base);
+        let resp = match self.get(&url, MANIFEST_TYPES).await {
+            Ok(resp) => resp,
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Refused(r)) => return Err(self.refused(r, Some(reference)).await),
+        };
+        let header_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let what = format!("the manifest {}:{reference}", self.r.repository);
+        let bytes = self.read_capped(resp, MAX_JSON_BLOB, &what, true).await?;
+        let actual = Digest::of(&bytes);
+        let expected = match Digest::parse(reference) {
+            Ok(d) => d,
+            Err(_) => match header_digest {
+                Some(h) => Digest::parse(&h).map_err(|fault| ImageError::Invalid {
+                    what: self.what.to_string(),
+                    fault: format!("Docker-Content-Digest header: {fault}"),
+                })?,
+                None => actual.clone(),
+            },
+        };
         if actual != expected {
             return Err(self.mismatch(&format!("manifest {expected}"), &expected, &actual));
         }
         self.cache.put(&actual, &bytes)?;
-        Ok((bytes.to_vec(), actual))
+        Ok((bytes, actual))
     }
 
     async fn fetch_blobs(&self, m: &ImageManifest) -> Result<(), ImageError> {
-        let mut wanted = vec![(m.config.clone(), "config".to_string())];
+        let mut wanted = vec![(m.config.clone(), "config".to_string(), true)];
         let n = m.layers.len();
         for (i, l) in m.layers.iter().enumerate() {
-            wanted.push((l.clone(), format!("layer {}/{n}", i + 1)));
+            wanted.push((l.clone(), format!("layer {}/{n}", i + 1), false));
         }
-        for (desc, label) in wanted {
+        for (desc, label, json) in wanted {
             let d = desc.digest(self.what)?;
             let size = desc.known_size();
             if self.cache.has_valid(&d, size)? {
@@ -309,7 +524,17 @@ impl Puller<'_> {
                     size.map_or_else(|| "size unknown".into(), human_size)
                 );
             }
-            self.fetch_blob(&d, size, &label).await?;
+            // The config is a JSON document read into memory later: no
+            // more than the JSON cap is downloaded for it either.
+            let cap = if json { MAX_JSON_BLOB } else { MAX_BLOB };
+            if let Some(s) = size.filter(|s| *s > cap) {
+                return Err(ImageError::Invalid {
+                    what: format!("{}: {label} {d}", self.what),
+                    fault: format!("the manifest states {s} bytes, over the {cap}-byte limit"),
+                });
+            }
+            self.fetch_blob(&d, size.unwrap_or(cap), size.is_some(), &label)
+                .await?;
         }
         Ok(())
     }
@@ -319,56 +544,41 @@ impl Puller<'_> {
     async fn fetch_blob(
         &self,
         d: &Digest,
-        size: Option<u64>,
+        limit: u64,
+        exact: bool,
         label: &str,
     ) -> Result<(), ImageError> {
-        let reference = self.reference();
-        // Only digest and size: `urls` would send us to other hosts.
-        let desc = OciDescriptor {
-            digest: d.to_string(),
-            size: size.and_then(|s| i64::try_from(s).ok()).unwrap_or(-1),
-            ..OciDescriptor::default()
-        };
-        let started = tokio::time::timeout(
-            self.request_timeout(),
-            self.client.pull_blob_stream(&reference, &desc),
-        )
-        .await;
-        let mut stream = match started {
-            Err(_) => return Err(self.timed_out()),
-            Ok(Err(e)) => return Err(self.map_error(e, &reference).await),
-            Ok(Ok(s)) => s,
+        let url = format!("{}/blobs/{d}", self.base);
+        let mut resp = match self.get(&url, &[]).await {
+            Ok(resp) => resp,
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Refused(r)) => return Err(self.refused(r, None).await),
         };
         let blob_what = format!("{}: {label} {d}", self.what);
         let mut tmp = self.cache.temp()?;
         let mut hasher = Sha256::new();
         let mut count: u64 = 0;
-        let limit = size.unwrap_or(MAX_BLOB);
         loop {
-            let next = tokio::time::timeout(self.opts.registry.read_timeout, stream.next()).await;
+            let next = tokio::time::timeout(self.opts.registry.read_timeout, resp.chunk()).await;
             let chunk = match next {
                 Err(_) => return Err(self.timed_out()),
-                Ok(None) => break,
-                Ok(Some(Ok(c))) => c,
-                Ok(Some(Err(e))) => {
-                    if e.get_ref().is_some_and(|i| i.is::<DigestError>()) {
-                        let actual =
-                            Digest::parse(&format!("sha256:{}", hex::encode(hasher.finalize())))
-                                .expect("hex digest");
-                        return Err(self.mismatch(&format!("{label} {d}"), d, &actual));
-                    }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
                     return Err(
                         self.registry_fault(format!("downloading {label} {d}: {}", chain(&e)))
-                    );
+                    )
                 }
+                Ok(Ok(Some(c))) => c,
             };
             count += chunk.len() as u64;
             if count > limit {
                 return Err(ImageError::Invalid {
                     what: blob_what,
-                    fault: format!(
-                        "the registry sent more than the {limit} bytes the manifest states"
-                    ),
+                    fault: if exact {
+                        format!("the registry sent more than the {limit} bytes the manifest states")
+                    } else {
+                        format!("the registry sent more than the {limit}-byte limit")
+                    },
                 });
             }
             hasher.update(&chunk);
@@ -380,10 +590,10 @@ impl Puller<'_> {
         if &actual != d {
             return Err(self.mismatch(&format!("{label} {d}"), d, &actual));
         }
-        if let Some(s) = size.filter(|s| *s != count) {
+        if exact && count != limit {
             return Err(ImageError::Invalid {
                 what: blob_what,
-                fault: format!("the registry sent {count} bytes; the manifest states {s}"),
+                fault: format!("the registry sent {count} bytes; the manifest states {limit}"),
             });
         }
         self.cache.commit(tmp, d)
@@ -417,53 +627,56 @@ impl Puller<'_> {
         }
     }
 
-    /// Turns a client error into a message that says what to do.
-    async fn map_error(&self, e: OciDistributionError, reference: &Reference) -> ImageError {
+    /// A transport failure, with what to do about it.
+    fn request_error(&self, re: &reqwest::Error) -> ImageError {
         let base = format!(
             "{}://{}",
             scheme(self.r, self.opts.insecure),
             self.r.registry
         );
-        let not_found = match &e {
-            OciDistributionError::ImageManifestNotFoundError(_) => true,
-            OciDistributionError::ServerError { code: 404, .. } => true,
-            OciDistributionError::RegistryError { envelope, .. } => {
-                envelope.errors.iter().any(|x| {
-                    matches!(
-                        x.code,
-                        OciErrorCode::ManifestUnknown
-                            | OciErrorCode::NameUnknown
-                            | OciErrorCode::NotFound
-                            | OciErrorCode::BlobUnknown
-                    )
-                })
-            }
-            _ => false,
-        };
-        let denied = match &e {
-            OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => true,
-            OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
-            OciDistributionError::RegistryError { envelope, .. } => envelope
-                .errors
-                .iter()
-                .any(|x| matches!(x.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
-            _ => false,
-        };
-        if not_found {
-            let name = match reference.digest() {
-                Some(d) => format!("{}@{d}", self.r.repository),
-                None => format!(
-                    "{}:{}",
-                    self.r.repository,
-                    reference.tag().unwrap_or("latest")
-                ),
-            };
-            let tags = if reference.digest().is_none() {
-                self.tags(reference).await
+        let detail = chain(re);
+        let fault = if re.is_timeout() {
+            format!(
+                "no answer from {base} within the time limit ({detail}); check that the registry is up and reachable"
+            )
+        } else if re.is_connect() {
+            let tls_hint = if scheme(self.r, self.opts.insecure) == "https"
+                && looks_like_tls_failure(&detail)
+            {
+                "; if it is a plain-HTTP registry, pass --insecure"
             } else {
-                None
+                ""
             };
+            format!(
+                "cannot connect to {base}: {detail}; check the address and that the registry is running{tls_hint}"
+            )
+        } else {
+            format!("request to {base} failed: {detail}")
+        };
+        self.registry_fault(fault)
+    }
+
+    /// Turns a refusal into a message that says what to do. `manifest` is
+    /// the manifest reference asked for (`None` for a blob).
+    async fn refused(&self, r: Refused, manifest: Option<&str>) -> ImageError {
+        let codes = r.codes();
+        let has = |c: &[&str]| codes.iter().any(|x| c.contains(&x.as_str()));
+        let not_found = r.status == 404
+            || has(&[
+                "MANIFEST_UNKNOWN",
+                "NAME_UNKNOWN",
+                "NOT_FOUND",
+                "BLOB_UNKNOWN",
+            ]);
+        let denied = r.status == 401 || r.status == 403 || has(&["UNAUTHORIZED", "DENIED"]);
+        if not_found {
+            let by_digest = manifest.is_none_or(|m| Digest::parse(m).is_ok());
+            let name = match manifest {
+                Some(m) if by_digest => format!("{}@{m}", self.r.repository),
+                Some(m) => format!("{}:{m}", self.r.repository),
+                None => format!("blob of {}", self.r.repository),
+            };
+            let tags = if by_digest { None } else { self.tags().await };
             let fault = match tags {
                 Some(t) if !t.is_empty() => format!(
                     "has no {name}; the tags of {} are: {}; pick one with {}/{}:TAG",
@@ -491,55 +704,31 @@ impl Puller<'_> {
             };
             return self.registry_fault(format!("access to {} denied: {how}", self.r.repository));
         }
-        match e {
-            OciDistributionError::DigestError(DigestError::VerificationError {
-                expected,
-                actual,
-            }) => ImageError::DigestMismatch {
-                what: format!("{}: manifest", self.what),
-                expected,
-                actual,
-                hint: format!(
-                    "registry {} served a manifest that does not match its digest",
-                    self.r.registry
-                ),
-            },
-            OciDistributionError::RequestError(re) => {
-                let detail = chain(&re);
-                let fault = if re.is_timeout() {
-                    format!(
-                        "no answer from {base} within the time limit ({detail}); check that the registry is up and reachable"
-                    )
-                } else if re.is_connect() {
-                    let tls_hint = if scheme(self.r, self.opts.insecure) == "https"
-                        && looks_like_tls_failure(&detail)
-                    {
-                        "; if it is a plain-HTTP registry, pass --insecure"
-                    } else {
-                        ""
-                    };
-                    format!(
-                        "cannot connect to {base}: {detail}; check the address and that the registry is running{tls_hint}"
-                    )
-                } else {
-                    format!("request to {base} failed: {detail}")
-                };
-                self.registry_fault(fault)
-            }
-            other => self.registry_fault(format!("{base}: {}", chain(&other))),
-        }
+        let detail = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]).into_owned();
+        self.registry_fault(format!(
+            "{}://{} answered HTTP {}: {detail:?}",
+            scheme(self.r, self.opts.insecure),
+            self.r.registry,
+            r.status
+        ))
     }
 
-    /// The repository's tags, for a "no such tag" message; best effort.
-    async fn tags(&self, reference: &Reference) -> Option<Vec<String>> {
-        let fut = self
-            .client
-            .list_tags(reference, &self.auth, Some(1000), None);
-        let resp = tokio::time::timeout(self.request_timeout(), fut)
+    /// The repository's tags, for a "no such tag" message; best effort,
+    /// and the list is read no further than [`MAX_TAG_LIST`] bytes.
+    async fn tags(&self) -> Option<Vec<String>> {
+        let url = format!("{}/tags/list?n=1000", self.base);
+        let resp = self.get(&url, &[]).await.ok()?;
+        let body = self
+            .read_capped(resp, MAX_TAG_LIST, "the tag list", true)
             .await
-            .ok()?
             .ok()?;
-        let mut tags = resp.tags;
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let mut tags: Vec<String> = v
+            .get("tags")?
+            .as_array()?
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect();
         tags.sort();
         if tags.len() > MAX_TAGS_SHOWN {
             let more = tags.len() - MAX_TAGS_SHOWN;
@@ -548,6 +737,39 @@ impl Puller<'_> {
         }
         Some(tags)
     }
+}
+
+/// `Bearer realm="...",service="..."` -> ("Bearer", {realm, service}).
+fn parse_challenge(header: &str) -> (String, std::collections::HashMap<String, String>) {
+    let header = header.trim();
+    let (kind, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = std::collections::HashMap::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.find('"') {
+                Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                None => (quoted, ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (&after[..end], &after[end..]),
+                None => (after, ""),
+            }
+        };
+        params.insert(key, value.to_string());
+        rest = remaining.trim_start().trim_start_matches(',').trim_start();
+    }
+    (kind.to_string(), params)
 }
 
 fn looks_like_tls_failure(detail: &str) -> bool {

@@ -27,6 +27,13 @@ struct Registry {
     log: Arc<Mutex<Vec<String>>>,
     /// `Authorization` header value required on everything but `/v2/`'s challenge.
     basic: Option<String>,
+    /// Paths whose body never ends (a hostile registry).
+    endless: Arc<Mutex<Vec<String>>>,
+    /// Paths answered 500 with a body that never ends.
+    endless_error: Arc<Mutex<Vec<String>>>,
+    /// Ask for a bearer token from this realm (on this server) on every
+    /// request without one; the token route answers `{"token": "t"}`.
+    bearer_realm: Option<String>,
 }
 
 impl Registry {
@@ -80,7 +87,11 @@ impl Registry {
     }
 
     fn start(self) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        self.start_on(TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    /// Serves on a listener bound already (to name its address in routes).
+    fn start_on(self, listener: TcpListener) -> String {
         let addr = listener.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -115,6 +126,38 @@ impl Registry {
         let target = parts.next().unwrap_or_default();
         let path = target.split('?').next().unwrap_or_default().to_string();
         self.log.lock().unwrap().push(format!("{method} {path}"));
+        let endless_error = self.endless_error.lock().unwrap().contains(&path);
+        if endless_error || self.endless.lock().unwrap().contains(&path) {
+            // Headers, then a body that never ends: 1 MiB writes until the
+            // client hangs up.
+            let status = if endless_error { "500 X" } else { "200 OK" };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+            );
+            let chunk = vec![b' '; 1 << 20];
+            while conn.write_all(&chunk).is_ok() {}
+            return;
+        }
+        if let Some(realm) = &self.bearer_realm {
+            if path == "/token" {
+                let body = br#"{"token": "t"}"#;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(body);
+                return;
+            }
+            if auth.as_deref() != Some("Bearer t") {
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 401 X\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                return;
+            }
+        }
         let authorised = self.basic.is_none() || auth == self.basic;
         let (resp, extra) = if !authorised {
             (
@@ -456,10 +499,115 @@ fn unreachable_registry_fails_fast_and_names_itself() {
 fn plain_http_only_for_this_machine_or_insecure() {
     let local = parse_registry("localhost:5000/x").unwrap();
     let remote = parse_registry("registry.example.com/x").unwrap();
-    assert_eq!(
-        protocol_for(&local, false),
-        ClientProtocol::HttpsExcept(vec!["localhost:5000".into()])
+    assert_eq!(scheme(&local, false), "http");
+    assert_eq!(scheme(&remote, false), "https");
+    assert_eq!(scheme(&remote, true), "http");
+}
+
+#[test]
+fn challenges_parse_quoted_and_bare_values() {
+    let (kind, p) = parse_challenge(
+        r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#,
     );
-    assert_eq!(protocol_for(&remote, false), ClientProtocol::Https);
-    assert_eq!(protocol_for(&remote, true), ClientProtocol::Http);
+    assert_eq!(kind, "Bearer");
+    assert_eq!(p["realm"], "https://auth.docker.io/token");
+    assert_eq!(p["service"], "registry.docker.io");
+    assert_eq!(p["scope"], "repository:library/alpine:pull");
+    let (kind, p) = parse_challenge("Basic realm=test, charset=UTF-8");
+    assert_eq!(kind, "Basic");
+    assert_eq!(p["realm"], "test");
+    assert_eq!(p["charset"], "UTF-8");
+}
+
+/// Pulls `reference` with short timeouts and returns the error and how long
+/// it took; the registry streams forever, so only a cap ends it early.
+fn pull_endless(reference: &str) -> (String, Duration) {
+    let cache = tempfile::tempdir().unwrap();
+    let mut o = opts(cache.path());
+    // The stream never stalls, so the read timeout never fires; the whole
+    // request timeout (connect + read) would, after 20 s.
+    o.registry.connect_timeout = Duration::from_secs(10);
+    o.registry.read_timeout = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let e = load_ref(reference, &o).unwrap_err().to_string();
+    (e, started.elapsed())
+}
+
+#[test]
+fn an_endless_manifest_is_refused_at_the_cap_while_reading() {
+    let reg = Registry::default();
+    reg.endless
+        .lock()
+        .unwrap()
+        .push("/v2/app/manifests/v1".into());
+    let addr = reg.clone().start();
+    let (e, took) = pull_endless(&format!("{addr}/app:v1"));
+    assert!(
+        e.contains(&format!("registry {addr}"))
+            && e.contains("manifest app:v1")
+            && e.contains(&format!("{MAX_JSON_BLOB}-byte limit")),
+        "{e}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn endless_token_tag_list_and_error_bodies_are_capped() {
+    // A token service (on the same server) that never finishes its answer.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let reg = Registry {
+        bearer_realm: Some(format!("http://{addr}/token")),
+        ..Registry::default()
+    };
+    reg.endless.lock().unwrap().push("/token".into());
+    reg.clone().start_on(listener);
+    let (e, took) = pull_endless(&format!("{addr}/app:v1"));
+    assert!(
+        e.contains(&format!("registry {addr}"))
+            && e.contains("token response")
+            && e.contains(&format!("{MAX_TOKEN_RESPONSE}-byte limit")),
+        "{e}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+
+    // A tag list that never ends, asked for after a missing tag: the
+    // message still comes, without the tags.
+    let reg = Registry::default();
+    reg.endless.lock().unwrap().push("/v2/app/tags/list".into());
+    let addr = reg.clone().start();
+    let (e, took) = pull_endless(&format!("{addr}/app:v9"));
+    assert!(e.contains("has no app:v9"), "{e}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+
+    // An error whose body never ends: the first 64 KiB are read for the
+    // message, the rest never.
+    let reg = Registry::default();
+    reg.endless_error
+        .lock()
+        .unwrap()
+        .push("/v2/app/manifests/v1".into());
+    let addr = reg.clone().start();
+    let (e, took) = pull_endless(&format!("{addr}/app:v1"));
+    assert!(
+        e.contains(&format!("registry {addr}")) && e.contains("HTTP 500"),
+        "{e}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_bearer_challenge_is_answered_with_a_token_from_the_realm() {
+    let mut reg = Registry::default();
+    let img = image("b", "amd64");
+    reg.push("app", "v1", &img);
+    // The realm is on the same server; bind first to learn the address.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    reg.bearer_realm = Some(format!("http://{addr}/token"));
+    reg.clone().start_on(listener);
+    let cache = tempfile::tempdir().unwrap();
+    let loaded = load_ref(&format!("{addr}/app:v1"), &opts(cache.path())).unwrap();
+    assert_eq!(loaded.digest.unwrap().to_string(), img.digest());
+    assert!(reg.log.lock().unwrap().iter().any(|l| l == "GET /token"));
 }
