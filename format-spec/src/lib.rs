@@ -1,4 +1,4 @@
-//! The `.smolmachine` on-disk format (version 1).
+//! The `.smolmachine` on-disk format (version 3).
 //!
 //! A payload is found from the end of the file, so it works appended to any
 //! stub executable and as a bare `.smolmachine` file (payload offset 0).
@@ -26,12 +26,14 @@
 //! ```
 
 pub mod error;
+pub mod frames;
 pub mod layout;
 pub mod manifest;
 pub mod read;
 pub mod write;
 
 pub use error::{FormatError, Result};
+pub use frames::{FrameDecoder, FrameSpan, FramedEncoder, Frames};
 pub use layout::{
     Header, SignatureBlock, Trailer, ALGORITHM_TAG_ED25519, FORMAT_VERSION, PAGE_SIZE, TRAILER_LEN,
 };

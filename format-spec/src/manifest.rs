@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FormatError, Result};
+use crate::frames::{FrameSpan, Frames};
 use crate::layout::{FORMAT_VERSION, MAX_MANIFEST_LEN};
 
 /// At most this many sections: three are defined, the rest is headroom for
@@ -85,6 +86,33 @@ pub struct SectionEntry {
     pub size: u64,
     /// SHA-256 of the stored bytes, lowercase hex.
     pub sha256: String,
+    /// The frame table of a framed zstd section; `null` for a section that
+    /// is one frame or uncompressed. See [`crate::frames`].
+    pub frames: Option<Frames>,
+}
+
+impl SectionEntry {
+    /// Where each frame of the section lies: one span covering everything
+    /// for an unframed section, else the checked frame table.
+    pub fn frame_spans(&self) -> Result<Vec<FrameSpan>> {
+        match &self.frames {
+            None => Ok(vec![FrameSpan {
+                index: 0,
+                stored_offset: 0,
+                stored_len: self.stored_len,
+                offset: 0,
+                size: self.size,
+            }]),
+            Some(frames) => {
+                frames
+                    .spans(self.stored_len, self.size)
+                    .map_err(|fault| FormatError::Section {
+                        kind: self.kind.to_string(),
+                        fault,
+                    })
+            }
+        }
+    }
 }
 
 /// Who signed the artifact. Present exactly when the payload has a signature block.
@@ -345,6 +373,16 @@ impl Manifest {
                     s.kind,
                     s.kind.max_size()
                 )));
+            }
+            if let Some(frames) = &s.frames {
+                if s.compression != Compression::Zstd {
+                    return Err(bad(format!(
+                        "field `sections[{i}].frames`: only a zstd section has a frame table"
+                    )));
+                }
+                frames
+                    .spans(s.stored_len, s.size)
+                    .map_err(|e| bad(format!("field `sections[{i}]`: {e}")))?;
             }
             if s.compression == Compression::None && s.size != s.stored_len {
                 return Err(bad(format!(

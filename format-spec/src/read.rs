@@ -11,6 +11,7 @@ use std::io::Read;
 use sha2::{Digest, Sha256};
 
 use crate::error::{FormatError, Result};
+use crate::frames::{FrameDecoder, FrameSpan};
 use crate::layout::{
     align_up, signing_input, Header, SignatureBlock, Trailer, HEADER_LEN, PAGE_SIZE,
     SIGNATURE_BLOCK_LEN, TRAILER_LEN,
@@ -30,6 +31,13 @@ pub trait ReadAt {
     fn size(&self) -> u64;
     /// `len` bytes at `offset`; an error (never a panic) if the range is not inside.
     fn read_bytes_at(&self, offset: u64, len: u64) -> Result<Cow<'_, [u8]>>;
+    /// Fills `buf` with the bytes at `offset`; an error (never a panic) if
+    /// the range is not inside. Sources that read from a file override it
+    /// to read straight into `buf`, so a caller can reuse its buffers.
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        buf.copy_from_slice(&self.read_bytes_at(offset, buf.len() as u64)?);
+        Ok(())
+    }
 }
 
 fn check_range(what: &str, offset: u64, len: u64, file_len: u64) -> Result<()> {
@@ -89,7 +97,6 @@ impl ReadAt for FileSource {
     }
 
     fn read_bytes_at(&self, offset: u64, len: u64) -> Result<Cow<'_, [u8]>> {
-        use std::os::unix::fs::FileExt;
         check_range("read", offset, len, self.len)?;
         let len = usize::try_from(len).map_err(|_| FormatError::Overflow {
             what: "read".into(),
@@ -97,13 +104,19 @@ impl ReadAt for FileSource {
             len,
         })?;
         let mut buf = vec![0u8; len];
+        self.read_into(offset, &mut buf)?;
+        Ok(Cow::Owned(buf))
+    }
+
+    fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        check_range("read", offset, buf.len() as u64, self.len)?;
         self.file
-            .read_exact_at(&mut buf, offset)
+            .read_exact_at(buf, offset)
             .map_err(|source| FormatError::Io {
                 what: "artifact (was it truncated while in use?)",
                 source,
-            })?;
-        Ok(Cow::Owned(buf))
+            })
     }
 }
 
@@ -457,6 +470,15 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
         };
         let inner = match entry.compression {
             Compression::None => Inner::Plain(raw),
+            Compression::Zstd if entry.frames.is_some() => Inner::Framed(Box::new(FramedReader {
+                raw,
+                kind: entry.kind,
+                spans: entry.frame_spans()?,
+                next: 0,
+                decoder: FrameDecoder::new(entry.kind)?,
+                stored: Vec::new(),
+                pos: 0,
+            })),
             Compression::Zstd => {
                 let mut decoder = zstd::stream::read::Decoder::with_buffer(
                     std::io::BufReader::with_capacity(1 << 17, raw),
@@ -473,6 +495,43 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
             entry: entry.clone(),
             produced: 0,
         })
+    }
+
+    /// Reads one frame's stored bytes (`span` from
+    /// [`SectionEntry::frame_spans`]) into `buf`, range-checked against the
+    /// section; `buf` is resized to the frame and can be reused.
+    pub fn read_frame(
+        &self,
+        entry: &SectionEntry,
+        span: &FrameSpan,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let what = || format!("section `{}` frame {}", entry.kind, span.index);
+        let end = span
+            .stored_offset
+            .checked_add(span.stored_len)
+            .ok_or_else(|| FormatError::Overflow {
+                what: what(),
+                offset: span.stored_offset,
+                len: span.stored_len,
+            })?;
+        if end > entry.stored_len {
+            return Err(FormatError::OutOfBounds {
+                what: what(),
+                offset: span.stored_offset,
+                len: span.stored_len,
+                file_len: entry.stored_len,
+            });
+        }
+        let len = usize::try_from(span.stored_len).map_err(|_| FormatError::Overflow {
+            what: what(),
+            offset: span.stored_offset,
+            len: span.stored_len,
+        })?;
+        buf.resize(len, 0);
+        // Inside the section, which `parse` checked to be inside the file.
+        self.src
+            .read_into(self.section_file_offset(entry) + span.stored_offset, buf)
     }
 
     /// Reads a whole section into memory (for small sections: kernel, config).
@@ -542,8 +601,47 @@ impl<R: ReadAt + ?Sized> Read for HashingReader<'_, R> {
     }
 }
 
+/// A framed section read frame by frame, each decoded whole
+/// ([`decode_frame`]) and handed out from memory.
+struct FramedReader<'a, R: ReadAt + ?Sized> {
+    raw: HashingReader<'a, R>,
+    kind: SectionKind,
+    spans: Vec<FrameSpan>,
+    next: usize,
+    decoder: FrameDecoder,
+    stored: Vec<u8>,
+    /// Bytes of the current frame's content handed out so far.
+    pos: usize,
+}
+
+impl<R: ReadAt + ?Sized> Read for FramedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.decoder.content().len() {
+            let Some(span) = self.spans.get(self.next) else {
+                return Ok(0);
+            };
+            let len = usize::try_from(span.stored_len)
+                .map_err(|_| std::io::Error::other("frame too large"))?;
+            self.stored.clear();
+            self.stored.resize(len, 0);
+            self.raw.read_exact(&mut self.stored)?;
+            self.decoder
+                .decode(self.kind, span, &self.stored)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            self.pos = 0;
+            self.next += 1;
+        }
+        let content = self.decoder.content();
+        let n = buf.len().min(content.len() - self.pos);
+        buf[..n].copy_from_slice(&content[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 enum Inner<'a, R: ReadAt + ?Sized> {
     Plain(HashingReader<'a, R>),
+    Framed(Box<FramedReader<'a, R>>),
     Zstd(Box<zstd::stream::read::Decoder<'static, std::io::BufReader<HashingReader<'a, R>>>>),
 }
 
@@ -566,6 +664,7 @@ impl<R: ReadAt + ?Sized> Read for SectionStream<'_, R> {
         };
         let n = match &mut self.inner {
             Inner::Plain(r) => r.read(&mut out[..want])?,
+            Inner::Framed(r) => r.read(&mut out[..want])?,
             Inner::Zstd(r) => r.read(&mut out[..want])?,
         };
         if room == 0 && n > 0 {
@@ -600,6 +699,7 @@ impl<R: ReadAt + ?Sized> SectionStream<'_, R> {
         // already but never reach `raw` again: count them as trailing too.
         let (mut raw, buffered) = match self.inner {
             Inner::Plain(r) => (r, 0),
+            Inner::Framed(r) => (r.raw, 0),
             Inner::Zstd(d) => {
                 let buf = d.finish();
                 let buffered = buf.buffer().len();

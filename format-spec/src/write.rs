@@ -53,6 +53,7 @@ pub fn plan_sections_hashed(
             stored_len,
             size: s.size,
             sha256: hex::encode(hash),
+            frames: None,
         });
         let end = offset
             .checked_add(stored_len)

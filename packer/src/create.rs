@@ -7,9 +7,9 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 use smolvm_format::{
-    pad_stub, plan_sections_hashed, stub_record, Compression, MachineConfig, Manifest,
-    NetworkPolicy, PayloadWriter, SectionData, SectionKind, SignatureBlock, Signer, Target,
-    ALGORITHM_TAG_ED25519, FORMAT_VERSION,
+    pad_stub, plan_sections_hashed, stub_record, Compression, FramedEncoder, Frames, MachineConfig,
+    Manifest, NetworkPolicy, PayloadWriter, SectionData, SectionKind, SignatureBlock, Signer,
+    Target, ALGORITHM_TAG_ED25519, FORMAT_VERSION,
 };
 use smolvm_signing::{PublicKey, SecretKey};
 
@@ -181,19 +181,54 @@ impl Write for HashingVec {
     }
 }
 
-/// Compresses `data`; returns the stored bytes and their SHA-256.
-fn compress(data: &[u8], level: i32) -> Result<(Vec<u8>, [u8; 32])> {
-    let mut enc =
-        zstd::stream::write::Encoder::new(HashingVec::with_capacity(data.len() / 3), level)?;
-    enc.multithread(worker_threads())?;
-    enc.set_pledged_src_size(Some(data.len() as u64))?;
-    enc.include_checksum(false)?;
-    enc.write_all(data)?;
-    Ok(enc.finish()?.finish())
+/// A section's stored bytes as the compressor left them.
+struct Compressed {
+    stored: Vec<u8>,
+    sha256: [u8; 32],
+    /// Content bytes.
+    size: u64,
+    /// The frame table; `None` when the section is a single frame, which
+    /// is then exactly what an unframed zstd section is.
+    frames: Option<Frames>,
 }
 
-fn worker_threads() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+/// A framed encoder into a hashing buffer sized for `hint` content bytes.
+fn encoder(hint: u64, level: i32) -> Result<FramedEncoder<HashingVec>> {
+    // Room for a 2:1 ratio up front: growing a Vec of tens of MB by
+    // doubling copies it again and again. Untouched capacity costs
+    // address space only.
+    let capacity = usize::try_from(hint / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(1 << 20, 1 << 30);
+    Ok(FramedEncoder::new(
+        HashingVec::with_capacity(capacity),
+        level,
+        worker_threads(),
+    )?)
+}
+
+fn finish(enc: FramedEncoder<HashingVec>) -> Result<Compressed> {
+    let size = enc.content_len();
+    let (sink, frames) = enc.finish()?;
+    let (stored, sha256) = sink.finish();
+    Ok(Compressed {
+        stored,
+        sha256,
+        size,
+        frames: (frames.stored_lens.len() > 1).then_some(frames),
+    })
+}
+
+/// Compresses `data` into independent frames (so a first start can
+/// decompress them on every core) and hashes the result.
+fn compress(data: &[u8], level: i32) -> Result<Compressed> {
+    let mut enc = encoder(data.len() as u64, level)?;
+    enc.write_all(data)?;
+    finish(enc)
+}
+
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
@@ -312,14 +347,15 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
             .map_or(0, |d| d.as_secs())
     });
 
-    // The kernel loads (a libkrunfw is parsed and its kernel extracted) while
-    // the root is read; a kernel error is still reported first.
-    let (kernel, root) = std::thread::scope(|scope| {
-        let kernel = scope.spawn(|| load_kernel(&kernel_path));
+    // The kernel loads (a libkrunfw is parsed and its kernel extracted) and
+    // compresses while the root is read, which is mostly waiting on the
+    // file system; a kernel error is still reported first.
+    let (kernel_stored, root) = std::thread::scope(|scope| {
+        let kernel = scope.spawn(|| compress(&load_kernel(&kernel_path)?.elf, level));
         let root = load_root(&root_source, opts);
-        (kernel.join().expect("kernel loading thread"), root)
+        (kernel.join().expect("kernel thread"), root)
     });
-    let kernel = kernel?;
+    let kernel_stored = kernel_stored?;
     let (mut tree, image) = root?;
     tree.ensure_mount_points();
     let mut config = machine_config(&smolfile);
@@ -356,36 +392,17 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     }
     let bar = progress_bar(opts.progress, tree.content_len());
 
-    // Kernel and rootfs compress at the same time; zstd's own workers keep
-    // both cores busy either way.
-    let (kernel_stored, rootfs) = std::thread::scope(|scope| -> Result<_> {
-        let k = scope.spawn(|| compress(&kernel.elf, level));
-        let rootfs = (|| -> Result<(Vec<u8>, [u8; 32], u64)> {
-            // Room for a 2:1 ratio up front: growing a Vec of tens of MB by
-            // doubling copies it again and again. Untouched capacity costs
-            // address space only.
-            let capacity = usize::try_from(tree.content_len() / 2)
-                .unwrap_or(usize::MAX)
-                .clamp(1 << 20, 1 << 30);
-            let mut enc =
-                zstd::stream::write::Encoder::new(HashingVec::with_capacity(capacity), level)?;
-            enc.multithread(worker_threads())?;
-            enc.include_checksum(false)?;
-            let size = smolvm_rootfs::erofs::write_image(
-                &tree,
-                &mut enc,
-                &smolvm_rootfs::erofs::ErofsOptions { clamp_mtime: epoch },
-                &|n| bar.set_position(n),
-            )?;
-            let (stored, sha256) = enc.finish()?.finish();
-            Ok((stored, sha256, size))
-        })();
-        let k = k.join().expect("kernel compression thread")?;
-        Ok((k, rootfs?))
-    })?;
+    let rootfs = {
+        let mut enc = encoder(tree.content_len(), level)?;
+        smolvm_rootfs::erofs::write_image(
+            &tree,
+            &mut enc,
+            &smolvm_rootfs::erofs::ErofsOptions { clamp_mtime: epoch },
+            &|n| bar.set_position(n),
+        )?;
+        finish(enc)?
+    };
     bar.finish_and_clear();
-    let (kernel_stored, kernel_sha256) = kernel_stored;
-    let (rootfs_stored, rootfs_sha256, rootfs_size) = rootfs;
 
     let config_json = config.to_canonical_json();
     let config_sha256: [u8; 32] = Sha256::digest(&config_json).into();
@@ -399,16 +416,22 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         SectionData {
             kind: SectionKind::Kernel,
             compression: Compression::Zstd,
-            size: kernel.elf.len() as u64,
-            stored: kernel_stored,
+            size: kernel_stored.size,
+            stored: kernel_stored.stored,
         },
         SectionData {
             kind: SectionKind::Rootfs,
             compression: Compression::Zstd,
-            size: rootfs_size,
-            stored: rootfs_stored,
+            size: rootfs.size,
+            stored: rootfs.stored,
         },
     ];
+    let mut entries = plan_sections_hashed(
+        &sections,
+        &[config_sha256, kernel_stored.sha256, rootfs.sha256],
+    )?;
+    entries[1].frames = kernel_stored.frames;
+    entries[2].frames = rootfs.frames;
     let public = secret.as_ref().map(SecretKey::public_key);
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -426,7 +449,7 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
             public_key: hex::encode(pk.to_bytes()),
         }),
         stub: stub_record(&stub),
-        sections: plan_sections_hashed(&sections, &[config_sha256, kernel_sha256, rootfs_sha256])?,
+        sections: entries,
         config,
     };
     let writer = PayloadWriter::new(&manifest)?;

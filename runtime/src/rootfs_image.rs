@@ -11,10 +11,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 
-use smolvm_format::{Artifact, FormatError, ReadAt, SectionEntry};
+use sha2::{Digest, Sha256};
+use smolvm_format::{Artifact, FormatError, FrameDecoder, FrameSpan, ReadAt, SectionEntry};
 
 use crate::cache::{io, Cache, CacheError};
 
@@ -90,11 +93,27 @@ impl Cache {
     }
 }
 
-/// Streams `entry`'s decompressed bytes into `out`. The section reader
-/// checks the stored bytes' SHA-256, the declared size and the single-frame
-/// rule at the end ([`smolvm_format::SectionStream::finish`]); an error
-/// there is returned, so the caller never publishes what did not verify.
+/// Writes `entry`'s decompressed bytes into `out`, which must be empty.
+/// The stored bytes' SHA-256, the declared size and the frame rules are
+/// checked by the time this returns `Ok`; an error is returned otherwise,
+/// so the caller never publishes what did not verify.
 pub(crate) fn write_section<R: ReadAt + ?Sized>(
+    art: &Artifact<'_, R>,
+    entry: &SectionEntry,
+    what: &'static str,
+    out: &mut File,
+) -> Result<(), CacheError> {
+    if entry.frames.is_some() {
+        write_frames(art, entry, what, out)
+    } else {
+        write_stream(art, entry, what, out)
+    }
+}
+
+/// One frame (or an uncompressed section): streamed through the section
+/// reader, which checks everything at the end
+/// ([`smolvm_format::SectionStream::finish`]).
+fn write_stream<R: ReadAt + ?Sized>(
     art: &Artifact<'_, R>,
     entry: &SectionEntry,
     what: &'static str,
@@ -108,24 +127,156 @@ pub(crate) fn write_section<R: ReadAt + ?Sized>(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // A decoder error is usually a section whose bytes changed:
-                // report the hash mismatch rather than the symptom.
-                return Err(match art.verify_section(entry) {
-                    Err(source @ FormatError::HashMismatch { .. }) => section(source),
-                    _ => section(FormatError::Decompress {
-                        kind: entry.kind.to_string(),
-                        fault: e.to_string(),
-                    }),
-                });
-            }
+            Err(e) => return Err(decode_failure(art, entry, what, e.to_string())),
         };
-        out.write_all(&buf[..n]).map_err(|source| CacheError::Io {
-            path: PathBuf::from(format!("<{what}>")),
-            source,
-        })?;
+        out.write_all(&buf[..n]).map_err(write_error(what))?;
     }
     stream.finish().map_err(section)
+}
+
+/// A framed section: this thread reads the stored bytes in order and
+/// hashes them, workers on every core decompress a frame each and write
+/// it at its offset, starting its writeback at once so the fsync that
+/// follows waits for little. The hash is compared after every frame is
+/// written; on any error the caller publishes nothing.
+fn write_frames<R: ReadAt + ?Sized>(
+    art: &Artifact<'_, R>,
+    entry: &SectionEntry,
+    what: &'static str,
+    out: &File,
+) -> Result<(), CacheError> {
+    let section = |source| CacheError::Section { what, source };
+    let spans = entry.frame_spans().map_err(section)?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(spans.len());
+    // One frame queued per worker: memory stays at a few frames.
+    let (jobs, queue) = mpsc::sync_channel::<(FrameSpan, Vec<u8>)>(workers);
+    let queue = Mutex::new(queue);
+    let (give_back, spare) = mpsc::channel::<Vec<u8>>();
+    let failed = AtomicBool::new(false);
+    let mut hasher = Sha256::new();
+    let (read, decoded) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| -> Result<(), String> {
+                    let fail = |e: String| {
+                        failed.store(true, Ordering::Relaxed);
+                        e
+                    };
+                    let mut decoder =
+                        FrameDecoder::new(entry.kind).map_err(|e| fail(e.to_string()))?;
+                    loop {
+                        // Held only while taking a job; a poisoned lock means
+                        // another worker panicked, which join reports.
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return Ok(()),
+                        };
+                        let Ok((span, stored)) = job else {
+                            return Ok(());
+                        };
+                        let content = decoder
+                            .decode(entry.kind, &span, &stored)
+                            .map_err(|e| fail(e.to_string()))?;
+                        out.write_all_at(content, span.offset)
+                            .map_err(|e| fail(format!("writing: {e}")))?;
+                        start_writeback(out, span.offset, span.size);
+                        let _ = give_back.send(stored);
+                    }
+                })
+            })
+            .collect();
+        let mut read = Ok(());
+        for span in &spans {
+            if failed.load(Ordering::Relaxed) {
+                break;
+            }
+            // Buffers come back from the workers: no fresh pages per frame.
+            let mut stored = spare.try_recv().unwrap_or_default();
+            if let Err(e) = art.read_frame(entry, span, &mut stored) {
+                read = Err(e);
+                break;
+            }
+            hasher.update(&stored);
+            if jobs.send((*span, stored)).is_err() {
+                break;
+            }
+        }
+        drop(jobs);
+        let mut decoded = Ok(());
+        for h in handles {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err("a frame worker panicked".into()));
+            if decoded.is_ok() {
+                decoded = r;
+            }
+        }
+        (read, decoded)
+    });
+    read.map_err(section)?;
+    if let Err(fault) = decoded {
+        return Err(decode_failure(art, entry, what, fault));
+    }
+    let actual = hex::encode(hasher.finalize());
+    if actual != entry.sha256 {
+        return Err(section(FormatError::HashMismatch {
+            kind: entry.kind.to_string(),
+            expected: entry.sha256.clone(),
+            actual,
+        }));
+    }
+    Ok(())
+}
+
+/// A decoder or write error is usually a section whose bytes changed:
+/// report the hash mismatch rather than the symptom.
+fn decode_failure<R: ReadAt + ?Sized>(
+    art: &Artifact<'_, R>,
+    entry: &SectionEntry,
+    what: &'static str,
+    fault: String,
+) -> CacheError {
+    CacheError::Section {
+        what,
+        source: match art.verify_section(entry) {
+            Err(source @ FormatError::HashMismatch { .. }) => source,
+            _ => FormatError::Decompress {
+                kind: entry.kind.to_string(),
+                fault,
+            },
+        },
+    }
+}
+
+fn write_error(what: &'static str) -> impl Fn(std::io::Error) -> CacheError {
+    move |source| CacheError::Io {
+        path: PathBuf::from(format!("<{what}>")),
+        source,
+    }
+}
+
+/// Asks the kernel to start writing `len` bytes at `offset` back to disk,
+/// without waiting for it.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(nbytes)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor is valid for the lifetime of `file`, and the
+    // call only schedules I/O for pages of this file. Its result is ignored
+    // on purpose: it is a hint (some file systems do not support it), and
+    // any write error surfaces in the fsync that must follow before
+    // anything is published.
+    let _ = unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset,
+            nbytes,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
 }
 
 /// The published image at `path`, if there is one of the declared size.
@@ -165,6 +316,23 @@ mod tests {
     /// An unsigned bare payload holding `rootfs` (zstd): the cache does not
     /// look at signatures, its caller has checked them.
     fn artifact(rootfs: &[u8]) -> Vec<u8> {
+        artifact_with(rootfs, zstd::bulk::compress(rootfs, 1).unwrap(), None)
+    }
+
+    /// The same with `rootfs` in independent frames, as `pack create` does.
+    fn framed_artifact(rootfs: &[u8]) -> Vec<u8> {
+        let mut enc = smolvm_format::FramedEncoder::new(Vec::new(), 1, 2).unwrap();
+        enc.write_all(rootfs).unwrap();
+        let (stored, frames) = enc.finish().unwrap();
+        assert!(frames.stored_lens.len() > 1);
+        artifact_with(rootfs, stored, Some(frames))
+    }
+
+    fn artifact_with(
+        rootfs: &[u8],
+        stored: Vec<u8>,
+        frames: Option<smolvm_format::Frames>,
+    ) -> Vec<u8> {
         let config = MachineConfig::default();
         let json = config.to_canonical_json();
         let sections = vec![
@@ -184,9 +352,11 @@ mod tests {
                 kind: SectionKind::Rootfs,
                 compression: Compression::Zstd,
                 size: rootfs.len() as u64,
-                stored: zstd::bulk::compress(rootfs, 1).unwrap(),
+                stored,
             },
         ];
+        let mut entries = plan_sections(&sections).unwrap();
+        entries[2].frames = frames;
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             name: "img".into(),
@@ -198,7 +368,7 @@ mod tests {
             },
             signer: None,
             stub: None,
-            sections: plan_sections(&sections).unwrap(),
+            sections: entries,
             config,
         };
         let mut out = Vec::new();
@@ -246,6 +416,71 @@ mod tests {
         assert!(got == image, "published bytes differ");
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(names[0].ends_with(".erofs"), "{names:?}");
+    }
+
+    /// Two full frames and a partial one.
+    fn framed_image_bytes() -> Vec<u8> {
+        let len = 2 * usize::try_from(smolvm_format::frames::FRAME_SIZE).unwrap() + 77;
+        (0..len)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 21).to_le_bytes()[0] & 0x3f)
+            .collect()
+    }
+
+    #[test]
+    fn a_framed_image_is_written_on_all_cores_with_every_byte() {
+        let image = framed_image_bytes();
+        let (r, _dir, names) = publish(&framed_artifact(&image), |_| {});
+        let mut got = Vec::new();
+        r.unwrap().read_to_end(&mut got).unwrap();
+        assert!(got == image, "published bytes differ");
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_changed_byte_in_a_frame_publishes_nothing() {
+        let mut bytes = framed_artifact(&framed_image_bytes());
+        let art = Artifact::parse(&bytes[..]).unwrap();
+        let entry = art.manifest.section(SectionKind::Rootfs).unwrap();
+        let spans = entry.frame_spans().unwrap();
+        // A byte inside the second frame's compressed blocks.
+        let at = art.section_file_offset(entry) + spans[1].stored_offset + spans[1].stored_len / 2;
+        bytes[usize::try_from(at).unwrap()] ^= 0x55;
+        let (r, _dir, names) = publish(&bytes, |_| {});
+        let err = r.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CacheError::Section {
+                    source: FormatError::HashMismatch { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn a_frame_table_that_lies_publishes_nothing() {
+        let bytes = framed_artifact(&framed_image_bytes());
+        // Boundaries moved by one byte, the sum kept: signed lies are
+        // caught by the frame checks, not trusted.
+        let (r, _dir, names) = publish(&bytes, |e| {
+            let lens = &mut e.frames.as_mut().unwrap().stored_lens;
+            lens[0] += 1;
+            lens[1] -= 1;
+        });
+        // Frames 0 and 1 are both wrong now; whichever worker fails first reports.
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("frame 0") || err.contains("frame 1"), "{err}");
+        assert!(names.is_empty(), "{names:?}");
+        // A table that does not add up is refused before anything is read.
+        let (r, _dir, names) = publish(&bytes, |e| {
+            e.frames.as_mut().unwrap().stored_lens[0] += 1;
+        });
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("add up to"), "{err}");
+        assert!(names.is_empty(), "{names:?}");
     }
 
     #[test]
