@@ -103,6 +103,10 @@ enum Pack {
         /// Verify and prepare, but do not start the VM.
         #[arg(long)]
         dry_run: bool,
+        /// Publish a guest TCP port on the host: [ADDR:]HOST:GUEST, bound to
+        /// ADDR (default 127.0.0.1). Needs `net = true`; repeatable.
+        #[arg(short = 'p', long = "publish", value_name = "[ADDR:]HOST:GUEST")]
+        publish: Vec<String>,
         /// Arguments for the workload (replace the config's cmd).
         #[arg(last = true)]
         args: Vec<std::ffi::OsString>,
@@ -256,6 +260,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             file,
             keys,
             dry_run,
+            publish,
             args,
         }) => {
             let trusted = read_keys(&keys)?;
@@ -267,6 +272,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     trusted,
                     args,
                     dry_run,
+                    publish,
                 },
                 &trace,
             )

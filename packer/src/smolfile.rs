@@ -179,6 +179,37 @@ impl Smolfile {
             smolvm_format::manifest::validate_name(name)
                 .map_err(|e| invalid("artifact.name", e))?;
         }
+        self.check_network(path)
+    }
+
+    /// The lists and ports as the runtime will read them: a machine that
+    /// would refuse to start is refused at pack time instead.
+    fn check_network(&self, path: &Path) -> Result<(), SmolfileError> {
+        use smolvm_runtime::net::{parse_cidr, HostPattern, NetError, Publish};
+        let invalid = |field: &'static str, e: NetError| SmolfileError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            fault: e.to_string(),
+        };
+        if let Some(n) = &self.network {
+            for c in &n.allow_cidrs {
+                parse_cidr(c).map_err(|e| invalid("network.allow_cidrs", e))?;
+            }
+            for h in &n.allow_hosts {
+                HostPattern::parse(h).map_err(|e| invalid("network.allow_hosts", e))?;
+            }
+        }
+        let mut hosts = Vec::new();
+        for p in self.ports.iter().flatten() {
+            let p = Publish::parse(p).map_err(|e| invalid("ports", e))?;
+            if hosts.contains(&p.host) {
+                return Err(invalid("ports", NetError::DuplicatePort { port: p.host }));
+            }
+            hosts.push(p.host);
+        }
+        if !hosts.is_empty() && self.net != Some(true) {
+            return Err(invalid("ports", NetError::PortsWithoutNet));
+        }
         Ok(())
     }
 
@@ -255,6 +286,33 @@ fn check_no_controls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_lists_and_ports_are_checked_at_pack_time() {
+        for (text, field) in [
+            (
+                "net = true\n[network]\nallow_cidrs = [\"10.0.0.0/33\"]\n",
+                "network.allow_cidrs",
+            ),
+            (
+                "net = true\n[network]\nallow_hosts = [\"a b\"]\n",
+                "network.allow_hosts",
+            ),
+            ("net = true\nports = [\"80\"]\n", "ports"),
+            ("net = true\nports = [\"8080:80\", \"8080:81\"]\n", "ports"),
+            ("ports = [\"8080:80\"]\n", "ports"),
+        ] {
+            let err = Smolfile::parse(text, Path::new("S"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+        Smolfile::parse(
+            "net = true\nports = [\"0.0.0.0:8080:80\"]\n[network]\nallow_hosts = [\"*.example.com\"]\nallow_cidrs = [\"10.0.0.0/8\", \"192.0.2.1\"]\n",
+            Path::new("S"),
+        )
+        .unwrap();
+    }
 
     #[test]
     fn unknown_key_names_key_and_line() {

@@ -183,24 +183,25 @@ pub fn render_human<R: ReadAt + ?Sized>(
     let _ = writeln!(o, "  memory      {} MiB{}", c.memory_mib, src("memory_mib"));
     let _ = writeln!(
         o,
-        "  net         {}{}{}",
+        "  net         {}{}",
         if c.net { "on" } else { "off" },
-        src("net"),
-        if c.network.allow_hosts.is_empty() && c.network.allow_cidrs.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; allow hosts {} cidrs {} (NOT ENFORCED by this runtime: the machine refuses to start)",
-                list(&c.network.allow_hosts),
-                list(&c.network.allow_cidrs)
-            )
-        }
+        src("net")
     );
-    for (label, v) in [
-        ("ports", &c.ports),
-        ("volumes", &c.volumes),
-        ("init", &c.init),
-    ] {
+    match crate::net::Policy::from_config(c, &[]) {
+        Ok(p) => {
+            for line in crate::net::describe(&p) {
+                let _ = writeln!(o, "    {}", escape_untrusted(&line));
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(
+                o,
+                "    INVALID network settings ({}): the machine refuses to start",
+                escape_untrusted(&e.to_string())
+            );
+        }
+    }
+    for (label, v) in [("volumes", &c.volumes), ("init", &c.init)] {
         if !v.is_empty() {
             let _ = writeln!(
                 o,
@@ -255,15 +256,36 @@ pub fn render_json<R: ReadAt + ?Sized>(
 }
 
 /// What the runtime does with the config's network settings; the JSON twin
-/// of the human `net` line.
+/// of the human `net` lines.
 fn network_policy(c: &smolvm_format::MachineConfig) -> serde_json::Value {
-    let lists = crate::run::has_allow_lists(c);
-    json!({
-        "network": c.net,
-        "allow_lists": lists,
-        "enforced": !lists,
-        "boots": !lists,
-    })
+    match crate::net::Policy::from_config(c, &[]) {
+        Ok(p) => json!({
+            "network": p.net,
+            "allow_lists": p.has_allow_lists(),
+            "enforced": true,
+            "boots": true,
+            "allow_hosts": p.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            "allow_cidrs": p.cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "denied_by_default": if p.net {
+                vec!["loopback", "link-local", "host-addresses", "multicast"]
+            } else {
+                Vec::new()
+            },
+            "published_ports": p.publish.iter().map(|q| json!({
+                "address": q.addr.to_string(),
+                "host": q.host,
+                "guest": q.guest,
+            })).collect::<Vec<_>>(),
+            "ssh_agent_requested": c.ssh_agent,
+        }),
+        Err(e) => json!({
+            "network": c.net,
+            "allow_lists": !c.network.allow_hosts.is_empty() || !c.network.allow_cidrs.is_empty(),
+            "enforced": false,
+            "boots": false,
+            "error": e.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]

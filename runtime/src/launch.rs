@@ -32,6 +32,8 @@ pub enum LaunchError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Network(String),
 }
 
 /// The disk the root filesystem image is attached as (`/dev/vda` in the guest).
@@ -47,8 +49,21 @@ pub struct Machine<'a> {
     pub root: &'a Path,
     pub cpus: u8,
     pub memory_mib: u32,
-    pub net: bool,
+    /// `None`: no network device at all. `Some`: TSI networking under the
+    /// egress supervisor (crate::net).
+    pub net: Option<std::sync::Arc<crate::net::Egress>>,
     pub spec: &'a RunSpec,
+}
+
+/// The guest's /etc/resolv.conf when the network is on (the guest init
+/// copies it into the per-run layer): our resolver, reached through the
+/// supervisor's rewrite of GUEST_DNS.
+fn resolv_conf() -> &'static [u8] {
+    let text = format!(
+        "# written by smolvm: the host answers names the machine's network policy allows\nnameserver {}\noptions edns0 trust-ad\n",
+        crate::net::GUEST_DNS
+    );
+    Box::leak(text.into_bytes().into_boxed_slice())
 }
 
 /// Checks that this host can run a guest, naming the cause when it cannot.
@@ -92,6 +107,30 @@ fn check(call: &'static str, ret: i32) -> Result<(), LaunchError> {
 fn cstr(s: impl AsRef<OsStr>) -> Result<CString, LaunchError> {
     CString::new(s.as_ref().as_bytes())
         .map_err(|_| LaunchError::Invalid("path contains a NUL byte".into()))
+}
+
+/// Starts the guest's resolver and puts this process's network calls under
+/// the egress supervisor. Fails closed: an error here means no boot.
+fn enforce(egress: std::sync::Arc<crate::net::Egress>) -> Result<(), LaunchError> {
+    #[cfg(target_os = "linux")]
+    {
+        let fail = |what: &str, e: std::io::Error| {
+            LaunchError::Network(format!(
+                "{what}: {e}; refusing to start with an unenforced network"
+            ))
+        };
+        let resolver = crate::net::dns::start(egress.clone())
+            .map_err(|e| fail("starting the DNS resolver", e))?;
+        crate::net::supervisor::install(egress, resolver.addr, resolver.tids)
+            .map_err(|e| fail("installing the network policy (seccomp)", e))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = egress;
+        Err(LaunchError::Network(
+            "network policy enforcement is not implemented on this platform".into(),
+        ))
+    }
 }
 
 /// Configures libkrun for `m`. With `enter`, hands the process to the VM
@@ -168,12 +207,42 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
             "krun_set_exec",
             krun::krun_set_exec(ctx, exec.as_ptr(), empty.as_ptr(), empty.as_ptr()),
         )?;
-        if !m.net {
-            // No implicit vsock means no TSI: the guest has no network at all.
-            check(
-                "krun_disable_implicit_vsock",
-                krun::krun_disable_implicit_vsock(ctx),
-            )?;
+        match &m.net {
+            None => {
+                // No implicit vsock means no TSI: the guest has no network at all.
+                check(
+                    "krun_disable_implicit_vsock",
+                    krun::krun_disable_implicit_vsock(ctx),
+                )?;
+            }
+            Some(egress) => {
+                let map: Vec<CString> = egress
+                    .policy
+                    .publish
+                    .iter()
+                    .map(|p| cstr(format!("{}:{}", p.host, p.guest)))
+                    .collect::<Result<_, _>>()?;
+                let mut ptrs: Vec<*const libc::c_char> = map.iter().map(|c| c.as_ptr()).collect();
+                ptrs.push(std::ptr::null());
+                check(
+                    "krun_set_port_map",
+                    krun::krun_set_port_map(ctx, ptrs.as_ptr()),
+                )?;
+                let resolv = resolv_conf();
+                let path = cstr("/.smolvm/resolv.conf")?;
+                check(
+                    "krun_fs_add_overlay_file(resolv.conf)",
+                    krun::krun_fs_add_overlay_file(
+                        ctx,
+                        tag.as_ptr(),
+                        path.as_ptr(),
+                        resolv.as_ptr(),
+                        resolv.len(),
+                        0o444,
+                        false,
+                    ),
+                )?;
+            }
         }
         check(
             "krun_set_kernel",
@@ -187,6 +256,9 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
         )?;
         if !enter {
             return Ok(());
+        }
+        if let Some(egress) = &m.net {
+            enforce(egress.clone())?;
         }
         check("krun_start_enter", krun::krun_start_enter(ctx))?;
     }

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod inspect;
 #[cfg(feature = "vmm")]
 pub mod launch;
+pub mod net;
 pub mod rootfs_image;
 pub mod run;
 pub mod spec;

@@ -24,6 +24,8 @@ pub enum RunError {
     /// The workload (with the given arguments) is past what the guest runs.
     #[error("the workload cannot run: {0}")]
     Spec(#[from] crate::spec::SpecError),
+    #[error(transparent)]
+    Network(#[from] crate::net::NetError),
     /// Something this runtime cannot honour: refusing is the only safe answer.
     #[error("{0}")]
     Unsupported(String),
@@ -61,6 +63,9 @@ pub struct RunOptions {
     pub args: Vec<OsString>,
     /// Stop right before entering the VM (benchmarks, `SMOLVM_DRY_RUN=1`).
     pub dry_run: bool,
+    /// Ports published at run time (`--smolvm-publish`, `pack run -p`):
+    /// `HOST:GUEST` or `ADDRESS:HOST:GUEST`.
+    pub publish: Vec<String>,
 }
 
 /// Phase timings printed to stderr when `SMOLVM_TRACE=1`.
@@ -93,30 +98,6 @@ impl Default for Trace {
     }
 }
 
-/// True when the config restricts egress to allow-lists.
-pub fn has_allow_lists(c: &smolvm_format::MachineConfig) -> bool {
-    !c.network.allow_hosts.is_empty() || !c.network.allow_cidrs.is_empty()
-}
-
-/// The lists for a one-line message; control characters escaped (they come
-/// from the artifact).
-fn describe_allow_lists(c: &smolvm_format::MachineConfig) -> String {
-    let shown = |v: &[String]| {
-        v.iter()
-            .map(|s| s.escape_debug().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut parts = Vec::new();
-    if !c.network.allow_hosts.is_empty() {
-        parts.push(format!("hosts {}", shown(&c.network.allow_hosts)));
-    }
-    if !c.network.allow_cidrs.is_empty() {
-        parts.push(format!("cidrs {}", shown(&c.network.allow_cidrs)));
-    }
-    parts.join("; ")
-}
-
 /// Verifies the artifact in `file`, prepares kernel and root from the cache
 /// and boots. Returns only on failure, or with `Ok` after a dry run; a
 /// booted guest ends the process with its own exit status.
@@ -136,13 +117,15 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     let config = &art.manifest.config;
     // Before the cache and the VM: a workload past the guest's limits stops here.
     let spec = build_spec(config, &opts.args)?;
-    // Fail closed: an allow-list this runtime cannot enforce must not
-    // silently become an open network.
-    if has_allow_lists(config) {
-        return Err(RunError::Unsupported(format!(
-            "this machine's network allow-list ({}) is not enforced by this runtime; refusing to start rather than run with unrestricted network (repack without [network] allow_hosts/allow_cidrs, or with net = false)",
-            describe_allow_lists(config)
-        )));
+    let policy = crate::net::Policy::from_config(config, &opts.publish)?;
+    // Fail closed: a network this host cannot police is not started.
+    #[cfg(all(feature = "vmm", target_os = "linux"))]
+    if policy.net {
+        crate::net::supervisor::available().map_err(|why| {
+            RunError::Unsupported(format!(
+                "this machine has network access, and its policy cannot be enforced here: {why}; refusing to start"
+            ))
+        })?;
     }
     let kernel_entry = art
         .manifest
@@ -176,7 +159,15 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
             root: &boot_dir,
             cpus: config.cpus,
             memory_mib: config.memory_mib,
-            net: config.net,
+            net: if policy.net {
+                let own = crate::net::host_addresses().map_err(|source| RunError::Io {
+                    what: "listing the host's addresses for the network policy".into(),
+                    source,
+                })?;
+                Some(crate::net::Egress::new(policy, own))
+            } else {
+                None
+            },
             spec: &spec,
         };
         trace.mark("entering the VM");
@@ -185,7 +176,7 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     }
     #[cfg(not(feature = "vmm"))]
     {
-        let _ = (kernel, root_image, boot_dir, spec);
+        let _ = (kernel, root_image, boot_dir, spec, policy);
         Err(RunError::Config(
             "this build has no VMM (built without the `vmm` feature)".into(),
         ))

@@ -27,6 +27,10 @@ Arguments are passed to the workload, except these, which the runtime keeps:
   --smolvm-info          show what is inside: name, version, signer, sections, config
   --smolvm-key=PUB       refuse to run unless signed by this public key (repeatable)
   --smolvm-dry-run       verify and prepare everything, but do not start the VM
+  --smolvm-publish=[ADDR:]HOST:GUEST
+                         publish guest TCP port GUEST on the host's port HOST,
+                         bound to ADDR (default 127.0.0.1); needs net = true
+                         (repeatable; adds to the ports the machine declares)
 
 Environment:
   SMOLVM_TRUSTED_KEYS=PUB[:PUB...]  like --smolvm-key
@@ -51,6 +55,7 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     let trace = Trace::new();
     let mut args: Vec<OsString> = Vec::new();
+    let mut publish: Vec<String> = Vec::new();
     let mut key_files: Vec<PathBuf> = std::env::var_os("SMOLVM_TRUSTED_KEYS")
         .map(|v| {
             std::env::split_paths(&v)
@@ -75,6 +80,12 @@ fn main() -> ExitCode {
             }
             b"--smolvm-info" => info = true,
             b"--smolvm-dry-run" => dry_run = true,
+            _ if bytes.starts_with(b"--smolvm-publish=") => {
+                match std::str::from_utf8(&bytes[17..]) {
+                    Ok(p) => publish.push(p.to_string()),
+                    Err(_) => return fail(2, format_args!("{a:?}: not UTF-8")),
+                }
+            }
             _ if bytes.starts_with(b"--smolvm-key=") => {
                 key_files.push(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[13..])));
             }
@@ -121,6 +132,7 @@ fn main() -> ExitCode {
             trusted,
             args,
             dry_run,
+            publish,
         },
         &trace,
     ) {

@@ -1,0 +1,513 @@
+//! The guest's network policy, and (with the `vmm` feature, on Linux) the
+//! host-side pieces that enforce it: a seccomp user-notification supervisor
+//! on the VMM's own `connect`/`bind`/`sendto`/`sendmsg` (supervisor.rs) and
+//! the DNS resolver the guest is pointed at (dns.rs). docs/network.md has
+//! the design and why it was chosen.
+//!
+//! What a guest may reach, in this order:
+//! 1. an address inside an `allow_cidrs` entry: allowed (this is the only
+//!    way to reach a default-denied address);
+//! 2. default-denied: loopback, unspecified, link-local (incl. the cloud
+//!    metadata address 169.254.169.254), multicast/broadcast and every
+//!    address of the host's own interfaces;
+//! 3. with allow-lists: an address that an allowed host name resolved to
+//!    (through our resolver or the host's periodic refresh);
+//! 4. without allow-lists (`net = true` alone): everything else.
+//!
+//! Listening: a guest listener opens a host port only when that port is
+//! published (`ports` / `--smolvm-publish`), bound to 127.0.0.1 unless the
+//! publication names another address.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, RwLock};
+
+use ipnet::IpNet;
+use smolvm_format::MachineConfig;
+use thiserror::Error;
+
+#[cfg(all(feature = "vmm", target_os = "linux"))]
+pub mod dns;
+#[cfg(all(feature = "vmm", target_os = "linux"))]
+pub mod supervisor;
+
+/// The nameserver address written to the guest's /etc/resolv.conf. The
+/// supervisor sends every datagram to it (port 53) to our resolver instead;
+/// nothing on any network answers it otherwise.
+pub const GUEST_DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum NetError {
+    #[error("network.allow_cidrs entry {entry:?} is not a CIDR (write it like 10.0.0.0/8 or 2001:db8::/32)")]
+    Cidr { entry: String },
+    #[error("network.allow_hosts entry {entry:?} is not a host name (write it like example.com or *.example.com)")]
+    Host { entry: String },
+    #[error("port {entry:?} is not HOST:GUEST or ADDRESS:HOST:GUEST with ports 1-65535 (e.g. 8080:80 or 0.0.0.0:8080:80)")]
+    Port { entry: String },
+    #[error("host port {port} is published twice")]
+    DuplicatePort { port: u16 },
+    #[error(
+        "ports are published but the network is off (net = false); set net = true in the Smolfile"
+    )]
+    PortsWithoutNet,
+}
+
+/// An `allow_cidrs` entry: `10.0.0.0/8`, `2001:db8::/32`, or one address.
+pub fn parse_cidr(s: &str) -> Result<IpNet, NetError> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| NetError::Cidr { entry: s.into() })
+}
+
+/// A name pattern from `allow_hosts`: `example.com` (that name only) or
+/// `*.example.com` (any name below example.com, not example.com itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    Below(String),
+}
+
+impl HostPattern {
+    pub fn parse(s: &str) -> Result<HostPattern, NetError> {
+        let bad = || NetError::Host { entry: s.into() };
+        let (wild, name) = match s.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(bad());
+        }
+        Ok(if wild {
+            HostPattern::Below(name)
+        } else {
+            HostPattern::Exact(name)
+        })
+    }
+
+    /// `name` is lower-case, without a trailing dot.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            HostPattern::Exact(n) => name == n,
+            HostPattern::Below(n) => name
+                .strip_suffix(n.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPattern::Exact(n) => f.write_str(n),
+            HostPattern::Below(n) => write!(f, "*.{n}"),
+        }
+    }
+}
+
+/// A published port: guest listeners on `guest` appear on the host at
+/// `addr:host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publish {
+    pub addr: IpAddr,
+    pub host: u16,
+    pub guest: u16,
+}
+
+impl Publish {
+    /// `HOST:GUEST`, `ADDRESS:HOST:GUEST` or `[V6]:HOST:GUEST`.
+    pub fn parse(s: &str) -> Result<Publish, NetError> {
+        let bad = || NetError::Port { entry: s.into() };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
+        let (addr, rest) = if let Some(v6) = s.strip_prefix('[') {
+            let (a, rest) = v6.split_once("]:").ok_or_else(bad)?;
+            (a.parse::<Ipv6Addr>().map_err(|_| bad())?.into(), rest)
+        } else if s.matches(':').count() == 2 {
+            let (a, rest) = s.split_once(':').expect("two colons");
+            (a.parse::<Ipv4Addr>().map_err(|_| bad())?.into(), rest)
+        } else {
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), s)
+        };
+        let (h, g) = rest.split_once(':').ok_or_else(bad)?;
+        Ok(Publish {
+            addr,
+            host: port(h)?,
+            guest: port(g)?,
+        })
+    }
+}
+
+impl std::fmt::Display for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.addr {
+            IpAddr::V6(a) => write!(f, "[{a}]:{}->{}", self.host, self.guest),
+            IpAddr::V4(a) => write!(f, "{a}:{}->{}", self.host, self.guest),
+        }
+    }
+}
+
+/// The effective policy of one run.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub net: bool,
+    pub cidrs: Vec<IpNet>,
+    pub hosts: Vec<HostPattern>,
+    pub publish: Vec<Publish>,
+}
+
+impl Policy {
+    /// From the signed config plus run-time publications.
+    pub fn from_config(c: &MachineConfig, run_publish: &[String]) -> Result<Policy, NetError> {
+        let cidrs = c
+            .network
+            .allow_cidrs
+            .iter()
+            .map(|s| parse_cidr(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hosts = c
+            .network
+            .allow_hosts
+            .iter()
+            .map(|s| HostPattern::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut publish = c
+            .ports
+            .iter()
+            .map(|s| Publish::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        for s in run_publish {
+            // At run time a guest port can be moved to another host port.
+            let p = Publish::parse(s)?;
+            publish.retain(|q| q.guest != p.guest);
+            publish.push(p);
+        }
+        for (i, p) in publish.iter().enumerate() {
+            if publish[..i].iter().any(|q| q.host == p.host) {
+                return Err(NetError::DuplicatePort { port: p.host });
+            }
+        }
+        if !c.net && !publish.is_empty() {
+            return Err(NetError::PortsWithoutNet);
+        }
+        Ok(Policy {
+            net: c.net,
+            cidrs,
+            hosts,
+            publish,
+        })
+    }
+
+    pub fn has_allow_lists(&self) -> bool {
+        !self.cidrs.is_empty() || !self.hosts.is_empty()
+    }
+
+    /// Whether the guest may look `name` up (lower-case, no trailing dot).
+    pub fn name_allowed(&self, name: &str) -> bool {
+        !self.has_allow_lists() || self.hosts.iter().any(|h| h.matches(name))
+    }
+
+    pub fn listed_cidr(&self, ip: IpAddr) -> bool {
+        self.cidrs.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Why an address is denied, for messages and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Deny {
+    #[error("loopback, link-local, multicast or unspecified address (list it in allow_cidrs to allow it)")]
+    Special,
+    #[error("an address of this host (list it in allow_cidrs to allow it)")]
+    HostOwn,
+    #[error("not in the machine's allow-lists")]
+    NotListed,
+}
+
+/// Addresses never reached unless an `allow_cidrs` entry lists them.
+pub fn is_special(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            a.is_loopback()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || a.is_broadcast()
+        }
+        IpAddr::V6(a) => {
+            a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (a.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` is a.b.c.d (a v6 socket reaches v4 hosts that way).
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The live state the supervisor checks against: the policy, the host's
+/// own addresses, and the addresses allowed host names resolved to.
+pub struct Egress {
+    pub policy: Policy,
+    host_own: HashSet<IpAddr>,
+    resolved: RwLock<HashSet<IpAddr>>,
+}
+
+impl Egress {
+    pub fn new(policy: Policy, host_own: HashSet<IpAddr>) -> Arc<Egress> {
+        Arc::new(Egress {
+            policy,
+            host_own: host_own.into_iter().map(canonical).collect(),
+            resolved: RwLock::new(HashSet::new()),
+        })
+    }
+
+    /// Records addresses an allowed name resolved to.
+    pub fn learn(&self, ips: impl IntoIterator<Item = IpAddr>) {
+        let mut set = self.resolved.write().unwrap_or_else(|e| e.into_inner());
+        set.extend(ips.into_iter().map(canonical));
+    }
+
+    /// The verdict for an outbound connection or datagram to `ip`.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Deny> {
+        let ip = canonical(ip);
+        if self.policy.listed_cidr(ip) {
+            return Ok(());
+        }
+        if is_special(ip) {
+            return Err(Deny::Special);
+        }
+        if self.host_own.contains(&ip) {
+            return Err(Deny::HostOwn);
+        }
+        if !self.policy.has_allow_lists() {
+            return Ok(());
+        }
+        let known = self
+            .resolved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&ip);
+        if known {
+            Ok(())
+        } else {
+            Err(Deny::NotListed)
+        }
+    }
+}
+
+/// Every address of the host's interfaces (getifaddrs).
+pub fn host_addresses() -> std::io::Result<HashSet<IpAddr>> {
+    let mut out = HashSet::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: cur is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points at a sockaddr whose family says its
+            // real type; we read only the matching struct.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: family AF_INET: the sockaddr is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                out.insert(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: family AF_INET6: the sockaddr is a sockaddr_in6.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                out.insert(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: head came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// Human lines describing the policy (inspect, --smolvm-info). `esc`
+/// escapes strings that came from the artifact.
+pub fn describe(p: &Policy) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !p.net {
+        lines.push("off: the guest has no network device".into());
+        return lines;
+    }
+    if p.has_allow_lists() {
+        let hosts: Vec<String> = p.hosts.iter().map(|h| h.to_string()).collect();
+        let cidrs: Vec<String> = p.cidrs.iter().map(|c| c.to_string()).collect();
+        lines.push(format!(
+            "egress only to: hosts [{}] cidrs [{}] (enforced on the host; everything else refused)",
+            hosts.join(", "),
+            cidrs.join(", ")
+        ));
+        lines.push("dns: our resolver answers only the allowed host names".into());
+    } else {
+        lines.push("egress: any public address (no allow-lists)".into());
+    }
+    lines.push(
+        "denied unless listed in allow_cidrs: loopback, link-local (169.254.0.0/16 incl. cloud metadata), the host's own addresses, multicast"
+            .into(),
+    );
+    if p.publish.is_empty() {
+        lines.push("published ports: none (guest listeners open nothing on the host)".into());
+    } else {
+        let ports: Vec<String> = p.publish.iter().map(|q| q.to_string()).collect();
+        lines.push(format!("published ports: {}", ports.join(", ")));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(net: bool, hosts: &[&str], cidrs: &[&str], ports: &[&str]) -> MachineConfig {
+        let mut c = MachineConfig {
+            net,
+            ..MachineConfig::default()
+        };
+        c.network.allow_hosts = hosts.iter().map(|s| s.to_string()).collect();
+        c.network.allow_cidrs = cidrs.iter().map(|s| s.to_string()).collect();
+        c.ports = ports.iter().map(|s| s.to_string()).collect();
+        c
+    }
+
+    #[test]
+    fn patterns_match_names_and_subdomains_only_as_written() {
+        let e = HostPattern::parse("Example.COM.").unwrap();
+        assert!(e.matches("example.com"));
+        assert!(!e.matches("a.example.com"));
+        let w = HostPattern::parse("*.example.com").unwrap();
+        assert!(w.matches("a.example.com"));
+        assert!(w.matches("a.b.example.com"));
+        assert!(!w.matches("example.com"));
+        assert!(!w.matches("badexample.com"));
+        for bad in ["", "*.", "a..b", "a b", "*", "a.*.b", "x/y"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ports_parse_with_loopback_default() {
+        let p = Publish::parse("8080:80").unwrap();
+        assert_eq!(p.addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!((p.host, p.guest), (8080, 80));
+        let p = Publish::parse("0.0.0.0:8080:80").unwrap();
+        assert_eq!(p.addr, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let p = Publish::parse("[::1]:8080:80").unwrap();
+        assert_eq!(p.addr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        for bad in [
+            "80",
+            "0:80",
+            "8080:0",
+            "a:b",
+            "1.2.3:8080:80",
+            "70000:80",
+            "::1:80:80",
+        ] {
+            assert!(Publish::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn run_time_ports_join_the_artifact_ports_and_need_the_network() {
+        let c = config(true, &[], &[], &["8080:80"]);
+        let p = Policy::from_config(&c, &["9000:90".into()]).unwrap();
+        assert_eq!(p.publish.len(), 2);
+        let p = Policy::from_config(&c, &["9000:80".into()]).unwrap();
+        assert_eq!(p.publish.len(), 1);
+        assert_eq!(p.publish[0].host, 9000);
+        let err = Policy::from_config(&c, &["8080:81".into()]).unwrap_err();
+        assert_eq!(err, NetError::DuplicatePort { port: 8080 });
+        let off = config(false, &[], &[], &[]);
+        assert_eq!(
+            Policy::from_config(&off, &["1:2".into()]).unwrap_err(),
+            NetError::PortsWithoutNet
+        );
+    }
+
+    #[test]
+    fn defaults_deny_loopback_link_local_and_host_addresses() {
+        let own: HashSet<IpAddr> = ["192.0.2.1".parse().unwrap()].into();
+        let open = Egress::new(
+            Policy::from_config(&config(true, &[], &[], &[]), &[]).unwrap(),
+            own.clone(),
+        );
+        assert_eq!(open.check("8.8.8.8".parse().unwrap()), Ok(()));
+        for denied in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert_eq!(
+                open.check(denied.parse().unwrap()),
+                Err(Deny::Special),
+                "{denied}"
+            );
+        }
+        assert_eq!(open.check("192.0.2.1".parse().unwrap()), Err(Deny::HostOwn));
+        assert_eq!(
+            open.check("::ffff:192.0.2.1".parse().unwrap()),
+            Err(Deny::HostOwn)
+        );
+
+        let listed = Egress::new(
+            Policy::from_config(
+                &config(true, &["ok.test"], &["192.0.2.1/32", "127.0.0.1"], &[]),
+                &[],
+            )
+            .unwrap(),
+            own,
+        );
+        assert_eq!(listed.check("192.0.2.1".parse().unwrap()), Ok(()));
+        assert_eq!(listed.check("127.0.0.1".parse().unwrap()), Ok(()));
+        assert_eq!(
+            listed.check("127.0.0.2".parse().unwrap()),
+            Err(Deny::Special)
+        );
+        assert_eq!(
+            listed.check("8.8.8.8".parse().unwrap()),
+            Err(Deny::NotListed)
+        );
+        listed.learn(["203.0.113.9".parse().unwrap(), "127.0.0.9".parse().unwrap()]);
+        assert_eq!(listed.check("203.0.113.9".parse().unwrap()), Ok(()));
+        // A name resolving to a denied address does not open it.
+        assert_eq!(
+            listed.check("127.0.0.9".parse().unwrap()),
+            Err(Deny::Special)
+        );
+        assert!(listed.policy.name_allowed("ok.test"));
+        assert!(!listed.policy.name_allowed("other.test"));
+    }
+
+    #[test]
+    fn bad_lists_name_the_entry() {
+        let c = config(true, &[], &["10.0.0.0/33"], &[]);
+        let e = Policy::from_config(&c, &[]).unwrap_err().to_string();
+        assert!(e.contains("10.0.0.0/33"), "{e}");
+        let c = config(true, &["bad host"], &[], &[]);
+        let e = Policy::from_config(&c, &[]).unwrap_err().to_string();
+        assert!(e.contains("bad host"), "{e}");
+    }
+}

@@ -1,0 +1,518 @@
+//! The egress supervisor: a seccomp filter on the VMM process that sends
+//! every `connect`, `bind`, addressed `sendto`, `sendmsg` and `sendmmsg` to
+//! a supervisor thread (SECCOMP_RET_USER_NOTIF), which reads the socket
+//! address from our own memory and answers: let it through, refuse it with
+//! an errno the guest sees, or rewrite it first (guest DNS to our resolver,
+//! published listeners to their host address) and let it through.
+//!
+//! Installed right before `krun_start_enter` with TSYNC, so every libkrun
+//! thread, present or future, is under it. Never SECCOMP_RET_TRAP: libkrun
+//! installs its own SIGSYS handler, which would kill the process.
+//!
+//! Why CONTINUE is sound here: the addresses are built by libkrun's TSI
+//! proxy in its own (host) memory from the guest's request; the guest
+//! cannot write host memory, and the thread that made the call is blocked
+//! until we answer. The notification id is checked valid after reading and
+//! again after a rewrite, so an answer never reaches a different call.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use super::{canonical, Egress, GUEST_DNS};
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xc000_00b7;
+
+/// Set by tests to simulate a kernel without seccomp user notification: the
+/// runtime must then refuse to start a networked machine.
+const SIMULATE_MISSING: &str = "SMOLVM_TEST_NO_SECCOMP_NOTIFY";
+
+/// Whether this kernel can run the supervisor; the reason when it cannot.
+pub fn available() -> Result<(), String> {
+    if std::env::var_os(SIMULATE_MISSING).is_some_and(|v| v == "1") {
+        return Err(format!(
+            "seccomp user notification reported missing ({SIMULATE_MISSING}=1)"
+        ));
+    }
+    let action: u32 = libc::SECCOMP_RET_USER_NOTIF;
+    // SAFETY: SECCOMP_GET_ACTION_AVAIL reads one u32 from the pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_ACTION_AVAIL,
+            0,
+            &action as *const u32,
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "this kernel has no seccomp user notification ({}; Linux 5.5 or later needed)",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+struct Insn(u16, u8, u8, u32);
+
+const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const JGE: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+const RET: u16 = 0x06; // BPF_RET | BPF_K
+
+fn u32_of(v: libc::c_long) -> u32 {
+    u32::try_from(v).expect("syscall numbers are small")
+}
+
+/// The filter program. Jump offsets are relative to the next instruction;
+/// the three verdicts sit at the end.
+fn program() -> Vec<libc::sock_filter> {
+    const ARGS4_LO: u32 = 16 + 4 * 8; // offsetof(seccomp_data, args[4])
+    let enosys = libc::SECCOMP_RET_ERRNO | u32::try_from(libc::ENOSYS).expect("small");
+    // Indices of the verdicts, counted from the program below.
+    const ALLOW: u8 = 14;
+    const NOTIFY: u8 = 15;
+    const DENY: u8 = 16;
+    let at = |i: u8, target: u8| target - i - 1;
+    let mut p = vec![
+        Insn(LD_ABS, 0, 0, 4),                                   // 0: arch
+        Insn(JEQ, 0, at(1, DENY), AUDIT_ARCH),                   // 1
+        Insn(LD_ABS, 0, 0, 0),                                   // 2: nr
+        Insn(JGE, at(3, DENY), 0, 0x4000_0000),                  // 3: x32 ABI
+        Insn(JEQ, at(4, NOTIFY), 0, u32_of(libc::SYS_connect)),  // 4
+        Insn(JEQ, at(5, NOTIFY), 0, u32_of(libc::SYS_bind)),     // 5
+        Insn(JEQ, at(6, NOTIFY), 0, u32_of(libc::SYS_sendmsg)),  // 6
+        Insn(JEQ, at(7, NOTIFY), 0, u32_of(libc::SYS_sendmmsg)), // 7
+        // io_uring would do socket work outside any syscall filter.
+        Insn(JEQ, at(8, DENY), 0, u32_of(libc::SYS_io_uring_setup)), // 8
+        Insn(JEQ, 0, at(9, ALLOW), u32_of(libc::SYS_sendto)),        // 9
+        Insn(LD_ABS, 0, 0, ARGS4_LO),                                // 10: dest_addr (low)
+        Insn(JEQ, 0, at(11, NOTIFY), 0),                             // 11
+        Insn(LD_ABS, 0, 0, ARGS4_LO + 4),                            // 12: dest_addr (high)
+        Insn(JEQ, at(13, ALLOW), at(13, NOTIFY), 0),                 // 13
+        Insn(RET, 0, 0, libc::SECCOMP_RET_ALLOW),                    // 14 ALLOW
+        Insn(RET, 0, 0, libc::SECCOMP_RET_USER_NOTIF),               // 15 NOTIFY
+        Insn(RET, 0, 0, enosys),                                     // 16 DENY
+    ];
+    debug_assert_eq!(p.len(), usize::from(DENY) + 1);
+    p.drain(..)
+        .map(|Insn(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
+        .collect()
+}
+
+/// How a notified call is answered.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Continue,
+    Errno(i32),
+}
+
+struct Supervisor {
+    egress: Arc<Egress>,
+    dns: SocketAddr,
+    trusted: HashSet<i32>,
+    log: bool,
+}
+
+/// Installs the filter on every thread of this process and starts the
+/// supervisor thread. Call right before entering the VM: from here on the
+/// process's network calls are checked. `trusted` are thread ids whose
+/// calls pass unchecked (our own resolver, which does the host's lookups).
+pub fn install(egress: Arc<Egress>, dns: SocketAddr, trusted: HashSet<i32>) -> std::io::Result<()> {
+    let mut filter = program();
+    let prog = libc::sock_fprog {
+        len: u16::try_from(filter.len()).expect("short program"),
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl; no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let flags = libc::SECCOMP_FILTER_FLAG_TSYNC
+        | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+        | libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+    // SAFETY: prog points at a valid program that outlives the call (the
+    // kernel copies it).
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd).expect("file descriptors fit in c_int");
+    // SAFETY: the kernel just returned this listener descriptor to us.
+    let listener = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sup = Supervisor {
+        egress,
+        dns,
+        trusted,
+        log: std::env::var_os("SMOLVM_NET_LOG").is_some_and(|v| v == "1"),
+    };
+    std::thread::Builder::new()
+        .name("smolvm-netpolicy".into())
+        .spawn(move || sup.serve(listener))?;
+    Ok(())
+}
+
+/// Kernel sizes of the notification structs (they may be larger than ours).
+fn notif_sizes() -> std::io::Result<libc::seccomp_notif_sizes> {
+    let mut sizes = libc::seccomp_notif_sizes {
+        seccomp_notif: 0,
+        seccomp_notif_resp: 0,
+        seccomp_data: 0,
+    };
+    // SAFETY: GET_NOTIF_SIZES writes one seccomp_notif_sizes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_NOTIF_SIZES,
+            0,
+            &mut sizes as *mut libc::seccomp_notif_sizes,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(sizes)
+}
+
+/// Reads `len` bytes at `addr` of this process.
+fn read_mem(addr: u64, len: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: usize::try_from(addr).ok()? as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: process_vm_readv copies into our buffer (len bytes) and
+    // faults safely (EFAULT) on a bad remote address.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    (usize::try_from(n).ok()? == len).then_some(buf)
+}
+
+/// Writes `data` at `addr` of this process.
+fn write_mem(addr: u64, data: &[u8]) -> bool {
+    let local = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let Ok(a) = usize::try_from(addr) else {
+        return false;
+    };
+    let remote = libc::iovec {
+        iov_base: a as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: process_vm_writev reads our slice and writes the target
+    // range, failing with EFAULT rather than faulting.
+    let n = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+    usize::try_from(n).is_ok_and(|n| n == data.len())
+}
+
+/// A socket address read from memory: family and, for IP, the address.
+enum Addr {
+    Ip(SocketAddr),
+    Other,
+}
+
+fn parse_sockaddr(b: &[u8]) -> Option<Addr> {
+    let family = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+    match family {
+        libc::AF_INET => {
+            let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+            let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some(Addr::Ip(SocketAddr::new(Ipv4Addr::from(ip).into(), port)))
+        }
+        libc::AF_INET6 => {
+            let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+            let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            Some(Addr::Ip(SocketAddr::new(Ipv6Addr::from(ip).into(), port)))
+        }
+        _ => Some(Addr::Other),
+    }
+}
+
+/// `orig` (the bytes read) with the IP and port replaced, same family.
+fn rewrite(orig: &[u8], to: SocketAddr) -> Option<Vec<u8>> {
+    let mut b = orig.to_vec();
+    let family = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+    b.get_mut(2..4)?.copy_from_slice(&to.port().to_be_bytes());
+    match (family, to.ip()) {
+        (libc::AF_INET, IpAddr::V4(a)) => b.get_mut(4..8)?.copy_from_slice(&a.octets()),
+        (libc::AF_INET6, IpAddr::V6(a)) => b.get_mut(8..24)?.copy_from_slice(&a.octets()),
+        (libc::AF_INET6, IpAddr::V4(a)) => b
+            .get_mut(8..24)?
+            .copy_from_slice(&a.to_ipv6_mapped().octets()),
+        _ => return None,
+    }
+    Some(b)
+}
+
+fn socket_type(fd: u64) -> Option<i32> {
+    let fd = RawFd::try_from(fd).ok()?;
+    let mut ty: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).ok()?;
+    // SAFETY: SO_TYPE writes one c_int; fd is a number in our own table
+    // (the supervisor shares it with the calling thread).
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(ty)
+}
+
+const MAX_SOCKADDR: u64 = 128;
+
+impl Supervisor {
+    fn serve(self, listener: OwnedFd) {
+        use std::os::fd::AsRawFd;
+        let Ok(sizes) = notif_sizes() else { return };
+        let req_len =
+            usize::from(sizes.seccomp_notif).max(std::mem::size_of::<libc::seccomp_notif>());
+        let resp_len = usize::from(sizes.seccomp_notif_resp)
+            .max(std::mem::size_of::<libc::seccomp_notif_resp>());
+        // u64 storage: aligned for both structs.
+        let mut req_buf = vec![0u64; req_len.div_ceil(8)];
+        let mut resp_buf = vec![0u64; resp_len.div_ceil(8)];
+        let fd = listener.as_raw_fd();
+        loop {
+            req_buf.iter_mut().for_each(|w| *w = 0);
+            // SAFETY: the buffer is zeroed, aligned and at least the kernel's
+            // seccomp_notif size.
+            let r =
+                unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, req_buf.as_mut_ptr()) };
+            if r != 0 {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) | Some(libc::ENOENT) => continue,
+                    _ => return,
+                }
+            }
+            // SAFETY: the kernel filled a seccomp_notif at the buffer start.
+            let req = unsafe { &*(req_buf.as_ptr() as *const libc::seccomp_notif) };
+            let verdict = self.decide(fd, req);
+            resp_buf.iter_mut().for_each(|w| *w = 0);
+            // SAFETY: aligned, zeroed, large enough for seccomp_notif_resp.
+            let resp = unsafe { &mut *(resp_buf.as_mut_ptr() as *mut libc::seccomp_notif_resp) };
+            resp.id = req.id;
+            match verdict {
+                Verdict::Continue => {
+                    resp.flags =
+                        u32::try_from(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE).expect("flag fits");
+                }
+                Verdict::Errno(e) => resp.error = -e,
+            }
+            // SAFETY: resp is a valid response for the id just received; an
+            // ENOENT (the caller is gone) is harmless.
+            unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, resp_buf.as_mut_ptr()) };
+        }
+    }
+
+    fn id_valid(fd: RawFd, id: u64) -> bool {
+        let mut id = id;
+        // SAFETY: ID_VALID reads one u64.
+        unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id as *mut u64) == 0 }
+    }
+
+    fn decide(&self, fd: RawFd, req: &libc::seccomp_notif) -> Verdict {
+        if self.trusted.contains(&i32::try_from(req.pid).unwrap_or(-1)) {
+            return Verdict::Continue;
+        }
+        let a = req.data.args;
+        let nr = libc::c_long::from(req.data.nr);
+        let v = match nr {
+            libc::SYS_connect => {
+                self.outbound(fd, req.id, a[0], a[1], a[2], libc::ECONNREFUSED, "connect")
+            }
+            libc::SYS_sendto => self.outbound(fd, req.id, a[0], a[4], a[5], libc::EACCES, "sendto"),
+            libc::SYS_bind => self.bind(fd, req.id, a[0], a[1], a[2]),
+            libc::SYS_sendmsg => self.sendmsg(fd, req.id, a[0], a[1]),
+            libc::SYS_sendmmsg => self.sendmmsg(fd, req.id, a[0], a[1], a[2]),
+            _ => Verdict::Errno(libc::ENOSYS),
+        };
+        // The memory we read belonged to this call only if it is still live.
+        if !Self::id_valid(fd, req.id) {
+            return Verdict::Errno(libc::EINTR);
+        }
+        v
+    }
+
+    fn deny(&self, what: &str, to: SocketAddr, why: &str, errno: i32) -> Verdict {
+        if self.log {
+            eprintln!("smolvm: network policy refused {what} to {to}: {why}");
+        }
+        Verdict::Errno(errno)
+    }
+
+    /// connect/sendto to the sockaddr at `ptr` (`len` bytes) on `sock`.
+    #[allow(clippy::too_many_arguments)]
+    fn outbound(
+        &self,
+        fd: RawFd,
+        id: u64,
+        sock: u64,
+        ptr: u64,
+        len: u64,
+        errno: i32,
+        what: &str,
+    ) -> Verdict {
+        if ptr == 0 {
+            return Verdict::Continue;
+        }
+        let Some(bytes) = read_mem(ptr, usize::try_from(len.min(MAX_SOCKADDR)).unwrap_or(0)) else {
+            return Verdict::Errno(libc::EFAULT);
+        };
+        let to = match parse_sockaddr(&bytes) {
+            Some(Addr::Ip(to)) => to,
+            // AF_UNIX (libkrun's own vsock-to-socket ports), AF_UNSPEC
+            // (disconnect): not the guest's network.
+            Some(Addr::Other) => return Verdict::Continue,
+            None => return Verdict::Errno(libc::EINVAL),
+        };
+        if canonical(to.ip()) == IpAddr::V4(GUEST_DNS) && to.port() == 53 {
+            if socket_type(sock) != Some(libc::SOCK_DGRAM) {
+                return self.deny(what, to, "DNS over TCP is not offered", libc::ECONNREFUSED);
+            }
+            let Some(new) = rewrite(&bytes, self.dns) else {
+                return Verdict::Errno(libc::EAFNOSUPPORT);
+            };
+            if !Self::id_valid(fd, id) || !write_mem(ptr, &new) {
+                return Verdict::Errno(libc::EINTR);
+            }
+            return Verdict::Continue;
+        }
+        match self.egress.check(to.ip()) {
+            Ok(()) => Verdict::Continue,
+            Err(why) => self.deny(what, to, &why.to_string(), errno),
+        }
+    }
+
+    fn bind(&self, fd: RawFd, id: u64, sock: u64, ptr: u64, len: u64) -> Verdict {
+        let Some(bytes) = read_mem(ptr, usize::try_from(len.min(MAX_SOCKADDR)).unwrap_or(0)) else {
+            return Verdict::Errno(libc::EFAULT);
+        };
+        let at = match parse_sockaddr(&bytes) {
+            Some(Addr::Ip(at)) => at,
+            Some(Addr::Other) => return Verdict::Continue,
+            None => return Verdict::Errno(libc::EINVAL),
+        };
+        // Port 0: an ephemeral source port for outgoing datagrams.
+        if at.port() == 0 {
+            return Verdict::Continue;
+        }
+        let published = self
+            .egress
+            .policy
+            .publish
+            .iter()
+            .find(|p| p.host == at.port());
+        match (published, socket_type(sock)) {
+            (Some(p), Some(libc::SOCK_STREAM)) => {
+                let Some(new) = rewrite(&bytes, SocketAddr::new(p.addr, p.host)) else {
+                    return self.deny(
+                        "listen",
+                        at,
+                        "address family of the publication",
+                        libc::EAFNOSUPPORT,
+                    );
+                };
+                if !Self::id_valid(fd, id) || !write_mem(ptr, &new) {
+                    return Verdict::Errno(libc::EINTR);
+                }
+                Verdict::Continue
+            }
+            _ => self.deny("listen", at, "port not published", libc::EACCES),
+        }
+    }
+
+    fn sendmsg(&self, fd: RawFd, id: u64, sock: u64, msg: u64) -> Verdict {
+        let Some(hdr) = read_mem(msg, std::mem::size_of::<libc::msghdr>()) else {
+            return Verdict::Errno(libc::EFAULT);
+        };
+        // SAFETY: hdr holds size_of::<msghdr>() bytes; read_unaligned copes
+        // with the Vec's alignment.
+        let h: libc::msghdr = unsafe { std::ptr::read_unaligned(hdr.as_ptr().cast()) };
+        self.outbound(
+            fd,
+            id,
+            sock,
+            h.msg_name as u64,
+            u64::from(h.msg_namelen),
+            libc::EACCES,
+            "sendmsg",
+        )
+    }
+
+    fn sendmmsg(&self, fd: RawFd, id: u64, sock: u64, vec: u64, vlen: u64) -> Verdict {
+        // The kernel sends at most UIO_MAXIOV messages per call.
+        let size = std::mem::size_of::<libc::mmsghdr>() as u64;
+        for i in 0..vlen.min(1024) {
+            let Some(at) = i.checked_mul(size).and_then(|o| vec.checked_add(o)) else {
+                return Verdict::Errno(libc::EFAULT);
+            };
+            match self.sendmsg(fd, id, sock, at) {
+                Verdict::Continue => {}
+                deny => return deny,
+            }
+        }
+        Verdict::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_jumps_land_on_verdicts_and_stay_in_range() {
+        let p = program();
+        for (i, insn) in p.iter().enumerate() {
+            if insn.code == JEQ || insn.code == JGE {
+                for off in [insn.jt, insn.jf] {
+                    let target = i + 1 + usize::from(off);
+                    assert!(target < p.len(), "insn {i} jumps out");
+                }
+            }
+        }
+        assert_eq!(p.last().unwrap().code, RET);
+    }
+
+    #[test]
+    fn rewrites_keep_the_family_and_map_v4_into_v6() {
+        let v4 = {
+            let mut b = vec![0u8; 16];
+            b[..2].copy_from_slice(&u16::try_from(libc::AF_INET).unwrap().to_ne_bytes());
+            b
+        };
+        let to: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+        let out = rewrite(&v4, to).unwrap();
+        match parse_sockaddr(&out) {
+            Some(Addr::Ip(a)) => assert_eq!(a, to),
+            _ => panic!("not ip"),
+        }
+        let mut v6 = vec![0u8; 28];
+        v6[..2].copy_from_slice(&u16::try_from(libc::AF_INET6).unwrap().to_ne_bytes());
+        let out = rewrite(&v6, to).unwrap();
+        match parse_sockaddr(&out) {
+            Some(Addr::Ip(a)) => assert_eq!(canonical(a.ip()), to.ip()),
+            _ => panic!("not ip"),
+        }
+        assert!(parse_sockaddr(&[2]).is_none());
+    }
+}

@@ -1,0 +1,229 @@
+//! The egress supervisor on this host's real kernel, without a VM: a child
+//! process installs it (as the VMM does right before entering the guest)
+//! and then makes the calls libkrun's TSI proxy makes on the guest's
+//! behalf. The parent checks the child's report.
+//!
+//! Run: `cargo test -p smolvm-runtime --test net_supervisor`.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use smolvm_format::MachineConfig;
+use smolvm_runtime::net::{dns, supervisor, Egress, Policy, GUEST_DNS};
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("child") {
+        child();
+        return;
+    }
+    if let Err(why) = supervisor::available() {
+        // A kernel without user notification cannot run this check; the
+        // runtime refuses networked machines there (tested in cli.rs).
+        println!("net_supervisor: SKIPPED: {why}");
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .arg("child")
+        .output()
+        .expect("spawn the child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    print!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("ALL CHECKS PASSED"),
+        "child failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    println!("net_supervisor: ok");
+}
+
+fn query(name: &str) -> Vec<u8> {
+    let mut m = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in name.split('.') {
+        m.push(u8::try_from(l.len()).unwrap());
+        m.extend_from_slice(l.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m
+}
+
+fn errno_of(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+fn check(name: &str, ok: bool, detail: impl std::fmt::Debug) {
+    println!("{} {name}: {detail:?}", if ok { "PASS" } else { "FAIL" });
+    if !ok {
+        std::process::exit(1);
+    }
+}
+
+fn child() {
+    // Listeners made before the filter: 127.0.0.2 is listed, 127.0.0.1 not.
+    let listed = TcpListener::bind("127.0.0.2:0").unwrap();
+    let unlisted = TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp_target = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut c = MachineConfig {
+        net: true,
+        ports: vec!["127.0.0.1:18431:80".into()],
+        ..MachineConfig::default()
+    };
+    c.network.allow_cidrs = vec!["127.0.0.2/32".into()];
+    c.network.allow_hosts = vec!["localhost".into()];
+    let policy = Policy::from_config(&c, &[]).unwrap();
+    let egress = Egress::new(policy, smolvm_runtime::net::host_addresses().unwrap());
+    let resolver = dns::start(egress.clone()).unwrap();
+    supervisor::install(egress, resolver.addr, resolver.tids).unwrap();
+
+    let r = TcpStream::connect(listed.local_addr().unwrap());
+    check("connect to a listed CIDR", r.is_ok(), r.as_ref().err());
+    drop((r, listed.accept()));
+
+    let t = Instant::now();
+    let r = TcpStream::connect(unlisted.local_addr().unwrap());
+    let e = r.as_ref().err().map(errno_of);
+    check(
+        "connect to loopback refused",
+        e == Some(libc::ECONNREFUSED),
+        e,
+    );
+    check(
+        "refused at once",
+        t.elapsed() < Duration::from_secs(1),
+        t.elapsed(),
+    );
+
+    let t = Instant::now();
+    let r = TcpStream::connect_timeout(
+        &"169.254.169.254:80".parse().unwrap(),
+        Duration::from_secs(5),
+    );
+    let e = r.as_ref().err().map(errno_of);
+    check("cloud metadata refused", e == Some(libc::ECONNREFUSED), e);
+    check(
+        "metadata refused at once",
+        t.elapsed() < Duration::from_secs(1),
+        t.elapsed(),
+    );
+
+    let r = TcpStream::connect("[::1]:9");
+    let e = r.as_ref().err().map(errno_of);
+    check("IPv6 loopback refused", e == Some(libc::ECONNREFUSED), e);
+
+    let r = TcpStream::connect(format!(
+        "[::ffff:127.0.0.1]:{}",
+        unlisted.local_addr().unwrap().port()
+    ));
+    let e = r.as_ref().err().map(errno_of);
+    check(
+        "v4-mapped loopback refused",
+        e == Some(libc::ECONNREFUSED),
+        e,
+    );
+
+    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let r = u.send_to(b"x", udp_target.local_addr().unwrap());
+    let e = r.as_ref().err().map(errno_of);
+    check(
+        "UDP to a denied address refused",
+        e == Some(libc::EACCES),
+        e,
+    );
+    udp_target.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 4];
+    let got = udp_target.recv_from(&mut b);
+    check(
+        "and nothing arrived",
+        got.as_ref().err().map(|e| e.kind()) == Some(ErrorKind::WouldBlock),
+        got.is_ok(),
+    );
+
+    let r = u.connect(udp_target.local_addr().unwrap());
+    let e = r.as_ref().err().map(errno_of);
+    check(
+        "UDP connect to a denied address refused",
+        e == Some(libc::ECONNREFUSED),
+        e,
+    );
+
+    // DNS: the guest's nameserver address is our resolver.
+    let dnsq = UdpSocket::bind("0.0.0.0:0").unwrap();
+    dnsq.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let ns = SocketAddr::from((GUEST_DNS, 53));
+    dnsq.send_to(&query("denied.example"), ns).unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = dnsq.recv_from(&mut buf).unwrap();
+    check(
+        "denied name: NXDOMAIN",
+        n >= 12 && buf[3] & 0xf == 3,
+        &buf[..n.min(12)],
+    );
+    dnsq.send_to(&query("localhost"), ns).unwrap();
+    let (n, _) = dnsq.recv_from(&mut buf).unwrap();
+    let answers = u16::from_be_bytes([buf[6], buf[7]]);
+    check(
+        "allowed name answers",
+        buf[3] & 0xf == 0 && answers >= 1,
+        (answers, n),
+    );
+    check(
+        "its address",
+        buf[n - 4..n] == [127, 0, 0, 1],
+        &buf[n - 4..n],
+    );
+    // ...and resolving to a denied address does not open it.
+    let r = TcpStream::connect(unlisted.local_addr().unwrap());
+    let e = r.as_ref().err().map(errno_of);
+    check(
+        "a name resolving to loopback stays denied",
+        e == Some(libc::ECONNREFUSED),
+        e,
+    );
+
+    // Another DNS server is just another address: denied.
+    let r = dnsq.send_to(&query("localhost"), "127.0.0.53:53");
+    let e = r.as_ref().err().map(errno_of);
+    check("DNS to another server refused", e == Some(libc::EACCES), e);
+
+    // Listening: only published ports, and on their published address.
+    let r = TcpListener::bind("0.0.0.0:18432");
+    let e = r.as_ref().err().map(errno_of);
+    check("unpublished listener refused", e == Some(libc::EACCES), e);
+    let l = TcpListener::bind("0.0.0.0:18431").unwrap();
+    let at = l.local_addr().unwrap();
+    check(
+        "published listener bound to 127.0.0.1",
+        at.to_string() == "127.0.0.1:18431",
+        at,
+    );
+    let l6 = TcpListener::bind("[::]:18431");
+    check(
+        "a second bind of the port fails normally",
+        l6.is_err(),
+        l6.as_ref().err(),
+    );
+
+    // io_uring would bypass the filter: unavailable.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup with a zeroed params struct of its size; we
+    // only look at the error.
+    let r = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) };
+    let e = std::io::Error::last_os_error().raw_os_error();
+    check(
+        "io_uring unavailable",
+        r < 0 && e == Some(libc::ENOSYS),
+        (r, e),
+    );
+
+    // Data on an allowed connection is not slowed by a check per write.
+    let mut s = TcpStream::connect(listed.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = listed.accept().unwrap();
+    s.write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    peer.read_exact(&mut got).unwrap();
+    check("data flows", &got == b"ping", got);
+    println!("ALL CHECKS PASSED");
+}
