@@ -13,7 +13,9 @@
  *      the workload can write anywhere, every write is discarded when the VM
  *      ends, and owners, modes, xattrs and device nodes are the image's own
  *      whoever runs the machine on the host;
- *   3. bind /dev, /proc and /sys into the overlay, chroot into it, switch
+ *   3. with the network on, put the host's /.smolvm/resolv.conf (our
+ *      resolver) at /etc/resolv.conf in the per-run layer;
+ *   4. bind /dev, /proc and /sys into the overlay, chroot into it, switch
  *      user, chdir and exec the workload. Being an exec, the workload's exit
  *      status is ours, and init.krun reports it to the host.
  *
@@ -37,6 +39,7 @@ typedef unsigned long size_t;
 #define SYS_mount 165
 #define SYS_openat 257
 #define SYS_mkdirat 258
+#define SYS_unlinkat 263
 static long syscall6(long n, long a, long b, long c, long d, long e, long f)
 {
     long ret;
@@ -68,6 +71,7 @@ __asm__(".global _start\n"
 #define SYS_mount 40
 #define SYS_openat 56
 #define SYS_mkdirat 34
+#define SYS_unlinkat 35
 static long syscall6(long n, long a, long b, long c, long d, long e, long f)
 {
     register long x8 __asm__("x8") = n;
@@ -95,6 +99,10 @@ __asm__(".global _start\n"
 #define AT_FDCWD (-100)
 #define O_RDONLY 0
 #define O_CLOEXEC 02000000
+#define O_WRONLY 1
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define O_NOFOLLOW 0400000
 #define MS_RDONLY 1
 #define MS_NOSUID 2
 #define MS_NODEV 4
@@ -223,6 +231,41 @@ static void mkdir_p(char *path)
     }
 }
 
+/* The host's resolv.conf when the network is on (read before the per-run
+ * tmpfs hides /.smolvm). */
+static char resolv[4096];
+static long resolv_len;
+
+static void read_resolv_conf(void)
+{
+    long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/resolv.conf", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0)
+        return;
+    long n = syscall6(SYS_read, fd, (long)resolv, (long)sizeof(resolv), 0, 0, 0);
+    syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (n < 0)
+        die("cannot read /.smolvm/resolv.conf", n);
+    resolv_len = n;
+}
+
+/* Replaces the image's /etc/resolv.conf (often a symlink to a resolver the
+ * image's build host had) in the writable layer. */
+static void write_resolv_conf(void)
+{
+    if (resolv_len <= 0)
+        return;
+    syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/root/etc", 0755, 0, 0, 0);
+    syscall6(SYS_unlinkat, AT_FDCWD, (long)"/.smolvm/root/etc/resolv.conf", 0, 0, 0, 0);
+    long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/root/etc/resolv.conf",
+                       O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644, 0, 0);
+    if (fd < 0)
+        die("cannot write /etc/resolv.conf", fd);
+    long n = syscall6(SYS_write, fd, (long)resolv, resolv_len, 0, 0, 0);
+    syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (n != resolv_len)
+        die("cannot write /etc/resolv.conf", n < 0 ? n : 0);
+}
+
 static void bind_into_root(const char *src, const char *dst)
 {
     syscall6(SYS_mkdirat, AT_FDCWD, (long)dst, 0755, 0, 0, 0);
@@ -266,6 +309,8 @@ void init_main(void)
         envp_buf[i] = next();
     envp_buf[envc] = 0;
 
+    read_resolv_conf();
+
     /* The per-run writable layer. */
     long r = syscall6(SYS_mount, (long)"tmpfs", (long)"/.smolvm", (long)"tmpfs", MS_NOSUID | MS_NODEV, (long)"mode=0755", 0);
     if (r < 0)
@@ -281,6 +326,7 @@ void init_main(void)
                  (long)"lowerdir=/.smolvm/lower,upperdir=/.smolvm/upper,workdir=/.smolvm/work", 0);
     if (r < 0)
         die("cannot mount the overlay root (does the guest kernel have overlayfs?)", r);
+    write_resolv_conf();
     bind_into_root("/dev", "/.smolvm/root/dev");
     bind_into_root("/proc", "/.smolvm/root/proc");
     bind_into_root("/sys", "/.smolvm/root/sys");
