@@ -793,6 +793,26 @@ impl HostUser {
 
 // ------------------------------------------------------------------ real boots
 
+/// A busybox root with every applet linked; directories and busybox 0755,
+/// owned by whoever runs the test (root in CI).
+pub fn busybox_root(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("busybox-static at /bin/busybox");
+    for p in [root.clone(), root.join("bin"), root.join("bin/busybox")] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+    }
+    root
+}
+
 /// The release `smolvm` the boot tests pack with (`SMOLVM_BIN` overrides).
 pub fn release_smolvm() -> PathBuf {
     bin("SMOLVM_BIN", "target/release/smolvm")

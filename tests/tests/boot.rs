@@ -9,31 +9,12 @@
 //! the reason only if QEMU is not installed.
 
 use smolvm_tests::{
-    as_each_host_user, guest_kernel as kernel, harness_available, release_smolvm as smolvm, repo,
-    run_ok, scratch_dir, stub_bin as stub, Scenarios,
+    as_each_host_user, busybox_root, guest_kernel as kernel, harness_available,
+    release_smolvm as smolvm, repo, run_ok, scratch_dir, stub_bin as stub, Scenarios,
 };
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
-
-/// A busybox root with every applet linked; directories and busybox 0755,
-/// owned by whoever runs the test (root in CI).
-fn busybox_root(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
-        .expect("busybox-static at /bin/busybox");
-    for p in [root.clone(), root.join("bin"), root.join("bin/busybox")] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-    for applet in String::from_utf8(list.stdout).unwrap().lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-    }
-    root
-}
 
 #[test]
 fn packed_machines_boot_for_real() {

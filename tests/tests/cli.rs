@@ -481,15 +481,17 @@ fn exit_codes_follow_the_convention() {
     f.verify(&f.path("keys"), &["keys/test.pub"], &[]).code(2);
 }
 
-/// Issue 8, fail closed: allow-lists that this runtime does not enforce must
-/// not boot as an open network. The refusal comes before any first-start
-/// work, so it shows in a dry run, and inspect says so in both forms.
+/// Issue 8: the effective network policy is shown by inspect in both forms,
+/// and a networked machine on a host that cannot enforce the policy (no
+/// seccomp user notification, simulated) refuses to start, before any
+/// first-start work, in one line. Bad run-time publications are usage
+/// errors naming the entry.
 #[test]
-fn network_allow_lists_are_refused_until_enforced() {
+fn network_policy_is_shown_and_fails_closed() {
     let f = Fixture::new();
     std::fs::write(
         f.path("Smolfile"),
-        "net = true\n[network]\nallow_hosts = [\"example.com\"]\nallow_cidrs = [\"192.0.2.0/24\"]\n",
+        "net = true\nports = [\"8080:80\"]\n[network]\nallow_hosts = [\"example.com\"]\nallow_cidrs = [\"192.0.2.0/24\"]\n",
     )
     .unwrap();
     let out = f.path("m.smolmachine");
@@ -500,22 +502,30 @@ fn network_allow_lists_are_refused_until_enforced() {
         .arg(&out)
         .assert()
         .success();
-    assert!(
-        stdout(&a).contains("NOT ENFORCED") && stdout(&a).contains("refuses to start"),
-        "{}",
-        stdout(&a)
-    );
+    let text = stdout(&a);
+    for needle in [
+        "egress only to: hosts [example.com] cidrs [192.0.2.0/24] (enforced on the host",
+        "loopback, link-local (169.254.0.0/16 incl. cloud metadata)",
+        "published ports: 127.0.0.1:8080->80",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
     let a = smolvm()
         .args(["pack", "inspect", "--json"])
         .arg(&out)
         .assert()
         .success();
-    let j = json(&a);
-    assert_eq!(j["network_policy"]["enforced"], false, "{j}");
-    assert_eq!(j["network_policy"]["boots"], false, "{j}");
+    let j = &json(&a)["network_policy"];
+    assert_eq!(j["enforced"], true, "{j}");
+    assert_eq!(j["boots"], true, "{j}");
+    assert_eq!(j["allow_hosts"][0], "example.com", "{j}");
+    assert_eq!(j["published_ports"][0]["address"], "127.0.0.1", "{j}");
+    assert_eq!(j["published_ports"][0]["host"], 8080, "{j}");
+
     let cache = f.path("cache");
     let a = smolvm()
         .env("SMOLVM_CACHE_DIR", &cache)
+        .env("SMOLVM_TEST_NO_SECCOMP_NOTIFY", "1")
         .args(["pack", "run", "--dry-run"])
         .arg(&out)
         .assert()
@@ -523,21 +533,46 @@ fn network_allow_lists_are_refused_until_enforced() {
     let err = stderr(&a);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("allow-list") && err.contains("example.com") && err.contains("refusing"),
+        err.contains("cannot be enforced here") && err.contains("refusing to start"),
         "{err}"
     );
     assert!(!cache.exists(), "refused before touching the cache");
-
-    // Without lists the same artifact passes that point.
-    std::fs::write(f.path("Smolfile"), "net = true\n").unwrap();
-    f.create(&out, &["--smolfile", f.path("Smolfile").to_str().unwrap()])
-        .success();
     let a = smolvm()
-        .args(["pack", "inspect", "--json"])
+        .env("SMOLVM_CACHE_DIR", &cache)
+        .args(["pack", "run", "--dry-run", "-p", "8080:81"])
+        .arg(&out)
+        .assert()
+        .code(2);
+    assert!(
+        stderr(&a).contains("host port 8080 is published twice"),
+        "{}",
+        stderr(&a)
+    );
+    let a = smolvm()
+        .env("SMOLVM_CACHE_DIR", &cache)
+        .args(["pack", "run", "--dry-run", "-p", "99999:80"])
+        .arg(&out)
+        .assert()
+        .code(2);
+    assert!(stderr(&a).contains("\"99999:80\""), "{}", stderr(&a));
+    smolvm()
+        .env("SMOLVM_CACHE_DIR", &cache)
+        .args(["pack", "run", "--dry-run", "-p", "9090:80"])
         .arg(&out)
         .assert()
         .success();
-    assert_eq!(json(&a)["network_policy"]["enforced"], true);
+
+    // An artifact without network needs no supervisor.
+    std::fs::write(f.path("Smolfile"), "net = false\n").unwrap();
+    f.create(&out, &["--smolfile", f.path("Smolfile").to_str().unwrap()])
+        .success();
+    smolvm()
+        .env("SMOLVM_CACHE_DIR", &cache)
+        .env("SMOLVM_TEST_NO_SECCOMP_NOTIFY", "1")
+        .args(["pack", "run", "--dry-run"])
+        .arg(&out)
+        .assert()
+        .success();
 }
 
 /// An unsigned artifact whose config strings carry terminal escapes cannot
