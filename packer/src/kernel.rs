@@ -10,7 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use goblin::elf::{header, program_header, Elf};
+use object::elf::{self, FileHeader32, FileHeader64};
+use object::read::elf::{FileHeader as _, ProgramHeader as _, Sym as _};
+use object::{Endianness, FileKind};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -29,13 +31,24 @@ pub enum KernelError {
     NotFound { searched: String },
 }
 
+/// Where a kernel came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelOrigin {
+    /// An ELF vmlinux, packed as given.
+    Elf,
+    /// The flat kernel inside a libkrunfw, wrapped as an ELF executable.
+    Libkrunfw,
+}
+
 /// A guest kernel as an ELF executable, plus where it came from.
 pub struct Kernel {
     pub elf: Vec<u8>,
     pub source: PathBuf,
-    /// "elf" for a vmlinux given as is, "libkrunfw" for an extracted one.
-    pub origin: &'static str,
+    pub origin: KernelOrigin,
 }
+
+/// A 64-bit ELF header over the file bytes (all `object` reads are bounds-checked).
+type Elf64 = FileHeader64<Endianness>;
 
 /// Loads a kernel from `path` (ELF vmlinux or libkrunfw shared object).
 pub fn load_kernel(path: &Path) -> Result<Kernel, KernelError> {
@@ -43,42 +56,54 @@ pub fn load_kernel(path: &Path) -> Result<Kernel, KernelError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let elf = Elf::parse(&bytes).map_err(|e| KernelError::NotElf {
+    let not_elf = |fault: String| KernelError::NotElf {
         path: path.to_path_buf(),
-        fault: e.to_string(),
-    })?;
+        fault,
+    };
     let unsupported = |fault: String| KernelError::Unsupported {
         path: path.to_path_buf(),
         fault,
     };
-    if !elf.is_64 || elf.header.e_machine != header::EM_X86_64 {
+    let data = bytes.as_slice();
+    let header = match FileKind::parse(data).map_err(|e| not_elf(e.to_string()))? {
+        FileKind::Elf64 => Elf64::parse(data).map_err(|e| not_elf(e.to_string()))?,
+        FileKind::Elf32 => {
+            let h = FileHeader32::<Endianness>::parse(data).map_err(|e| not_elf(e.to_string()))?;
+            let endian = h.endian().map_err(|e| not_elf(e.to_string()))?;
+            return Err(unsupported(format!(
+                "ELF machine {} (32-bit) is not x86_64; this build packs x86_64 guests",
+                h.e_machine(endian)
+            )));
+        }
+        other => return Err(not_elf(format!("{other:?} file"))),
+    };
+    let endian = header.endian().map_err(|e| not_elf(e.to_string()))?;
+    if header.e_machine(endian) != elf::EM_X86_64 {
         return Err(unsupported(format!(
-            "ELF machine {} ({}-bit) is not x86_64; this build packs x86_64 guests",
-            elf.header.e_machine,
-            if elf.is_64 { 64 } else { 32 }
+            "ELF machine {} (64-bit) is not x86_64; this build packs x86_64 guests",
+            header.e_machine(endian)
         )));
     }
-    match elf.header.e_type {
-        header::ET_EXEC => {
-            if !elf
-                .program_headers
-                .iter()
-                .any(|p| p.p_type == program_header::PT_LOAD)
-            {
+    match header.e_type(endian) {
+        elf::ET_EXEC => {
+            let segments = header
+                .program_headers(endian, data)
+                .map_err(|e| unsupported(e.to_string()))?;
+            if !segments.iter().any(|p| p.p_type(endian) == elf::PT_LOAD) {
                 return Err(unsupported("ELF executable has no PT_LOAD segment".into()));
             }
             Ok(Kernel {
                 elf: bytes,
                 source: path.to_path_buf(),
-                origin: "elf",
+                origin: KernelOrigin::Elf,
             })
         }
-        header::ET_DYN => {
-            let flat = extract_libkrunfw(&elf, &bytes).map_err(unsupported)?;
+        elf::ET_DYN => {
+            let flat = extract_libkrunfw(header, endian, data).map_err(unsupported)?;
             Ok(Kernel {
                 elf: wrap_flat_kernel(flat.image, flat.load_addr, flat.entry_addr),
                 source: path.to_path_buf(),
-                origin: "libkrunfw",
+                origin: KernelOrigin::Libkrunfw,
             })
         }
         other => Err(unsupported(format!(
@@ -93,45 +118,83 @@ struct FlatKernel<'a> {
     entry_addr: u64,
 }
 
-fn symbol(elf: &Elf, name: &str) -> Option<goblin::elf::Sym> {
-    elf.dynsyms
-        .iter()
-        .find(|s| elf.dynstrtab.get_at(s.st_name) == Some(name))
-        .or_else(|| {
-            elf.syms
-                .iter()
-                .find(|s| elf.strtab.get_at(s.st_name) == Some(name))
-        })
+/// A defined symbol's value and size.
+#[derive(Clone, Copy)]
+struct Symbol {
+    value: u64,
+    size: u64,
+}
+
+/// `name` in the dynamic symbol table, else in the static one.
+fn symbol(
+    header: &Elf64,
+    endian: Endianness,
+    data: &[u8],
+    name: &str,
+) -> Result<Option<Symbol>, String> {
+    let sections = header
+        .sections(endian, data)
+        .map_err(|e| format!("section table: {e}"))?;
+    for table in [elf::SHT_DYNSYM, elf::SHT_SYMTAB] {
+        let symbols = sections
+            .symbols(endian, data, table)
+            .map_err(|e| format!("symbol table: {e}"))?;
+        let found = symbols.iter().find(|s| {
+            s.name(endian, symbols.strings())
+                .is_ok_and(|n| n == name.as_bytes())
+        });
+        if let Some(s) = found {
+            return Ok(Some(Symbol {
+                value: s.st_value(endian),
+                size: s.st_size(endian),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// File bytes backing the virtual range `[vaddr, vaddr+len)`, bounds-checked.
-fn bytes_at_vaddr<'a>(elf: &Elf, bytes: &'a [u8], vaddr: u64, len: u64) -> Option<&'a [u8]> {
-    let ph = elf.program_headers.iter().find(|p| {
-        p.p_type == program_header::PT_LOAD
-            && vaddr >= p.p_vaddr
+fn bytes_at_vaddr<'a>(
+    header: &Elf64,
+    endian: Endianness,
+    data: &'a [u8],
+    vaddr: u64,
+    len: u64,
+) -> Option<&'a [u8]> {
+    let segments = header.program_headers(endian, data).ok()?;
+    let ph = segments.iter().find(|p| {
+        let start = p.p_vaddr(endian);
+        p.p_type(endian) == elf::PT_LOAD
+            && vaddr >= start
             && vaddr
                 .checked_add(len)
-                .is_some_and(|end| end <= p.p_vaddr.saturating_add(p.p_filesz))
+                .is_some_and(|end| end <= start.saturating_add(p.p_filesz(endian)))
     })?;
-    let off = ph.p_offset.checked_add(vaddr - ph.p_vaddr)?;
+    let off = ph
+        .p_offset(endian)
+        .checked_add(vaddr - ph.p_vaddr(endian))?;
     let end = off.checked_add(len)?;
-    bytes.get(usize::try_from(off).ok()?..usize::try_from(end).ok()?)
+    data.get(usize::try_from(off).ok()?..usize::try_from(end).ok()?)
 }
 
-fn extract_libkrunfw<'a>(elf: &Elf, bytes: &'a [u8]) -> Result<FlatKernel<'a>, String> {
-    let bundle = symbol(elf, "KERNEL_BUNDLE")
+fn extract_libkrunfw<'a>(
+    header: &Elf64,
+    endian: Endianness,
+    data: &'a [u8],
+) -> Result<FlatKernel<'a>, String> {
+    let bundle = symbol(header, endian, data, "KERNEL_BUNDLE")?
         .ok_or("shared object has no KERNEL_BUNDLE symbol; is it libkrunfw?")?;
-    let func = symbol(elf, "krunfw_get_kernel")
+    let func = symbol(header, endian, data, "krunfw_get_kernel")?
         .ok_or("shared object has no krunfw_get_kernel symbol; is it libkrunfw?")?;
-    let image = bytes_at_vaddr(elf, bytes, bundle.st_value, bundle.st_size)
+    let image = bytes_at_vaddr(header, endian, data, bundle.value, bundle.size)
         .ok_or("KERNEL_BUNDLE lies outside the file's loaded segments")?;
-    let code_len = func.st_size.clamp(16, 256);
-    let code = bytes_at_vaddr(elf, bytes, func.st_value, code_len)
+    let code_len = func.size.clamp(16, 256);
+    let code = bytes_at_vaddr(header, endian, data, func.value, code_len)
         .ok_or("krunfw_get_kernel lies outside the file's loaded segments")?;
     let consts = stored_immediates(code);
     match consts.as_slice() {
         // The symbol may carry a trailing NUL (it is emitted as a C string).
-        [load, entry, size, ..] if *size <= bundle.st_size && bundle.st_size - *size <= 16 => {
+        [load, entry, size, ..] if *size <= bundle.size && bundle.size - *size <= 16 => {
             if !(*load..load.saturating_add(*size)).contains(entry) {
                 return Err(format!(
                     "decoded entry {entry:#x} lies outside the kernel image at {load:#x}+{size:#x}"
@@ -146,7 +209,7 @@ fn extract_libkrunfw<'a>(elf: &Elf, bytes: &'a [u8]) -> Result<FlatKernel<'a>, S
         _ => Err(format!(
             "could not read the load/entry addresses from krunfw_get_kernel (found constants {}, KERNEL_BUNDLE is {:#x} bytes); pass an ELF vmlinux instead",
             consts.iter().map(|c| format!("{c:#x}")).collect::<Vec<_>>().join(", "),
-            bundle.st_size
+            bundle.size
         )),
     }
 }
@@ -265,22 +328,55 @@ pub fn find_default_kernel() -> Result<PathBuf, KernelError> {
 mod tests {
     use super::*;
 
+    /// The entry point and PT_LOAD segments of a 64-bit ELF, read back with `object`.
+    fn entry_and_loads(bytes: &[u8]) -> (u64, Vec<(u64, u64, u64)>) {
+        let h = Elf64::parse(bytes).unwrap();
+        let e = h.endian().unwrap();
+        let loads = h
+            .program_headers(e, bytes)
+            .unwrap()
+            .iter()
+            .filter(|p| p.p_type(e) == elf::PT_LOAD)
+            .map(|p| (p.p_paddr(e), p.p_offset(e), p.p_filesz(e)))
+            .collect();
+        assert_eq!(h.e_type(e), elf::ET_EXEC);
+        (h.e_entry(e), loads)
+    }
+
     #[test]
     fn wrapped_kernel_is_a_valid_elf_with_one_load_segment() {
         let image = vec![0x90u8; 5000];
         let elf_bytes = wrap_flat_kernel(&image, 0x100_0000, 0x100_0123);
-        let elf = Elf::parse(&elf_bytes).unwrap();
-        assert_eq!(elf.header.e_type, header::ET_EXEC);
-        assert_eq!(elf.entry, 0x100_0123);
-        let loads: Vec<_> = elf
-            .program_headers
-            .iter()
-            .filter(|p| p.p_type == program_header::PT_LOAD)
-            .collect();
+        let (entry, loads) = entry_and_loads(&elf_bytes);
+        assert_eq!(entry, 0x100_0123);
         assert_eq!(loads.len(), 1);
-        assert_eq!(loads[0].p_paddr, 0x100_0000);
-        let off = usize::try_from(loads[0].p_offset).unwrap();
+        assert_eq!(loads[0].0, 0x100_0000);
+        assert_eq!(loads[0].2, image.len() as u64);
+        let off = usize::try_from(loads[0].1).unwrap();
         assert_eq!(&elf_bytes[off..off + image.len()], &image[..]);
+    }
+
+    #[test]
+    fn a_wrapped_kernel_loads_as_an_elf_kernel_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("vmlinux");
+        let elf_bytes = wrap_flat_kernel(&[0x90; 100], 0x100_0000, 0x100_0000);
+        std::fs::write(&p, &elf_bytes).unwrap();
+        let k = load_kernel(&p).unwrap();
+        assert_eq!(k.origin, KernelOrigin::Elf);
+        assert_eq!(k.elf, elf_bytes);
+    }
+
+    #[test]
+    fn refuses_an_elf_that_is_not_x86_64_naming_the_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("vmlinux");
+        let mut elf_bytes = wrap_flat_kernel(&[0x90; 100], 0x100_0000, 0x100_0000);
+        // e_machine at offset 18: EM_AARCH64 (183).
+        elf_bytes[18..20].copy_from_slice(&183u16.to_le_bytes());
+        std::fs::write(&p, &elf_bytes).unwrap();
+        let msg = load_kernel(&p).err().unwrap().to_string();
+        assert!(msg.contains("machine 183 (64-bit) is not x86_64"), "{msg}");
     }
 
     #[test]
@@ -319,8 +415,7 @@ mod tests {
             return;
         }
         let k = load_kernel(&p).unwrap();
-        let elf = Elf::parse(&k.elf).unwrap();
-        assert_eq!(elf.entry, 0x100_0123);
-        assert_eq!(k.origin, "libkrunfw");
+        assert_eq!(entry_and_loads(&k.elf).0, 0x100_0123);
+        assert_eq!(k.origin, KernelOrigin::Libkrunfw);
     }
 }

@@ -271,7 +271,7 @@ pub fn xattr_icount(ibody_len: usize) -> Option<u16> {
     if ibody_len == 0 {
         return Some(0);
     }
-    debug_assert!(ibody_len >= XATTR_IBODY_HEADER_SIZE && ibody_len % 4 == 0);
+    debug_assert!(ibody_len >= XATTR_IBODY_HEADER_SIZE && ibody_len.is_multiple_of(4));
     u16::try_from(1 + (ibody_len - XATTR_IBODY_HEADER_SIZE) / 4).ok()
 }
 
