@@ -8,7 +8,7 @@ use thiserror::Error;
 /// reading one line knows what is broken.
 #[derive(Debug, Error)]
 pub enum FormatError {
-    #[error("I/O error while reading {what}: {source}")]
+    #[error("reading {what}")]
     Io {
         what: &'static str,
         #[source]

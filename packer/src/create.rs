@@ -11,6 +11,7 @@ use smolvm_format::{
     Manifest, NetworkPolicy, PayloadWriter, SectionData, SectionKind, SignatureBlock, Signer,
     Target, ALGORITHM_TAG_ED25519, FORMAT_VERSION,
 };
+use smolvm_runtime::exit::UsageError;
 use smolvm_signing::{PublicKey, SecretKey};
 
 use crate::image::{self, ImageOptions, LoadedImage, Platform};
@@ -72,11 +73,12 @@ pub fn default_stub() -> Result<PathBuf> {
             candidates.push(dir.join("../../stub/smolvm-stub"));
         }
     }
-    candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
-        format!(
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        UsageError(format!(
             "no stub executable found (looked at {}); build it with `cargo build --profile stub -p smolvm-stub`, pass --stub PATH, or write a bare payload with -o NAME.smolmachine",
             candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        )
+        ))
+        .into()
     })
 }
 
@@ -266,9 +268,9 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
             base_dir: None,
         },
         (None, None) => match (&smolfile.rootfs, &smolfile.image) {
-            (Some(_), Some(_)) => bail!(
-                "the Smolfile sets both `rootfs` and `image`; keep one (or choose with --rootfs / --image)"
-            ),
+            (Some(_), Some(_)) => return Err(UsageError(
+                "the Smolfile sets both `rootfs` and `image`; keep one (or choose with --rootfs / --image)".into()
+            ).into()),
             (Some(p), None) => RootSource::Path(p.clone()),
             (None, Some(r)) => RootSource::Image {
                 reference: r.clone(),
@@ -279,9 +281,9 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
                     .and_then(Path::parent)
                     .map(Path::to_path_buf),
             },
-            (None, None) => bail!(
-                "no root filesystem: pass --image REF or --rootfs DIR|TAR, or set `image` or `rootfs` in the Smolfile"
-            ),
+            (None, None) => return Err(UsageError(
+                "no root filesystem: pass --image REF or --rootfs DIR|TAR, or set `image` or `rootfs` in the Smolfile".into()
+            ).into()),
         },
     };
     let kernel_path = match opts.kernel.clone().or(smolfile.kernel.clone()) {
@@ -290,14 +292,14 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     };
     let level = opts.level.or(pack.level).unwrap_or(DEFAULT_LEVEL);
     if !(1..=22).contains(&level) {
-        bail!("--level {level} is outside 1..=22");
+        return Err(UsageError(format!("--level {level} is outside 1..=22")).into());
     }
     let secret = if opts.no_sign {
         None
     } else {
-        let key = opts.key.clone().or(pack.key.clone()).context(
-            "no signing key: pass --key SECRET (make one with `smolvm pack keygen -o DIR`), or --no-sign for an unsigned artifact",
-        )?;
+        let key = opts.key.clone().or(pack.key.clone()).ok_or_else(|| UsageError(
+            "no signing key: pass --key SECRET (make one with `smolvm pack keygen -o DIR`), or --no-sign for an unsigned artifact".into(),
+        ))?;
         Some(SecretKey::read_file(&key)?)
     };
     let stub = if bare {

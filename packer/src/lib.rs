@@ -2,6 +2,7 @@
 //! human/JSON views used by the `smolvm` CLI.
 
 pub mod create;
+pub mod exit;
 pub mod image;
 pub mod kernel;
 pub mod smolfile;

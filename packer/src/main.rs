@@ -2,7 +2,9 @@
 //! in its own microVM.
 //!
 //! Exit codes: 0 ok; 1 verification or validation failed; 2 usage or I/O
-//! error; when a machine runs, the guest's own exit code.
+//! error; when a machine runs, the guest's own exit code. Every error is
+//! mapped by `smolvm_runtime::exit` (with the packer's own types from
+//! `smolvm_packer::exit`), the same mapping the stub uses.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +13,12 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use smolvm_format::{Artifact, FileSource, FormatError};
 use smolvm_packer::create::{create, CreateOptions};
+use smolvm_packer::exit::packer_exit_code;
+use smolvm_runtime::exit::{self, ExitStatus};
 use smolvm_runtime::inspect;
+use smolvm_runtime::trust::{
+    default_key_dirs, default_state_file, env_key_files, resolve_trusted, version_at_least,
+};
 use smolvm_runtime::{check_signature, verify_artifact, VerifyError, VerifyOptions};
 use smolvm_signing::PublicKey;
 
@@ -89,7 +96,11 @@ enum Pack {
     ///
     /// Same runtime as a packed executable: verify (fail closed), prepare the
     /// kernel and root from the per-user cache, boot with libkrun. ARGS after
-    /// `--` go to the workload; the exit code is the guest's.
+    /// `--` go to the workload; the exit code is the guest's. Without --key
+    /// (or SMOLVM_TRUSTED_KEYS), the keys in the trusted-keys directories
+    /// (~/.config/smolvm/trusted-keys, /etc/smolvm/trusted-keys) are required
+    /// when there are any; older versions than one already started with a
+    /// trusted key are refused.
     ///
     /// Example:
     ///   smolvm pack run --key keys/smolvm.pub hello.smolmachine -- echo hi
@@ -97,9 +108,13 @@ enum Pack {
     Run {
         /// The artifact to boot.
         file: PathBuf,
-        /// Require the signer to be this public key; repeatable.
+        /// Require the signer to be this public key; repeatable (replaces
+        /// the trusted-keys directories).
         #[arg(long = "key", value_name = "PUB")]
         keys: Vec<PathBuf>,
+        /// Refuse artifacts older than this version (rollback protection).
+        #[arg(long, value_name = "VERSION")]
+        min_version: Option<String>,
         /// Verify and prepare, but do not start the VM.
         #[arg(long)]
         dry_run: bool,
@@ -181,12 +196,7 @@ struct Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Self {
-        // I/O problems are exit 2, everything else a validation failure.
-        let code = if error.chain().any(|e| e.is::<std::io::Error>()) {
-            2
-        } else {
-            1
-        };
+        let code = exit::exit_code_with(error.as_ref(), &packer_exit_code);
         Failure { code, error }
     }
 }
@@ -239,7 +249,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Top::Pack(Pack::Inspect { file, json }) => {
             let src = open(&file)?;
             let art = Artifact::parse(&src).map_err(|e| format_failure(&file, e))?;
-            let sig = check_signature(&art, &[]).map_err(|e| e.to_string());
+            let sig = check_signature(&art, &[]).map_err(|e| exit::chain(&e).to_string());
             if json {
                 println!(
                     "{}",
@@ -259,11 +269,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Top::Pack(Pack::Run {
             file,
             keys,
+            min_version,
             dry_run,
             publish,
             args,
         }) => {
-            let trusted = read_keys(&keys)?;
+            let mut keys = keys;
+            keys.extend(env_key_files());
+            let trusted = resolve_trusted(&keys, &default_key_dirs())
+                .map_err(anyhow::Error::from)?
+                .keys;
             let f = std::fs::File::open(&file).with_context(|| file.display().to_string())?;
             let trace = smolvm_runtime::Trace::new();
             smolvm_runtime::run_artifact(
@@ -273,6 +288,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     args,
                     dry_run,
                     publish,
+                    min_version,
+                    version_state: default_state_file(),
                 },
                 &trace,
             )
@@ -292,15 +309,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-/// Trusted public keys from `--key` files; an unreadable key is a usage error (2).
+/// Trusted public keys from `--key` files.
 fn read_keys(keys: &[PathBuf]) -> Result<Vec<PublicKey>, Failure> {
-    keys.iter()
+    Ok(keys
+        .iter()
         .map(|k| PublicKey::read_file(k))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure {
-            code: 2,
-            error: e.into(),
-        })
+        .map_err(anyhow::Error::from)?)
 }
 
 fn open(file: &PathBuf) -> Result<FileSource, Failure> {
@@ -309,25 +324,9 @@ fn open(file: &PathBuf) -> Result<FileSource, Failure> {
 }
 
 fn format_failure(file: &std::path::Path, e: FormatError) -> Failure {
-    let code = if matches!(e, FormatError::Io { .. }) {
-        2
-    } else {
-        1
-    };
-    Failure {
-        code,
-        error: anyhow::Error::new(e).context(file.display().to_string()),
-    }
-}
-
-/// Compares dotted numeric versions ("1.10.0" > "1.9"); non-numeric parts compare as text.
-fn version_at_least(have: &str, min: &str) -> bool {
-    let parts = |v: &str| -> Vec<(u64, String)> {
-        v.split(['.', '-', '+'])
-            .map(|p| (p.parse().unwrap_or(0), p.to_string()))
-            .collect()
-    };
-    parts(have) >= parts(min)
+    anyhow::Error::new(e)
+        .context(file.display().to_string())
+        .into()
 }
 
 fn verify(
@@ -379,7 +378,7 @@ fn verify(
                 VerifyError::Format(FormatError::Io { .. }) => "error",
                 _ => "invalid",
             },
-            e.to_string(),
+            exit::chain(e).to_string(),
         ),
     };
     if json {
@@ -401,16 +400,4 @@ fn verify(
         );
     }
     Ok(code)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::version_at_least;
-
-    #[test]
-    fn versions_compare_numerically() {
-        assert!(version_at_least("1.10.0", "1.9"));
-        assert!(version_at_least("2.0.0", "2.0.0"));
-        assert!(!version_at_least("1.2.3", "1.3"));
-    }
 }

@@ -13,7 +13,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum SmolfileError {
-    #[error("Smolfile {path}: {source}")]
+    #[error("Smolfile {path}")]
     Read {
         path: PathBuf,
         #[source]

@@ -25,7 +25,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum CacheError {
-    #[error("cache {path}: {source}")]
+    #[error("cache {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -35,7 +35,7 @@ pub enum CacheError {
     Unsafe { path: PathBuf, fault: String },
     #[error("no cache directory: set HOME, XDG_CACHE_HOME or SMOLVM_CACHE_DIR")]
     NoHome,
-    #[error("preparing {what}: {source}")]
+    #[error("preparing {what}")]
     Section {
         what: &'static str,
         #[source]

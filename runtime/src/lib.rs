@@ -2,6 +2,7 @@
 //! "the guest runs", shared by the stub executable and `smolvm pack run`.
 
 pub mod cache;
+pub mod exit;
 pub mod inspect;
 #[cfg(feature = "vmm")]
 pub mod launch;
@@ -9,7 +10,9 @@ pub mod net;
 pub mod rootfs_image;
 pub mod run;
 pub mod spec;
+pub mod trust;
 pub mod verify;
 
+pub use exit::ExitStatus;
 pub use run::{run_artifact, RunError, RunOptions, Trace};
 pub use verify::{check_signature, verify_artifact, SignatureState, VerifyError, VerifyOptions};

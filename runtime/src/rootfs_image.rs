@@ -471,14 +471,14 @@ mod tests {
             lens[1] -= 1;
         });
         // Frames 0 and 1 are both wrong now; whichever worker fails first reports.
-        let err = r.unwrap_err().to_string();
+        let err = crate::exit::chain(&r.unwrap_err()).to_string();
         assert!(err.contains("frame 0") || err.contains("frame 1"), "{err}");
         assert!(names.is_empty(), "{names:?}");
         // A table that does not add up is refused before anything is read.
         let (r, _dir, names) = publish(&bytes, |e| {
             e.frames.as_mut().unwrap().stored_lens[0] += 1;
         });
-        let err = r.unwrap_err().to_string();
+        let err = crate::exit::chain(&r.unwrap_err()).to_string();
         assert!(err.contains("add up to"), "{err}");
         assert!(names.is_empty(), "{names:?}");
     }

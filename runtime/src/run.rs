@@ -3,14 +3,16 @@
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::path::PathBuf;
 use std::time::Instant;
 
-use smolvm_format::{FileSource, FormatError, SectionKind};
+use smolvm_format::{FileSource, SectionKind};
 use smolvm_signing::PublicKey;
 use thiserror::Error;
 
 use crate::cache::{default_cache_dir, Cache, CacheError};
 use crate::spec::build_spec;
+use crate::trust::{version_at_least, TrustError, VersionState};
 use crate::verify::{check_signature, SignatureState, VerifyError};
 
 #[derive(Debug, Error)]
@@ -18,11 +20,22 @@ pub enum RunError {
     #[error(transparent)]
     Verify(#[from] VerifyError),
     #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// Older than a minimum this start must honour (rollback protection).
+    #[error("{name} {version} is older than the minimum version {minimum} ({why}); refusing to start an older release")]
+    Rollback {
+        name: String,
+        version: String,
+        minimum: String,
+        /// Where the minimum comes from.
+        why: String,
+    },
+    #[error(transparent)]
     Cache(#[from] CacheError),
     #[error("{0}")]
     Config(String),
     /// The workload (with the given arguments) is past what the guest runs.
-    #[error("the workload cannot run: {0}")]
+    #[error("the workload cannot run")]
     Spec(#[from] crate::spec::SpecError),
     #[error(transparent)]
     Network(#[from] crate::net::NetError),
@@ -32,28 +45,12 @@ pub enum RunError {
     #[cfg(feature = "vmm")]
     #[error(transparent)]
     Launch(#[from] crate::launch::LaunchError),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
         source: std::io::Error,
     },
-}
-
-impl RunError {
-    /// 1 for verification failures, 2 for I/O and environment problems.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Verify(e) => e.exit_code(),
-            RunError::Cache(CacheError::Section { source, .. })
-                if !matches!(source, FormatError::Io { .. }) =>
-            {
-                1
-            }
-            RunError::Config(_) | RunError::Spec(_) => 1,
-            _ => 2,
-        }
-    }
 }
 
 pub struct RunOptions {
@@ -66,6 +63,11 @@ pub struct RunOptions {
     /// Ports published at run time (`--smolvm-publish`, `pack run -p`):
     /// `HOST:GUEST` or `ADDRESS:HOST:GUEST`.
     pub publish: Vec<String>,
+    /// Refuse versions older than this (`--smolvm-min-version`, `pack run --min-version`).
+    pub min_version: Option<String>,
+    /// Where the highest version started with a trusted key is remembered
+    /// per signer and name, and checked (`None`: neither).
+    pub version_state: Option<PathBuf>,
 }
 
 /// Phase timings printed to stderr when `SMOLVM_TRACE=1`.
@@ -114,6 +116,38 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
         return Err(VerifyError::Unsigned.into());
     }
     trace.mark("signature verified");
+    let (name, version) = (&art.manifest.name, &art.manifest.version);
+    let rollback = |minimum: &str, why: String| RunError::Rollback {
+        name: name.clone(),
+        version: version.clone(),
+        minimum: minimum.to_string(),
+        why,
+    };
+    if let Some(min) = opts.min_version.as_deref() {
+        if !version_at_least(version, min) {
+            return Err(rollback(min, "required for this start".into()));
+        }
+    }
+    // Only a trusted signer's releases are remembered: with the artifact's
+    // own key, anyone can sign any name (SPEC.md, "Threat model").
+    let mut remembered = match (&state, &opts.version_state) {
+        (SignatureState::Trusted { key_id }, Some(path)) => {
+            let s = VersionState::load(path)?;
+            if let Some(min) = s.minimum(key_id, name) {
+                if !version_at_least(version, min) {
+                    return Err(rollback(
+                        min,
+                        format!(
+                            "{name} {min} signed by key {key_id} started here before; remove {} to allow older releases again",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+            Some((s, key_id.clone()))
+        }
+        _ => None,
+    };
     let config = &art.manifest.config;
     // Before the cache and the VM: a workload past the guest's limits stops here.
     let spec = build_spec(config, &opts.args)?;
@@ -149,6 +183,16 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     let root_image = cache.rootfs_image(&art, rootfs_entry, trace)?;
     let boot_dir = cache.boot_dir()?;
     trace.mark("rootfs ready");
+    // Everything checked: from here on this version is the floor for its
+    // signer and name. A state that cannot be written keeps the old floor.
+    if let Some((s, key_id)) = remembered.as_mut() {
+        if let Err(e) = s.remember(key_id, name, version) {
+            eprintln!(
+                "warning: the minimum version of {name} is not remembered: {}",
+                crate::exit::chain(&e)
+            );
+        }
+    }
 
     #[cfg(feature = "vmm")]
     {

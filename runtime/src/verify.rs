@@ -6,6 +6,8 @@ use smolvm_format::{Artifact, FormatError, ReadAt};
 use smolvm_signing::{PublicKey, SigningError};
 use thiserror::Error;
 
+pub use crate::trust::TrustError;
+
 #[derive(Debug, Error)]
 pub enum VerifyError {
     #[error(transparent)]
@@ -18,16 +20,6 @@ pub enum VerifyError {
     Signature(SigningError),
     #[error("untrusted signer: {0}")]
     Untrusted(SigningError),
-}
-
-impl VerifyError {
-    /// Process exit code per the CLI convention: 2 for I/O, 1 for everything else.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            VerifyError::Format(FormatError::Io { .. }) => 2,
-            _ => 1,
-        }
-    }
 }
 
 /// What verification established.

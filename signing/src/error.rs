@@ -14,7 +14,7 @@ use crate::key_id::KeyId;
 #[non_exhaustive]
 pub enum SigningError {
     /// A file system operation on `path` failed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         /// What we were doing, as a verb phrase ("read key file").
         action: &'static str,
@@ -75,7 +75,7 @@ pub enum SigningError {
     },
 
     /// The `ssh-key` crate rejected an OpenSSH key file.
-    #[error("key file {}: not a valid OpenSSH key: {source}", path.display())]
+    #[error("key file {}: not a valid OpenSSH key", path.display())]
     OpenSsh {
         /// The key file.
         path: PathBuf,

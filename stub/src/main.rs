@@ -5,8 +5,9 @@
 //! this process's. Arguments starting with `--smolvm-` are the stub's own;
 //! all others go to the workload.
 //!
-//! Exit codes: the guest's own; 1 if the artifact fails verification; 2 for
-//! I/O and environment errors (no KVM, unreadable file, bad --smolvm- flag).
+//! Exit codes (`smolvm_runtime::exit`): the guest's own; 1 if the artifact
+//! fails verification or validation; 2 for usage, I/O and environment errors
+//! (no KVM, unreadable file or key, bad --smolvm- flag).
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -14,8 +15,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use smolvm_format::{Artifact, FileSource};
+use smolvm_runtime::exit::{self, USAGE_OR_IO};
+use smolvm_runtime::trust::{default_key_dirs, default_state_file, env_key_files, resolve_trusted};
 use smolvm_runtime::{check_signature, inspect, run_artifact, RunOptions, Trace};
-use smolvm_signing::PublicKey;
 
 const HELP: &str = "\
 This program is a smolmachine: a Linux workload packed with its own kernel
@@ -25,12 +27,22 @@ microVM (KVM); its output, input and exit code are this program's.
 Arguments are passed to the workload, except these, which the runtime keeps:
   --smolvm-help          this text
   --smolvm-info          show what is inside: name, version, signer, sections, config
-  --smolvm-key=PUB       refuse to run unless signed by this public key (repeatable)
+  --smolvm-key=PUB       refuse to run unless signed by this public key (repeatable;
+                         replaces the trusted-keys directories)
+  --smolvm-min-version=V refuse to run a version older than V
   --smolvm-dry-run       verify and prepare everything, but do not start the VM
   --smolvm-publish=[ADDR:]HOST:GUEST
                          publish guest TCP port GUEST on the host's port HOST,
                          bound to ADDR (default 127.0.0.1); needs net = true
                          (repeatable; adds to the ports the machine declares)
+
+Trust: without --smolvm-key or SMOLVM_TRUSTED_KEYS, the *.pub keys in
+$XDG_CONFIG_HOME/smolvm/trusted-keys (default ~/.config/smolvm/trusted-keys)
+and /etc/smolvm/trusted-keys are required when either holds one; with no
+trusted key anywhere, the key the program carries is checked (integrity only).
+After a start with a trusted key, older versions of the same name and signer
+are refused (remembered in $XDG_STATE_HOME/smolvm/min-versions.json, default
+~/.local/state/smolvm; remove it to allow them again).
 
 Environment:
   SMOLVM_TRUSTED_KEYS=PUB[:PUB...]  like --smolvm-key
@@ -52,17 +64,17 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// One line with the whole chain, and the code the error means.
+fn fail_with(e: &(dyn std::error::Error + 'static)) -> ExitCode {
+    fail(exit::exit_code(e), exit::chain(e))
+}
+
 fn main() -> ExitCode {
     let trace = Trace::new();
     let mut args: Vec<OsString> = Vec::new();
     let mut publish: Vec<String> = Vec::new();
-    let mut key_files: Vec<PathBuf> = std::env::var_os("SMOLVM_TRUSTED_KEYS")
-        .map(|v| {
-            std::env::split_paths(&v)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut key_files: Vec<PathBuf> = env_key_files();
+    let mut min_version = None;
     let (mut info, mut dry_run) = (
         false,
         std::env::var_os("SMOLVM_DRY_RUN").is_some_and(|v| v == "1"),
@@ -86,6 +98,17 @@ fn main() -> ExitCode {
                     Err(_) => return fail(2, format_args!("{a:?}: not UTF-8")),
                 }
             }
+            _ if bytes.starts_with(b"--smolvm-min-version=") => {
+                match std::str::from_utf8(&bytes[21..]) {
+                    Ok(v) if !v.is_empty() => min_version = Some(v.to_string()),
+                    _ => {
+                        return fail(
+                            USAGE_OR_IO,
+                            format_args!("{a:?}: give a version, like --smolvm-min-version=1.2.0"),
+                        )
+                    }
+                }
+            }
             _ if bytes.starts_with(b"--smolvm-key=") => {
                 key_files.push(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[13..])));
             }
@@ -97,33 +120,36 @@ fn main() -> ExitCode {
             }
         }
     }
-    let trusted = match key_files
-        .iter()
-        .map(|k| PublicKey::read_file(k))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(t) => t,
-        Err(e) => return fail(2, e),
+    let trusted = match resolve_trusted(&key_files, &default_key_dirs()) {
+        Ok(t) => t.keys,
+        Err(e) => return fail_with(&e),
     };
     // Our own file, opened once: everything below reads through this
     // descriptor, so a rename or replace of the path cannot swap what we verify.
     let exe = match std::fs::File::open("/proc/self/exe") {
         Ok(f) => f,
-        Err(e) => return fail(2, format_args!("cannot open /proc/self/exe: {e}")),
+        Err(e) => return fail(USAGE_OR_IO, format_args!("cannot open /proc/self/exe: {e}")),
     };
     trace.mark("stub started");
     if info {
         let src = match FileSource::new(exe) {
             Ok(s) => s,
-            Err(e) => return fail(2, e),
+            Err(e) => return fail(USAGE_OR_IO, format_args!("reading /proc/self/exe: {e}")),
         };
         return match Artifact::parse(&src) {
             Ok(art) => {
-                let sig = check_signature(&art, &trusted).map_err(|e| e.to_string());
-                print!("{}", inspect::render_human(&art, &sig));
-                ExitCode::from(if sig.is_ok() { 0 } else { 1 })
+                let sig = check_signature(&art, &trusted);
+                let shown = sig
+                    .as_ref()
+                    .cloned()
+                    .map_err(|e| exit::chain(e).to_string());
+                print!("{}", inspect::render_human(&art, &shown));
+                match sig {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => ExitCode::from(exit::exit_code(&e)),
+                }
             }
-            Err(e) => fail(1, e),
+            Err(e) => fail_with(&e),
         };
     }
     match run_artifact(
@@ -133,6 +159,8 @@ fn main() -> ExitCode {
             args,
             dry_run,
             publish,
+            min_version,
+            version_state: default_state_file(),
         },
         &trace,
     ) {
@@ -140,6 +168,6 @@ fn main() -> ExitCode {
             trace.mark("dry run done");
             ExitCode::SUCCESS
         }
-        Err(e) => fail(e.exit_code(), e),
+        Err(e) => fail_with(&e),
     }
 }

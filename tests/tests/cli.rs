@@ -701,3 +701,212 @@ fn workloads_past_the_guests_limits_are_refused_at_pack_and_at_run_time() {
         .assert()
         .success();
 }
+
+/// Issue 10: one error model. Every error prints its chain once (an OS
+/// error is not repeated), and each command's usage, I/O, validation and
+/// verification failures exit 2, 2, 1 and 1.
+#[test]
+fn errors_print_their_cause_once_and_exit_by_kind() {
+    let f = Fixture::new();
+    let good = f.path("good.smolmachine");
+    f.create(&good, &[]).success();
+    let once = |a: &assert_cmd::assert::Assert, needle: &str| {
+        let err = stderr(a);
+        assert_eq!(err.matches(needle).count(), 1, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    };
+    let enoent = "No such file or directory";
+    once(&f.verify(&good, &["keys/missing.pub"], &[]).code(2), enoent);
+    once(
+        &f.verify(&f.path("missing"), &["keys/test.pub"], &[])
+            .code(2),
+        enoent,
+    );
+    let run = |args: &[&str]| {
+        smolvm()
+            .env("SMOLVM_CACHE_DIR", f.path("cache"))
+            .env("XDG_CONFIG_HOME", f.path("config"))
+            .env("XDG_STATE_HOME", f.path("state"))
+            .env_remove("SMOLVM_TRUSTED_KEYS")
+            .args(["pack", "run", "--dry-run"])
+            .args(args)
+            .assert()
+    };
+    once(&run(&[f.path("missing").to_str().unwrap()]).code(2), enoent);
+    once(
+        &run(&[
+            "--key",
+            f.path("keys/missing.pub").to_str().unwrap(),
+            good.to_str().unwrap(),
+        ])
+        .code(2),
+        enoent,
+    );
+    // Usage: no root at all, and a key file that is not a key.
+    let a = smolvm()
+        .args(["pack", "create", "--no-sign", "-o"])
+        .arg(f.path("x.smolmachine"))
+        .arg("--kernel")
+        .arg(f.path("vmlinux"))
+        .assert()
+        .code(2);
+    assert!(stderr(&a).contains("no root filesystem"), "{}", stderr(&a));
+    std::fs::write(f.path("notakey.pub"), "hello\n").unwrap();
+    f.verify(&good, &["notakey.pub"], &[]).code(2);
+    // I/O: a registry nobody listens on.
+    let a = smolvm()
+        .env("SMOLVM_REGISTRY_TIMEOUT", "5")
+        .env("SMOLVM_CACHE_DIR", f.path("cache"))
+        .args([
+            "pack",
+            "create",
+            "--no-sign",
+            "--image",
+            "127.0.0.1:9/nothing:1",
+            "-o",
+        ])
+        .arg(f.path("x.smolmachine"))
+        .arg("--kernel")
+        .arg(f.path("vmlinux"))
+        .assert()
+        .code(2);
+    assert!(stderr(&a).contains("127.0.0.1:9"), "{}", stderr(&a));
+    // Validation: a Smolfile that breaks its schema.
+    std::fs::write(f.path("Smolfile"), "cpus = \"many\"\n").unwrap();
+    f.create(
+        &f.path("y.smolmachine"),
+        &["--smolfile", f.path("Smolfile").to_str().unwrap()],
+    )
+    .code(1);
+    // Verification: pack run of an artifact signed by another key.
+    let a = run(&[
+        "--key",
+        f.path("keys/other.pub").to_str().unwrap(),
+        good.to_str().unwrap(),
+    ])
+    .code(1);
+    assert!(stderr(&a).contains("not trusted"), "{}", stderr(&a));
+}
+
+/// Issue 10: whom `pack run` trusts. Given keys (--key, SMOLVM_TRUSTED_KEYS)
+/// win; else the trusted-keys directory when it holds a key; else the
+/// artifact's own key. A directory that cannot be read is exit 2 naming it.
+#[test]
+fn pack_run_trusts_the_key_directory_unless_keys_are_given() {
+    let f = Fixture::new();
+    let app = f.path("app.smolmachine");
+    f.create(&app, &[]).success();
+    let dir = f.path("config/smolvm/trusted-keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |extra: &[&str], env_keys: Option<&Path>| {
+        let mut c = smolvm();
+        c.env("SMOLVM_CACHE_DIR", f.path("cache"))
+            .env("XDG_CONFIG_HOME", f.path("config"))
+            .env("XDG_STATE_HOME", f.path("state"))
+            .env_remove("SMOLVM_TRUSTED_KEYS");
+        if let Some(k) = env_keys {
+            c.env("SMOLVM_TRUSTED_KEYS", k);
+        }
+        c.args(["pack", "run", "--dry-run"])
+            .args(extra)
+            .arg(&app)
+            .assert()
+    };
+    let pubkey = |name: &str| f.path(&format!("keys/{name}.pub"));
+    // An empty directory: the artifact's own key.
+    run(&[], None).success();
+    // A directory with another key: refused.
+    std::fs::copy(pubkey("other"), dir.join("other.pub")).unwrap();
+    let a = run(&[], None).code(1);
+    assert!(stderr(&a).contains("not trusted"), "{}", stderr(&a));
+    // Given keys replace the directory, both ways.
+    run(&["--key", pubkey("test").to_str().unwrap()], None).success();
+    run(&[], Some(&pubkey("test"))).success();
+    std::fs::copy(pubkey("test"), dir.join("test.pub")).unwrap();
+    run(&[], None).success();
+    std::fs::remove_file(dir.join("test.pub")).unwrap();
+    run(&["--key", pubkey("other").to_str().unwrap()], None).code(1);
+    // A broken key file in the directory: exit 2, naming it.
+    std::fs::write(dir.join("broken.pub"), "nonsense\n").unwrap();
+    let a = run(&[], None).code(2);
+    assert!(stderr(&a).contains("broken.pub"), "{}", stderr(&a));
+    std::fs::remove_file(dir.join("broken.pub")).unwrap();
+    // A directory that cannot be listed: exit 2, naming it.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, "").unwrap();
+    let a = run(&[], None).code(2);
+    assert!(stderr(&a).contains("trusted-keys"), "{}", stderr(&a));
+}
+
+/// Issue 10: rollback. `--min-version` refuses older artifacts; a start
+/// with a trusted key remembers its version per signer and name, and older
+/// ones are refused after it, with a line saying why; starts that only
+/// check the artifact's own key neither record nor consult it.
+#[test]
+fn pack_run_refuses_older_versions_than_required_or_remembered() {
+    let f = Fixture::new();
+    let make = |version: &str| {
+        let out = f.path(&format!("app-{version}.smolmachine"));
+        f.create(&out, &["--name", "app", "--artifact-version", version])
+            .success();
+        out
+    };
+    let (v1, v2, v3) = (make("1.1.0"), make("1.2.0"), make("1.10.0"));
+    let state = f.path("state/smolvm/min-versions.json");
+    let run = |file: &Path, extra: &[&str]| {
+        smolvm()
+            .env("SMOLVM_CACHE_DIR", f.path("cache"))
+            .env("XDG_CONFIG_HOME", f.path("config"))
+            .env("XDG_STATE_HOME", f.path("state"))
+            .env_remove("SMOLVM_TRUSTED_KEYS")
+            .args(["pack", "run", "--dry-run"])
+            .args(extra)
+            .arg(file)
+            .assert()
+    };
+    let a = run(&v2, &["--min-version", "1.3"]).code(1);
+    let err = stderr(&a);
+    assert!(
+        err.contains("app 1.2.0 is older than the minimum version 1.3") && err.lines().count() == 1,
+        "{err}"
+    );
+    run(&v2, &["--min-version", "1.2"]).success();
+    assert!(!state.exists(), "no trusted key, nothing remembered");
+
+    let key = [
+        "--key",
+        f.path("keys/test.pub").to_str().unwrap().to_string().leak(),
+    ];
+    run(&v2, &key).success();
+    assert!(std::fs::read_to_string(&state).unwrap().contains("1.2.0"));
+    let a = run(&v1, &key).code(1);
+    let err = stderr(&a);
+    assert!(
+        err.contains("app 1.1.0 is older than the minimum version 1.2.0")
+            && err.contains("min-versions.json"),
+        "{err}"
+    );
+    // Only the artifact's own key: not a pinned tool, not refused.
+    run(&v1, &[]).success();
+    // Newer raises the floor (numerically: 1.10 > 1.2).
+    run(&v3, &key).success();
+    run(&v2, &key).code(1);
+    // Another signer's "app" is another tool.
+    let other = f.path("other.smolmachine");
+    smolvm()
+        .args(["pack", "create", "--rootfs"])
+        .arg(f.path("root"))
+        .arg("--kernel")
+        .arg(f.path("vmlinux"))
+        .args(["--name", "app", "--artifact-version", "0.1.0", "--key"])
+        .arg(f.path("keys/other.key"))
+        .arg("-o")
+        .arg(&other)
+        .assert()
+        .success();
+    run(
+        &other,
+        &["--key", f.path("keys/other.pub").to_str().unwrap()],
+    )
+    .success();
+}

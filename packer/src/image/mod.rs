@@ -49,7 +49,7 @@ pub use spec::Platform;
 
 #[derive(Debug, Error)]
 pub enum ImageError {
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

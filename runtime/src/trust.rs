@@ -1,0 +1,348 @@
+//! Whom a start trusts, and which versions it still accepts.
+//!
+//! Keys, first match wins (SPEC.md, "Threat model"):
+//! 1. keys named for this start: `--smolvm-key` / `pack run --key` and
+//!    `SMOLVM_TRUSTED_KEYS`;
+//! 2. else the `*.pub` files of the user's trusted-keys directory
+//!    (`$XDG_CONFIG_HOME/smolvm/trusted-keys`, default
+//!    `~/.config/smolvm/trusted-keys`) together with the system's
+//!    (`/etc/smolvm/trusted-keys`), when either holds one;
+//! 3. else none: the artifact's own key (integrity, not authenticity).
+//!
+//! Rollback: an explicit minimum version, and per signer and artifact name
+//! the highest version that started with a trusted key, remembered in
+//! `$XDG_STATE_HOME/smolvm/min-versions.json` (default
+//! `~/.local/state/smolvm/`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use smolvm_signing::{PublicKey, SigningError};
+use thiserror::Error;
+
+/// The system-wide trusted-keys directory.
+pub const SYSTEM_KEY_DIR: &str = "/etc/smolvm/trusted-keys";
+
+/// A state file bigger than this is not ours (a few bytes per artifact).
+const MAX_STATE_LEN: u64 = 1 << 20;
+
+#[derive(Debug, Error)]
+pub enum TrustError {
+    /// A key file that was named or found cannot be used.
+    #[error(transparent)]
+    Key(#[from] SigningError),
+    #[error("trusted keys directory {}: cannot list it", path.display())]
+    KeyDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("version state {}: cannot {action} it", path.display())]
+    State {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("version state {}: {fault}; remove the file to forget every remembered minimum version", path.display())]
+    StateSyntax { path: PathBuf, fault: String },
+}
+
+/// Where the trusted keys of a start came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Named for this start (flag or environment).
+    Given,
+    /// Found in trusted-keys directories.
+    Directories(Vec<PathBuf>),
+    /// None: the artifact's own key is checked, nothing more.
+    None,
+}
+
+/// The keys a start trusts.
+pub struct TrustedKeys {
+    pub keys: Vec<PublicKey>,
+    pub source: KeySource,
+}
+
+/// The user's trusted-keys directory: `$XDG_CONFIG_HOME/smolvm/trusted-keys`,
+/// else `$HOME/.config/smolvm/trusted-keys` (`None` without either).
+pub fn user_key_dir() -> Option<PathBuf> {
+    xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("smolvm/trusted-keys"))
+}
+
+/// The remembered minimum versions: `$XDG_STATE_HOME/smolvm/min-versions.json`,
+/// else under `$HOME/.local/state`.
+pub fn default_state_file() -> Option<PathBuf> {
+    xdg_dir("XDG_STATE_HOME", ".local/state").map(|d| d.join("smolvm/min-versions.json"))
+}
+
+/// An XDG base directory; relative values are ignored, as the XDG spec says.
+fn xdg_dir(var: &str, under_home: &str) -> Option<PathBuf> {
+    let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os(var).and_then(abs).or_else(|| {
+        std::env::var_os("HOME")
+            .and_then(abs)
+            .map(|h| h.join(under_home))
+    })
+}
+
+/// The key files named by `SMOLVM_TRUSTED_KEYS` (colon-separated).
+pub fn env_key_files() -> Vec<PathBuf> {
+    std::env::var_os("SMOLVM_TRUSTED_KEYS")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The default directories, user's first.
+pub fn default_key_dirs() -> Vec<PathBuf> {
+    user_key_dir()
+        .into_iter()
+        .chain([PathBuf::from(SYSTEM_KEY_DIR)])
+        .collect()
+}
+
+/// Resolves the trusted keys: the `given` key files if any, else every
+/// `*.pub` in `dirs` (a missing directory holds none; one that cannot be
+/// listed, or a key file that cannot be read, is an error naming it: a
+/// start never quietly trusts less or more than the user set up).
+pub fn resolve_trusted(given: &[PathBuf], dirs: &[PathBuf]) -> Result<TrustedKeys, TrustError> {
+    if !given.is_empty() {
+        let keys = given
+            .iter()
+            .map(|k| PublicKey::read_file(k))
+            .collect::<Result<_, _>>()?;
+        return Ok(TrustedKeys {
+            keys,
+            source: KeySource::Given,
+        });
+    }
+    let mut keys = Vec::new();
+    let mut used = Vec::new();
+    for dir in dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(TrustError::KeyDir {
+                    path: dir.clone(),
+                    source,
+                })
+            }
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| TrustError::KeyDir {
+                path: dir.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "pub") {
+                files.push(path);
+            }
+        }
+        files.sort();
+        if files.is_empty() {
+            continue;
+        }
+        for f in &files {
+            keys.push(PublicKey::read_file(f)?);
+        }
+        used.push(dir.clone());
+    }
+    let source = if used.is_empty() {
+        KeySource::None
+    } else {
+        KeySource::Directories(used)
+    };
+    Ok(TrustedKeys { keys, source })
+}
+
+/// Compares dotted versions: numeric parts as numbers ("1.10.0" > "1.9"),
+/// others as text.
+pub fn version_at_least(have: &str, min: &str) -> bool {
+    let parts = |v: &str| -> Vec<(u64, String)> {
+        v.split(['.', '-', '+'])
+            .map(|p| (p.parse().unwrap_or(0), p.to_string()))
+            .collect()
+    };
+    parts(have) >= parts(min)
+}
+
+/// The highest version per signer key id and artifact name that started
+/// with a trusted key.
+pub struct VersionState {
+    path: PathBuf,
+    seen: BTreeMap<String, String>,
+}
+
+fn state_key(key_id: &str, name: &str) -> String {
+    format!("{key_id} {name}")
+}
+
+impl VersionState {
+    /// Reads the state at `path` (none yet: empty).
+    pub fn load(path: &Path) -> Result<VersionState, TrustError> {
+        let io = |action| {
+            move |source| TrustError::State {
+                path: path.to_path_buf(),
+                action,
+                source,
+            }
+        };
+        let seen = match std::fs::File::open(path) {
+            Ok(f) => {
+                use std::io::Read;
+                let mut text = String::new();
+                f.take(MAX_STATE_LEN + 1)
+                    .read_to_string(&mut text)
+                    .map_err(io("read"))?;
+                if text.len() as u64 > MAX_STATE_LEN {
+                    return Err(TrustError::StateSyntax {
+                        path: path.to_path_buf(),
+                        fault: format!("larger than {MAX_STATE_LEN} bytes"),
+                    });
+                }
+                serde_json::from_str(&text).map_err(|e| TrustError::StateSyntax {
+                    path: path.to_path_buf(),
+                    fault: format!("not a JSON object of strings: {e}"),
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(io("open")(e)),
+        };
+        Ok(VersionState {
+            path: path.to_path_buf(),
+            seen,
+        })
+    }
+
+    /// The remembered minimum for this signer and name.
+    pub fn minimum(&self, key_id: &str, name: &str) -> Option<&str> {
+        self.seen.get(&state_key(key_id, name)).map(String::as_str)
+    }
+
+    /// Raises the remembered minimum to `version` and writes the state
+    /// atomically (temporary file, fsync, rename) when it changed.
+    pub fn remember(&mut self, key_id: &str, name: &str, version: &str) -> Result<(), TrustError> {
+        if self
+            .minimum(key_id, name)
+            .is_some_and(|m| version_at_least(m, version))
+        {
+            return Ok(());
+        }
+        self.seen
+            .insert(state_key(key_id, name), version.to_string());
+        let path = &self.path;
+        let io = |action| {
+            move |source| TrustError::State {
+                path: path.clone(),
+                action,
+                source,
+            }
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("write"))?;
+        let json = serde_json::to_vec_pretty(&self.seen).expect("strings encode");
+        tmp.write_all(&json).map_err(io("write"))?;
+        tmp.as_file().sync_all().map_err(io("write"))?;
+        tmp.persist(path).map_err(|e| io("replace")(e.error))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_file(dir: &Path, name: &str, seed: u8) -> String {
+        std::fs::create_dir_all(dir).unwrap();
+        let pk = smolvm_signing::SecretKey::from_seed(&[seed; 32]).public_key();
+        std::fs::write(dir.join(format!("{name}.pub")), pk.to_file_string()).unwrap();
+        pk.key_id().to_string()
+    }
+
+    fn ids(t: &TrustedKeys) -> Vec<String> {
+        t.keys.iter().map(|k| k.key_id().to_string()).collect()
+    }
+
+    #[test]
+    fn given_keys_win_over_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let (user, system) = (t.path().join("user"), t.path().join("system"));
+        let a = key_file(&user, "a", 1);
+        let b = key_file(&t.path().join("given"), "b", 2);
+        let given = [t.path().join("given/b.pub")];
+        let r = resolve_trusted(&given, &[user.clone(), system.clone()]).unwrap();
+        assert_eq!(r.source, KeySource::Given);
+        assert_eq!(ids(&r), vec![b]);
+        // Without given keys: the directories, user's and system's together.
+        let c = key_file(&system, "c", 3);
+        let r = resolve_trusted(&[], &[user.clone(), system.clone()]).unwrap();
+        assert_eq!(r.source, KeySource::Directories(vec![user.clone(), system]));
+        assert_eq!(ids(&r), vec![a, c]);
+    }
+
+    #[test]
+    fn empty_or_missing_directories_mean_no_trusted_keys() {
+        let t = tempfile::tempdir().unwrap();
+        let empty = t.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        std::fs::write(empty.join("README"), "not a key").unwrap();
+        let r = resolve_trusted(&[], &[empty, t.path().join("missing")]).unwrap();
+        assert_eq!(r.source, KeySource::None);
+        assert!(r.keys.is_empty());
+    }
+
+    #[test]
+    fn a_bad_key_file_or_directory_is_an_error_naming_it() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("keys");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("broken.pub"), "nonsense\n").unwrap();
+        let e = resolve_trusted(&[], std::slice::from_ref(&dir))
+            .err()
+            .unwrap();
+        assert!(
+            crate::exit::chain(&e).to_string().contains("broken.pub"),
+            "{e}"
+        );
+        // A file where the directory should be cannot be listed.
+        let file = t.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let e = resolve_trusted(&[], std::slice::from_ref(&file))
+            .err()
+            .unwrap();
+        assert!(matches!(e, TrustError::KeyDir { .. }), "{e}");
+        assert_eq!(crate::exit::exit_code(&e), crate::exit::USAGE_OR_IO);
+    }
+
+    #[test]
+    fn remembered_minimum_only_rises_and_survives_reload() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("state/min-versions.json");
+        let mut s = VersionState::load(&path).unwrap();
+        assert_eq!(s.minimum("k", "app"), None);
+        s.remember("k", "app", "1.10.0").unwrap();
+        s.remember("k", "app", "1.9.0").unwrap();
+        let s = VersionState::load(&path).unwrap();
+        assert_eq!(s.minimum("k", "app"), Some("1.10.0"));
+        assert_eq!(s.minimum("other", "app"), None, "per signer");
+        std::fs::write(&path, "[1,2]").unwrap();
+        let e = VersionState::load(&path).err().unwrap();
+        assert!(matches!(e, TrustError::StateSyntax { .. }), "{e}");
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_at_least("1.10.0", "1.9"));
+        assert!(version_at_least("2.0.0", "2.0.0"));
+        assert!(!version_at_least("1.2.3", "1.3"));
+    }
+}
