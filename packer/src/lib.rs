@@ -1,9 +1,12 @@
 //! The packer: Smolfile, kernel and rootfs inputs, artifact assembly and the
 //! human/JSON views used by the `smolvm` CLI.
 
+pub mod config;
 pub mod create;
 pub mod exit;
 pub mod image;
 pub mod kernel;
+pub mod plan;
+pub mod sections;
 pub mod smolfile;
 pub mod user;

@@ -9,6 +9,7 @@ pub mod launch;
 pub mod net;
 pub mod rootfs_image;
 pub mod run;
+pub mod seal;
 pub mod spec;
 pub mod trust;
 pub mod verify;

@@ -17,8 +17,8 @@ use std::sync::OnceLock;
 use smolvm_format::layout::{align_up, HEADER_LEN, SIGNATURE_BLOCK_LEN, TRAILER_LEN};
 use smolvm_format::{
     pad_stub, plan_sections, stub_record, Artifact, Compression, FormatError, Header,
-    MachineConfig, Manifest, PayloadWriter, SectionData, SectionKind, SignatureBlock, Signer,
-    Target, Trailer, ALGORITHM_TAG_ED25519, FORMAT_VERSION,
+    MachineConfig, Manifest, PayloadWriter, SectionData, SectionKind, Signer, Target, Trailer,
+    FORMAT_VERSION,
 };
 use smolvm_runtime::{verify_artifact, SignatureState, VerifyOptions};
 use smolvm_signing::{PublicKey, SecretKey};
@@ -331,11 +331,7 @@ pub fn build(spec: &ArtifactSpec) -> Built {
         config: spec.config.clone(),
     };
     let writer = PayloadWriter::new(&manifest).expect("valid manifest");
-    let signature = key.as_ref().map(|k| SignatureBlock {
-        algorithm: ALGORITHM_TAG_ED25519,
-        key_id: k.public_key().key_id().to_bytes(),
-        signature: k.sign(&writer.signing_input()),
-    });
+    let signature = key.as_ref().map(|k| smolvm_runtime::seal::seal(&writer, k));
     let mut bytes = Vec::new();
     writer
         .write(&mut bytes, &padded_stub, &sections, signature.as_ref())
@@ -351,13 +347,9 @@ pub fn build(spec: &ArtifactSpec) -> Built {
     }
 }
 
-/// The manifest's record of `key`.
+/// The manifest's record of `key`, as the packer writes it.
 pub fn signer_record(key: &PublicKey) -> Signer {
-    Signer {
-        algorithm: "ed25519".into(),
-        key_id: key.key_id().to_string(),
-        public_key: hex::encode(key.to_bytes()),
-    }
+    smolvm_runtime::seal::signer_record(key)
 }
 
 /// Structure ranges of a parseable artifact.
@@ -430,14 +422,10 @@ pub fn assemble(
     out.extend_from_slice(&header_bytes);
     out.extend_from_slice(manifest);
     if let Some(k) = key {
-        let block = SignatureBlock {
-            algorithm: ALGORITHM_TAG_ED25519,
-            key_id: k.public_key().key_id().to_bytes(),
-            signature: k.sign(&smolvm_format::layout::signing_input(
-                &header_bytes,
-                manifest,
-            )),
-        };
+        let block = smolvm_runtime::seal::sign_input(
+            &smolvm_format::layout::signing_input(&header_bytes, manifest),
+            k,
+        );
         out.extend_from_slice(&block.encode());
     }
     let pad_to_page = |out: &mut Vec<u8>| {
