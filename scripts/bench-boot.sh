@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
         *) echo "bench-boot.sh: unknown argument '$1'" >&2; usage ;;
     esac
 done
-[[ $runs =~ ^[0-9]+$ ]] && [ "$runs" -ge 5 ] || die "--runs must be an integer >= 5"
+{ [[ $runs =~ ^[0-9]+$ ]] && [ "$runs" -ge 5 ]; } || die "--runs must be an integer >= 5"
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"

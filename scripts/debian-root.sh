@@ -81,9 +81,9 @@ work=$(mktemp -d "$(dirname "$out")/debian-root.XXXXXX")
 cleanup() {
     # debootstrap mounts proc/sys inside the target; never leave them behind.
     local m
-    for m in $(awk -v w="$work" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r); do
+    while read -r m; do
         umount -l "$m" 2>/dev/null || true
-    done
+    done < <(awk -v w="$work" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r)
     rm -rf "$work"
 }
 trap cleanup EXIT

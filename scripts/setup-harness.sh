@@ -6,7 +6,10 @@
 #   --force   re-download the L1 kernel even if .cache/harness is complete
 #
 # Installs (apt, only if missing): qemu-system-x86 busybox-static cpio zstd
-#   gcc libc6-dev xz-utils binutils
+#   gcc g++ libc6-dev xz-utils binutils openssh-client erofs-utils attr shellcheck
+#   (g++: the fuzz targets link libFuzzer, which .ci/run builds)
+# and .ci/run's other tools: cargo-deny (cargo install, from crates.io) and
+# the Rust toolchain named by rust-version in Cargo.toml (rustup).
 # Produces (under <repo>/.cache/harness/):
 #   vmlinuz                     L1 kernel (bookworm linux-image-6.1.*-amd64)
 #   vmlinux                     the same kernel decompressed (ELF with a PVH
@@ -45,7 +48,8 @@ fi
 # ---------------------------------------------------------------- apt packages
 # openssh-client: the signing tests generate real OpenSSH keys with ssh-keygen.
 # erofs-utils, attr: the EROFS writer's tests check images with fsck.erofs/dump.erofs (getfattr for by-hand checks).
-packages=(qemu-system-x86 busybox-static cpio zstd gcc libc6-dev xz-utils binutils openssh-client erofs-utils attr)
+# (shellcheck: .ci/run checks every script with it.)
+packages=(qemu-system-x86 busybox-static cpio zstd gcc g++ libc6-dev xz-utils binutils openssh-client erofs-utils attr shellcheck)
 missing=()
 for p in "${packages[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -75,9 +79,24 @@ else
     log "apt packages present: ${packages[*]}"
 fi
 
-for tool in qemu-system-x86_64 busybox cpio zstd gcc xz gzip; do
+for tool in qemu-system-x86_64 busybox cpio zstd gcc xz gzip shellcheck; do
     command -v "$tool" >/dev/null || die "$tool still missing after install"
 done
+
+# ------------------------------------------------------------- CI tools
+# cargo-deny for .ci/run's licence, duplicate and source gate.
+if ! command -v cargo-deny >/dev/null; then
+    log "installing cargo-deny (cargo install --locked; a few minutes)"
+    cargo install --locked cargo-deny >&2 || die "cargo install cargo-deny failed"
+fi
+# The MSRV toolchain, for .ci/run's `cargo +MSRV check`.
+msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' "$repo_root/Cargo.toml")
+[[ -n $msrv ]] || die "no rust-version in $repo_root/Cargo.toml"
+if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null || die "rustup not found: install Rust $msrv (the MSRV) as toolchain '$msrv'"
+    log "installing Rust $msrv (the workspace's rust-version) with rustup"
+    rustup toolchain install "$msrv" --profile minimal >&2 || die "rustup toolchain install $msrv failed"
+fi
 
 # ------------------------------------------------------------- L1 kernel
 want_modules=(irqbypass ccp kvm kvm-amd)

@@ -55,8 +55,8 @@ fi
 # ~/.cache/smolvm, is what libkrun's virtio-fs serves to the guest), /dev/kvm
 # (root-only by default, as on most hosts without a kvm group), and every
 # file under /work readable, directories and executables also searchable.
-mkdir -p /home && mount -t tmpfs -o mode=755 tmpfs /home || fail "mount tmpfs /home"
-mkdir -m 700 /home/user && chown 1000:1000 /home/user || fail "create /home/user"
+{ mkdir -p /home && mount -t tmpfs -o mode=755 tmpfs /home; } || fail "mount tmpfs /home"
+{ mkdir -m 700 /home/user && chown 1000:1000 /home/user; } || fail "create /home/user"
 chmod 666 /dev/kvm || fail "chmod /dev/kvm"
 chmod -R a+rX /work || fail "chmod /work"
 
