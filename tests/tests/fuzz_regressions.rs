@@ -1,11 +1,54 @@
-//! Replays every input in `fuzz/regressions/reader/` through the reader
-//! entry points of the `reader` fuzz target (`exercise_reader`), on stable
-//! Rust, so a fixed fuzz crash stays fixed. Also keeps the fuzzer's seed
-//! artifacts in step with the fixtures: `SMOLVM_BLESS=1` rewrites them.
+//! Replays every input in `fuzz/regressions/<target>/` through what that
+//! fuzz target runs, on stable Rust, so a fixed fuzz crash stays fixed: the
+//! reader's entry points (`exercise_reader`) and the packer's inputs
+//! (`fuzz/exercise.rs`, shared with the targets). Also keeps each target's
+//! seed inputs in step with the fixtures: `SMOLVM_BLESS=1` rewrites them.
 
+#[path = "../../fuzz/exercise.rs"]
+mod exercise;
+
+use smolvm_rootfs::testutil::{dir, file, hardlink, symlink, tar};
 use smolvm_tests::{build, exercise_reader, full_check, repo, trusted, ArtifactSpec};
 
-fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+/// Seed inputs: (file name, bytes).
+type Seeds = Vec<(&'static str, Vec<u8>)>;
+
+/// A fuzz target as the replay sees it.
+struct Target {
+    name: &'static str,
+    run: fn(&[u8]),
+    seeds: fn() -> Seeds,
+}
+
+const TARGETS: &[Target] = &[
+    Target {
+        name: "reader",
+        run: exercise_reader,
+        seeds: reader_seeds,
+    },
+    Target {
+        name: "smolfile",
+        run: exercise::smolfile,
+        seeds: smolfile_seeds,
+    },
+    Target {
+        name: "image_reference",
+        run: exercise::image_reference,
+        seeds: image_reference_seeds,
+    },
+    Target {
+        name: "key_file",
+        run: exercise::key_file,
+        seeds: key_file_seeds,
+    },
+    Target {
+        name: "flatten_layers",
+        run: exercise::flatten_layers,
+        seeds: flatten_seeds,
+    },
+];
+
+fn reader_seeds() -> Seeds {
     let small = || ArtifactSpec {
         compress: false,
         kernel: vec![0x7f; 10],
@@ -35,49 +78,197 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+fn smolfile_seeds() -> Seeds {
+    let full = r#"image = "docker.io/library/alpine:3.20"
+kernel = "vmlinux"
+entrypoint = ["/bin/sh", "-c"]
+cmd = ["echo hi"]
+env = ["A=1", "B="]
+workdir = "/srv"
+user = "1000:1000"
+cpus = 2
+memory = 256
+net = true
+ports = ["8080:80"]
+volumes = ["/data:/data:ro"]
+storage = 4
+overlay = 2
+init = ["mkdir -p /srv"]
+
+[network]
+allow_hosts = ["example.org"]
+allow_cidrs = ["10.0.0.0/8"]
+
+[auth]
+ssh_agent = true
+
+[artifact]
+name = "demo"
+version = "1.0.0"
+
+[pack]
+level = 19
+key = "k.key"
+stub = "stub"
+"#;
+    vec![
+        ("seed-every-field", full.as_bytes().to_vec()),
+        (
+            "seed-rootfs",
+            b"rootfs = \"root.tar\"\ncmd = [\"/bin/hello\"]\n".to_vec(),
+        ),
+    ]
+}
+
+fn image_reference_seeds() -> Seeds {
+    [
+        ("seed-docker-hub", "alpine:3.20"),
+        (
+            "seed-registry-port-digest",
+            "docker://registry.example:5000/team/app:1.2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ),
+        ("seed-ipv6-registry", "[::1]:5000/a/b"),
+        ("seed-oci-layout", "oci:./layout:latest"),
+        ("seed-docker-archive", "docker-archive:img.tar:app:1"),
+    ]
+    .into_iter()
+    .map(|(n, r)| (n, r.as_bytes().to_vec()))
+    .collect()
+}
+
+fn key_file_seeds() -> Seeds {
+    let key = smolvm_tests::test_key();
+    vec![
+        ("seed-secret", key.to_file_string().into_bytes()),
+        ("seed-public", key.public_key().to_file_string().into_bytes()),
+        (
+            "seed-openssh-public",
+            // RFC 8032 test 1's public key as an OpenSSH line.
+            b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINdamAGCsQq31Uv+08lkBzoO4XLz2qYjJa8CGmj3B1Ea test\n"
+                .to_vec(),
+        ),
+    ]
+}
+
+fn flatten_seeds() -> Seeds {
+    let lower = tar(&[
+        dir("etc/"),
+        file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"),
+        file("etc/gone", b"deleted above"),
+        dir("opt/"),
+        file("opt/old", b"hidden by an opaque marker"),
+        symlink("bin", "usr/bin"),
+        hardlink("etc/passwd.lnk", "etc/passwd"),
+    ]);
+    let upper = tar(&[
+        file("etc/.wh.gone", b""),
+        file("opt/.wh..wh..opq", b""),
+        file("opt/new", b"new"),
+        hardlink("opt/link", "etc/passwd"),
+    ]);
+    let mut layered = lower.clone();
+    layered.extend_from_slice(exercise::LAYER_BREAK);
+    layered.extend_from_slice(&upper);
+    vec![
+        ("seed-one-layer", lower),
+        ("seed-two-layers-whiteouts-links", layered),
+    ]
+}
+
+fn blessing() -> bool {
+    std::env::var_os("SMOLVM_BLESS").is_some_and(|v| v == "1")
+}
+
 #[test]
-fn seed_artifacts_are_current() {
-    let dir = repo().join("fuzz/regressions/reader");
-    let bless = std::env::var_os("SMOLVM_BLESS").is_some_and(|v| v == "1");
-    for (name, bytes) in seeds() {
-        let path = dir.join(name);
-        if bless {
-            std::fs::write(&path, &bytes).unwrap();
+fn seed_inputs_are_current() {
+    for target in TARGETS {
+        let dir = repo().join("fuzz/regressions").join(target.name);
+        for (name, bytes) in (target.seeds)() {
+            let path = dir.join(name);
+            if blessing() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+                continue;
+            }
+            let on_disk = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                on_disk == bytes,
+                "{} is stale or missing; SMOLVM_BLESS=1 cargo test -p smolvm-tests --test fuzz_regressions",
+                path.display()
+            );
+            // Signed reader seeds are valid, so the fuzzer starts from deep inside the reader.
+            if target.name == "reader" && !name.contains("unsigned") {
+                full_check(&bytes, &trusted()).unwrap();
+            }
+        }
+    }
+}
+
+/// The seeds reach past the first check of what they feed: a seed that
+/// every parser refuses at once would teach the fuzzer nothing.
+#[test]
+fn packer_seeds_are_accepted_inputs() {
+    let base = std::path::Path::new("/nonexistent/smolvm-fuzz");
+    for (name, bytes) in smolfile_seeds() {
+        let text = String::from_utf8(bytes).unwrap();
+        smolvm_packer::smolfile::Smolfile::parse(&text, std::path::Path::new("Smolfile"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    for (name, bytes) in image_reference_seeds() {
+        // Local sources are checked against the file system; these name none.
+        if name.contains("oci") || name.contains("archive") {
             continue;
         }
-        let on_disk = std::fs::read(&path).unwrap_or_default();
-        assert!(
-            on_disk == bytes,
-            "{} is stale or missing; SMOLVM_BLESS=1 cargo test -p smolvm-tests --test fuzz_regressions",
-            path.display()
+        let text = String::from_utf8(bytes).unwrap();
+        smolvm_packer::image::reference::parse(&text, Some(base))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in key_file_seeds() {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let parsed = if name == "seed-secret" {
+            smolvm_signing::SecretKey::read_file(&path).map(|k| k.public_key())
+        } else {
+            smolvm_signing::PublicKey::read_file(&path)
+        };
+        assert_eq!(
+            parsed.unwrap_or_else(|e| panic!("{name}: {e}")),
+            smolvm_tests::test_key().public_key(),
+            "{name}"
         );
-        // Signed seeds are valid, so the fuzzer starts from deep inside the reader.
-        if !name.contains("unsigned") {
-            full_check(&bytes, &trusted()).unwrap();
+    }
+    for (name, bytes) in flatten_seeds() {
+        let mut f = smolvm_rootfs::flatten::Flattener::new("seed");
+        for (i, layer) in exercise::split_layers(&bytes).into_iter().enumerate() {
+            f.apply_layer(layer, &i.to_string())
+                .unwrap_or_else(|e| panic!("{name} layer {i}: {e}"));
         }
     }
 }
 
 #[test]
 fn every_regression_input_is_handled_without_panicking() {
-    let dir = repo().join("fuzz/regressions/reader");
-    let mut replayed = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "md") {
-            continue;
+    for target in TARGETS {
+        let dir = repo().join("fuzz/regressions").join(target.name);
+        let mut replayed = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            if std::panic::catch_unwind(|| (target.run)(&bytes)).is_err() {
+                panic!("fuzz target {} panicked on {}", target.name, path.display());
+            }
+            replayed += 1;
         }
-        let bytes = std::fs::read(&path).unwrap();
-        if std::panic::catch_unwind(|| exercise_reader(&bytes)).is_err() {
-            panic!("the reader panicked on {}", path.display());
-        }
-        replayed += 1;
+        // While blessing, the seeds are being rewritten by the other test.
+        let seeds = (target.seeds)().len();
+        assert!(
+            blessing() || replayed >= seeds,
+            "only {replayed} inputs in {} (it has {seeds} seeds)",
+            dir.display()
+        );
     }
-    // While blessing, the seeds are being rewritten by the other test.
-    let blessing = std::env::var_os("SMOLVM_BLESS").is_some_and(|v| v == "1");
-    assert!(
-        blessing || replayed >= 3,
-        "only {replayed} inputs in {}",
-        dir.display()
-    );
 }
