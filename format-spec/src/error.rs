@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::manifest::SectionKind;
+
 /// Everything that can be wrong with an artifact's bytes.
 ///
 /// Messages name the structure, the field and the fault, so that a user
@@ -49,12 +51,12 @@ pub enum FormatError {
     #[error("manifest is not in canonical encoding (re-encoding it gives different bytes); it was not written by a conforming writer")]
     NonCanonicalManifest,
     #[error("section `{kind}`: {fault}")]
-    Section { kind: String, fault: String },
+    Section { kind: SectionKind, fault: String },
     #[error(
         "section `{kind}`: SHA-256 of the stored bytes is {actual}, the manifest says {expected}"
     )]
     HashMismatch {
-        kind: String,
+        kind: SectionKind,
         expected: String,
         actual: String,
     },
@@ -71,7 +73,7 @@ pub enum FormatError {
     #[error("signature block: {0}")]
     SignatureBlock(String),
     #[error("decompressing section `{kind}`: {fault}")]
-    Decompress { kind: String, fault: String },
+    Decompress { kind: SectionKind, fault: String },
 }
 
 /// Shorthand used throughout the crate.

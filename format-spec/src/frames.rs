@@ -138,7 +138,7 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     pub fn new(kind: SectionKind) -> Result<Self> {
         let dctx = zstd::bulk::Decompressor::new().map_err(|e| FormatError::Decompress {
-            kind: kind.to_string(),
+            kind,
             fault: e.to_string(),
         })?;
         Ok(FrameDecoder {
@@ -155,7 +155,7 @@ impl FrameDecoder {
     /// it: a frame that would produce more fails there.
     pub fn decode(&mut self, kind: SectionKind, span: &FrameSpan, stored: &[u8]) -> Result<&[u8]> {
         let fault = |fault: String| FormatError::Decompress {
-            kind: kind.to_string(),
+            kind,
             fault: format!("frame {}: {fault}", span.index),
         };
         if stored.len() as u64 != span.stored_len {

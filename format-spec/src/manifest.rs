@@ -107,7 +107,7 @@ impl SectionEntry {
                 frames
                     .spans(self.stored_len, self.size)
                     .map_err(|fault| FormatError::Section {
-                        kind: self.kind.to_string(),
+                        kind: self.kind,
                         fault,
                     })
             }

@@ -268,7 +268,7 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
             let what = format!("section `{}` (sections[{i}])", s.kind);
             if s.offset != expected {
                 return Err(FormatError::Section {
-                    kind: s.kind.to_string(),
+                    kind: s.kind,
                     fault: format!(
                         "offset {:#x} is not the expected {expected:#x} (sections are packed in order at page boundaries; overlap or gap)",
                         s.offset
@@ -277,7 +277,7 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
             }
             if s.stored_len == 0 {
                 return Err(FormatError::Section {
-                    kind: s.kind.to_string(),
+                    kind: s.kind,
                     fault: "stored_len is 0".into(),
                 });
             }
@@ -376,7 +376,7 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
             hex::encode(self.sha256_range(self.section_file_offset(entry), entry.stored_len)?);
         if actual != entry.sha256 {
             return Err(FormatError::HashMismatch {
-                kind: entry.kind.to_string(),
+                kind: entry.kind,
                 expected: entry.sha256.clone(),
                 actual,
             });
@@ -390,7 +390,7 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
         let actual = self.read_section(SectionKind::Config)?;
         if actual != self.manifest.config.to_canonical_json() {
             return Err(FormatError::Section {
-                kind: "config".into(),
+                kind: SectionKind::Config,
                 fault: "content differs from the manifest's config".into(),
             });
         }
@@ -540,12 +540,12 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
             .manifest
             .section(kind)
             .ok_or_else(|| FormatError::Section {
-                kind: kind.to_string(),
+                kind,
                 fault: "not present".into(),
             })?;
         let mut stream = self.open_section(entry)?;
         let cap = usize::try_from(entry.size).map_err(|_| FormatError::Section {
-            kind: kind.to_string(),
+            kind,
             fault: "too large to hold in memory".into(),
         })?;
         // Reserve at most 64 MiB up front: the declared size is attacker input
@@ -561,7 +561,7 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
 
 fn decompress_err(kind: SectionKind, e: std::io::Error) -> FormatError {
     FormatError::Decompress {
-        kind: kind.to_string(),
+        kind,
         fault: e.to_string(),
     }
 }
@@ -685,7 +685,7 @@ impl<R: ReadAt + ?Sized> SectionStream<'_, R> {
     /// Confirms the whole section was consumed, its size is the declared one,
     /// and its stored bytes hash to the manifest's value.
     pub fn finish(self) -> Result<()> {
-        let kind = self.entry.kind.to_string();
+        let kind = self.entry.kind;
         if self.produced != self.entry.size {
             return Err(FormatError::Decompress {
                 kind,
@@ -711,7 +711,7 @@ impl<R: ReadAt + ?Sized> SectionStream<'_, R> {
         let mut rest = Vec::new();
         raw.read_to_end(&mut rest)
             .map_err(|e| FormatError::Decompress {
-                kind: kind.clone(),
+                kind,
                 fault: e.to_string(),
             })?;
         let trailing = buffered + rest.len();

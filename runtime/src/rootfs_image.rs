@@ -222,7 +222,7 @@ fn write_frames<R: ReadAt + ?Sized>(
     let actual = hex::encode(hasher.finalize());
     if actual != entry.sha256 {
         return Err(section(FormatError::HashMismatch {
-            kind: entry.kind.to_string(),
+            kind: entry.kind,
             expected: entry.sha256.clone(),
             actual,
         }));
@@ -243,7 +243,7 @@ fn decode_failure<R: ReadAt + ?Sized>(
         source: match art.verify_section(entry) {
             Err(source @ FormatError::HashMismatch { .. }) => source,
             _ => FormatError::Decompress {
-                kind: entry.kind.to_string(),
+                kind: entry.kind,
                 fault,
             },
         },
