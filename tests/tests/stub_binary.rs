@@ -1,8 +1,15 @@
-//! The stub every packed executable starts with: small, and needing nothing
-//! at run time but glibc (issue 3's aims), checked on the binary that
-//! scripts/test.sh builds with the size-tuned `stub` profile.
+//! The stub every packed executable starts with, checked on the binary that
+//! scripts/test.sh builds with the size-tuned `stub` profile: small, and
+//! needing nothing at run time but glibc (issue 3's aims); and, packed with
+//! a payload by `smolvm pack create` and run with `--smolvm-dry-run` (verify
+//! and prepare, no VM), whom it trusts, which versions it refuses and its
+//! exit codes (issue 10). The kernel in those payloads is a fake that is
+//! checked and cached but never booted.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use smolvm_tests::{fake_kernel, layout_of, other_key, smolvm, test_key, write_key_files};
 
 /// The size aim for the stub.
 const MAX_STUB_BYTES: usize = 3 << 20;
@@ -63,4 +70,357 @@ fn needed_libraries(bytes: &[u8]) -> Vec<String> {
         .filter(|d| d.tag32(endian) == Some(object::elf::DT_NEEDED))
         .map(|d| String::from_utf8_lossy(d.string(endian, strings).unwrap()).into_owned())
         .collect()
+}
+
+/// A scratch directory standing in for a user's machine: keys, inputs,
+/// packed executables, and HOME, XDG_CONFIG_HOME, XDG_STATE_HOME and the
+/// cache all under it, so no test reads or writes the real user's files.
+struct Machine {
+    dir: tempfile::TempDir,
+    stub: PathBuf,
+}
+
+impl Machine {
+    /// `None` (the test skips) without the stub binary, or when the system
+    /// trusted-keys directory holds keys: they would be trusted beside the
+    /// ones each test sets up.
+    fn new() -> Option<Machine> {
+        let stub = stub()?;
+        let system = Path::new(smolvm_runtime::trust::SYSTEM_KEY_DIR);
+        let system_keys = std::fs::read_dir(system).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "pub"))
+            })
+            .count()
+        });
+        if system_keys > 0 {
+            eprintln!("SKIPPING: {} holds keys", system.display());
+            return None;
+        }
+        let m = Machine {
+            dir: tempfile::tempdir().unwrap(),
+            stub,
+        };
+        write_key_files(&m.path("keys"), "test", &test_key());
+        write_key_files(&m.path("keys"), "other", &other_key());
+        std::fs::write(m.path("vmlinux"), fake_kernel()).unwrap();
+        let root = m.path("root");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::write(root.join("bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
+        std::fs::create_dir_all(m.user_keys()).unwrap();
+        Some(m)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `keys/NAME.pub`, as a `--smolvm-key=` argument.
+    fn key_flag(&self, name: &str) -> String {
+        format!("--smolvm-key={}", self.pubkey(name).display())
+    }
+
+    fn pubkey(&self, name: &str) -> PathBuf {
+        self.path(&format!("keys/{name}.pub"))
+    }
+
+    /// The user's trusted-keys directory ($XDG_CONFIG_HOME/smolvm/trusted-keys).
+    fn user_keys(&self) -> PathBuf {
+        self.path("config/smolvm/trusted-keys")
+    }
+
+    /// Trusts exactly the keys `names` through the user's directory.
+    fn trust(&self, names: &[&str]) {
+        let dir = self.user_keys();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in names {
+            std::fs::copy(self.pubkey(n), dir.join(format!("{n}.pub"))).unwrap();
+        }
+    }
+
+    /// The remembered minimum versions ($XDG_STATE_HOME/smolvm/min-versions.json).
+    fn state_file(&self) -> PathBuf {
+        self.path("state/smolvm/min-versions.json")
+    }
+
+    /// Packs `name` at `version`, signed with `keys/KEY.key`, as an executable.
+    fn pack(&self, name: &str, version: &str, key: &str) -> PathBuf {
+        let out = self.path(&format!("{name}-{version}-{key}"));
+        smolvm()
+            .args(["pack", "create", "--rootfs"])
+            .arg(self.path("root"))
+            .arg("--kernel")
+            .arg(self.path("vmlinux"))
+            .arg("--stub")
+            .arg(&self.stub)
+            .arg("--key")
+            .arg(self.path(&format!("keys/{key}.key")))
+            .args(["--name", name, "--artifact-version", version, "-o"])
+            .arg(&out)
+            .assert()
+            .success();
+        out
+    }
+
+    /// `exe --smolvm-dry-run ARGS` with this machine's environment.
+    fn run(&self, exe: &Path, args: &[&str]) -> Output {
+        self.run_with(exe, args, |_| {})
+    }
+
+    /// [`Machine::run`], with a change to the command first.
+    fn run_with(&self, exe: &Path, args: &[&str], change: impl Fn(&mut Command)) -> Output {
+        let mut cmd = Command::new(exe);
+        cmd.arg("--smolvm-dry-run")
+            .args(args)
+            .env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_STATE_HOME", self.path("state"))
+            .env("SMOLVM_CACHE_DIR", self.path("cache"))
+            .env_remove("SMOLVM_TRUSTED_KEYS")
+            .env_remove("SMOLVM_DRY_RUN");
+        change(&mut cmd);
+        // Another test thread may fork while a file we exec is still open
+        // for writing in this process (ETXTBSY); that passes.
+        for _ in 0..50 {
+            match cmd.output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r.unwrap(),
+            }
+        }
+        panic!("{}: text file busy", exe.display())
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not killed")
+}
+
+fn err_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, and for failures one stderr line containing each
+/// of `needles`; returns stderr.
+#[track_caller]
+fn expect(out: &Output, want: i32, needles: &[&str]) -> String {
+    let err = err_text(out);
+    assert_eq!(code(out), want, "stderr: {err}");
+    if want != 0 {
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in: {err}");
+    }
+    err
+}
+
+/// Whom the stub trusts, first match wins: keys given for this start
+/// (`--smolvm-key`, `SMOLVM_TRUSTED_KEYS`), else the trusted-keys directory
+/// ($XDG_CONFIG_HOME, else $HOME/.config), else only the key the file carries.
+#[test]
+fn stub_trusts_given_keys_then_the_trusted_keys_directory() {
+    let Some(m) = Machine::new() else { return };
+    let app = m.pack("app", "1.0.0", "test");
+    // No trusted key anywhere: the key the file carries (integrity only).
+    expect(&m.run(&app, &[]), 0, &[]);
+    // The directory holds the signer's key: runs.
+    m.trust(&["test"]);
+    expect(&m.run(&app, &[]), 0, &[]);
+    // The directory holds only another key: refused, though the file's own
+    // signature is sound.
+    m.trust(&["other"]);
+    expect(&m.run(&app, &[]), 1, &["not trusted"]);
+    // Given keys replace the directory, in both directions.
+    expect(&m.run(&app, &[&m.key_flag("test")]), 0, &[]);
+    let env = |c: &mut Command| {
+        c.env("SMOLVM_TRUSTED_KEYS", m.pubkey("test"));
+    };
+    expect(&m.run_with(&app, &[], env), 0, &[]);
+    m.trust(&["test"]);
+    expect(&m.run(&app, &[&m.key_flag("other")]), 1, &["not trusted"]);
+    // Without XDG_CONFIG_HOME the directory is under $HOME/.config; with it,
+    // $HOME/.config is not read.
+    let home_keys = m.path("home/.config/smolvm/trusted-keys");
+    std::fs::create_dir_all(&home_keys).unwrap();
+    std::fs::copy(m.pubkey("other"), home_keys.join("other.pub")).unwrap();
+    expect(&m.run(&app, &[]), 0, &[]);
+    let no_xdg = |c: &mut Command| {
+        c.env_remove("XDG_CONFIG_HOME");
+    };
+    expect(&m.run_with(&app, &[], no_xdg), 1, &["not trusted"]);
+}
+
+/// A start never quietly trusts less than the user set up: a key file in
+/// the directory that cannot be read or is not a key is exit 2, naming it;
+/// given keys mean the directory is not read at all.
+#[test]
+fn stub_refuses_an_unusable_key_file_in_the_directory_with_exit_2() {
+    let Some(m) = Machine::new() else { return };
+    let app = m.pack("app", "1.0.0", "test");
+    m.trust(&["test"]);
+    let dir = m.user_keys();
+    // Unreadable: a dangling link, a directory.
+    std::os::unix::fs::symlink(m.path("nowhere.pub"), dir.join("gone.pub")).unwrap();
+    expect(
+        &m.run(&app, &[]),
+        2,
+        &["gone.pub", "No such file or directory"],
+    );
+    std::fs::remove_file(dir.join("gone.pub")).unwrap();
+    std::fs::create_dir(dir.join("folder.pub")).unwrap();
+    expect(&m.run(&app, &[]), 2, &["folder.pub"]);
+    std::fs::remove_dir(dir.join("folder.pub")).unwrap();
+    // Readable, but not a key.
+    std::fs::write(dir.join("broken.pub"), "nonsense\n").unwrap();
+    expect(&m.run(&app, &[]), 2, &["broken.pub"]);
+    expect(&m.run(&app, &[&m.key_flag("test")]), 0, &[]);
+    // Files not named *.pub are not keys, and not read.
+    std::fs::remove_file(dir.join("broken.pub")).unwrap();
+    std::fs::write(dir.join("README"), "nonsense\n").unwrap();
+    expect(&m.run(&app, &[]), 0, &[]);
+    // A directory that cannot be listed: exit 2, naming it.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, "").unwrap();
+    expect(&m.run(&app, &[]), 2, &["trusted-keys"]);
+}
+
+/// `--smolvm-min-version` refuses older versions (compared numerically),
+/// with or without a trusted key.
+#[test]
+fn stub_refuses_versions_older_than_min_version() {
+    let Some(m) = Machine::new() else { return };
+    let app = m.pack("app", "1.2.0", "test");
+    let err = expect(
+        &m.run(&app, &["--smolvm-min-version=1.3"]),
+        1,
+        &["app 1.2.0 is older than the minimum version 1.3"],
+    );
+    assert!(!err.contains("min-versions.json"), "{err}");
+    expect(&m.run(&app, &["--smolvm-min-version=1.10"]), 1, &["1.10"]);
+    expect(&m.run(&app, &["--smolvm-min-version=1.2"]), 0, &[]);
+    expect(&m.run(&app, &["--smolvm-min-version=1.1.9"]), 0, &[]);
+    m.trust(&["test"]);
+    expect(&m.run(&app, &["--smolvm-min-version=1.3"]), 1, &["1.3"]);
+    // A refused start raises nothing; the start above at 1.2 is the floor.
+    expect(&m.run(&app, &[]), 0, &[]);
+    // No version given: a usage error.
+    expect(
+        &m.run(&app, &["--smolvm-min-version="]),
+        2,
+        &["--smolvm-min-version"],
+    );
+}
+
+/// After a start (a dry run too) with a trusted key, older versions of the
+/// same name by the same signer are refused; other signers and names are
+/// untouched; starts with only the file's own key neither record nor
+/// consult it; removing the state file forgets it.
+#[test]
+fn stub_remembers_the_version_of_a_trusted_start_per_signer_and_name() {
+    let Some(m) = Machine::new() else { return };
+    let (old, new) = (
+        m.pack("app", "1.1.0", "test"),
+        m.pack("app", "1.2.0", "test"),
+    );
+    let others_app = m.pack("app", "1.0.0", "other");
+    let tool = m.pack("tool", "0.1.0", "test");
+    let state = m.state_file();
+    // Only the file's own key: anyone could have signed "app"; not recorded.
+    expect(&m.run(&new, &[]), 0, &[]);
+    assert!(!state.exists(), "recorded without a trusted key");
+    expect(&m.run(&old, &[]), 0, &[]);
+
+    m.trust(&["test", "other"]);
+    expect(&m.run(&new, &[]), 0, &[]);
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(text.contains("1.2.0"), "{text}");
+    expect(
+        &m.run(&old, &[]),
+        1,
+        &[
+            "app 1.1.0 is older than the minimum version 1.2.0",
+            "min-versions.json",
+        ],
+    );
+    // Trusted through --smolvm-key: the same floor.
+    expect(&m.run(&old, &[&m.key_flag("test")]), 1, &["1.2.0"]);
+    // Another signer's "app", and another name by the same signer.
+    expect(&m.run(&others_app, &[]), 0, &[]);
+    expect(&m.run(&tool, &[]), 0, &[]);
+    // Starts with the file's own key only do not consult it either.
+    m.trust(&[]);
+    expect(&m.run(&old, &[]), 0, &[]);
+    // Without XDG_STATE_HOME the state is under $HOME/.local/state: a
+    // state there that knows nothing lets the old version run.
+    m.trust(&["test"]);
+    let no_xdg = |c: &mut Command| {
+        c.env_remove("XDG_STATE_HOME");
+    };
+    expect(&m.run_with(&old, &[], no_xdg), 0, &[]);
+    assert!(m
+        .path("home/.local/state/smolvm/min-versions.json")
+        .exists());
+    expect(&m.run(&old, &[]), 1, &["1.2.0"]);
+    // Removing the file forgets every floor.
+    std::fs::remove_file(&state).unwrap();
+    expect(&m.run(&old, &[]), 0, &[]);
+}
+
+/// Exit codes: 2 for usage and I/O errors, 1 when verification fails; one
+/// line each, the cause printed once.
+#[test]
+fn stub_exit_codes_follow_the_convention() {
+    let Some(m) = Machine::new() else { return };
+    let app = m.pack("app", "1.0.0", "test");
+    // Usage: an unknown runtime flag is refused, not passed to the workload.
+    expect(
+        &m.run(&app, &["--smolvm-frobnicate"]),
+        2,
+        &["--smolvm-frobnicate"],
+    );
+    // I/O: a key file that is not there, for a start and for --smolvm-info.
+    let missing = m.path("missing.pub");
+    let flag = format!("--smolvm-key={}", missing.display());
+    for args in [vec![flag.as_str()], vec![flag.as_str(), "--smolvm-info"]] {
+        let err = expect(&m.run(&app, &args), 2, &[missing.to_str().unwrap()]);
+        assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    }
+    // Verification: a changed byte in the signed manifest, and in the kernel
+    // section (checked against its signed hash while it is cached; a fresh
+    // cache, since a cached kernel with that hash would never be read).
+    let bytes = std::fs::read(&app).unwrap();
+    let layout = layout_of(&bytes).unwrap();
+    let kernel = layout
+        .sections
+        .iter()
+        .find(|(k, _)| *k == smolvm_format::SectionKind::Kernel)
+        .map(|(_, r)| r.clone())
+        .unwrap();
+    let mid = |r: &std::ops::Range<u64>| usize::try_from(r.start + (r.end - r.start) / 2).unwrap();
+    for (what, at) in [
+        ("manifest", mid(&layout.manifest)),
+        ("kernel", mid(&kernel)),
+    ] {
+        let mut tampered = bytes.clone();
+        tampered[at] ^= 0x01;
+        let exe = m.path(&format!("tampered-{what}"));
+        std::fs::write(&exe, &tampered).unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let cache = m.path(&format!("cache-{what}"));
+        let out = m.run_with(&exe, &[], |c| {
+            c.env("SMOLVM_CACHE_DIR", &cache);
+        });
+        assert_eq!(code(&out), 1, "{what}: {}", err_text(&out));
+        assert_eq!(
+            err_text(&out).lines().count(),
+            1,
+            "{what}: {}",
+            err_text(&out)
+        );
+    }
 }
