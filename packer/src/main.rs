@@ -118,10 +118,14 @@ enum Pack {
         /// Verify and prepare, but do not start the VM.
         #[arg(long)]
         dry_run: bool,
-        /// Publish a guest TCP port on the host: [ADDR:]HOST:GUEST, bound to
+        /// Publish a guest TCP port on the host: `[ADDR:]HOST:GUEST`, bound to
         /// ADDR (default 127.0.0.1). Needs `net = true`; repeatable.
         #[arg(short = 'p', long = "publish", value_name = "[ADDR:]HOST:GUEST")]
         publish: Vec<String>,
+        /// Let the workload use your SSH agent ($SSH_AUTH_SOCK) if the machine
+        /// asks for it (`[auth] ssh_agent`); keys never enter the guest.
+        #[arg(long)]
+        ssh_agent: bool,
         /// Arguments for the workload (replace the config's cmd).
         #[arg(last = true)]
         args: Vec<std::ffi::OsString>,
@@ -272,6 +276,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             min_version,
             dry_run,
             publish,
+            ssh_agent,
             args,
         }) => {
             let mut keys = keys;
@@ -288,6 +293,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     args,
                     dry_run,
                     publish,
+                    ssh_agent,
                     min_version,
                     version_state: default_state_file(),
                 },

@@ -15,7 +15,10 @@
  *      whoever runs the machine on the host;
  *   3. with the network on, put the host's /.smolvm/resolv.conf (our
  *      resolver) at /etc/resolv.conf in the per-run layer;
- *   4. bind /dev, /proc and /sys into the overlay, chroot into it, switch
+ *   4. with SSH agent forwarding allowed, run a small forwarder (as the
+ *      workload's user) from a socket in the guest to the host's agent over
+ *      vsock (libkrun connects that vsock port to the host's socket);
+ *   5. bind /dev, /proc and /sys into the overlay, chroot into it, switch
  *      user, chdir and exec the workload. Being an exec, the workload's exit
  *      status is ours, and init.krun reports it to the host.
  *
@@ -40,6 +43,16 @@ typedef unsigned long size_t;
 #define SYS_openat 257
 #define SYS_mkdirat 258
 #define SYS_unlinkat 263
+#define SYS_socket 41
+#define SYS_connect 42
+#define SYS_bind 49
+#define SYS_listen 50
+#define SYS_clone 56
+#define SYS_wait4 61
+#define SYS_rt_sigaction 13
+#define SYS_fchownat 260
+#define SYS_accept4 288
+#define SYS_ppoll 271
 static long syscall6(long n, long a, long b, long c, long d, long e, long f)
 {
     long ret;
@@ -72,6 +85,16 @@ __asm__(".global _start\n"
 #define SYS_openat 56
 #define SYS_mkdirat 34
 #define SYS_unlinkat 35
+#define SYS_socket 198
+#define SYS_connect 203
+#define SYS_bind 200
+#define SYS_listen 201
+#define SYS_clone 220
+#define SYS_wait4 260
+#define SYS_rt_sigaction 134
+#define SYS_fchownat 54
+#define SYS_accept4 242
+#define SYS_ppoll 73
 static long syscall6(long n, long a, long b, long c, long d, long e, long f)
 {
     register long x8 __asm__("x8") = n;
@@ -266,6 +289,142 @@ static void write_resolv_conf(void)
         die("cannot write /etc/resolv.conf", n < 0 ? n : 0);
 }
 
+/* SSH agent forwarding: the vsock port the host's agent is behind, from
+ * /.smolvm/ssh-agent (absent: no forwarding). The socket the workload sees
+ * (SSH_AUTH_SOCK in its environment, set by the host). */
+#define AGENT_DIR "/run/smolvm"
+#define AGENT_SOCK AGENT_DIR "/ssh-agent.sock"
+#define AF_UNIX 1
+#define AF_VSOCK 40
+#define SOCK_STREAM 1
+#define SOCK_CLOEXEC 02000000
+#define VMADDR_CID_HOST 2
+#define SIGCHLD 17
+#define POLLIN 1
+static long agent_port = -1;
+
+struct sockaddr_un_min {
+    unsigned short family;
+    char path[108];
+};
+struct sockaddr_vm_min {
+    unsigned short family;
+    unsigned short reserved;
+    unsigned int port;
+    unsigned int cid;
+    unsigned char flags;
+    unsigned char zero[3];
+};
+struct pollfd_min {
+    int fd;
+    short events;
+    short revents;
+};
+struct kernel_sigaction_min {
+    long handler;
+    unsigned long flags;
+    long restorer;
+    unsigned long mask;
+};
+
+static void read_agent_port(void)
+{
+    char buf[16];
+    long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/ssh-agent", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0)
+        return;
+    long n = syscall6(SYS_read, fd, (long)buf, sizeof(buf) - 1, 0, 0, 0);
+    syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (n <= 0)
+        die("cannot read /.smolvm/ssh-agent", n);
+    buf[n] = 0;
+    agent_port = parse_num(buf);
+}
+
+/* Copies between the two sockets until either side ends. */
+static void pump(long a, long b)
+{
+    static char buf[16384];
+    struct pollfd_min fds[2] = {{(int)a, POLLIN, 0}, {(int)b, POLLIN, 0}};
+    for (;;) {
+        if (syscall6(SYS_ppoll, (long)fds, 2, 0, 0, 8, 0) < 0)
+            return;
+        for (int i = 0; i < 2; i++) {
+            if (!fds[i].revents)
+                continue;
+            long n = syscall6(SYS_read, fds[i].fd, (long)buf, sizeof(buf), 0, 0, 0);
+            if (n <= 0)
+                return;
+            for (long off = 0; off < n;) {
+                long w = syscall6(SYS_write, fds[1 - i].fd, (long)buf + off, n - off, 0, 0, 0);
+                if (w <= 0)
+                    return;
+                off += w;
+            }
+        }
+    }
+}
+
+/* The forwarder process: accepts on AGENT_SOCK, one child per client. */
+static __attribute__((noreturn)) void agent_forwarder(long listener)
+{
+    struct kernel_sigaction_min ign = {1 /* SIG_IGN: children reap themselves */, 0, 0, 0};
+    syscall6(SYS_rt_sigaction, SIGCHLD, (long)&ign, 0, 8, 0, 0);
+    for (;;) {
+        long c = syscall6(SYS_accept4, listener, 0, 0, SOCK_CLOEXEC, 0, 0);
+        if (c < 0)
+            continue;
+        if (syscall6(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0) == 0) {
+            struct sockaddr_vm_min vm = {AF_VSOCK, 0, (unsigned int)agent_port, VMADDR_CID_HOST, 0, {0, 0, 0}};
+            long v = syscall6(SYS_socket, AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0, 0, 0, 0);
+            if (v >= 0 && syscall6(SYS_connect, v, (long)&vm, sizeof(vm), 0, 0, 0) == 0)
+                pump(c, v);
+            syscall6(SYS_exit, 0, 0, 0, 0, 0, 0);
+        }
+        syscall6(SYS_close, c, 0, 0, 0, 0, 0);
+    }
+}
+
+/* Before dropping privileges: the socket's directory, the workload's own. */
+static void agent_prepare(long uid, long gid)
+{
+    if (agent_port < 0)
+        return;
+    syscall6(SYS_mkdirat, AT_FDCWD, (long)"/run", 0755, 0, 0, 0);
+    long r = syscall6(SYS_mkdirat, AT_FDCWD, (long)AGENT_DIR, 0700, 0, 0, 0);
+    if (r < 0 && r != -EEXIST)
+        die("cannot create " AGENT_DIR, r);
+    r = syscall6(SYS_fchownat, AT_FDCWD, (long)AGENT_DIR, uid, gid, 0x100 /* AT_SYMLINK_NOFOLLOW */, 0);
+    if (r < 0)
+        die("cannot hand " AGENT_DIR " to the workload's user", r);
+}
+
+/* After dropping privileges: listen, then leave the forwarder running as a
+ * grandchild (so it is not a child the workload could wait for). */
+static void agent_start(void)
+{
+    if (agent_port < 0)
+        return;
+    struct sockaddr_un_min addr = {AF_UNIX, {0}};
+    memcpy(addr.path, AGENT_SOCK, sizeof(AGENT_SOCK));
+    long l = syscall6(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, 0, 0, 0);
+    if (l < 0)
+        die("cannot create the SSH agent socket", l);
+    long r = syscall6(SYS_bind, l, (long)&addr, sizeof(addr), 0, 0, 0);
+    if (r < 0 || (r = syscall6(SYS_listen, l, 16, 0, 0, 0, 0)) < 0)
+        die("cannot listen on " AGENT_SOCK, r);
+    long child = syscall6(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0);
+    if (child == 0) {
+        if (syscall6(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0) == 0)
+            agent_forwarder(l);
+        syscall6(SYS_exit, 0, 0, 0, 0, 0, 0);
+    }
+    if (child < 0)
+        die("cannot start the SSH agent forwarder", child);
+    syscall6(SYS_wait4, child, 0, 0, 0, 0, 0);
+    syscall6(SYS_close, l, 0, 0, 0, 0, 0);
+}
+
 static void bind_into_root(const char *src, const char *dst)
 {
     syscall6(SYS_mkdirat, AT_FDCWD, (long)dst, 0755, 0, 0, 0);
@@ -310,6 +469,7 @@ void init_main(void)
     envp_buf[envc] = 0;
 
     read_resolv_conf();
+    read_agent_port();
 
     /* The per-run writable layer. */
     long r = syscall6(SYS_mount, (long)"tmpfs", (long)"/.smolvm", (long)"tmpfs", MS_NOSUID | MS_NODEV, (long)"mode=0755", 0);
@@ -341,6 +501,7 @@ void init_main(void)
         if (r < 0)
             die("cannot change to the working directory", r);
     }
+    agent_prepare(uid, gid);
     if (gid >= 0) {
         long groups[1] = {gid};
         if ((r = syscall6(SYS_setgroups, 1, (long)groups, 0, 0, 0, 0)) < 0 ||
@@ -349,6 +510,7 @@ void init_main(void)
     }
     if (uid >= 0 && (r = syscall6(SYS_setuid, uid, 0, 0, 0, 0, 0)) < 0)
         die("cannot switch user", r);
+    agent_start();
 
     char *cmd = argv_buf[0];
     long err = -ENOENT;

@@ -211,7 +211,10 @@ pub fn render_human<R: ReadAt + ?Sized>(
         }
     }
     if c.ssh_agent {
-        let _ = writeln!(o, "  ssh_agent   on (not applied by this runtime yet)");
+        let _ = writeln!(
+            o,
+            "  ssh_agent   requested: forwarded only when the user allows it (--smolvm-ssh-agent)"
+        );
     }
     o
 }

@@ -52,6 +52,8 @@ pub struct Machine<'a> {
     /// `None`: no network device at all. `Some`: TSI networking under the
     /// egress supervisor (crate::net).
     pub net: Option<std::sync::Arc<crate::net::Egress>>,
+    /// The host's SSH agent socket, when forwarding is on (crate::net::agent).
+    pub ssh_agent: Option<&'a Path>,
     pub spec: &'a RunSpec,
 }
 
@@ -208,6 +210,14 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
             krun::krun_set_exec(ctx, exec.as_ptr(), empty.as_ptr(), empty.as_ptr()),
         )?;
         match &m.net {
+            None if m.ssh_agent.is_some() => {
+                // A vsock device for the agent, without TSI: still no network.
+                check(
+                    "krun_disable_implicit_vsock",
+                    krun::krun_disable_implicit_vsock(ctx),
+                )?;
+                check("krun_add_vsock", krun::krun_add_vsock(ctx, 0))?;
+            }
             None => {
                 // No implicit vsock means no TSI: the guest has no network at all.
                 check(
@@ -243,6 +253,30 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
                     ),
                 )?;
             }
+        }
+        if let Some(agent) = m.ssh_agent {
+            use crate::net::agent::VSOCK_PORT;
+            let sock = cstr(agent)?;
+            check(
+                "krun_add_vsock_port2",
+                krun::krun_add_vsock_port2(ctx, VSOCK_PORT, sock.as_ptr(), false),
+            )?;
+            // The guest init starts its forwarder when this file exists.
+            let port: &'static [u8] =
+                Box::leak(VSOCK_PORT.to_string().into_bytes().into_boxed_slice());
+            let path = cstr("/.smolvm/ssh-agent")?;
+            check(
+                "krun_fs_add_overlay_file(ssh-agent)",
+                krun::krun_fs_add_overlay_file(
+                    ctx,
+                    tag.as_ptr(),
+                    path.as_ptr(),
+                    port.as_ptr(),
+                    port.len(),
+                    0o444,
+                    false,
+                ),
+            )?;
         }
         check(
             "krun_set_kernel",

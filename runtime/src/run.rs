@@ -63,6 +63,10 @@ pub struct RunOptions {
     /// Ports published at run time (`--smolvm-publish`, `pack run -p`):
     /// `HOST:GUEST` or `ADDRESS:HOST:GUEST`.
     pub publish: Vec<String>,
+    /// The user allows SSH agent forwarding (`--smolvm-ssh-agent`,
+    /// `SMOLVM_SSH_AGENT=1`, `pack run --ssh-agent`); it happens only if the
+    /// machine also asks for it (`[auth] ssh_agent = true`).
+    pub ssh_agent: bool,
     /// Refuse versions older than this (`--smolvm-min-version`, `pack run --min-version`).
     pub min_version: Option<String>,
     /// Where the highest version started with a trusted key is remembered
@@ -150,8 +154,14 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     };
     let config = &art.manifest.config;
     // Before the cache and the VM: a workload past the guest's limits stops here.
-    let spec = build_spec(config, &opts.args)?;
+    let mut spec = build_spec(config, &opts.args)?;
     let policy = crate::net::Policy::from_config(config, &opts.publish)?;
+    let ssh_agent = crate::net::agent::decide(config.ssh_agent, opts.ssh_agent);
+    if ssh_agent.is_some() {
+        spec.env.retain(|e| !e.starts_with(b"SSH_AUTH_SOCK="));
+        spec.env
+            .push(format!("SSH_AUTH_SOCK={}", crate::net::agent::GUEST_SOCKET).into_bytes());
+    }
     // Fail closed: a network this host cannot police is not started.
     #[cfg(all(feature = "vmm", target_os = "linux"))]
     if policy.net {
@@ -212,6 +222,7 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
             } else {
                 None
             },
+            ssh_agent: ssh_agent.as_deref(),
             spec: &spec,
         };
         trace.mark("entering the VM");
@@ -220,7 +231,7 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     }
     #[cfg(not(feature = "vmm"))]
     {
-        let _ = (kernel, root_image, boot_dir, spec, policy);
+        let _ = (kernel, root_image, boot_dir, spec, policy, ssh_agent);
         Err(RunError::Config(
             "this build has no VMM (built without the `vmm` feature)".into(),
         ))

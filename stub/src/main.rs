@@ -35,6 +35,8 @@ Arguments are passed to the workload, except these, which the runtime keeps:
                          publish guest TCP port GUEST on the host's port HOST,
                          bound to ADDR (default 127.0.0.1); needs net = true
                          (repeatable; adds to the ports the machine declares)
+  --smolvm-ssh-agent     let the workload use your SSH agent ($SSH_AUTH_SOCK), if
+                         the machine asks for it; keys never enter the guest
 
 Trust: without --smolvm-key or SMOLVM_TRUSTED_KEYS, the *.pub keys in
 $XDG_CONFIG_HOME/smolvm/trusted-keys (default ~/.config/smolvm/trusted-keys)
@@ -49,6 +51,9 @@ Environment:
   SMOLVM_CACHE_DIR=DIR              where kernels and root filesystems are cached
                                     (default $XDG_CACHE_HOME/smolvm or ~/.cache/smolvm)
   SMOLVM_TRACE=1                    print start-up phase timings to stderr
+  SMOLVM_SSH_AGENT=1                like --smolvm-ssh-agent
+  SMOLVM_NET_LOG=1                  print each connection the network policy refuses
+                                    (2: also each one it lets through)
 ";
 
 fn program_name() -> String {
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
     let trace = Trace::new();
     let mut args: Vec<OsString> = Vec::new();
     let mut publish: Vec<String> = Vec::new();
+    let mut ssh_agent = false;
     let mut key_files: Vec<PathBuf> = env_key_files();
     let mut min_version = None;
     let (mut info, mut dry_run) = (
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
             }
             b"--smolvm-info" => info = true,
             b"--smolvm-dry-run" => dry_run = true,
+            b"--smolvm-ssh-agent" => ssh_agent = true,
             _ if bytes.starts_with(b"--smolvm-publish=") => {
                 match std::str::from_utf8(&bytes[17..]) {
                     Ok(p) => publish.push(p.to_string()),
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
             args,
             dry_run,
             publish,
+            ssh_agent,
             min_version,
             version_state: default_state_file(),
         },

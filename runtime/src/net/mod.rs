@@ -17,6 +17,9 @@
 //! Listening: a guest listener opens a host port only when that port is
 //! published (`ports` / `--smolvm-publish`), bound to 127.0.0.1 unless the
 //! publication names another address.
+//!
+//! SSH agent forwarding (agent.rs) rides on vsock, not on the guest's
+//! network, so it works with `net = false` too.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -26,6 +29,7 @@ use ipnet::IpNet;
 use smolvm_format::MachineConfig;
 use thiserror::Error;
 
+pub mod agent;
 #[cfg(all(feature = "vmm", target_os = "linux"))]
 pub mod dns;
 #[cfg(all(feature = "vmm", target_os = "linux"))]
