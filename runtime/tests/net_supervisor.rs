@@ -31,6 +31,9 @@ fn main() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     print!("{stdout}");
+    for l in stdout.lines().filter(|l| l.starts_with("FIGURE")) {
+        eprintln!("{l}");
+    }
     assert!(
         out.status.success() && stdout.contains("ALL CHECKS PASSED"),
         "child failed ({}):\n{stdout}\n{stderr}",
@@ -75,7 +78,34 @@ fn child() {
     let policy = Policy::from_config(&c, &[]).unwrap();
     let egress = Egress::new(policy, smolvm_runtime::net::host_addresses().unwrap());
     let resolver = dns::start(egress.clone()).unwrap();
+
+    // Connect latency to a listed address, without and then with the
+    // supervisor, same process, same server (an acceptor thread drains it).
+    let bench = TcpListener::bind("127.0.0.2:0").unwrap();
+    let bench_at = bench.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in bench.incoming() {
+            drop(c);
+        }
+    });
+    let connects = |n: u32| {
+        let t = Instant::now();
+        for _ in 0..n {
+            drop(TcpStream::connect(bench_at).unwrap());
+        }
+        t.elapsed() / n
+    };
+    connects(20); // warm-up
+    let without = connects(200);
+
     supervisor::install(egress, resolver.addr, resolver.tids).unwrap();
+    let with = connects(200);
+    println!(
+        "FIGURE connect latency (mean of 200 connects): without supervisor {:.1} us, with {:.1} us, ratio {:.2}",
+        without.as_secs_f64() * 1e6,
+        with.as_secs_f64() * 1e6,
+        with.as_secs_f64() / without.as_secs_f64()
+    );
 
     let r = TcpStream::connect(listed.local_addr().unwrap());
     check("connect to a listed CIDR", r.is_ok(), r.as_ref().err());

@@ -115,7 +115,8 @@ struct Supervisor {
     egress: Arc<Egress>,
     dns: SocketAddr,
     trusted: HashSet<i32>,
-    log: bool,
+    /// SMOLVM_NET_LOG: 1 prints refusals, 2 also what passed.
+    log: u8,
 }
 
 /// Installs the filter on every thread of this process and starts the
@@ -155,7 +156,10 @@ pub fn install(egress: Arc<Egress>, dns: SocketAddr, trusted: HashSet<i32>) -> s
         egress,
         dns,
         trusted,
-        log: std::env::var_os("SMOLVM_NET_LOG").is_some_and(|v| v == "1"),
+        log: std::env::var("SMOLVM_NET_LOG")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     };
     std::thread::Builder::new()
         .name("smolvm-netpolicy".into())
@@ -354,7 +358,7 @@ impl Supervisor {
     }
 
     fn deny(&self, what: &str, to: SocketAddr, why: &str, errno: i32) -> Verdict {
-        if self.log {
+        if self.log >= 1 {
             eprintln!("smolvm: network policy refused {what} to {to}: {why}");
         }
         Verdict::Errno(errno)
@@ -398,7 +402,12 @@ impl Supervisor {
             return Verdict::Continue;
         }
         match self.egress.check(to.ip()) {
-            Ok(()) => Verdict::Continue,
+            Ok(()) => {
+                if self.log >= 2 {
+                    eprintln!("smolvm: network policy allowed {what} to {to}");
+                }
+                Verdict::Continue
+            }
             Err(why) => self.deny(what, to, &why.to_string(), errno),
         }
     }
