@@ -801,6 +801,31 @@ pub fn busybox_root(dir: &Path) -> PathBuf {
     root
 }
 
+/// Runs `script` in one L1 machine (tests/harness/run-l1.sh) with `files`
+/// in /work, prints the console and how long it took, and returns the
+/// scenario results; an L1 run that fails as a whole fails the test here.
+pub fn run_l1(files: &Path, script: &Path, timeout_secs: u32) -> Scenarios {
+    let started = std::time::Instant::now();
+    let out = Command::new(repo().join("tests/harness/run-l1.sh"))
+        .arg("--files")
+        .arg(files)
+        .arg("--script")
+        .arg(script)
+        .args(["--timeout", &timeout_secs.to_string()])
+        .output()
+        .expect("run tests/harness/run-l1.sh");
+    let console = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{console}");
+    assert!(
+        out.status.success(),
+        "L1 run failed ({}):\n{console}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("L1 run: {:.1} s", started.elapsed().as_secs_f64());
+    Scenarios::parse(&console)
+}
+
 /// The release `smolvm` the boot tests pack with (`SMOLVM_BIN` overrides).
 pub fn release_smolvm() -> PathBuf {
     bin("SMOLVM_BIN", "target/release/smolvm")

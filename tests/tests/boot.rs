@@ -10,7 +10,7 @@
 
 use smolvm_tests::{
     as_each_host_user, busybox_root, guest_kernel as kernel, harness_available,
-    release_smolvm as smolvm, repo, run_ok, scratch_dir, stub_bin as stub, Scenarios,
+    release_smolvm as smolvm, run_l1, run_ok, scratch_dir, stub_bin as stub,
 };
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -109,25 +109,7 @@ both info ./hello --smolvm-info
 "#,
     )
     .unwrap();
-    let started = std::time::Instant::now();
-    let out = Command::new(repo().join("tests/harness/run-l1.sh"))
-        .arg("--files")
-        .arg(&files)
-        .arg("--script")
-        .arg(&script)
-        .args(["--timeout", "600"])
-        .output()
-        .unwrap();
-    let console = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "L1 run failed ({}):\n{console}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{console}");
-    eprintln!("L1 run: {:.1} s", started.elapsed().as_secs_f64());
-    let mut s = Scenarios::parse(&console);
+    let mut s = run_l1(&files, &script, 600);
 
     s.expect_both("hello", 0, "hello-from-smolmachine\n");
     // Arguments arrive intact (spaces, quotes, empty, backslash) and the

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use smolvm_tests::{
-    guest_kernel as kernel, harness_available, release_smolvm as smolvm, repo, run_ok, scratch_dir,
-    stub_bin as stub, Scenarios,
+    guest_kernel as kernel, harness_available, release_smolvm as smolvm, run_l1, run_ok,
+    scratch_dir, stub_bin as stub,
 };
 
 /// A static helper for what busybox cannot show: the effective uid (busybox
@@ -253,23 +253,7 @@ scenario cache-user as_user sh -c 'cd $HOME/.cache/smolvm && find . -type f | se
 "#,
     )
     .unwrap();
-    let out = Command::new(repo().join("tests/harness/run-l1.sh"))
-        .arg("--files")
-        .arg(&files)
-        .arg("--script")
-        .arg(&script)
-        .args(["--timeout", "900"])
-        .output()
-        .unwrap();
-    let console = String::from_utf8_lossy(&out.stdout).into_owned();
-    println!("{console}");
-    assert!(
-        out.status.success(),
-        "L1 run failed ({}):\n{console}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut s = Scenarios::parse(&console);
+    let mut s = run_l1(&files, &script, 900);
     s.expect_both("svc-private", 0, "101\n101\nsvc-secret\nnew\n101:101 700\n");
     s.expect_both("root-reads-mode000", 0, "0 0:0\nroot-only\n");
     s.expect_both("svc-denied-mode000", 0, "denied\n");

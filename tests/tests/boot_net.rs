@@ -24,8 +24,8 @@ use std::path::Path;
 use std::process::Command;
 
 use smolvm_tests::{
-    busybox_root, guest_kernel as kernel, harness_available, release_smolvm as smolvm, repo,
-    run_ok, scratch_dir, stub_bin as stub, Scenarios,
+    busybox_root, guest_kernel as kernel, harness_available, release_smolvm as smolvm, run_l1,
+    run_ok, scratch_dir, stub_bin as stub,
 };
 
 const SETUP: &str = r#"export SMOLVM_CACHE_DIR=/tmp/netcache
@@ -276,23 +276,7 @@ both agent-none env -u SSH_AUTH_SOCK ./agent --smolvm-ssh-agent 'echo "sock=$SSH
         ),
     )
     .unwrap();
-    let out = Command::new(repo().join("tests/harness/run-l1.sh"))
-        .arg("--files")
-        .arg(&files)
-        .arg("--script")
-        .arg(&script)
-        .args(["--timeout", "1200"])
-        .output()
-        .unwrap();
-    let console = String::from_utf8_lossy(&out.stdout).into_owned();
-    println!("{console}");
-    assert!(
-        out.status.success(),
-        "L1 run failed ({}):\n{console}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut s = Scenarios::parse(&console);
+    let mut s = run_l1(&files, &script, 1200);
     s.check_both("lists", |rc, t| {
         assert_eq!(rc, 0, "{t}");
         assert_eq!(section(t, "allowed cidr"), ["allowed-server"], "{t}");
