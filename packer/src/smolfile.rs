@@ -185,32 +185,30 @@ impl Smolfile {
     /// The lists and ports as the runtime will read them: a machine that
     /// would refuse to start is refused at pack time instead.
     fn check_network(&self, path: &Path) -> Result<(), SmolfileError> {
-        use smolvm_runtime::net::{parse_cidr, HostPattern, NetError, Publish};
-        let invalid = |field: &'static str, e: NetError| SmolfileError::Invalid {
-            path: path.to_path_buf(),
-            field,
-            fault: e.to_string(),
+        use smolvm_runtime::net::{NetError, Policy};
+        let mut config = smolvm_format::MachineConfig {
+            net: self.net == Some(true),
+            ports: self.ports.clone().unwrap_or_default(),
+            ..Default::default()
         };
         if let Some(n) = &self.network {
-            for c in &n.allow_cidrs {
-                parse_cidr(c).map_err(|e| invalid("network.allow_cidrs", e))?;
-            }
-            for h in &n.allow_hosts {
-                HostPattern::parse(h).map_err(|e| invalid("network.allow_hosts", e))?;
-            }
+            config.network.allow_cidrs = n.allow_cidrs.clone();
+            config.network.allow_hosts = n.allow_hosts.clone();
         }
-        let mut hosts = Vec::new();
-        for p in self.ports.iter().flatten() {
-            let p = Publish::parse(p).map_err(|e| invalid("ports", e))?;
-            if hosts.contains(&p.host) {
-                return Err(invalid("ports", NetError::DuplicatePort { port: p.host }));
+        Policy::from_config(&config, &[]).map(drop).map_err(|e| {
+            let field = match e {
+                NetError::Cidr { .. } => "network.allow_cidrs",
+                NetError::Host { .. } => "network.allow_hosts",
+                NetError::Port { .. }
+                | NetError::DuplicatePort { .. }
+                | NetError::PortsWithoutNet => "ports",
+            };
+            SmolfileError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                fault: e.to_string(),
             }
-            hosts.push(p.host);
-        }
-        if !hosts.is_empty() && self.net != Some(true) {
-            return Err(invalid("ports", NetError::PortsWithoutNet));
-        }
-        Ok(())
+        })
     }
 
     /// Control characters (C0 including ESC and NUL, DEL, C1) end up in

@@ -57,7 +57,7 @@ pub enum NetError {
 }
 
 /// An `allow_cidrs` entry: `10.0.0.0/8`, `2001:db8::/32`, or one address.
-pub fn parse_cidr(s: &str) -> Result<IpNet, NetError> {
+fn parse_cidr(s: &str) -> Result<IpNet, NetError> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| NetError::Cidr { entry: s.into() })
@@ -345,8 +345,8 @@ pub fn host_addresses() -> std::io::Result<HashSet<IpAddr>> {
     Ok(out)
 }
 
-/// Human lines describing the policy (inspect, --smolvm-info). `esc`
-/// escapes strings that came from the artifact.
+/// Human lines describing the policy (inspect, --smolvm-info); the caller
+/// escapes them for the terminal.
 pub fn describe(p: &Policy) -> Vec<String> {
     let mut lines = Vec::new();
     if !p.net {
