@@ -801,6 +801,29 @@ pub fn busybox_root(dir: &Path) -> PathBuf {
     root
 }
 
+/// Writes `dir/NAME.Smolfile` and packs it over `root` into `out/NAME`
+/// with the release smolvm, the guest kernel, the size-tuned stub and the
+/// key pair `dir/keys/smolvm.key` (from `smolvm pack keygen -o dir/keys`).
+pub fn pack_signed(dir: &Path, root: &Path, out: &Path, name: &str, smolfile: &str) {
+    let sf = dir.join(format!("{name}.Smolfile"));
+    std::fs::write(&sf, smolfile).unwrap();
+    run_ok(
+        Command::new(release_smolvm())
+            .args(["pack", "create", "--smolfile"])
+            .arg(&sf)
+            .arg("--rootfs")
+            .arg(root)
+            .arg("--kernel")
+            .arg(guest_kernel())
+            .arg("--key")
+            .arg(dir.join("keys/smolvm.key"))
+            .arg("--stub")
+            .arg(stub_bin())
+            .arg("-o")
+            .arg(out.join(name)),
+    );
+}
+
 /// Runs `script` in one L1 machine (tests/harness/run-l1.sh) with `files`
 /// in /work, prints the console and how long it took, and returns the
 /// scenario results; an L1 run that fails as a whole fails the test here.

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use smolvm_tests::{
-    guest_kernel as kernel, harness_available, release_smolvm as smolvm, run_l1, run_ok,
-    scratch_dir, stub_bin as stub,
+    harness_available, pack_signed, release_smolvm as smolvm, run_l1, run_ok, scratch_dir,
 };
 
 /// A static helper for what busybox cannot show: the effective uid (busybox
@@ -210,25 +209,7 @@ fn the_image_is_the_same_for_root_and_non_root_hosts() {
             .args(["pack", "keygen", "-o"])
             .arg(dir.join("keys")),
     );
-    let pack = |name: &str, smolfile: &str| {
-        let sf = dir.join(format!("{name}.Smolfile"));
-        std::fs::write(&sf, smolfile).unwrap();
-        run_ok(
-            Command::new(smolvm())
-                .args(["pack", "create", "--smolfile"])
-                .arg(&sf)
-                .arg("--rootfs")
-                .arg(&tar)
-                .arg("--kernel")
-                .arg(kernel())
-                .arg("--key")
-                .arg(dir.join("keys/smolvm.key"))
-                .arg("--stub")
-                .arg(stub())
-                .arg("-o")
-                .arg(files.join(name)),
-        );
-    };
+    let pack = |name: &str, smolfile: &str| pack_signed(&dir, &tar, &files, name, smolfile);
     pack("asroot", "entrypoint = [\"/bin/sh\", \"-c\"]\n");
     pack(
         "assvc",

@@ -24,8 +24,8 @@ use std::path::Path;
 use std::process::Command;
 
 use smolvm_tests::{
-    busybox_root, guest_kernel as kernel, harness_available, release_smolvm as smolvm, run_l1,
-    run_ok, scratch_dir, stub_bin as stub,
+    busybox_root, harness_available, pack_signed, release_smolvm as smolvm, run_l1, run_ok,
+    scratch_dir,
 };
 
 const SETUP: &str = r#"export SMOLVM_CACHE_DIR=/tmp/netcache
@@ -154,26 +154,6 @@ fn add_with_libs(root: &Path, bin: &str) {
     }
 }
 
-fn pack(dir: &Path, root: &Path, files: &Path, name: &str, smolfile: &str) {
-    let sf = dir.join(format!("{name}.Smolfile"));
-    std::fs::write(&sf, smolfile).unwrap();
-    run_ok(
-        Command::new(smolvm())
-            .args(["pack", "create", "--smolfile"])
-            .arg(&sf)
-            .arg("--rootfs")
-            .arg(root)
-            .arg("--kernel")
-            .arg(kernel())
-            .arg("--key")
-            .arg(dir.join("keys/smolvm.key"))
-            .arg("--stub")
-            .arg(stub())
-            .arg("-o")
-            .arg(files.join(name)),
-    );
-}
-
 /// The lines after `== title` up to the next title.
 fn section<'a>(text: &'a str, title: &str) -> Vec<&'a str> {
     text.lines()
@@ -202,15 +182,15 @@ fn the_network_policy_holds_in_a_real_guest() {
             .arg(dir.join("keys")),
     );
     let sh = "entrypoint = [\"/bin/sh\", \"-c\"]\nnet = true\n";
-    pack(
+    pack_signed(
         &dir,
         &root,
         &files,
         "lists",
         &format!("{sh}[network]\nallow_cidrs = [\"192.0.2.1/32\"]\nallow_hosts = [\"allowed.test\", \"loopy.test\"]\n"),
     );
-    pack(&dir, &root, &files, "open", sh);
-    pack(
+    pack_signed(&dir, &root, &files, "open", sh);
+    pack_signed(
         &dir,
         &root,
         &files,
@@ -232,8 +212,8 @@ fn the_network_policy_holds_in_a_real_guest() {
     )
     .unwrap();
     let agent = "entrypoint = [\"/bin/sh\", \"-c\"]\n[auth]\nssh_agent = true\n";
-    pack(&dir, &agent_root, &files, "agent", agent);
-    pack(
+    pack_signed(&dir, &agent_root, &files, "agent", agent);
+    pack_signed(
         &dir,
         &agent_root,
         &files,
