@@ -1,0 +1,373 @@
+//! The guest's writable disks, beside the read-only root image:
+//!
+//! * the **overlay disk** (`overlay = N` GiB): the per-run writable layer
+//!   on a sparse host file instead of guest RAM. An unnamed file
+//!   (`O_TMPFILE`) in the cache directory, so it is gone when the run ends,
+//!   however it ends.
+//! * the **storage disk**: the machine's persistent state, for each
+//!   `volumes` entry that names only a guest path (`volumes = ["/state"]`).
+//!   One sparse disk per artifact name,
+//!   `$XDG_DATA_HOME/smolvm/storage/NAME.ext4` (default
+//!   `~/.local/share/smolvm/storage`), of `storage = N` GiB or
+//!   [`DEFAULT_STORAGE_GIB`], kept across runs and new versions; every
+//!   volume is a directory on it (`volumes/<guest path>`) that the guest
+//!   init binds at its path. A run holds an exclusive `flock` on it: a
+//!   second run of the same machine is refused instead of mounting one
+//!   ext4 twice.
+//!
+//! Both are ext4, formatted on the host ([`ext4`]): files keep the owners
+//! the guest gives them, whoever runs the machine on the host.
+
+pub mod ext4;
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// The storage disk's size when the machine sets none. The file is sparse:
+/// it takes host space only as the guest writes, so the size is a ceiling.
+pub const DEFAULT_STORAGE_GIB: u32 = 8;
+/// Largest `storage`/`overlay` in GiB ([`ext4::MAX_BYTES`]).
+pub const MAX_GIB: u32 = 2048;
+/// Longest guest path of a persistent volume.
+const MAX_VOLUME_PATH: usize = 1024;
+/// Guest paths a volume may not cover: the system mounts and the
+/// runtime's own directory.
+const RESERVED: &[&str] = &["/proc", "/sys", "/dev", "/.smolvm"];
+
+/// virtio-blk serials the guest init finds the disks by
+/// (`/sys/block/vdX/serial`).
+pub const OVERLAY_SERIAL: &str = "smolvm-overlay";
+pub const STORAGE_SERIAL: &str = "smolvm-storage";
+
+#[derive(Debug, Error)]
+pub enum DiskError {
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the storage of {name} ({}) is in use by another run of {name}; two runs cannot share one storage disk: wait for the other run to end", path.display())]
+    InUse { name: String, path: PathBuf },
+    #[error("{} is not a storage disk smolvm made (no ext4 superblock); move it away, or start with --smolvm-reset-storage (pack run: --reset-storage) to begin with an empty one", path.display())]
+    NotFormatted { path: PathBuf },
+    #[error("{field} = {gib} GiB is outside 1..={MAX_GIB}; set `{field}` in the Smolfile within that range")]
+    Size { field: &'static str, gib: u32 },
+    #[error("volume {entry:?}: {why}")]
+    Volume { entry: String, why: &'static str },
+    #[error("no directory for the machine's storage: set XDG_DATA_HOME or HOME")]
+    NoDataDir,
+}
+
+fn io_at(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DiskError {
+    let path = path.to_path_buf();
+    move |source| DiskError::Io { what, path, source }
+}
+
+fn gib_bytes(field: &'static str, gib: u32) -> Result<u64, DiskError> {
+    if gib == 0 || gib > MAX_GIB {
+        return Err(DiskError::Size { field, gib });
+    }
+    Ok(u64::from(gib) << 30)
+}
+
+/// Where storage disks live: `$XDG_DATA_HOME/smolvm/storage`, default
+/// `~/.local/share/smolvm/storage` (relative XDG values are ignored).
+pub fn default_storage_dir() -> Result<PathBuf, DiskError> {
+    let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_DATA_HOME")
+        .and_then(abs)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(abs)
+                .map(|h| h.join(".local/share"))
+        })
+        .map(|d| d.join("smolvm/storage"))
+        .ok_or(DiskError::NoDataDir)
+}
+
+/// The persistent volumes of a machine: its `volumes` entries that name
+/// only a guest path (entries with a `:` are host shares, not state).
+/// Checked here too, because the guest init binds them as given: absolute,
+/// normalised, not `/` and not over the system mounts.
+pub fn persistent_volumes(volumes: &[String]) -> Result<Vec<String>, DiskError> {
+    let mut out: Vec<String> = Vec::new();
+    for entry in volumes.iter().filter(|v| !v.contains(':')) {
+        let bad = |why| DiskError::Volume {
+            entry: entry.clone(),
+            why,
+        };
+        let path = entry.strip_suffix('/').unwrap_or(entry);
+        if !path.starts_with('/') {
+            return Err(bad(
+                "a persistent volume is an absolute guest path, like \"/state\"",
+            ));
+        }
+        if path.len() > MAX_VOLUME_PATH || path.bytes().any(|b| b.is_ascii_control()) {
+            return Err(bad("the path is too long or holds control characters"));
+        }
+        if path[1..]
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(bad(
+                "write the path without empty, \".\" or \"..\" components",
+            ));
+        }
+        if RESERVED
+            .iter()
+            .any(|r| path == *r || path.starts_with(&format!("{r}/")))
+        {
+            return Err(bad("/proc, /sys, /dev and /.smolvm belong to the system"));
+        }
+        if out.iter().any(|o| o == path) {
+            return Err(bad("listed twice"));
+        }
+        out.push(path.to_string());
+    }
+    Ok(out)
+}
+
+/// The per-run overlay disk: an unnamed sparse file in `dir`, formatted
+/// (no journal: nothing of it outlives the run).
+pub fn overlay_disk(dir: &Path, gib: u32) -> Result<File, DiskError> {
+    let bytes = gib_bytes("overlay", gib)?;
+    let file = tempfile::tempfile_in(dir).map_err(io_at("creating the overlay disk in", dir))?;
+    ext4::format(
+        &file,
+        bytes,
+        &ext4::Options {
+            label: "smolvm-overlay",
+            journal: false,
+        },
+    )
+    .map_err(io_at("formatting the overlay disk in", dir))?;
+    Ok(file)
+}
+
+/// A machine's storage disk, open and locked for this run.
+pub struct Storage {
+    /// Holds the run's exclusive lock for as long as it is open.
+    pub file: File,
+    pub path: PathBuf,
+    /// Created (or reset) by this start.
+    pub fresh: bool,
+}
+
+fn format_storage(file: &File, bytes: u64, path: &Path) -> Result<(), DiskError> {
+    ext4::format(
+        file,
+        bytes,
+        &ext4::Options {
+            label: "smolvm-storage",
+            journal: true,
+        },
+    )
+    .map_err(io_at("formatting the storage disk", path))?;
+    file.sync_all()
+        .map_err(io_at("writing the storage disk", path))
+}
+
+/// Opens (creating on first use, or emptying with `reset`) the storage
+/// disk of machine `name` in `dir`, and locks it for this run.
+pub fn open_storage(
+    dir: &Path,
+    name: &str,
+    gib: Option<u32>,
+    reset: bool,
+) -> Result<Storage, DiskError> {
+    let bytes = gib_bytes("storage", gib.unwrap_or(DEFAULT_STORAGE_GIB))?;
+    // The name was validated with the manifest ([A-Za-z0-9._+-], no
+    // leading dot): a plain file name.
+    smolvm_format::manifest::validate_name(name).map_err(|_| DiskError::Volume {
+        entry: name.to_string(),
+        why: "the machine's name is not usable as a file name",
+    })?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+        .map_err(io_at("creating the storage directory", dir))?;
+    let path = dir.join(format!("{name}.ext4"));
+    let mut fresh = false;
+    let file = loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(f) => break f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Formatted under a temporary name, then linked into place
+                // without replacing: two first starts never hand out two
+                // different disks.
+                let tmp = tempfile::NamedTempFile::new_in(dir)
+                    .map_err(io_at("creating the storage disk in", dir))?;
+                format_storage(tmp.as_file(), bytes, &path)?;
+                match std::fs::hard_link(tmp.path(), &path) {
+                    Ok(()) => fresh = true,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_at("creating the storage disk", &path)(e)),
+                }
+            }
+            Err(e) => return Err(io_at("opening the storage disk", &path)(e)),
+        }
+    };
+    // SAFETY: flock on a descriptor this function owns; no memory involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(if e.kind() == io::ErrorKind::WouldBlock {
+            DiskError::InUse {
+                name: name.to_string(),
+                path,
+            }
+        } else {
+            io_at("locking the storage disk", &path)(e)
+        });
+    }
+    if reset {
+        format_storage(&file, bytes, &path)?;
+        fresh = true;
+    } else if !ext4::is_formatted(&file).map_err(io_at("reading the storage disk", &path))? {
+        return Err(DiskError::NotFormatted { path });
+    }
+    Ok(Storage { file, path, fresh })
+}
+
+/// What the guest init reads from `/.smolvm/disks` (see
+/// guest-init/init.c): NUL-terminated strings `smolvm-disks-1`, overlay
+/// (`0`/`1`), storage (`0`/`1`), the number of volumes, their guest paths.
+pub fn guest_manifest(overlay: bool, volumes: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let storage = !volumes.is_empty();
+    for s in [
+        "smolvm-disks-1",
+        if overlay { "1" } else { "0" },
+        if storage { "1" } else { "0" },
+        &volumes.len().to_string(),
+    ] {
+        out.extend_from_slice(s.as_bytes());
+        out.push(0);
+    }
+    for v in volumes {
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vols(v: &[&str]) -> Result<Vec<String>, DiskError> {
+        persistent_volumes(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn guest_only_entries_are_the_persistent_volumes() {
+        assert_eq!(
+            vols(&["/state", "./data:/data", "/var/lib/app/", "/srv:/srv:ro"]).unwrap(),
+            ["/state", "/var/lib/app"]
+        );
+        for bad in [
+            "state", "/", "//x", "/a/../b", "/a/./b", "/proc", "/dev/x", "/.smolvm", "/a\nb",
+        ] {
+            assert!(vols(&[bad]).is_err(), "{bad:?} accepted");
+        }
+        assert!(vols(&["/a", "/a/"]).is_err());
+        assert!(vols(&["/devices"]).is_ok());
+    }
+
+    #[test]
+    fn storage_is_created_once_kept_locked_and_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let min = Some(1);
+        let s = open_storage(dir.path(), "demo", min, false).unwrap();
+        assert!(s.fresh);
+        assert_eq!(s.path, dir.path().join("demo.ext4"));
+        assert_eq!(s.file.metadata().unwrap().len(), 1 << 30);
+        // A second run while the first holds it.
+        let err = open_storage(dir.path(), "demo", min, false).err().unwrap();
+        assert!(matches!(err, DiskError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("in use by another run of demo"));
+        drop(s);
+        // Kept: the same file, not formatted again.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("demo.ext4"))
+            .and_then(|f| std::os::unix::fs::FileExt::write_all_at(&f, b"mark", 1 << 29))
+            .unwrap();
+        let again = open_storage(dir.path(), "demo", min, false).unwrap();
+        assert!(!again.fresh);
+        let mut buf = [0u8; 4];
+        std::os::unix::fs::FileExt::read_exact_at(&again.file, &mut buf, 1 << 29).unwrap();
+        assert_eq!(&buf, b"mark");
+        drop(again);
+        let reset = open_storage(dir.path(), "demo", min, true).unwrap();
+        assert!(reset.fresh);
+        std::os::unix::fs::FileExt::read_exact_at(&reset.file, &mut buf, 1 << 29).unwrap();
+        assert_eq!(buf, [0; 4]);
+        // Only the disk is left in the directory (no temporary files).
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["demo.ext4"]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_disk_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("demo.ext4"), b"precious").unwrap();
+        let err = open_storage(dir.path(), "demo", None, false).err().unwrap();
+        assert!(matches!(err, DiskError::NotFormatted { .. }), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join("demo.ext4")).unwrap(),
+            b"precious"
+        );
+    }
+
+    #[test]
+    fn sizes_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            overlay_disk(dir.path(), 0),
+            Err(DiskError::Size {
+                field: "overlay",
+                ..
+            })
+        ));
+        assert!(matches!(
+            open_storage(dir.path(), "x", Some(MAX_GIB + 1), false),
+            Err(DiskError::Size {
+                field: "storage",
+                ..
+            })
+        ));
+        let f = overlay_disk(dir.path(), 2).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 2 << 30);
+        assert!(ext4::is_formatted(&f).unwrap());
+        // Unnamed: nothing is left in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_guest_manifest_lists_the_volumes() {
+        assert_eq!(
+            guest_manifest(true, &["/state".into(), "/b".into()]),
+            b"smolvm-disks-1\x001\x001\x002\x00/state\x00/b\x00"
+        );
+        assert_eq!(
+            guest_manifest(false, &[]),
+            b"smolvm-disks-1\x000\x000\x000\x00"
+        );
+    }
+}
