@@ -174,6 +174,16 @@ pub struct MachineConfig {
     /// /etc/group: what the guest init switches to. Both set iff `user` is.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// The groups the workload runs with (`setgroups`): `gid` first, then
+    /// every group of the packed tree's /etc/group that lists the user's
+    /// name. Non-empty exactly when `user` is set (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<u32>,
+    /// The user's home directory from the packed tree's /etc/passwd (`/`
+    /// when it has no entry, as Docker does): the workload's `HOME` unless
+    /// `env` sets one. Set exactly when `user` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
     pub cpus: u8,
     pub memory_mib: u32,
     pub net: bool,
@@ -194,6 +204,54 @@ pub struct MachineConfig {
     pub provenance: BTreeMap<String, String>,
 }
 
+/// The largest uid or gid a workload may run as: `(uid_t)-1` means "no
+/// change" to `setuid`/`setgid`, so it is never an id.
+pub const MAX_ID: u32 = u32::MAX - 1;
+
+/// The most groups a workload runs with (the guest init's limit).
+pub const MAX_GROUPS: usize = 256;
+
+/// `uid`, `gid`, `groups` and `home` together: ids in range, groups led by
+/// `gid`, an absolute home without control characters.
+fn validate_account(c: &MachineConfig) -> Result<(), String> {
+    for (field, id) in [("uid", c.uid), ("gid", c.gid)] {
+        if id.is_some_and(|id| id > MAX_ID) {
+            return Err(format!(
+                "field `config.{field}`: ids go up to {MAX_ID} ((uid_t)-1 is not an id)"
+            ));
+        }
+    }
+    if c.user.is_some() {
+        if c.groups.first() != c.gid.as_ref() {
+            return Err("field `config.groups`: must start with `config.gid`".into());
+        }
+        if c.home.is_none() {
+            return Err("field `config.home` must be set when `config.user` is".into());
+        }
+    } else if !c.groups.is_empty() || c.home.is_some() {
+        return Err(
+            "fields `config.groups` and `config.home` must be absent without `config.user`".into(),
+        );
+    }
+    if c.groups.len() > MAX_GROUPS {
+        return Err(format!(
+            "field `config.groups`: {} groups; at most {MAX_GROUPS}",
+            c.groups.len()
+        ));
+    }
+    if c.groups.iter().any(|&g| g > MAX_ID) {
+        return Err(format!("field `config.groups`: ids go up to {MAX_ID}"));
+    }
+    if let Some(home) = &c.home {
+        if !home.starts_with('/') || home.chars().any(char::is_control) || home.len() > 4096 {
+            return Err(format!(
+                "field `config.home` {home:?}: must be an absolute path without control characters"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Default for MachineConfig {
     fn default() -> Self {
         MachineConfig {
@@ -206,6 +264,8 @@ impl Default for MachineConfig {
             user: None,
             uid: None,
             gid: None,
+            groups: Vec::new(),
+            home: None,
             cpus: 1,
             memory_mib: 512,
             net: false,
@@ -316,6 +376,7 @@ impl Manifest {
                 "fields `config.uid` and `config.gid` must be set exactly when `config.user` is",
             ));
         }
+        validate_account(c).map_err(bad)?;
         if let Some(signer) = &self.signer {
             if signer.algorithm != "ed25519" {
                 return Err(bad(format!(

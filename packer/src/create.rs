@@ -141,9 +141,11 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     // The guest switches to numbers: names are looked up now, in the tree
     // being packed (the host never reads the image at run time).
     if let Some(user) = &config.user {
-        let (uid, gid) = crate::user::resolve_user(user, &tree)?;
-        config.uid = Some(uid);
-        config.gid = Some(gid);
+        let account = crate::user::resolve_user(user, &tree)?;
+        config.uid = Some(account.uid);
+        config.gid = Some(account.gid);
+        config.groups = account.groups;
+        config.home = Some(account.home);
     }
 
     let bar = progress_bar(opts.progress, tree.content_len());

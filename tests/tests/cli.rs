@@ -588,6 +588,8 @@ fn inspect_escapes_terminal_control_characters_from_the_manifest() {
         user: Some(format!("0{FORGED}")),
         uid: Some(0),
         gid: Some(0),
+        groups: vec![0],
+        home: Some("/root".into()),
         image: Some(FORGED.into()),
         image_digest: Some(FORGED.into()),
         cmd: vec![FORGED.into()],

@@ -577,3 +577,50 @@ fn test_manifest_user_ids_go_with_the_user() {
         &["manifest", "config.gid"],
     );
 }
+
+/// Groups and home travel with the user, and no id is `(uid_t)-1`, which
+/// `setuid` reads as "no change" (the workload would stay root).
+#[test]
+fn test_manifest_account_fields_are_consistent_and_in_range() {
+    let b = signed_bare();
+    let app = |m: &mut smolvm_format::Manifest| {
+        m.config.user = Some("app".into());
+        m.config.uid = Some(1000);
+        m.config.gid = Some(1000);
+        m.config.groups = vec![1000, 27];
+        m.config.home = Some("/home/app".into());
+    };
+    // The consistent form verifies (config section and manifest agree).
+    let mut good = smolvm_tests::signed_bare().manifest;
+    app(&mut good);
+    let ok = smolvm_tests::build(&smolvm_tests::ArtifactSpec {
+        config: good.config,
+        ..Default::default()
+    });
+    full_check(&ok.bytes, &trusted()).unwrap_or_else(|e| panic!("{e}"));
+    let cases: [(&dyn Fn(&mut smolvm_format::Manifest), &str); 7] = [
+        (&|m| m.config.uid = Some(u32::MAX), "config.uid"),
+        (&|m| m.config.gid = Some(u32::MAX), "config.gid"),
+        (&|m| m.config.groups = vec![1000, u32::MAX], "config.groups"),
+        (&|m| m.config.groups = vec![27, 1000], "config.groups"),
+        (&|m| m.config.groups = vec![1000; 257], "config.groups"),
+        (&|m| m.config.home = None, "config.home"),
+        (&|m| m.config.home = Some("home/app".into()), "config.home"),
+    ];
+    for (change, field) in cases {
+        let bytes = b.with_manifest(|m| {
+            app(m);
+            change(m);
+        });
+        assert_rejected(&bytes, &["manifest", field]);
+    }
+    // Without a user neither may appear.
+    assert_rejected(
+        &b.with_manifest(|m| m.config.groups = vec![0]),
+        &["manifest", "config.groups"],
+    );
+    assert_rejected(
+        &b.with_manifest(|m| m.config.home = Some("/".into())),
+        &["manifest", "config.home"],
+    );
+}
