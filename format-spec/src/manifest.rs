@@ -200,6 +200,11 @@ pub struct MachineConfig {
     pub init: Vec<String>,
     /// Forward the host's SSH agent into the guest (carried; not yet implemented).
     pub ssh_agent: bool,
+    /// Share the user's current directory (read-write) at `/cwd` and start
+    /// the workload there (Smolfile `share_cwd`). Absent when false, so
+    /// manifests that do not use it keep their bytes.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub share_cwd: bool,
     /// Where each value came from: field name -> "smolfile" | "image" | "default" | "cli".
     pub provenance: BTreeMap<String, String>,
 }
@@ -252,6 +257,10 @@ fn validate_account(c: &MachineConfig) -> Result<(), String> {
     Ok(())
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl Default for MachineConfig {
     fn default() -> Self {
         MachineConfig {
@@ -276,6 +285,7 @@ impl Default for MachineConfig {
             overlay_gib: None,
             init: Vec::new(),
             ssh_agent: false,
+            share_cwd: false,
             provenance: BTreeMap::new(),
         }
     }

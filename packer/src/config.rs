@@ -257,7 +257,23 @@ pub fn machine_config(smolfile: &Smolfile, image: Option<&ImageSource>) -> Machi
         };
     }
     c.ports = smolfile.ports.clone().unwrap_or_default();
-    c.volumes = smolfile.volumes.clone().unwrap_or_default();
+    // Guest paths only (the Smolfile refused host paths), normalised.
+    c.volumes = smolfile
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| {
+            smolvm_runtime::settings::check_guest_path("guest path", v)
+                .unwrap_or_else(|_| v.clone())
+        })
+        .collect();
+    if smolfile.share_cwd == Some(true) {
+        // The Smolfile sets no workdir with share_cwd (it refuses both).
+        c.share_cwd = true;
+        c.workdir = Some(smolvm_runtime::settings::CWD_GUEST_PATH.into());
+        c.provenance
+            .insert("workdir".into(), Provenance::Smolfile.as_str().into());
+    }
     c.storage_gib = smolfile.storage;
     c.overlay_gib = smolfile.overlay;
     c.init = smolfile.init.clone().unwrap_or_default();
@@ -385,6 +401,31 @@ mod tests {
         let c = machine_config(&Smolfile::default(), Some(&image));
         assert_eq!(provenance(&c, "image"), "smolfile");
         assert_eq!(provenance(&c, "cmd"), "default");
+    }
+
+    #[test]
+    fn share_cwd_starts_the_workload_in_the_shared_directory() {
+        let c = merged("share_cwd = true\nvolumes = [\"/state/\"]\n");
+        assert!(c.share_cwd);
+        assert_eq!(c.workdir.as_deref(), Some("/cwd"));
+        assert_eq!(provenance(&c, "workdir"), "smolfile");
+        assert_eq!(c.volumes, vec!["/state"]);
+        let c = merged("");
+        assert!(!c.share_cwd);
+    }
+
+    #[test]
+    fn smolvm_artifact_values_win_over_top_level_ones() {
+        let c = machine_config(
+            &smolfile(
+                "cpus = 1\nmemory = 256\ncmd = [\"dev\"]\n[artifact]\ncpus = 2\nmemory = 1024\ncmd = [\"serve\"]\noci_platform = \"linux/amd64\"\n",
+            ),
+            Some(&nginx()),
+        );
+        assert_eq!((c.cpus, c.memory_mib), (2, 1024));
+        assert_eq!(c.cmd, vec!["serve"]);
+        assert_eq!(c.entrypoint, vec!["/docker-entrypoint.sh"]);
+        assert_eq!(provenance(&c, "cmd"), "smolfile");
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         Some(p) => Smolfile::load(p)?,
         None => Smolfile::default(),
     };
+    for note in &smolfile.notes {
+        eprintln!("note: {note}");
+    }
     let smolfile_dir = opts.smolfile.as_deref().and_then(Path::parent);
     let plan = plan(opts, &smolfile, smolfile_dir, &Clock::from_env())?;
 

@@ -102,8 +102,13 @@ enum Pack {
     /// when there are any; older versions than one already started with a
     /// trusted key are refused.
     ///
+    /// Run-time settings (-e, -v, --cpus, --mem, --workdir) win over the
+    /// machine's Smolfile, which wins over its image, which wins over the
+    /// defaults.
+    ///
     /// Example:
     ///   smolvm pack run --key keys/smolvm.pub hello.smolmachine -- echo hi
+    ///   smolvm pack run -v ./data:/data:ro -e LEVEL=debug --mem 1024 app.smolmachine
     #[command(verbatim_doc_comment)]
     Run {
         /// The artifact to boot.
@@ -126,6 +131,22 @@ enum Pack {
         /// asks for it (`[auth] ssh_agent`); keys never enter the guest.
         #[arg(long)]
         ssh_agent: bool,
+        /// Share the existing host directory HOST at GUEST in the guest
+        /// (read-only with `:ro`); files created there belong to you. Repeatable.
+        #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]", value_parser = parse_volume)]
+        volumes: Vec<smolvm_runtime::settings::Volume>,
+        /// Set an environment variable for the workload; repeatable.
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+        env: Vec<String>,
+        /// vCPUs, 1 up to this host's CPUs.
+        #[arg(long, value_name = "N", value_parser = parse_cpus)]
+        cpus: Option<u8>,
+        /// Guest memory in MiB, 64 up to this host's memory.
+        #[arg(long = "mem", value_name = "MIB", value_parser = parse_memory)]
+        memory: Option<u32>,
+        /// The workload's working directory (an absolute guest path).
+        #[arg(long, value_name = "DIR", value_parser = parse_workdir)]
+        workdir: Option<String>,
         /// Arguments for the workload (replace the config's cmd).
         #[arg(last = true)]
         args: Vec<std::ffi::OsString>,
@@ -277,6 +298,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             dry_run,
             publish,
             ssh_agent,
+            volumes,
+            env,
+            cpus,
+            memory,
+            workdir,
             args,
         }) => {
             let mut keys = keys;
@@ -296,6 +322,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     ssh_agent,
                     min_version,
                     version_state: default_state_file(),
+                    settings: smolvm_runtime::settings::RunSettings {
+                        env,
+                        cpus,
+                        memory_mib: memory,
+                        workdir,
+                        volumes,
+                    },
                 },
                 &trace,
             )
@@ -313,6 +346,25 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+// `pack run`'s run-time settings, checked as the stub checks its flags
+// (clap reports a bad value with exit 2).
+fn parse_volume(v: &str) -> Result<smolvm_runtime::settings::Volume, String> {
+    smolvm_runtime::settings::parse_volume(v).map_err(|e| e.0)
+}
+fn parse_env(v: &str) -> Result<String, String> {
+    smolvm_runtime::settings::parse_env(v).map_err(|e| e.0)
+}
+fn parse_cpus(v: &str) -> Result<u8, String> {
+    smolvm_runtime::settings::parse_cpus(v, smolvm_runtime::settings::host_cpus()).map_err(|e| e.0)
+}
+fn parse_memory(v: &str) -> Result<u32, String> {
+    smolvm_runtime::settings::parse_memory(v, smolvm_runtime::settings::host_memory_mib())
+        .map_err(|e| e.0)
+}
+fn parse_workdir(v: &str) -> Result<String, String> {
+    smolvm_runtime::settings::parse_workdir(v).map_err(|e| e.0)
 }
 
 /// Trusted public keys from `--key` files.

@@ -2,9 +2,18 @@
 //!
 //! The schema is smolvm's (image, entrypoint, cmd, env, workdir, cpus, memory,
 //! net, ports, volumes, storage, overlay, init, `[network]`, `[auth]`) plus
-//! `rootfs` and `kernel` for packing, `[artifact]` for the artifact's identity
-//! and `[pack]` for packing options. Unknown keys are errors; relative paths
-//! resolve against the Smolfile's directory.
+//! `rootfs` and `kernel` for packing, `share_cwd`, `[artifact]` for the
+//! artifact's identity and `[pack]` for packing options. Unknown keys are
+//! errors; relative paths resolve against the Smolfile's directory.
+//!
+//! A Smolfile written for smolvm packs as well ([`Smolfile::parse`] says what
+//! happens to each of its keys): `[artifact]`'s (or `[pack]`'s) `cpus`,
+//! `memory`, `entrypoint`, `cmd` win over the top-level ones, as smolvm's
+//! `pack create` does; `oci_platform` must be the platform we pack; `[dev]`
+//! is ignored with a note (it is for smolvm's local runs); `[restart]`
+//! `policy = "never"` is what a packed machine does; the rest of smolvm's
+//! run-time machinery (`[health]`, `[service]`, `[secrets]`, `[fork]`, other
+//! restart policies, `gpu`, `cuda`, ...) is refused with a line that says so.
 
 use std::path::{Path, PathBuf};
 
@@ -46,15 +55,26 @@ pub struct AuthSection {
     pub ssh_agent: bool,
 }
 
-/// Identity of the artifact.
+/// Identity of the artifact, and smolvm's artifact overrides.
 #[derive(Debug, Default, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactSection {
     pub name: Option<String>,
     pub version: Option<String>,
+    /// smolvm: vCPUs of the packed artifact (wins over the top-level `cpus`).
+    pub cpus: Option<u8>,
+    /// smolvm: memory (MiB) of the packed artifact.
+    pub memory: Option<u32>,
+    /// smolvm: entrypoint of the packed artifact.
+    pub entrypoint: Option<Vec<String>>,
+    /// smolvm: cmd of the packed artifact.
+    pub cmd: Option<Vec<String>>,
+    /// smolvm: the image platform to pack (`linux/amd64`).
+    pub oci_platform: Option<String>,
 }
 
-/// Packing options; command-line flags override them.
+/// Packing options; command-line flags override them. smolvm reads
+/// `[pack]` as another name for `[artifact]`: its keys are taken here too.
 #[derive(Debug, Default, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PackSection {
@@ -64,7 +84,43 @@ pub struct PackSection {
     pub key: Option<PathBuf>,
     /// Stub executable to append the payload to.
     pub stub: Option<PathBuf>,
+    pub cpus: Option<u8>,
+    pub memory: Option<u32>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub oci_platform: Option<String>,
 }
+
+/// smolvm's `[dev]`: settings for its local development runs, which a
+/// packed artifact never carries (smolvm leaves them out of artifacts too).
+/// Parsed, so that a misspelt key is still an error, and ignored.
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DevSection {
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub init: Vec<String>,
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<String>,
+}
+
+/// smolvm's `[restart]`. A packed executable runs its workload once, in the
+/// foreground: `policy = "never"` says exactly that; any other is refused.
+#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSection {
+    pub policy: Option<String>,
+    pub max_retries: Option<u32>,
+    pub max_backoff: Option<String>,
+}
+
+/// The platform `pack create` packs for (the artifact's target); smolvm's
+/// `oci_platform` must name it.
+pub const PACKED_PLATFORM: &str = "linux/amd64";
 
 #[derive(Debug, Default, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -91,10 +147,32 @@ pub struct Smolfile {
     /// GiB.
     pub overlay: Option<u32>,
     pub init: Option<Vec<String>>,
+    /// Share the user's current directory (read-write) at `/cwd` and start
+    /// the workload there: the tool case (`./tool notes.txt`).
+    pub share_cwd: Option<bool>,
     pub network: Option<NetworkSection>,
     pub auth: Option<AuthSection>,
     pub artifact: Option<ArtifactSection>,
     pub pack: Option<PackSection>,
+    /// smolvm's; ignored with a note.
+    pub dev: Option<DevSection>,
+    /// smolvm's; only `policy = "never"` is accepted.
+    pub restart: Option<RestartSection>,
+    // smolvm's keys for what a packed machine cannot do: parsed as any TOML
+    // so the refusal names them ([`Smolfile::check_smolvm_only`]).
+    pub health: Option<toml::Value>,
+    pub service: Option<toml::Value>,
+    pub secrets: Option<toml::Value>,
+    pub fork: Option<toml::Value>,
+    pub gpu: Option<toml::Value>,
+    pub gpu_vram: Option<toml::Value>,
+    pub rosetta: Option<toml::Value>,
+    pub cuda: Option<toml::Value>,
+    pub auto_graph: Option<toml::Value>,
+    pub docker_socket: Option<toml::Value>,
+    /// What parsing decided to pass over, for the user to read (`[dev]`).
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 impl Smolfile {
@@ -121,14 +199,116 @@ impl Smolfile {
         Ok(smolfile)
     }
 
-    /// Parses Smolfile text; `path` is only used in messages.
+    /// Parses Smolfile text; `path` is only used in messages. smolvm's
+    /// artifact overrides are applied (they win over the top-level values),
+    /// so the result reads like one of ours.
     pub fn parse(text: &str, path: &Path) -> Result<Smolfile, SmolfileError> {
-        let smolfile: Smolfile = toml::from_str(text).map_err(|e| SmolfileError::Parse {
+        let mut smolfile: Smolfile = toml::from_str(text).map_err(|e| SmolfileError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        smolfile.check_smolvm_only(path)?;
+        smolfile.apply_artifact_overrides(path)?;
         smolfile.check(path)?;
         Ok(smolfile)
+    }
+
+    /// Refuses smolvm's keys for what a packed machine cannot do, and notes
+    /// the `[dev]` section it ignores.
+    fn check_smolvm_only(&mut self, path: &Path) -> Result<(), SmolfileError> {
+        let refuse = |field: &'static str, fault: &str| {
+            Err(SmolfileError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                fault: fault.to_string(),
+            })
+        };
+        let truthy =
+            |v: &Option<toml::Value>| v.as_ref().is_some_and(|v| v.as_bool() != Some(false));
+        if truthy(&self.gpu) {
+            return refuse("gpu", "a packed machine has no GPU device (smolvm's virtio-gpu is not in the packed runtime); remove `gpu`");
+        }
+        if self.gpu_vram.is_some() {
+            return refuse(
+                "gpu_vram",
+                "a packed machine has no GPU device; remove `gpu_vram`",
+            );
+        }
+        for (field, v) in [
+            ("cuda", &self.cuda),
+            ("auto_graph", &self.auto_graph),
+            ("rosetta", &self.rosetta),
+            ("docker_socket", &self.docker_socket),
+        ] {
+            if truthy(v) {
+                return refuse(
+                    field,
+                    "is smolvm's, and not supported in a packed machine; remove it",
+                );
+            }
+        }
+        if self.health.is_some() {
+            return refuse("health", "health checks are not supported in a packed machine: it runs its workload once, in the foreground, and its exit code is the program's; remove [health]");
+        }
+        if self.service.is_some() {
+            return refuse("service", "deployment metadata is not supported in a packed machine; publish ports with `ports` (and `net = true`) or --smolvm-publish, and remove [service]");
+        }
+        if self.secrets.is_some() {
+            return refuse("secrets", "secret references are not supported in a packed machine; pass values at run time (--smolvm-env=NAME=value) and remove [secrets]");
+        }
+        if self.fork.is_some() {
+            return refuse(
+                "fork",
+                "forkable launch is not supported in a packed machine; remove [fork]",
+            );
+        }
+        if let Some(r) = &self.restart {
+            match r.policy.as_deref() {
+                None | Some("never") if r.max_retries.is_none() && r.max_backoff.is_none() => {}
+                _ => {
+                    return refuse("restart", "a packed machine runs its workload once and exits with its code: only policy = \"never\" is supported; restart it from your own supervisor (systemd, a shell loop)")
+                }
+            }
+        }
+        if self.dev.is_some() {
+            self.notes.push(format!(
+                "{}: [dev] is ignored: it holds smolvm's local development settings, which a packed artifact never carries",
+                path.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// smolvm's `[artifact]` (or `[pack]`) `cpus`, `memory`, `entrypoint`,
+    /// `cmd` replace the top-level values; `oci_platform` must be ours.
+    fn apply_artifact_overrides(&mut self, path: &Path) -> Result<(), SmolfileError> {
+        let a = self.artifact.clone().unwrap_or_default();
+        let p = self.pack.clone().unwrap_or_default();
+        for platform in [&a.oci_platform, &p.oci_platform].into_iter().flatten() {
+            if platform != PACKED_PLATFORM {
+                return Err(SmolfileError::Invalid {
+                    path: path.to_path_buf(),
+                    field: "artifact.oci_platform",
+                    fault: format!(
+                        "{platform:?}: this packer builds {PACKED_PLATFORM} machines only; write oci_platform = \"{PACKED_PLATFORM}\" or remove it"
+                    ),
+                });
+            }
+        }
+        // [artifact] wins over [pack], as the section smolvm documents.
+        if let Some(v) = a.cpus.or(p.cpus) {
+            self.cpus = Some(v);
+        }
+        if let Some(v) = a.memory.or(p.memory) {
+            self.memory = Some(v);
+        }
+        if let Some(v) = a.entrypoint.or(p.entrypoint) {
+            self.entrypoint = Some(v);
+        }
+        if let Some(v) = a.cmd.or(p.cmd) {
+            self.cmd = Some(v);
+        }
+        Ok(())
     }
 
     fn check(&self, path: &Path) -> Result<(), SmolfileError> {
@@ -175,11 +355,52 @@ impl Smolfile {
                 ));
             }
         }
+        self.check_volumes(path)?;
+        if self.share_cwd == Some(true) && self.workdir.is_some() {
+            return Err(invalid(
+                "share_cwd",
+                format!(
+                    "the workload starts in the shared directory {}; remove `workdir` (or `share_cwd`)",
+                    smolvm_runtime::settings::CWD_GUEST_PATH
+                ),
+            ));
+        }
         if let Some(name) = self.artifact.as_ref().and_then(|a| a.name.as_ref()) {
             smolvm_format::manifest::validate_name(name)
                 .map_err(|e| invalid("artifact.name", e))?;
         }
         self.check_network(path)
+    }
+
+    /// `volumes` in a Smolfile name guest paths only: the artifact's
+    /// persistent state. A host path would travel with the artifact to
+    /// machines where it means something else, or nothing.
+    fn check_volumes(&self, path: &Path) -> Result<(), SmolfileError> {
+        let invalid = |fault: String| SmolfileError::Invalid {
+            path: path.to_path_buf(),
+            field: "volumes",
+            fault,
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for v in self.volumes.iter().flatten() {
+            if v.contains(':') {
+                return Err(invalid(format!(
+                    "{v:?} names a host path; a distributed artifact never carries host paths. Write only the guest path (volumes = [\"/data\"]) for persistent state kept per artifact, share a host directory at run time (--smolvm-volume=HOST:GUEST, pack run -v), or share the user's current directory with share_cwd = true"
+                )));
+            }
+            let guest = smolvm_runtime::settings::check_guest_path("guest path", v)
+                .map_err(|e| invalid(e.0))?;
+            if guest == smolvm_runtime::settings::CWD_GUEST_PATH && self.share_cwd == Some(true) {
+                return Err(invalid(format!(
+                    "{v:?} is where share_cwd puts the current directory; choose another path"
+                )));
+            }
+            if seen.contains(&guest) {
+                return Err(invalid(format!("{v:?} is listed twice")));
+            }
+            seen.push(guest);
+        }
+        Ok(())
     }
 
     /// The lists and ports as the runtime will read them: a machine that
@@ -342,7 +563,7 @@ cpus = 2
 memory = 1024
 net = true
 ports = ["8080:80"]
-volumes = ["./data:/data:ro"]
+volumes = ["/data"]
 storage = 20
 overlay = 2
 init = ["true"]
@@ -363,6 +584,174 @@ level = 9
         assert_eq!(s.cpus, Some(2));
         assert_eq!(s.network.unwrap().allow_cidrs, vec!["10.0.0.0/8"]);
         assert!(s.auth.unwrap().ssh_agent);
+    }
+
+    fn refusal(text: &str) -> String {
+        Smolfile::parse(text, Path::new("S"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn host_paths_in_volumes_are_refused_and_guest_paths_are_state() {
+        for text in [
+            "volumes = [\"./data:/data\"]",
+            "volumes = [\"/srv/data:/data:ro\"]",
+        ] {
+            let e = refusal(text);
+            assert!(
+                e.contains("`volumes`")
+                    && e.contains("never carries host paths")
+                    && e.contains("--smolvm-volume"),
+                "{text}: {e}"
+            );
+        }
+        for (text, says) in [
+            ("volumes = [\"state\"]", "absolute"),
+            ("volumes = [\"/\"]", "whole root"),
+            ("volumes = [\"/proc/x\"]", "/proc"),
+            ("volumes = [\"/a/../b\"]", ".."),
+            ("volumes = [\"/a\", \"/a/\"]", "twice"),
+            ("share_cwd = true\nvolumes = [\"/cwd\"]", "share_cwd"),
+        ] {
+            let e = refusal(text);
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        let s =
+            Smolfile::parse("volumes = [\"/state\", \"/var/lib/app\"]", Path::new("S")).unwrap();
+        assert_eq!(s.volumes.unwrap(), vec!["/state", "/var/lib/app"]);
+    }
+
+    #[test]
+    fn share_cwd_owns_the_working_directory() {
+        let e = refusal("share_cwd = true\nworkdir = \"/srv\"");
+        assert!(
+            e.contains("`share_cwd`") && e.contains("remove `workdir`"),
+            "{e}"
+        );
+        let s =
+            Smolfile::parse("share_cwd = true\ncmd = [\"wc\", \"-l\"]", Path::new("S")).unwrap();
+        assert_eq!(s.share_cwd, Some(true));
+    }
+
+    /// smolvm's own example Smolfile (its documented schema), minus what a
+    /// packed machine refuses.
+    const SMOLVM_EXAMPLE: &str = r#"
+image = "ghcr.io/acme/api:1.2.3"
+entrypoint = ["/app/api"]
+cmd = ["serve"]
+workdir = "/app"
+env = ["PORT=8080"]
+
+cpus = 2
+memory = 1024
+net = true
+
+[dev]
+volumes = ["./src:/app"]
+init = ["cargo build"]
+ports = ["8080:8080"]
+env = ["DEBUG=1"]
+workdir = "/src"
+
+[artifact]
+cpus = 4
+memory = 2048
+cmd = ["serve", "--prod"]
+oci_platform = "linux/amd64"
+
+[network]
+allow_hosts = ["pypi.org"]
+allow_cidrs = ["10.0.0.0/8"]
+
+[restart]
+policy = "never"
+
+[auth]
+ssh_agent = true
+"#;
+
+    #[test]
+    fn a_smolvm_smolfile_packs_with_its_artifact_values() {
+        let s = Smolfile::parse(SMOLVM_EXAMPLE, Path::new("Smolfile")).unwrap();
+        assert_eq!((s.cpus, s.memory), (Some(4), Some(2048)));
+        assert_eq!(
+            s.cmd.as_deref(),
+            Some(&["serve".to_string(), "--prod".to_string()][..])
+        );
+        assert_eq!(s.entrypoint.as_deref(), Some(&["/app/api".to_string()][..]));
+        assert_eq!(s.workdir.as_deref(), Some("/app"));
+        assert_eq!(s.env.as_deref(), Some(&["PORT=8080".to_string()][..]));
+        // [dev] is ignored, with a note naming it.
+        assert_eq!(s.notes.len(), 1);
+        assert!(s.notes[0].contains("[dev] is ignored"), "{:?}", s.notes);
+        // smolvm's [pack] is another name for [artifact].
+        let s = Smolfile::parse("cpus = 1\n[pack]\ncpus = 3\nlevel = 5\n", Path::new("S")).unwrap();
+        assert_eq!(s.cpus, Some(3));
+        // gpu = false asks for nothing we lack.
+        Smolfile::parse("gpu = false\ncuda = false\n", Path::new("S")).unwrap();
+    }
+
+    #[test]
+    fn smolvm_features_a_packed_machine_lacks_are_refused_by_name() {
+        for (text, field, says) in [
+            ("gpu = true", "`gpu`", "no GPU"),
+            ("gpu_vram = 4096", "`gpu_vram`", "no GPU"),
+            ("cuda = true", "`cuda`", "not supported in a packed machine"),
+            (
+                "rosetta = true",
+                "`rosetta`",
+                "not supported in a packed machine",
+            ),
+            (
+                "[health]\nexec = [\"curl\", \"-f\", \"http://localhost/\"]\ninterval = \"10s\"",
+                "`health`",
+                "not supported in a packed machine",
+            ),
+            (
+                "[restart]\npolicy = \"on-failure\"\nmax_retries = 5",
+                "`restart`",
+                "only policy = \"never\"",
+            ),
+            (
+                "[restart]\npolicy = \"always\"",
+                "`restart`",
+                "runs its workload once",
+            ),
+            (
+                "[service]\nport = 8080\nprotocol = \"http\"",
+                "`service`",
+                "not supported in a packed machine",
+            ),
+            (
+                "[secrets]\nDB = { from_env = \"PGPASSWORD\" }",
+                "`secrets`",
+                "--smolvm-env",
+            ),
+            (
+                "[fork]\nenabled = true",
+                "`fork`",
+                "not supported in a packed machine",
+            ),
+            (
+                "[artifact]\noci_platform = \"linux/arm64\"",
+                "`artifact.oci_platform`",
+                "linux/amd64",
+            ),
+        ] {
+            let e = refusal(text);
+            assert!(e.contains(field) && e.contains(says), "{text}: {e}");
+        }
+        // Unknown keys stay errors, in smolvm's sections as in ours.
+        for text in [
+            "[dev]\nvolume = []",
+            "[artifact]\ncpu = 2",
+            "[restart]\npolicy2 = \"never\"",
+            "gpus = true",
+        ] {
+            let e = refusal(text);
+            assert!(e.contains("unknown field"), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -18,8 +18,10 @@
  *   4. with SSH agent forwarding allowed, run a small forwarder (as the
  *      workload's user) from a socket in the guest to the host's agent over
  *      vsock (libkrun connects that vsock port to the host's socket);
- *   5. bind /dev, /proc and /sys into the overlay, chroot into it, switch
- *      user, chdir and exec the workload. Being an exec, the workload's exit
+ *   5. bind /dev, /proc and /sys into the overlay, chroot into it, mount
+ *      the spec's volumes (virtio-fs shares of host directories) at their
+ *      guest paths, chdir, run the spec's `init` commands as root, switch
+ *      user and exec the workload. Being an exec, the workload's exit
  *      status is ours, and init.krun reports it to the host.
  *
  * Freestanding (no libc): a few KiB instead of the ~800 KiB of a static glibc
@@ -210,6 +212,15 @@ static char spec[SPEC_MAX];
 static char *argv_buf[MAX_STRINGS + 1];
 static char *envp_buf[MAX_STRINGS + 1];
 static char path_buf[4096];
+
+/* Volumes (virtio-fs shares) and init commands: the spec's records. */
+#define MAX_VOLUMES 16
+#define MAX_INIT 1024
+static char *vol_tag[MAX_VOLUMES], *vol_path[MAX_VOLUMES];
+static int vol_ro[MAX_VOLUMES];
+static long vol_count;
+static char *init_cmd[MAX_INIT];
+static long init_count;
 
 static size_t spec_len, spec_pos;
 
@@ -425,6 +436,91 @@ static void agent_start(void)
     syscall6(SYS_close, l, 0, 0, 0, 0, 0);
 }
 
+/* The records after the environment (see runtime/src/spec.rs). */
+static void read_records(void)
+{
+    while (spec_pos < spec_len) {
+        char *name = next();
+        if (str_eq(name, "volume")) {
+            if (vol_count >= MAX_VOLUMES)
+                die("run spec has too many volumes", 0);
+            vol_tag[vol_count] = next();
+            vol_path[vol_count] = next();
+            char *mode = next();
+            if (vol_path[vol_count][0] != '/' || (!str_eq(mode, "ro") && !str_eq(mode, "rw")))
+                die("run spec has a bad volume record", 0);
+            vol_ro[vol_count++] = str_eq(mode, "ro");
+        } else if (str_eq(name, "init")) {
+            if (init_count >= MAX_INIT)
+                die("run spec has too many init commands", 0);
+            init_cmd[init_count++] = next();
+        } else {
+            die("run spec has an unknown record", 0);
+        }
+    }
+}
+
+/* Inside the chroot, as root: each share at its guest path (created in the
+ * per-run layer when missing; symlinks resolve inside the guest's root).
+ * nosuid/nodev: a host file cannot become a setuid program or a device in
+ * the guest. A read-only volume is a read-only mount (and the host serves
+ * it read-only as well). */
+static void mount_volumes(void)
+{
+    for (long i = 0; i < vol_count; i++) {
+        mkdir_p(vol_path[i]);
+        long flags = MS_NOSUID | MS_NODEV | (vol_ro[i] ? MS_RDONLY : 0);
+        long r = syscall6(SYS_mount, (long)vol_tag[i], (long)vol_path[i], (long)"virtiofs", flags, 0, 0);
+        if (r < 0) {
+            put("smolvm-init: cannot mount the shared directory at ");
+            put(vol_path[i]);
+            put(" (errno ");
+            put_num(-r);
+            put(")\n");
+            syscall6(SYS_exit, 125, 0, 0, 0, 0, 0);
+        }
+    }
+}
+
+/* The `init` commands: each `/bin/sh -c CMD`, in order, as root, with the
+ * workload's environment, in its working directory. The first that fails
+ * stops the start with its exit code (128+signal if killed). */
+static void run_init_commands(void)
+{
+    for (long i = 0; i < init_count; i++) {
+        char *argv[4] = {"/bin/sh", "-c", init_cmd[i], 0};
+        long child = syscall6(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0);
+        if (child == 0) {
+            long e = syscall6(SYS_execve, (long)argv[0], (long)argv, (long)envp_buf, 0, 0, 0);
+            put("smolvm: cannot run init commands: /bin/sh ");
+            put(e == -ENOENT ? "is not in the image\n" : "exec failed\n");
+            syscall6(SYS_exit, e == -ENOENT ? 127 : 126, 0, 0, 0, 0, 0);
+        }
+        if (child < 0)
+            die("cannot start an init command", child);
+        int status = 0;
+        long r;
+        do
+            r = syscall6(SYS_wait4, child, (long)&status, 0, 0, 0, 0);
+        while (r == -4 /* EINTR */);
+        if (r < 0)
+            die("cannot wait for an init command", r);
+        long code = (status & 0x7f) ? 128 + (status & 0x7f) : (status >> 8) & 0xff;
+        if (code != 0) {
+            put("smolvm: init command ");
+            put_num(i + 1);
+            put(" of ");
+            put_num(init_count);
+            put(" failed with exit code ");
+            put_num(code);
+            put(": ");
+            put(init_cmd[i]);
+            put("\n");
+            syscall6(SYS_exit, code, 0, 0, 0, 0, 0);
+        }
+    }
+}
+
 static void bind_into_root(const char *src, const char *dst)
 {
     syscall6(SYS_mkdirat, AT_FDCWD, (long)dst, 0755, 0, 0, 0);
@@ -450,7 +546,7 @@ void init_main(void)
     }
     syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
 
-    if (!str_eq(next(), "smolvm-spec-1"))
+    if (!str_eq(next(), "smolvm-spec-2"))
         die("run spec has an unknown version", 0);
     char *workdir = next();
     long uid = parse_num(next());
@@ -467,6 +563,7 @@ void init_main(void)
     for (long i = 0; i < envc; i++)
         envp_buf[i] = next();
     envp_buf[envc] = 0;
+    read_records();
 
     read_resolv_conf();
     read_agent_port();
@@ -494,6 +591,7 @@ void init_main(void)
     r = syscall6(SYS_chdir, (long)"/.smolvm/root", 0, 0, 0, 0, 0);
     if (r < 0 || (r = syscall6(SYS_chroot, (long)".", 0, 0, 0, 0, 0)) < 0)
         die("cannot enter the overlay root", r);
+    mount_volumes();
     if (syscall6(SYS_chdir, (long)workdir, 0, 0, 0, 0, 0) < 0) {
         /* Like container runtimes: a missing working directory is created. */
         mkdir_p(workdir);
@@ -501,6 +599,7 @@ void init_main(void)
         if (r < 0)
             die("cannot change to the working directory", r);
     }
+    run_init_commands();
     agent_prepare(uid, gid);
     if (gid >= 0) {
         long groups[1] = {gid};

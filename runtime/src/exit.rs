@@ -118,7 +118,10 @@ impl ExitStatus for RunError {
             RunError::Config(_) | RunError::Spec(_) | RunError::Rollback { .. } => INVALID,
             // The signed config's network settings were checked at pack
             // time; what fails here are run-time publications (usage).
-            RunError::Network(_) | RunError::Unsupported(_) | RunError::Io { .. } => USAGE_OR_IO,
+            RunError::Network(_)
+            | RunError::Unsupported(_)
+            | RunError::Settings(_)
+            | RunError::Io { .. } => USAGE_OR_IO,
             #[cfg(feature = "vmm")]
             RunError::Launch(_) => USAGE_OR_IO,
         }

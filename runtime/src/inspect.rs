@@ -87,6 +87,19 @@ pub fn render_human<R: ReadAt + ?Sized>(
     art: &Artifact<'_, R>,
     sig: &Result<SignatureState, String>,
 ) -> String {
+    render_human_with(art, sig, &art.manifest.config, &[])
+}
+
+/// [`render_human`] with the config a start would use (`config`: the
+/// manifest's with run-time settings applied, values marked
+/// [`crate::settings::RUN_TIME`]) and the run-time volumes: what
+/// `--smolvm-info` shows.
+pub fn render_human_with<R: ReadAt + ?Sized>(
+    art: &Artifact<'_, R>,
+    sig: &Result<SignatureState, String>,
+    config: &smolvm_format::MachineConfig,
+    volumes: &[crate::settings::Volume],
+) -> String {
     let m = &art.manifest;
     let mut o = String::new();
     let _ = writeln!(
@@ -137,7 +150,7 @@ pub fn render_human<R: ReadAt + ?Sized>(
             s.sha256
         );
     }
-    let c = &m.config;
+    let c = config;
     let list = |v: &[String]| {
         escape_untrusted(&serde_json::to_string(v).expect("strings serialise")).into_owned()
     };
@@ -201,14 +214,42 @@ pub fn render_human<R: ReadAt + ?Sized>(
             );
         }
     }
-    for (label, v) in [("volumes", &c.volumes), ("init", &c.init)] {
-        if !v.is_empty() {
-            let _ = writeln!(
-                o,
-                "  {label:<11} {} (not applied by this runtime yet)",
-                list(v)
-            );
-        }
+    if c.share_cwd {
+        let _ = writeln!(
+            o,
+            "  share_cwd   on: your current directory at {} (read-write), the workload starts there",
+            crate::settings::CWD_GUEST_PATH
+        );
+    }
+    for v in volumes {
+        let _ = writeln!(
+            o,
+            "  volume      {} -> {} ({})  ({})",
+            escape_untrusted(&v.host.to_string_lossy()),
+            escape_untrusted(&v.guest),
+            if v.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            },
+            crate::settings::RUN_TIME
+        );
+    }
+    if !c.volumes.is_empty() {
+        let _ = writeln!(o, "  state       {} (persistent state)", list(&c.volumes));
+    }
+    if let Some(g) = c.storage_gib {
+        let _ = writeln!(o, "  storage     {g} GiB");
+    }
+    if let Some(g) = c.overlay_gib {
+        let _ = writeln!(o, "  overlay     {g} GiB");
+    }
+    if !c.init.is_empty() {
+        let _ = writeln!(
+            o,
+            "  init        {} (run in order as root before the workload)",
+            list(&c.init)
+        );
     }
     if c.ssh_agent {
         let _ = writeln!(

@@ -54,7 +54,29 @@ pub struct Machine<'a> {
     pub net: Option<std::sync::Arc<crate::net::Egress>>,
     /// The host's SSH agent socket, when forwarding is on (crate::net::agent).
     pub ssh_agent: Option<&'a Path>,
+    /// Host directories shared into the guest, in the order of the spec's
+    /// `volume` records (the tags are [`crate::spec::volume_tag`]).
+    pub volumes: &'a [crate::settings::Volume],
     pub spec: &'a RunSpec,
+}
+
+/// libkrun's virtio-fs server keeps one descriptor open per file or
+/// directory the guest has looked up: a guest listing a share of a few
+/// thousand files passes the usual soft limit of 1024 (EMFILE in the guest).
+/// The hard limit is ours to take.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the one struct passed,
+    // which lives for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// The guest's /etc/resolv.conf when the network is on (the guest init
@@ -253,6 +275,19 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
                     ),
                 )?;
             }
+        }
+        if !m.volumes.is_empty() {
+            raise_open_file_limit();
+        }
+        for (i, v) in m.volumes.iter().enumerate() {
+            let vtag = cstr(crate::spec::volume_tag(i))?;
+            let host = cstr(&v.host)?;
+            // Read-only here too: the host refuses writes even if the
+            // guest's read-only mount were undone.
+            check(
+                "krun_add_virtiofs3(volume)",
+                krun::krun_add_virtiofs3(ctx, vtag.as_ptr(), host.as_ptr(), 0, v.read_only),
+            )?;
         }
         if let Some(agent) = m.ssh_agent {
             use crate::net::agent::VSOCK_PORT;

@@ -11,6 +11,7 @@ pub mod net;
 pub mod rootfs_image;
 pub mod run;
 pub mod seal;
+pub mod settings;
 pub mod spec;
 pub mod trust;
 pub mod verify;

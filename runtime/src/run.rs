@@ -39,6 +39,10 @@ pub enum RunError {
     Spec(#[from] crate::spec::SpecError),
     #[error(transparent)]
     Network(#[from] crate::net::NetError),
+    /// A run-time setting that cannot be applied (the current directory a
+    /// machine shares is gone, two volumes at one guest path).
+    #[error("{0}")]
+    Settings(String),
     /// Something this runtime cannot honour: refusing is the only safe answer.
     #[error("{0}")]
     Unsupported(String),
@@ -72,6 +76,9 @@ pub struct RunOptions {
     /// Where the highest version started with a trusted key is remembered
     /// per signer and name, and checked (`None`: neither).
     pub version_state: Option<PathBuf>,
+    /// Run-time env, cpus, memory, workdir and volumes (crate::settings),
+    /// already checked; they win over the artifact's config.
+    pub settings: crate::settings::RunSettings,
 }
 
 /// Phase timings printed to stderr when `SMOLVM_TRACE=1`.
@@ -152,9 +159,16 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
         }
         _ => None,
     };
-    let config = &art.manifest.config;
+    let effective = opts.settings.apply(&art.manifest.config);
+    let config = &effective;
+    let cwd = std::env::current_dir().ok();
+    let volumes = opts
+        .settings
+        .volumes_for(config, cwd.as_deref())
+        .map_err(|e| RunError::Settings(e.0))?;
     // Before the cache and the VM: a workload past the guest's limits stops here.
     let mut spec = build_spec(config, &opts.args)?;
+    spec.set_volumes(&volumes)?;
     let policy = crate::net::Policy::from_config(config, &opts.publish)?;
     let ssh_agent = crate::net::agent::decide(config.ssh_agent, opts.ssh_agent);
     if ssh_agent.is_some() {
@@ -223,6 +237,7 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
                 None
             },
             ssh_agent: ssh_agent.as_deref(),
+            volumes: &volumes,
             spec: &spec,
         };
         trace.mark("entering the VM");
@@ -231,7 +246,9 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     }
     #[cfg(not(feature = "vmm"))]
     {
-        let _ = (kernel, root_image, boot_dir, spec, policy, ssh_agent);
+        let _ = (
+            kernel, root_image, boot_dir, spec, policy, ssh_agent, volumes,
+        );
         Err(RunError::Config(
             "this build has no VMM (built without the `vmm` feature)".into(),
         ))

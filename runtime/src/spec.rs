@@ -1,8 +1,17 @@
 //! The run spec: what the guest init executes, as handed to it in the file
 //! `/.smolvm/spec` (see guest-init/init.c for the reader).
 //!
-//! Format: NUL-terminated strings: `smolvm-spec-1`, workdir, uid (decimal
-//! or empty), gid (decimal or empty), argc, argv..., envc, env...
+//! Format: NUL-terminated strings: `smolvm-spec-2`, workdir, uid (decimal
+//! or empty), gid (decimal or empty), argc, argv..., envc, env..., then
+//! records until the end, each a name and its fields:
+//!
+//! ```text
+//!   volume  TAG GUEST-PATH ro|rw   mount virtio-fs TAG at GUEST-PATH (in order)
+//!   init    COMMAND                run `/bin/sh -c COMMAND` as root first (in order)
+//! ```
+//!
+//! The init refuses a record it does not know (host and init ship together:
+//! a new record is a new feature on both sides, not a version bump).
 //!
 //! The guest init reads the spec into a fixed buffer and fixed tables, and
 //! the kernel's execve and chdir have limits of their own; a spec past any of
@@ -28,6 +37,12 @@ pub const MAX_SPEC_STRINGS: usize = 8192;
 pub const MAX_ARG_LEN: usize = 32 * 4096 - 1;
 /// Longest working directory chdir takes (`PATH_MAX`, counting the NUL).
 pub const MAX_WORKDIR_LEN: usize = 4095;
+/// Volume records the guest init takes (`MAX_VOLUMES` in guest-init/init.c).
+pub const MAX_SPEC_VOLUMES: usize = crate::settings::MAX_VOLUMES;
+/// `init` commands the guest init takes (`MAX_INIT` in guest-init/init.c).
+pub const MAX_INIT_COMMANDS: usize = 1024;
+/// The spec's version string; guest-init/init.c checks it.
+const SPEC_VERSION: &[u8] = b"smolvm-spec-2";
 
 /// A workload the guest cannot run as given.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -74,6 +89,24 @@ pub struct RunSpec {
     pub workdir: Vec<u8>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// `init` commands, run in order as root before the workload.
+    pub init: Vec<Vec<u8>>,
+    /// virtio-fs shares to mount, in order ([`RunSpec::set_volumes`]).
+    pub mounts: Vec<SpecMount>,
+}
+
+/// One `volume` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecMount {
+    /// The virtio-fs tag the host gives the share ([`volume_tag`]).
+    pub tag: String,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+/// The virtio-fs tag of the `index`th volume, the same on both sides.
+pub fn volume_tag(index: usize) -> String {
+    format!("smolvm-vol{index}")
 }
 
 /// Checks a packed workload (entrypoint, cmd, env, workdir, user) against
@@ -203,26 +236,85 @@ fn assemble(
             count: env.len(),
         });
     }
+    if config.init.len() > MAX_INIT_COMMANDS {
+        return Err(SpecError::TooMany {
+            what: "init commands",
+            count: config.init.len(),
+        });
+    }
+    for (index, cmd) in config.init.iter().enumerate() {
+        if cmd.contains('\0') {
+            return Err(SpecError::NulInList {
+                field: "init",
+                index,
+            });
+        }
+        if cmd.len() > MAX_ARG_LEN {
+            return Err(SpecError::StringTooLong {
+                field: "init",
+                index,
+                len: cmd.len(),
+            });
+        }
+    }
     let spec = RunSpec {
         argv,
         env,
         workdir: workdir.into_bytes(),
         uid: config.uid,
         gid: config.gid,
+        init: config.init.iter().map(|c| c.as_bytes().to_vec()).collect(),
+        mounts: Vec::new(),
     };
-    let bytes = spec.encoded_len();
-    if bytes > MAX_SPEC_BYTES {
-        return Err(SpecError::TooLarge { bytes });
-    }
+    spec.check_size()?;
     Ok(spec)
 }
 
 impl RunSpec {
+    /// Adds the volumes (already checked by [`crate::settings`]) as `volume`
+    /// records, tagged by position ([`volume_tag`]).
+    pub fn set_volumes(&mut self, volumes: &[crate::settings::Volume]) -> Result<(), SpecError> {
+        if volumes.len() > MAX_SPEC_VOLUMES {
+            return Err(SpecError::TooMany {
+                what: "volumes",
+                count: volumes.len(),
+            });
+        }
+        self.mounts = volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| SpecMount {
+                tag: volume_tag(i),
+                guest: v.guest.clone(),
+                read_only: v.read_only,
+            })
+            .collect();
+        self.check_size()
+    }
+
+    fn check_size(&self) -> Result<(), SpecError> {
+        let bytes = self.encoded_len();
+        if bytes > MAX_SPEC_BYTES {
+            return Err(SpecError::TooLarge { bytes });
+        }
+        Ok(())
+    }
+
     /// Length of [`RunSpec::encode`]'s output, without building it.
     pub fn encoded_len(&self) -> usize {
         let num = |n: Option<u32>| n.map_or(0, |v| v.to_string().len());
         let strings = |v: &[Vec<u8>]| v.iter().map(|s| s.len() + 1).sum::<usize>();
-        "smolvm-spec-1".len()
+        let records = self
+            .mounts
+            .iter()
+            .map(|m| "volume".len() + m.tag.len() + m.guest.len() + "ro".len() + 4)
+            .sum::<usize>()
+            + self
+                .init
+                .iter()
+                .map(|c| "init".len() + c.len() + 2)
+                .sum::<usize>();
+        SPEC_VERSION.len()
             + 1
             + self.workdir.len()
             + 1
@@ -236,6 +328,7 @@ impl RunSpec {
             + self.env.len().to_string().len()
             + 1
             + strings(&self.env)
+            + records
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -244,7 +337,7 @@ impl RunSpec {
             out.extend_from_slice(b);
             out.push(0);
         };
-        put(b"smolvm-spec-1");
+        put(SPEC_VERSION);
         put(&self.workdir);
         put(self
             .uid
@@ -263,6 +356,16 @@ impl RunSpec {
         put(self.env.len().to_string().as_bytes());
         for e in &self.env {
             put(e);
+        }
+        for m in &self.mounts {
+            put(b"volume");
+            put(m.tag.as_bytes());
+            put(m.guest.as_bytes());
+            put(if m.read_only { b"ro" } else { b"rw" });
+        }
+        for c in &self.init {
+            put(b"init");
+            put(c);
         }
         out
     }
@@ -301,11 +404,69 @@ mod tests {
             workdir: b"/".to_vec(),
             uid: Some(5),
             gid: None,
+            init: vec![b"echo 1".to_vec()],
+            mounts: vec![SpecMount {
+                tag: volume_tag(0),
+                guest: "/data".into(),
+                read_only: true,
+            }],
         };
+        let want = b"smolvm-spec-2\0/\x005\0\x002\0sh\0\0\x31\0A=1\0volume\0smolvm-vol0\0/data\0ro\0init\0echo 1\0".to_vec();
+        assert_eq!(s.encode(), want);
+        assert_eq!(s.encoded_len(), want.len());
+    }
+
+    #[test]
+    fn init_commands_are_carried_in_order_and_checked() {
+        let mut c = MachineConfig {
+            init: vec!["echo one".into(), "echo two".into()],
+            ..MachineConfig::default()
+        };
+        let s = build_spec(&c, &[]).unwrap();
+        assert_eq!(s.init, vec![b"echo one".to_vec(), b"echo two".to_vec()]);
+        c.init.push("a\0b".into());
         assert_eq!(
-            s.encode(),
-            b"smolvm-spec-1\0/\x005\0\x002\0sh\0\0\x31\0A=1\0".to_vec()
+            check_workload(&c).unwrap_err(),
+            SpecError::NulInList {
+                field: "init",
+                index: 2
+            }
         );
+        c.init = vec!["true".into(); MAX_INIT_COMMANDS + 1];
+        assert!(matches!(
+            check_workload(&c),
+            Err(SpecError::TooMany {
+                what: "init commands",
+                ..
+            })
+        ));
+        c.init = vec!["x".repeat(MAX_ARG_LEN + 1)];
+        assert!(matches!(
+            check_workload(&c),
+            Err(SpecError::StringTooLong { field: "init", .. })
+        ));
+    }
+
+    #[test]
+    fn volumes_become_tagged_records() {
+        let mut s = build_spec(&MachineConfig::default(), &[]).unwrap();
+        let v = |g: &str, ro| crate::settings::Volume {
+            host: "/h".into(),
+            guest: g.into(),
+            read_only: ro,
+        };
+        s.set_volumes(&[v("/a", false), v("/b", true)]).unwrap();
+        assert_eq!(s.mounts[1].tag, "smolvm-vol1");
+        assert!(s.mounts[1].read_only);
+        assert_eq!(s.encoded_len(), s.encode().len());
+        let many = vec![v("/a", false); MAX_SPEC_VOLUMES + 1];
+        assert!(matches!(
+            s.set_volumes(&many),
+            Err(SpecError::TooMany {
+                what: "volumes",
+                ..
+            })
+        ));
     }
 
     fn config(

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use smolvm_format::{Artifact, FileSource};
 use smolvm_runtime::exit::{self, USAGE_OR_IO};
+use smolvm_runtime::settings::{self, RunSettings};
 use smolvm_runtime::trust::{default_key_dirs, default_state_file, env_key_files, resolve_trusted};
 use smolvm_runtime::{check_signature, inspect, run_artifact, RunOptions, Trace};
 
@@ -37,6 +38,21 @@ Arguments are passed to the workload, except these, which the runtime keeps:
                          (repeatable; adds to the ports the machine declares)
   --smolvm-ssh-agent     let the workload use your SSH agent ($SSH_AUTH_SOCK), if
                          the machine asks for it; keys never enter the guest
+
+Run-time settings (each wins over the machine's own; repeatable ones add up):
+  --smolvm-volume=HOST:GUEST[:ro]
+                         share the existing host directory HOST at GUEST in the
+                         guest (read-only with :ro); files the workload creates
+                         there belong to you on the host (repeatable)
+  --smolvm-env=KEY=VALUE set a variable for the workload (repeatable)
+  --smolvm-cpus=N        vCPUs, 1 up to this host's CPUs
+  --smolvm-memory=MIB    guest memory in MiB, 64 up to this host's memory
+  --smolvm-workdir=DIR   the workload's working directory (absolute guest path)
+Precedence: these flags > the machine's Smolfile > its image > defaults;
+--smolvm-info shows each value and where it came from. A machine packed with
+share_cwd = true sees your current directory at /cwd and starts there, so
+relative file arguments (./tool notes.txt) name your files; nothing else of
+this host is visible to it.
 
 Trust: without --smolvm-key or SMOLVM_TRUSTED_KEYS, the *.pub keys in
 $XDG_CONFIG_HOME/smolvm/trusted-keys (default ~/.config/smolvm/trusted-keys)
@@ -74,8 +90,35 @@ fn fail_with(e: &(dyn std::error::Error + 'static)) -> ExitCode {
     fail(exit::exit_code(e), exit::chain(e))
 }
 
+/// A `--smolvm-NAME=VALUE` flag's value (UTF-8), or `None` for another flag.
+fn flag_value<'a>(arg: &'a [u8], name: &str) -> Option<Result<&'a str, String>> {
+    let rest = arg.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+    Some(std::str::from_utf8(rest).map_err(|_| format!("{name}: the value is not UTF-8")))
+}
+
+/// The run-time settings flags; `Ok(false)` for any other argument.
+fn settings_flag(arg: &[u8], s: &mut RunSettings) -> Result<bool, String> {
+    let usage = |e: smolvm_runtime::exit::UsageError| e.0;
+    if let Some(v) = flag_value(arg, "--smolvm-env") {
+        s.env.push(settings::parse_env(v?).map_err(usage)?);
+    } else if let Some(v) = flag_value(arg, "--smolvm-cpus") {
+        s.cpus = Some(settings::parse_cpus(v?, settings::host_cpus()).map_err(usage)?);
+    } else if let Some(v) = flag_value(arg, "--smolvm-memory") {
+        s.memory_mib =
+            Some(settings::parse_memory(v?, settings::host_memory_mib()).map_err(usage)?);
+    } else if let Some(v) = flag_value(arg, "--smolvm-workdir") {
+        s.workdir = Some(settings::parse_workdir(v?).map_err(usage)?);
+    } else if let Some(v) = flag_value(arg, "--smolvm-volume") {
+        s.volumes.push(settings::parse_volume(v?).map_err(usage)?);
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let trace = Trace::new();
+    let mut run_settings = RunSettings::default();
     let mut args: Vec<OsString> = Vec::new();
     let mut publish: Vec<String> = Vec::new();
     let mut ssh_agent = false;
@@ -90,6 +133,11 @@ fn main() -> ExitCode {
         if !bytes.starts_with(b"--smolvm-") {
             args.push(a);
             continue;
+        }
+        match settings_flag(bytes, &mut run_settings) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => return fail(USAGE_OR_IO, e),
         }
         match bytes {
             b"--smolvm-help" => {
@@ -150,7 +198,11 @@ fn main() -> ExitCode {
                     .as_ref()
                     .cloned()
                     .map_err(|e| exit::chain(e).to_string());
-                print!("{}", inspect::render_human(&art, &shown));
+                let effective = run_settings.apply(&art.manifest.config);
+                print!(
+                    "{}",
+                    inspect::render_human_with(&art, &shown, &effective, &run_settings.volumes)
+                );
                 match sig {
                     Ok(_) => ExitCode::SUCCESS,
                     Err(e) => ExitCode::from(exit::exit_code(&e)),
@@ -169,6 +221,7 @@ fn main() -> ExitCode {
             ssh_agent,
             min_version,
             version_state: default_state_file(),
+            settings: run_settings,
         },
         &trace,
     ) {

@@ -23,7 +23,9 @@ cpus = 2
 memory = 256
 net = true
 ports = ["8080:80"]
-volumes = ["/data:/data:ro"]
+volumes = ["/data"]
+storage = 4
+overlay = 2
 init = ["mkdir -p /srv"]
 
 [network]
