@@ -294,6 +294,9 @@ impl RunSettings {
                 all.len()
             )));
         }
+        // Parents before what is mounted inside them (`/data` before
+        // `/data/logs`), else the later mount would hide the earlier one.
+        all.sort_by_key(|v| v.guest.matches('/').count());
         Ok(all)
     }
 
@@ -490,6 +493,22 @@ mod tests {
         });
         let e = s.volumes_for(&config, Some(&d)).unwrap_err().to_string();
         assert!(e.contains("shares the current directory"), "{e}");
+        // A share inside another is mounted after it, whatever the order given.
+        let inner = Volume {
+            guest: "/cwd/logs".into(),
+            ..s.volumes[0].clone()
+        };
+        s.volumes.insert(0, inner);
+        s.volumes[1].guest = "/other".into();
+        let order: Vec<String> = s
+            .volumes_for(&config, Some(&d))
+            .unwrap()
+            .into_iter()
+            .map(|v| v.guest)
+            .collect();
+        assert_eq!(order, vec!["/cwd", "/other", "/cwd/logs"]);
+        s.volumes.remove(0);
+        s.volumes[0].guest = CWD_GUEST_PATH.into();
         // Without share_cwd, /cwd is an ordinary guest path.
         assert_eq!(
             s.volumes_for(&MachineConfig::default(), Some(&d))
