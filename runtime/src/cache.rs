@@ -5,7 +5,17 @@
 //!   kernel/<sha256>.elf             decompressed kernel; published by rename
 //!   rootfs/<sha256>.erofs           the root filesystem image (see rootfs_image.rs)
 //!   boot/                           libkrun's virtio-fs root: mount points only
+//!   blobs/sha256/<hex>              registry blobs and manifests (the packer's)
 //! ```
+//!
+//! A start holds a shared `flock` on the kernel and root image it boots
+//! from for as long as it runs (the descriptors live as long as the VM),
+//! and marks them used (their access time). `smolvm pack prune` removes an
+//! entry only under an exclusive non-blocking lock, so what a running
+//! machine holds is never removed; a start that opens a file just before
+//! prune unlinks it still has the complete, verified file (an unlinked
+//! file lives as long as a descriptor does), and the next start writes it
+//! again.
 //!
 //! Keys are the SHA-256 of a section's stored bytes as the verified manifest
 //! states them; content is checked against that hash while it is written,
@@ -15,8 +25,10 @@
 //! (see SPEC.md, threat model). Nothing of an image is ever unpacked here.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use smolvm_format::{Artifact, FormatError, ReadAt, SectionEntry};
 
@@ -126,7 +138,7 @@ impl Cache {
         let path = dir.join(format!("{}.elf", entry.sha256));
         if let Ok(f) = File::open(&path) {
             if f.metadata().map(|m| m.len()).ok() == Some(entry.size) {
-                return Ok(f);
+                return hold(f, &path);
             }
         }
         // Concurrent first starts each write a private temporary file; the
@@ -138,6 +150,166 @@ impl Cache {
         write_section(art, entry, "the kernel", tmp.as_file_mut())?;
         tmp.as_file().sync_all().map_err(io(&path))?;
         tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
-        File::open(&path).map_err(io(&path))
+        hold(File::open(&path).map_err(io(&path))?, &path)
+    }
+
+    /// The kernels, root images and blobs in the cache (not temporary
+    /// files of starts in progress, not lock files, not `boot/`).
+    pub fn entries(&self) -> Result<Vec<CacheEntry>, CacheError> {
+        let mut out = Vec::new();
+        for (kind, dir, suffix) in [
+            (EntryKind::Kernel, self.root.join("kernel"), ".elf"),
+            (EntryKind::Rootfs, self.root.join("rootfs"), ".erofs"),
+            (EntryKind::Blob, self.root.join("blobs/sha256"), ""),
+        ] {
+            let list = match std::fs::read_dir(&dir) {
+                Ok(l) => l,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&dir)(e)),
+            };
+            for e in list {
+                let e = e.map_err(io(&dir))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(hash) = name.strip_suffix(suffix) else {
+                    continue;
+                };
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    continue;
+                }
+                let path = e.path();
+                let meta = match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_file() => m,
+                    Ok(_) => continue,
+                    // Removed since it was listed.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io(&path)(e)),
+                };
+                let time = |secs: i64, nanos: i64| {
+                    let secs = u64::try_from(secs).unwrap_or(0);
+                    let nanos = u32::try_from(nanos).unwrap_or(0);
+                    SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
+                };
+                let used = time(meta.atime(), meta.atime_nsec());
+                let written = time(meta.mtime(), meta.mtime_nsec());
+                out.push(CacheEntry {
+                    kind,
+                    hash: hash.to_string(),
+                    path,
+                    size: meta.len(),
+                    last_used: used.max(written),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What a cache entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EntryKind {
+    Kernel,
+    Rootfs,
+    Blob,
+}
+
+impl EntryKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::Kernel => "kernel",
+            EntryKind::Rootfs => "rootfs",
+            EntryKind::Blob => "blob",
+        }
+    }
+}
+
+/// One file of the cache.
+#[derive(Debug, Clone)]
+pub struct CacheEntry {
+    pub kind: EntryKind,
+    /// The SHA-256 it is keyed by (hex).
+    pub hash: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// When a start last used it (access time, set by starts) or it was
+    /// written, whichever is later.
+    pub last_used: SystemTime,
+}
+
+/// What [`remove_unless_busy`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// A running start holds it: kept.
+    Busy,
+    /// Already gone.
+    Gone,
+}
+
+/// Removes `entry` unless a start holds it: under an exclusive,
+/// non-blocking `flock`, so a start that holds its shared lock keeps it.
+pub fn remove_unless_busy(entry: &CacheEntry) -> Result<Removal, CacheError> {
+    let f = match File::open(&entry.path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Removal::Gone),
+        Err(e) => return Err(io(&entry.path)(e)),
+    };
+    if !flock(&f, libc::LOCK_EX | libc::LOCK_NB).map_err(io(&entry.path))? {
+        return Ok(Removal::Busy);
+    }
+    match std::fs::remove_file(&entry.path) {
+        Ok(()) => Ok(Removal::Removed),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Removal::Gone),
+        Err(e) => Err(io(&entry.path)(e)),
+    }
+    // The lock goes with `f`.
+}
+
+/// Whether a running start holds `entry` (a momentary exclusive try).
+pub fn in_use(entry: &CacheEntry) -> Result<bool, CacheError> {
+    match File::open(&entry.path) {
+        Ok(f) => Ok(!flock(&f, libc::LOCK_EX | libc::LOCK_NB).map_err(io(&entry.path))?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io(&entry.path)(e)),
+    }
+}
+
+/// What a start does with a cache file it boots from: a shared lock held
+/// as long as `f` (prune skips it), and its access time set to now (what
+/// `--keep-last` and `--older-than` go by; set explicitly, since mounts
+/// with `noatime`/`relatime` would not).
+pub(crate) fn hold(f: File, path: &Path) -> Result<File, CacheError> {
+    flock(&f, libc::LOCK_SH).map_err(io(path))?;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    ];
+    // SAFETY: the descriptor is valid for the lifetime of `f`, and `times`
+    // is an array of two timespecs, as futimens requires. A failure (a
+    // cache on a read-only file system) only leaves the time as it was.
+    let _ = unsafe { libc::futimens(f.as_raw_fd(), times.as_ptr()) };
+    Ok(f)
+}
+
+/// `flock(op)`, retried on EINTR; false when `LOCK_NB` was asked and the
+/// lock is held elsewhere.
+fn flock(f: &File, op: libc::c_int) -> std::io::Result<bool> {
+    loop {
+        // SAFETY: the descriptor is valid for the lifetime of `f`.
+        let r = unsafe { libc::flock(f.as_raw_fd(), op) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) if op & libc::LOCK_NB != 0 => return Ok(false),
+            _ => return Err(e),
+        }
     }
 }

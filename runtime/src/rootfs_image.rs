@@ -19,7 +19,7 @@ use std::sync::{mpsc, Mutex};
 use sha2::{Digest, Sha256};
 use smolvm_format::{Artifact, FormatError, FrameDecoder, FrameSpan, ReadAt, SectionEntry};
 
-use crate::cache::{io, Cache, CacheError};
+use crate::cache::{hold, io, Cache, CacheError};
 
 /// Writes go out in chunks this large: few syscalls, little memory.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -89,7 +89,7 @@ impl Cache {
             .and_then(|d| d.sync_all())
             .map_err(io(&dir))?;
         trace.mark("rootfs image published");
-        File::open(&path).map_err(io(&path))
+        hold(File::open(&path).map_err(io(&path))?, &path)
     }
 }
 
@@ -283,7 +283,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 /// Only complete, verified images are ever renamed to that name.
 fn open_complete(path: &Path, size: u64) -> Result<Option<File>, CacheError> {
     match File::open(path) {
-        Ok(f) if f.metadata().map_err(io(path))?.len() == size => Ok(Some(f)),
+        Ok(f) if f.metadata().map_err(io(path))?.len() == size => Ok(Some(hold(f, path)?)),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),
