@@ -8,6 +8,7 @@ use smolvm_runtime::exit::{ExitStatus, INVALID, USAGE_OR_IO};
 
 use crate::image::ImageError;
 use crate::kernel::KernelError;
+use crate::remote::RemoteError;
 use crate::smolfile::SmolfileError;
 use crate::user::UserError;
 
@@ -15,6 +16,12 @@ use crate::user::UserError;
 pub fn packer_exit_code(e: &(dyn Error + 'static)) -> Option<u8> {
     if let Some(e) = e.downcast_ref::<ImageError>() {
         return Some(image(e));
+    }
+    if let Some(e) = e.downcast_ref::<RemoteError>() {
+        return Some(match e {
+            RemoteError::Registry(e) => image(e),
+            other => other.exit_code(),
+        });
     }
     if let Some(e) = e.downcast_ref::<RootfsError>() {
         return Some(rootfs(e));

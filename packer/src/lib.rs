@@ -7,6 +7,8 @@ pub mod exit;
 pub mod image;
 pub mod kernel;
 pub mod plan;
+pub mod prune;
+pub mod remote;
 pub mod sections;
 pub mod smolfile;
 pub mod user;

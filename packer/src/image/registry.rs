@@ -176,38 +176,26 @@ fn pull(
     opts: &ImageOptions,
     what: &str,
 ) -> Result<(Digest, ImageManifest), ImageError> {
+    let runtime = client_runtime()?;
+    let puller = Puller::new(r, opts, cache, what, Scope::Pull)?;
+    runtime.block_on(puller.run())
+}
+
+/// The current-thread runtime a registry conversation runs on.
+fn client_runtime() -> Result<tokio::runtime::Runtime, ImageError> {
     // reqwest is built without a default TLS provider: install ring's once.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(io_err("starting the registry client"))?;
-    let auth = credentials(&r.registry, opts.registry.docker_config.as_deref())?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(opts.registry.connect_timeout)
-        .read_timeout(opts.registry.read_timeout)
-        .user_agent(concat!("smolvm/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ImageError::Registry {
-            registry: r.registry.clone(),
-            fault: format!("cannot start the HTTP client: {}", chain(&e)),
-        })?;
-    let puller = Puller {
-        client,
-        base: format!(
-            "{}://{}/v2/{}",
-            scheme(r, opts.insecure),
-            api_host(&r.registry),
-            r.repository
-        ),
-        auth,
-        authorization: std::sync::Mutex::new(None),
-        r,
-        opts,
-        cache,
-        what,
-    };
-    runtime.block_on(puller.run())
+        .map_err(io_err("starting the registry client"))
+}
+
+/// What a token is asked for: pulls need `pull`, pushes `pull,push`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Pull,
+    Push,
 }
 
 struct Puller<'a> {
@@ -221,6 +209,7 @@ struct Puller<'a> {
     opts: &'a ImageOptions,
     cache: &'a BlobCache,
     what: &'a str,
+    scope: Scope,
 }
 
 const MANIFEST_TYPES: &[&str] = &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
@@ -267,7 +256,42 @@ impl From<ImageError> for Failure {
     }
 }
 
-impl Puller<'_> {
+impl<'a> Puller<'a> {
+    fn new(
+        r: &'a RegistryRef,
+        opts: &'a ImageOptions,
+        cache: &'a BlobCache,
+        what: &'a str,
+        scope: Scope,
+    ) -> Result<Self, ImageError> {
+        let auth = credentials(&r.registry, opts.registry.docker_config.as_deref())?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(opts.registry.connect_timeout)
+            .read_timeout(opts.registry.read_timeout)
+            .user_agent(concat!("smolvm/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ImageError::Registry {
+                registry: r.registry.clone(),
+                fault: format!("cannot start the HTTP client: {}", chain(&e)),
+            })?;
+        Ok(Puller {
+            client,
+            base: format!(
+                "{}://{}/v2/{}",
+                scheme(r, opts.insecure),
+                api_host(&r.registry),
+                r.repository
+            ),
+            auth,
+            authorization: std::sync::Mutex::new(None),
+            r,
+            opts,
+            cache,
+            what,
+            scope,
+        })
+    }
+
     /// The manifest reference asked for first: the digest, else the tag.
     fn top_reference(&self) -> String {
         match (&self.r.digest, &self.r.tag) {
@@ -316,9 +340,29 @@ impl Puller<'_> {
     /// names, or basic credentials) and the request sent again. A refusal
     /// comes back with at most [`MAX_ERROR_BODY`] bytes of its body.
     async fn get(&self, url: &str, accept: &[&str]) -> Result<reqwest::Response, Failure> {
+        self.send(reqwest::Method::GET, url, accept, &[], None)
+            .await
+    }
+
+    /// [`Puller::get`] for any method, with extra headers and a body (sent
+    /// again if the registry's challenge has to be answered first).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        accept: &[&str],
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+    ) -> Result<reqwest::Response, Failure> {
         let mut answered = false;
         loop {
-            let mut req = self.client.get(url);
+            let mut req = self.client.request(method.clone(), url);
+            for (name, value) in headers {
+                req = req.header(*name, value);
+            }
+            if let Some(b) = body {
+                req = req.body(b.to_vec());
+            }
             if !accept.is_empty() {
                 req = req.header(reqwest::header::ACCEPT, accept.join(", "));
             }
@@ -379,7 +423,14 @@ impl Puller<'_> {
         };
         let mut query = vec![(
             "scope".to_string(),
-            format!("repository:{}:pull", self.r.repository),
+            format!(
+                "repository:{}:{}",
+                self.r.repository,
+                match self.scope {
+                    Scope::Pull => "pull",
+                    Scope::Push => "pull,push",
+                }
+            ),
         )];
         if let Some(service) = params.get("service") {
             query.push(("service".into(), service.clone()));
@@ -548,6 +599,25 @@ impl Puller<'_> {
         exact: bool,
         label: &str,
     ) -> Result<(), ImageError> {
+        let mut tmp = self.cache.temp()?;
+        let path = tmp.path().to_path_buf();
+        self.receive_blob(d, limit, exact, label, tmp.as_file_mut(), &path)
+            .await?;
+        self.cache.commit(tmp, d)
+    }
+
+    /// Streams blob `d` into `out` (at `path`), hashing it; an error unless
+    /// it hashes to `d` and is no longer than `limit` (exactly `limit` when
+    /// `exact`).
+    async fn receive_blob(
+        &self,
+        d: &Digest,
+        limit: u64,
+        exact: bool,
+        label: &str,
+        out: &mut std::fs::File,
+        path: &Path,
+    ) -> Result<(), ImageError> {
         let url = format!("{}/blobs/{d}", self.base);
         let mut resp = match self.get(&url, &[]).await {
             Ok(resp) => resp,
@@ -555,7 +625,6 @@ impl Puller<'_> {
             Err(Failure::Refused(r)) => return Err(self.refused(r, None).await),
         };
         let blob_what = format!("{}: {label} {d}", self.what);
-        let mut tmp = self.cache.temp()?;
         let mut hasher = Sha256::new();
         let mut count: u64 = 0;
         loop {
@@ -582,8 +651,8 @@ impl Puller<'_> {
                 });
             }
             hasher.update(&chunk);
-            tmp.write_all(&chunk)
-                .map_err(io_err(format!("writing {}", tmp.path().display())))?;
+            out.write_all(&chunk)
+                .map_err(io_err(format!("writing {}", path.display())))?;
         }
         let actual = Digest::parse(&format!("sha256:{}", hex::encode(hasher.finalize())))
             .expect("hex digest");
@@ -596,7 +665,7 @@ impl Puller<'_> {
                 fault: format!("the registry sent {count} bytes; the manifest states {limit}"),
             });
         }
-        self.cache.commit(tmp, d)
+        Ok(())
     }
 
     fn mismatch(&self, what: &str, expected: &Digest, actual: &Digest) -> ImageError {
@@ -1040,6 +1109,9 @@ fn from_helper(helper: &str, registry: &str) -> Option<RegistryAuth> {
     // do not do; pulling anonymously is the better fallback.
     (user != "<token>").then(|| RegistryAuth::Basic(user.into(), secret.into()))
 }
+
+mod session;
+pub use session::{Connection, Session};
 
 #[cfg(test)]
 mod tests;
