@@ -14,6 +14,9 @@ use clap::{Args, Parser, Subcommand};
 use smolvm_format::{Artifact, FileSource, FormatError};
 use smolvm_packer::create::{create, CreateOptions};
 use smolvm_packer::exit::packer_exit_code;
+use smolvm_packer::image::reference::RegistryRef;
+use smolvm_packer::image::registry::RegistryOptions;
+use smolvm_packer::remote::{remote_reference, RemoteArtifact, RemoteOptions};
 use smolvm_runtime::exit::{self, ExitStatus};
 use smolvm_runtime::inspect;
 use smolvm_runtime::trust::{
@@ -62,13 +65,19 @@ enum Pack {
     /// Example:
     ///   smolvm pack inspect hello
     ///   smolvm pack inspect --json hello.smolmachine | jq .config
+    ///   smolvm pack inspect localhost:5000/tools/hello:1.0   # in a registry
     #[command(verbatim_doc_comment)]
     Inspect {
-        /// A packed executable or a bare .smolmachine payload.
+        /// A packed executable, a bare .smolmachine payload, or a registry
+        /// reference naming its registry (REGISTRY/REPOSITORY[:TAG|@DIGEST])
+        /// of a pushed one: only its manifest, signature and config are read.
         file: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Allow plain HTTP to a registry not on this machine.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Check structure, every hash and the signature against trusted keys.
     ///
@@ -78,10 +87,17 @@ enum Pack {
     /// Example:
     ///   smolvm pack verify --key keys/smolvm.pub hello
     ///   smolvm pack verify --key ~/.ssh/id_ed25519.pub --min-version 1.2.0 --json hello
+    ///   smolvm pack verify --key keys/smolvm.pub ghcr.io/me/hello:1.0
     #[command(verbatim_doc_comment)]
     Verify {
-        /// A packed executable or a bare .smolmachine payload.
+        /// A packed executable, a bare .smolmachine payload, or a registry
+        /// reference of a pushed one (REGISTRY/REPOSITORY[:TAG|@DIGEST]):
+        /// there the signature and the config section are checked without
+        /// downloading the kernel or the root filesystem.
         file: PathBuf,
+        /// Allow plain HTTP to a registry not on this machine.
+        #[arg(long)]
+        insecure: bool,
         /// Trusted public key file (smolvm .pub or OpenSSH id_ed25519.pub); repeatable.
         #[arg(long = "key", value_name = "PUB")]
         keys: Vec<PathBuf>,
@@ -163,6 +179,92 @@ enum Pack {
         #[arg(long)]
         force: bool,
     },
+    /// Store an artifact in an OCI registry, byte for byte, as an OCI artifact.
+    ///
+    /// The file (packed executable or bare payload) becomes one layer of an
+    /// OCI manifest with artifactType application/vnd.smolmachine.artifact.v2,
+    /// tagged REF; its name, version and key id are copied into annotations.
+    /// Credentials are those image pulls use (~/.docker/config.json: `docker
+    /// login`); plain HTTP only to this machine unless --insecure. Prints the
+    /// manifest digest (REF@DIGEST pins exactly this artifact).
+    ///
+    /// Example:
+    ///   smolvm pack push hello ghcr.io/me/hello:1.0
+    ///   smolvm pack push app.smolmachine localhost:5000/app:1.0
+    #[command(verbatim_doc_comment)]
+    Push {
+        /// The artifact to store.
+        file: PathBuf,
+        /// Where: REGISTRY/REPOSITORY[:TAG] (the tag defaults to latest).
+        reference: String,
+        /// Allow plain HTTP to a registry not on this machine.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// What the per-user cache holds (kernels, root images, registry blobs).
+    #[command(subcommand)]
+    Cache(CacheCmd),
+    /// Remove cache entries no running machine holds.
+    ///
+    /// The cache ($SMOLVM_CACHE_DIR, else $XDG_CACHE_HOME/smolvm, else
+    /// ~/.cache/smolvm) keeps each kernel and root image a start used, and
+    /// the blobs image pulls fetched. Without options, everything not in use
+    /// goes (the next start writes what it needs again). --keep-last keeps the
+    /// N most recently used of each kind; --older-than removes what was last
+    /// used longer ago; --max-size removes the least recently used until the
+    /// cache fits. Entries a running machine holds are always kept.
+    ///
+    /// Example:
+    ///   smolvm pack prune --dry-run
+    ///   smolvm pack prune --keep-last 3 --older-than 30d
+    ///   smolvm pack prune --max-size 10G
+    #[command(verbatim_doc_comment)]
+    Prune {
+        /// Keep the N most recently used entries of each kind.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<usize>,
+        /// Remove entries last used longer ago than this (30d, 12h, 2weeks).
+        #[arg(long, value_name = "AGE", value_parser = smolvm_packer::prune::parse_age)]
+        older_than: Option<std::time::Duration>,
+        /// Remove least recently used entries until the cache is at most this (10G, 512M).
+        #[arg(long, value_name = "SIZE", value_parser = smolvm_packer::prune::parse_size)]
+        max_size: Option<u64>,
+        /// Show what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Fetch an artifact from an OCI registry.
+    ///
+    /// The download is checked against its digest, then verified like
+    /// `pack verify` (structure, every hash, the signature; with --key, the
+    /// signer must be one of those keys) before OUT appears. Artifacts are
+    /// stored as pushed: `-o NAME` needs a pushed packed executable (written
+    /// 0755), `-o NAME.smolmachine` a pushed bare payload.
+    ///
+    /// Example:
+    ///   smolvm pack pull ghcr.io/me/hello:1.0 --key keys/smolvm.pub -o hello
+    ///   smolvm pack pull localhost:5000/app@sha256:... -o app.smolmachine
+    #[command(verbatim_doc_comment)]
+    Pull {
+        /// REGISTRY/REPOSITORY[:TAG|@DIGEST].
+        reference: String,
+        /// Output: NAME for a packed executable, NAME.smolmachine for a bare payload.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: PathBuf,
+        /// Require the signer to be this public key; repeatable.
+        #[arg(long = "key", value_name = "PUB")]
+        keys: Vec<PathBuf>,
+        /// Allow plain HTTP to a registry not on this machine.
+        #[arg(long)]
+        insecure: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCmd {
+    /// List the cache's entries: kind, size, last use, whether a running
+    /// machine holds it, and its hash.
+    Ls,
 }
 
 // These doc comments are `--help` text, where `[:TAG]` means optional, not
@@ -271,7 +373,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             );
             Ok(0)
         }
-        Top::Pack(Pack::Inspect { file, json }) => {
+        Top::Pack(Pack::Inspect {
+            file,
+            json,
+            insecure,
+        }) => {
+            if let Some(r) = remote_reference(&file) {
+                return inspect_remote(&r, json, insecure);
+            }
             let src = open(&file)?;
             let art = Artifact::parse(&src).map_err(|e| format_failure(&file, e))?;
             let sig = check_signature(&art, &[]).map_err(|e| exit::chain(&e).to_string());
@@ -290,9 +399,35 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             keys,
             min_version,
             json,
-        }) => verify(file, keys, min_version, json),
+        }) => verify(file, keys, min_version, json, insecure),
+        Top::Pack(Pack::Push {
+            file,
+            reference,
+            insecure,
+        }) => push(&file, &reference, insecure),
+        Top::Pack(Pack::Pull {
+            reference,
+            output,
+            keys,
+            insecure,
+        }) => pull(&reference, &output, &keys, insecure),
+        Top::Pack(Pack::Cache(CacheCmd::Ls)) => cache_ls(),
+        Top::Pack(Pack::Prune {
+            keep_last,
+            older_than,
+            max_size,
+            dry_run,
+        }) => prune(
+            &smolvm_packer::prune::Policy {
+                keep_last,
+                older_than,
+                max_size,
+            },
+            dry_run,
+        ),
         Top::Pack(Pack::Run {
             file,
+            insecure,
             keys,
             min_version,
             dry_run,
@@ -392,18 +527,64 @@ fn verify(
     keys: Vec<PathBuf>,
     min_version: Option<String>,
     json: bool,
+    insecure: bool,
 ) -> Result<u8, Failure> {
     let trusted = read_keys(&keys)?;
+    let options = VerifyOptions {
+        trusted: &trusted,
+        require_signature: true,
+        integrity: true,
+    };
+    if let Some(r) = remote_reference(&file) {
+        let conn = connect(&r, insecure, false)?;
+        let remote = RemoteArtifact::open(&conn, &r).map_err(anyhow::Error::from)?;
+        // The signature and the small config section; the kernel and the
+        // rootfs are pinned by signed hashes that pull and every start check.
+        let outcome = verify_artifact(
+            &remote,
+            &VerifyOptions {
+                integrity: false,
+                ..options
+            },
+        )
+        .and_then(|(art, state)| {
+            art.verify_config_section()?;
+            Ok((art, state))
+        });
+        let forged = match &outcome {
+            Ok((art, _)) => remote.check_annotations(art).err(),
+            Err(_) => None,
+        };
+        let checked = format!(
+            "signature, structure and config section verified in the registry ({} bytes read); the kernel and rootfs are pinned by signed hashes that pull and every start check",
+            remote.fetched()
+        );
+        return Ok(report(&file, &outcome, forged, &checked, min_version, json));
+    }
     let src = open(&file)?;
-    let outcome = verify_artifact(
-        &src,
-        &VerifyOptions {
-            trusted: &trusted,
-            require_signature: true,
-            integrity: true,
-        },
-    );
-    let (code, verdict, detail) = match &outcome {
+    let outcome = verify_artifact(&src, &options);
+    let checked = match &outcome {
+        Ok((art, _)) => format!(
+            "structure, stub and {} section hashes verified",
+            art.manifest.sections.len()
+        ),
+        Err(_) => String::new(),
+    };
+    Ok(report(&file, &outcome, None, &checked, min_version, json))
+}
+
+/// Prints verify's verdict and returns its exit code. `forged` is a
+/// reason to call an otherwise sound artifact invalid.
+fn report<R: smolvm_format::ReadAt + ?Sized>(
+    file: &std::path::Path,
+    outcome: &Result<(Artifact<'_, R>, smolvm_runtime::SignatureState), VerifyError>,
+    forged: Option<String>,
+    checked: &str,
+    min_version: Option<String>,
+    json: bool,
+) -> u8 {
+    let (code, verdict, detail) = match outcome {
+        Ok(_) if forged.is_some() => (1, "invalid", forged.unwrap_or_default()),
         Ok((art, state)) => {
             let too_old = min_version
                 .as_deref()
@@ -414,10 +595,9 @@ fn verify(
                     0,
                     "valid",
                     format!(
-                        "{} {}: signed by trusted key {key_id}; structure, stub and {} section hashes verified",
+                        "{} {}: signed by trusted key {key_id}; {checked}",
                         art.manifest.name,
                         art.manifest.version,
-                        art.manifest.sections.len()
                     ),
                 ),
                 (smolvm_runtime::SignatureState::SelfConsistent { key_id }, None) => (
@@ -457,5 +637,210 @@ fn verify(
             inspect::escape_untrusted(&detail)
         );
     }
-    Ok(code)
+    code
+}
+
+/// A connection to `r`'s registry with the options image pulls use.
+fn connect(
+    r: &RegistryRef,
+    insecure: bool,
+    push: bool,
+) -> Result<smolvm_packer::image::registry::Connection, Failure> {
+    Ok(smolvm_packer::image::registry::Connection::open(
+        r,
+        RegistryOptions::default(),
+        insecure,
+        None,
+        push,
+    )
+    .map_err(anyhow::Error::from)?)
+}
+
+fn registry_reference(reference: &str) -> Result<RegistryRef, Failure> {
+    smolvm_packer::image::reference::parse_registry(reference).map_err(|fault| {
+        anyhow::Error::new(exit::UsageError(format!(
+            "{reference:?} is not a registry reference ({fault}); write REGISTRY/REPOSITORY[:TAG], e.g. ghcr.io/me/app:1.0"
+        )))
+        .into()
+    })
+}
+
+fn push(file: &std::path::Path, reference: &str, insecure: bool) -> Result<u8, Failure> {
+    let r = registry_reference(reference)?;
+    let opts = RemoteOptions {
+        insecure,
+        ..RemoteOptions::default()
+    };
+    let report = smolvm_packer::remote::push(file, &r, &opts)
+        .map_err(|e| anyhow::Error::new(e).context(format!("pushing {}", file.display())))?;
+    eprintln!(
+        "pushed {} ({}, {} bytes{}) to {r}",
+        file.display(),
+        report.form.describe(),
+        report.size,
+        if report.uploaded {
+            ""
+        } else {
+            ", already in the registry"
+        }
+    );
+    println!("{}/{}@{}", r.registry, r.repository, report.manifest_digest);
+    Ok(0)
+}
+
+fn pull(
+    reference: &str,
+    output: &std::path::Path,
+    keys: &[PathBuf],
+    insecure: bool,
+) -> Result<u8, Failure> {
+    let r = registry_reference(reference)?;
+    let trusted = read_keys(keys)?;
+    let opts = RemoteOptions {
+        insecure,
+        registry: RegistryOptions {
+            progress: true,
+            ..RegistryOptions::default()
+        },
+        ..RemoteOptions::default()
+    };
+    let report = smolvm_packer::remote::pull(&r, output, &trusted, &opts)
+        .map_err(|e| anyhow::Error::new(e).context(format!("pulling {r}")))?;
+    eprintln!(
+        "wrote {} ({}, {} bytes, {}, {}/{}@{})",
+        output.display(),
+        report.form.describe(),
+        report.size,
+        match (&report.key_id, trusted.is_empty()) {
+            (Some(k), false) => format!("signed by trusted key {k}, verified"),
+            (Some(k), true) => {
+                format!("signed by key {k} (no --key given: intact, trust not decided)")
+            }
+            (None, _) => "UNSIGNED".into(),
+        },
+        r.registry,
+        r.repository,
+        report.manifest_digest
+    );
+    Ok(0)
+}
+
+fn inspect_remote(r: &RegistryRef, json: bool, insecure: bool) -> Result<u8, Failure> {
+    let conn = connect(r, insecure, false)?;
+    let remote = RemoteArtifact::open(&conn, r).map_err(anyhow::Error::from)?;
+    let art = Artifact::parse(&remote).map_err(|e| anyhow::Error::new(e).context(r.to_string()))?;
+    let sig = check_signature(&art, &[]).map_err(|e| exit::chain(&e).to_string());
+    if json {
+        let mut v = inspect::render_json(&art, &sig);
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "registry".into(),
+                serde_json::json!({
+                    "reference": r.to_string(),
+                    "manifest_digest": remote.manifest_digest.to_string(),
+                    "blob_digest": remote.digest.to_string(),
+                    "form": remote.form.describe(),
+                    "bytes_read": remote.fetched(),
+                }),
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        print!("{}", inspect::render_human(&art, &sig));
+        println!(
+            "registry:  {r} ({}), manifest {}, blob {}; {} bytes of it read",
+            remote.form.describe(),
+            remote.manifest_digest,
+            remote.digest,
+            remote.fetched()
+        );
+    }
+    Ok(0)
+}
+
+fn open_cache() -> Result<smolvm_runtime::cache::Cache, Failure> {
+    let dir = smolvm_runtime::cache::default_cache_dir().map_err(anyhow::Error::from)?;
+    Ok(smolvm_runtime::cache::Cache::open(dir).map_err(anyhow::Error::from)?)
+}
+
+fn cache_ls() -> Result<u8, Failure> {
+    use smolvm_packer::prune::human_size;
+    let cache = open_cache()?;
+    let mut entries = cache.entries().map_err(anyhow::Error::from)?;
+    entries.sort_by(|a, b| (a.kind, b.last_used).cmp(&(b.kind, a.last_used)));
+    println!(
+        "{:<7} {:>10}  {:<20}  {:<6}  sha256",
+        "kind", "size", "last used", "in use"
+    );
+    let mut total = 0;
+    for e in &entries {
+        let busy = smolvm_runtime::cache::in_use(e).map_err(anyhow::Error::from)?;
+        total += e.size;
+        println!(
+            "{:<7} {:>10}  {:<20}  {:<6}  {}",
+            e.kind.name(),
+            human_size(e.size),
+            humantime::format_rfc3339_seconds(e.last_used).to_string(),
+            if busy { "yes" } else { "no" },
+            e.hash
+        );
+    }
+    println!(
+        "{} entries, {} in {}",
+        entries.len(),
+        human_size(total),
+        cache.root().display()
+    );
+    Ok(0)
+}
+
+fn prune(policy: &smolvm_packer::prune::Policy, dry_run: bool) -> Result<u8, Failure> {
+    use smolvm_packer::prune::{execute, human_size, plan, Outcome};
+    let cache = open_cache()?;
+    let entries = cache.entries().map_err(anyhow::Error::from)?;
+    let before: u64 = entries.iter().map(|e| e.size).sum();
+    let p = plan(&entries, policy, std::time::SystemTime::now());
+    let done = execute(
+        &entries,
+        &p,
+        policy.max_size,
+        dry_run,
+        smolvm_runtime::cache::remove_unless_busy,
+        smolvm_runtime::cache::in_use,
+    )
+    .map_err(anyhow::Error::from)?;
+    let (mut freed, mut busy) = (0u64, 0usize);
+    for (i, outcome) in &done {
+        let e = &entries[*i];
+        let what = match outcome {
+            Outcome::Removed => "removed",
+            Outcome::WouldRemove => "would remove",
+            Outcome::Busy => "in use, kept",
+        };
+        if *outcome == Outcome::Busy {
+            busy += 1;
+        } else {
+            freed += e.size;
+        }
+        println!(
+            "{what}: {} {} ({}, last used {})",
+            e.kind.name(),
+            e.hash,
+            human_size(e.size),
+            humantime::format_rfc3339_seconds(e.last_used)
+        );
+    }
+    println!(
+        "{} {} of {} in {}{}",
+        if dry_run { "would free" } else { "freed" },
+        human_size(freed),
+        human_size(before),
+        cache.root().display(),
+        if busy > 0 {
+            format!("; {busy} in use by running machines, kept")
+        } else {
+            String::new()
+        }
+    );
+    Ok(0)
 }
