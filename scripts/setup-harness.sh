@@ -50,6 +50,8 @@ fi
 # erofs-utils, attr: the EROFS writer's tests check images with fsck.erofs/dump.erofs (getfattr for by-hand checks).
 # (shellcheck: .ci/run checks every script with it.)
 packages=(qemu-system-x86 busybox-static cpio zstd gcc g++ libc6-dev xz-utils binutils openssh-client erofs-utils attr shellcheck)
+# tmux: tests/tests/boot_signals.rs drives an interactive guest shell in a tmux pane in L1.
+packages+=(tmux)
 missing=()
 for p in "${packages[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -147,6 +147,11 @@ enum Pack {
         /// asks for it (`[auth] ssh_agent`); keys never enter the guest.
         #[arg(long)]
         ssh_agent: bool,
+        /// Stop the machine after SECONDS (2.5 is fine): the
+        /// workload gets SIGTERM, is forced down 3 s later if still running,
+        /// and `pack run` exits with 124.
+        #[arg(long, value_name = "SECONDS", value_parser = smolvm_runtime::control::parse_timeout)]
+        timeout: Option<std::time::Duration>,
         /// Share the existing host directory HOST at GUEST in the guest
         /// (read-only with `:ro`); files created there belong to you. Repeatable.
         #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]", value_parser = parse_volume)]
@@ -433,6 +438,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             dry_run,
             publish,
             ssh_agent,
+            timeout,
             volumes,
             env,
             cpus,
@@ -453,6 +459,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     trusted,
                     args,
                     dry_run,
+                    timeout,
                     publish,
                     ssh_agent,
                     min_version,

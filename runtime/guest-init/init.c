@@ -20,9 +20,12 @@
  *      vsock (libkrun connects that vsock port to the host's socket);
  *   5. bind /dev, /proc and /sys into the overlay, chroot into it, mount
  *      the spec's volumes (virtio-fs shares of host directories) at their
- *      guest paths, chdir, run the spec's `init` commands as root, switch
- *      user and exec the workload. Being an exec, the workload's exit
- *      status is ours, and init.krun reports it to the host.
+ *      guest paths, chdir, run the spec's `init` commands as root;
+ *   6. fork the workload, which leads a session of its own (with the
+ *      console as its controlling terminal when that is a terminal),
+ *      switches user and execs; we stay, pass the signals the host sends
+ *      over vsock to its process group, and end with its exit status,
+ *      which init.krun reports to the host.
  *
  * Freestanding (no libc): a few KiB instead of the ~800 KiB of a static glibc
  * binary, and the stub carries this file inside itself.
@@ -125,6 +128,8 @@ __asm__(".global _start\n"
 #define O_RDONLY 0
 #define O_CLOEXEC 02000000
 #define O_WRONLY 1
+#define O_RDWR 2
+#define O_NOCTTY 0400
 #define O_CREAT 0100
 #define O_TRUNC 01000
 #define O_NOFOLLOW 0400000
@@ -136,6 +141,28 @@ __asm__(".global _start\n"
 #define ENOENT 2
 #define EACCES 13
 #define EEXIST 17
+
+/* Signals from the host and the workload's terminal (see start_workload). */
+#if defined(__x86_64__)
+#define SYS_ioctl 16
+#define SYS_rt_sigprocmask 14
+#define SYS_setsid 112
+#define SYS_kill 62
+#define SYS_signalfd4 289
+#define SYS_dup3 292
+#elif defined(__aarch64__)
+#define SYS_ioctl 29
+#define SYS_rt_sigprocmask 135
+#define SYS_setsid 157
+#define SYS_kill 129
+#define SYS_signalfd4 74
+#define SYS_dup3 24
+#endif
+#define TCGETS 0x5401
+#define TIOCSCTTY 0x540E
+#define SIG_BLOCK 0
+#define SIG_UNBLOCK 1
+#define WNOHANG 1
 
 /* The compiler may emit calls to these for struct copies and zeroing. */
 void *memset(void *d, int c, size_t n)
@@ -426,8 +453,11 @@ static void agent_start(void)
         die("cannot listen on " AGENT_SOCK, r);
     long child = syscall6(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0);
     if (child == 0) {
-        if (syscall6(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0) == 0)
+        if (syscall6(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0) == 0) {
+            /* Out of the workload's session: signals for it are not ours. */
+            syscall6(SYS_setsid, 0, 0, 0, 0, 0, 0);
             agent_forwarder(l);
+        }
         syscall6(SYS_exit, 0, 0, 0, 0, 0, 0);
     }
     if (child < 0)
@@ -529,6 +559,113 @@ static void bind_into_root(const char *src, const char *dst)
         die("cannot bind the system mounts into the overlay root", r);
 }
 
+/* The host's end of the control channel: runtime/src/control.rs sends each
+ * signal it gets (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) as one
+ * byte holding its number. Same number as control::VSOCK_PORT. */
+#define CONTROL_PORT 0x5343
+
+/* Connected to the host, or -1 (a host that did not set the channel up). */
+static long control_connect(void)
+{
+    struct sockaddr_vm_min vm = {AF_VSOCK, 0, CONTROL_PORT, VMADDR_CID_HOST, 0, {0, 0, 0}};
+    long s = syscall6(SYS_socket, AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0, 0, 0, 0);
+    if (s < 0)
+        return -1;
+    if (syscall6(SYS_connect, s, (long)&vm, sizeof(vm), 0, 0, 0) < 0) {
+        syscall6(SYS_close, s, 0, 0, 0, 0, 0);
+        return -1;
+    }
+    return s;
+}
+
+/* The parent's life after start_workload: pass the host's signals to the
+ * workload's process group until the workload ends, then end with its
+ * status (128+signal if it was killed), which init.krun reports. */
+static __attribute__((noreturn)) void supervise(long child, long ctl)
+{
+    /* We are not the workload: what a terminal or the host sends is its. */
+    static const int ignored[] = {1 /* HUP */, 2 /* INT */, 3 /* QUIT */, 10 /* USR1 */, 12 /* USR2 */,
+                                  13 /* PIPE */, 15 /* TERM */, 21 /* TTIN */, 22 /* TTOU */};
+    struct kernel_sigaction_min ign = {1 /* SIG_IGN */, 0, 0, 0};
+    for (unsigned long i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+        syscall6(SYS_rt_sigaction, ignored[i], (long)&ign, 0, 8, 0, 0);
+    unsigned long chld = 1UL << (SIGCHLD - 1);
+    long sfd = syscall6(SYS_signalfd4, -1, (long)&chld, 8, O_CLOEXEC, 0, 0);
+    if (sfd < 0)
+        die("cannot watch the workload (signalfd)", sfd);
+    for (;;) {
+        struct pollfd_min fds[2] = {{(int)sfd, POLLIN, 0}, {(int)ctl, POLLIN, 0}};
+        if (syscall6(SYS_ppoll, (long)fds, ctl >= 0 ? 2 : 1, 0, 0, 8, 0) < 0)
+            continue;
+        if (fds[0].revents) {
+            char info[128];
+            syscall6(SYS_read, sfd, (long)info, sizeof(info), 0, 0, 0);
+            int status = 0;
+            long r;
+            while ((r = syscall6(SYS_wait4, -1, (long)&status, WNOHANG, 0, 0, 0)) > 0)
+                if (r == child)
+                    syscall6(SYS_exit, (status & 0x7f) ? 128 + (status & 0x7f) : (status >> 8) & 0xff, 0, 0, 0, 0, 0);
+        }
+        if (ctl >= 0 && fds[1].revents) {
+            unsigned char buf[64];
+            long n = syscall6(SYS_read, ctl, (long)buf, sizeof(buf), 0, 0, 0);
+            if (n <= 0) {
+                syscall6(SYS_close, ctl, 0, 0, 0, 0, 0);
+                ctl = -1;
+                continue;
+            }
+            for (long i = 0; i < n; i++) {
+                if (buf[i] < 1 || buf[i] > 64)
+                    continue;
+                /* Its process group; the workload itself if it has not made
+                 * one yet (a signal in its first instants). */
+                if (syscall6(SYS_kill, -child, buf[i], 0, 0, 0, 0) < 0)
+                    syscall6(SYS_kill, child, buf[i], 0, 0, 0, 0);
+            }
+        }
+    }
+}
+
+/* Forks the workload. Returns in the child, which goes on to drop
+ * privileges and exec; the parent (us) supervises it and never returns.
+ * The workload leads a session of its own; when one of its stdio is a
+ * terminal (the host's stdin or stdout was: libkrun's console), that is its
+ * controlling terminal, so a shell has job control and ^C reaches its
+ * foreground job only. (Taking the console from init.krun's session needs
+ * root: done before dropping privileges.) */
+static void start_workload(void)
+{
+    long ctl = control_connect();
+    unsigned long chld = 1UL << (SIGCHLD - 1);
+    /* Blocked before the fork: an early exit is still seen by signalfd. */
+    syscall6(SYS_rt_sigprocmask, SIG_BLOCK, (long)&chld, 0, 8, 0, 0);
+    long child = syscall6(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0);
+    if (child < 0)
+        die("cannot start the workload", child);
+    if (child > 0)
+        supervise(child, ctl);
+    syscall6(SYS_rt_sigprocmask, SIG_UNBLOCK, (long)&chld, 0, 8, 0, 0);
+    if (ctl >= 0)
+        syscall6(SYS_close, ctl, 0, 0, 0, 0, 0);
+    syscall6(SYS_setsid, 0, 0, 0, 0, 0, 0);
+    char termios[64];
+    long con = -1;
+    for (long fd = 0; fd < 3; fd++) {
+        if (syscall6(SYS_ioctl, fd, TCGETS, (long)termios, 0, 0, 0) < 0)
+            continue;
+        if (con < 0) {
+            syscall6(SYS_ioctl, fd, TIOCSCTTY, 1, 0, 0, 0);
+            /* Opened again inside the root, so that ttyname() finds it. */
+            con = syscall6(SYS_openat, AT_FDCWD, (long)"/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC, 0, 0, 0);
+            if (con < 0)
+                break;
+        }
+        syscall6(SYS_dup3, con, fd, 0, 0, 0, 0);
+    }
+    if (con >= 0)
+        syscall6(SYS_close, con, 0, 0, 0, 0, 0);
+}
+
 void init_main(void)
 {
     long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/spec", O_RDONLY | O_CLOEXEC, 0, 0, 0);
@@ -601,6 +738,7 @@ void init_main(void)
     }
     run_init_commands();
     agent_prepare(uid, gid);
+    start_workload();
     if (gid >= 0) {
         long groups[1] = {gid};
         if ((r = syscall6(SYS_setgroups, 1, (long)groups, 0, 0, 0, 0)) < 0 ||

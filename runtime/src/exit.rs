@@ -25,6 +25,11 @@ use crate::verify::{TrustError, VerifyError};
 pub const INVALID: u8 = 1;
 /// Usage or I/O error: the request or the environment is wrong.
 pub const USAGE_OR_IO: u8 = 2;
+/// A running machine whose timeout expired (`--smolvm-timeout`, `pack run
+/// --timeout`), as GNU `timeout` (crate::control).
+pub const TIMED_OUT: u8 = 124;
+/// A running machine forced down by a second SIGINT: 128 + SIGINT.
+pub const INTERRUPTED: u8 = 130;
 
 /// An error that knows which exit code it means.
 pub trait ExitStatus {

@@ -34,6 +34,8 @@ pub enum LaunchError {
     Invalid(String),
     #[error("{0}")]
     Network(String),
+    #[error("setting up the machine's signal and terminal supervisor")]
+    Control(#[source] std::io::Error),
 }
 
 /// The disk the root filesystem image is attached as (`/dev/vda` in the guest).
@@ -49,6 +51,9 @@ pub struct Machine<'a> {
     pub root: &'a Path,
     pub cpus: u8,
     pub memory_mib: u32,
+    /// Stop the machine after this long (crate::control: SIGTERM to the
+    /// workload, forced down after a grace period, exit 124).
+    pub timeout: Option<std::time::Duration>,
     /// `None`: no network device at all. `Some`: TSI networking under the
     /// egress supervisor (crate::net).
     pub net: Option<std::sync::Arc<crate::net::Egress>>,
@@ -161,6 +166,13 @@ fn enforce(egress: std::sync::Arc<crate::net::Egress>) -> Result<(), LaunchError
 /// (returns only on failure; on success the process exits with the guest's
 /// status). Without, stops right before `krun_start_enter` (for benchmarks).
 pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
+    // Entering: from here on this is the VMM process, a child of the one
+    // the user started, which passes signals on and restores the terminal.
+    let control = if enter {
+        Some(crate::control::split(m.timeout).map_err(LaunchError::Control)?)
+    } else {
+        None
+    };
     let kernel_path = cstr(format!("/proc/self/fd/{}", m.kernel.as_raw_fd()))?;
     let image_path = cstr(format!("/proc/self/fd/{}", m.root_image.as_raw_fd()))?;
     let disk_id = cstr(ROOT_DISK_ID)?;
@@ -232,20 +244,15 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
             krun::krun_set_exec(ctx, exec.as_ptr(), empty.as_ptr(), empty.as_ptr()),
         )?;
         match &m.net {
-            None if m.ssh_agent.is_some() => {
-                // A vsock device for the agent, without TSI: still no network.
+            None => {
+                // No implicit vsock means no TSI: the guest has no network
+                // at all. A vsock device without TSI still carries the
+                // control channel (and the SSH agent's).
                 check(
                     "krun_disable_implicit_vsock",
                     krun::krun_disable_implicit_vsock(ctx),
                 )?;
                 check("krun_add_vsock", krun::krun_add_vsock(ctx, 0))?;
-            }
-            None => {
-                // No implicit vsock means no TSI: the guest has no network at all.
-                check(
-                    "krun_disable_implicit_vsock",
-                    krun::krun_disable_implicit_vsock(ctx),
-                )?;
             }
             Some(egress) => {
                 let map: Vec<CString> = egress
@@ -311,6 +318,14 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
                     0o444,
                     false,
                 ),
+            )?;
+        }
+        if let Some(sock) = &control {
+            // The guest init connects here (guest-init/init.c, CONTROL_PORT).
+            let sock = cstr(sock)?;
+            check(
+                "krun_add_vsock_port2(control)",
+                krun::krun_add_vsock_port2(ctx, crate::control::VSOCK_PORT, sock.as_ptr(), false),
             )?;
         }
         check(

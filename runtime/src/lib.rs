@@ -2,6 +2,7 @@
 //! "the guest runs", shared by the stub executable and `smolvm pack run`.
 
 pub mod cache;
+pub mod control;
 pub mod disk;
 pub mod exit;
 pub mod inspect;

@@ -64,6 +64,9 @@ pub struct RunOptions {
     pub args: Vec<OsString>,
     /// Stop right before entering the VM (benchmarks, `SMOLVM_DRY_RUN=1`).
     pub dry_run: bool,
+    /// Stop the machine after this long (`--smolvm-timeout`, `pack run
+    /// --timeout`): exit 124 (crate::control).
+    pub timeout: Option<std::time::Duration>,
     /// Ports published at run time (`--smolvm-publish`, `pack run -p`):
     /// `HOST:GUEST` or `ADDRESS:HOST:GUEST`.
     pub publish: Vec<String>,
@@ -176,6 +179,13 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
         spec.env
             .push(format!("SSH_AUTH_SOCK={}", crate::net::agent::GUEST_SOCKET).into_bytes());
     }
+    // On a terminal, its type travels with it (unless the machine sets
+    // TERM): a shell in the guest edits lines and draws for the user's terminal.
+    if let Some(term) = crate::control::terminal_type() {
+        if !spec.env.iter().any(|e| e.starts_with(b"TERM=")) {
+            spec.env.push(term);
+        }
+    }
     // Fail closed: a network this host cannot police is not started.
     #[cfg(all(feature = "vmm", target_os = "linux"))]
     if policy.net {
@@ -227,6 +237,7 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
             root: &boot_dir,
             cpus: config.cpus,
             memory_mib: config.memory_mib,
+            timeout: opts.timeout,
             net: if policy.net {
                 let own = crate::net::host_addresses().map_err(|source| RunError::Io {
                     what: "listing the host's addresses for the network policy".into(),

@@ -38,6 +38,15 @@ Arguments are passed to the workload, except these, which the runtime keeps:
                          (repeatable; adds to the ports the machine declares)
   --smolvm-ssh-agent     let the workload use your SSH agent ($SSH_AUTH_SOCK), if
                          the machine asks for it; keys never enter the guest
+  --smolvm-timeout=SECS  stop the machine after SECS seconds (2.5 is fine): the
+                         workload gets SIGTERM, is forced down 3 s later if still
+                         running, and this program exits with 124
+
+Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to this
+program reach the workload's process group, and this program exits with the
+workload's code; a second SIGINT forces the machine down (exit 130). Run in a
+terminal, the workload gets one (its size, job control; Ctrl-C interrupts its
+foreground job), and your terminal's settings come back however it ends.
 
 Run-time settings (each wins over the machine's own; repeatable ones add up):
   --smolvm-volume=HOST:GUEST[:ro]
@@ -124,6 +133,7 @@ fn main() -> ExitCode {
     let mut ssh_agent = false;
     let mut key_files: Vec<PathBuf> = env_key_files();
     let mut min_version = None;
+    let mut timeout = None;
     let (mut info, mut dry_run) = (
         false,
         std::env::var_os("SMOLVM_DRY_RUN").is_some_and(|v| v == "1"),
@@ -162,6 +172,15 @@ fn main() -> ExitCode {
                             format_args!("{a:?}: give a version, like --smolvm-min-version=1.2.0"),
                         )
                     }
+                }
+            }
+            _ if bytes.starts_with(b"--smolvm-timeout=") => {
+                let t = std::str::from_utf8(&bytes[17..])
+                    .map_err(|_| "not UTF-8".to_string())
+                    .and_then(smolvm_runtime::control::parse_timeout);
+                match t {
+                    Ok(t) => timeout = Some(t),
+                    Err(e) => return fail(USAGE_OR_IO, format_args!("{a:?}: {e}")),
                 }
             }
             _ if bytes.starts_with(b"--smolvm-key=") => {
@@ -217,6 +236,7 @@ fn main() -> ExitCode {
             trusted,
             args,
             dry_run,
+            timeout,
             publish,
             ssh_agent,
             min_version,
