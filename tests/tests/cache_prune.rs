@@ -30,7 +30,8 @@ impl Scratch {
         self.dir.path().join(rel)
     }
 
-    /// A bare payload named `name` whose root holds 1 MiB of its own data.
+    /// A bare payload named `name` whose root holds 1 MiB of its own data
+    /// (`pattern` seeds differing in more than their lowest bit).
     fn pack(&self, name: &str, seed: u64) -> PathBuf {
         let root = self.path(&format!("root-{name}"));
         std::fs::create_dir_all(&root).unwrap();
@@ -229,7 +230,7 @@ fn prune_keeps_what_a_start_in_flight_holds() {
 fn prune_policies_keep_the_most_recently_used() {
     let sc = Scratch::new();
     let arts: Vec<PathBuf> = (0..3u64)
-        .map(|i| sc.pack(&format!("m{i}"), 10 + i))
+        .map(|i| sc.pack(&format!("m{i}"), 10 + 2 * i))
         .collect();
     for art in &arts {
         ok(&sc
