@@ -18,8 +18,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 scripts/fetch-kernel.sh >&2
-cargo build --release -q -p smolvm-packer
-cargo build --profile stub -q -p smolvm-stub
+cargo build --release -q -p smolvm-packer -p smolvm-stub
 smolvm=target/release/smolvm
 
 out=.cache/example
@@ -39,7 +38,7 @@ fi
 
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1764288000} \
     "$smolvm" pack create --smolfile examples/hello/Smolfile --key "$out/keys/smolvm.key" \
-    --stub target/stub/smolvm-stub -o "$out/hello"
+    --stub target/release/smolvm-stub -o "$out/hello"
 "$smolvm" pack verify "$out/hello" --key "$out/keys/smolvm.pub"
 "$smolvm" pack inspect "$out/hello"
 echo

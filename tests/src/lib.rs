@@ -65,10 +65,10 @@ pub fn bin(env: &str, default: &str) -> PathBuf {
         .unwrap_or_else(|| repo().join(default))
 }
 
-/// The size-tuned stub scripts/test.sh builds (`cargo build --profile stub
-/// -p smolvm-stub`): `SMOLVM_STUB`, else target/stub/smolvm-stub.
+/// The stub a release build makes (`cargo build --release -p smolvm-stub`;
+/// release is size-tuned): `SMOLVM_STUB`, else target/release/smolvm-stub.
 pub fn stub_bin() -> PathBuf {
-    bin("SMOLVM_STUB", "target/stub/smolvm-stub")
+    bin("SMOLVM_STUB", "target/release/smolvm-stub")
 }
 
 pub fn test_key() -> SecretKey {

@@ -1,6 +1,7 @@
-//! The stub every packed executable starts with, checked on the binary that
-//! scripts/test.sh builds with the size-tuned `stub` profile: small, and
-//! needing nothing at run time but glibc (issue 3's aims); and, packed with
+//! The stub every packed executable starts with, checked on the binary a
+//! release build makes (release is size-tuned, issue 11): small, and
+//! needing nothing at run time but glibc (issue 3's aims); what a release
+//! `smolvm` packs without `--stub` (that stub); and, packed with
 //! a payload by `smolvm pack create` and run with `--smolvm-dry-run` (verify
 //! and prepare, no VM), whom it trusts, which versions it refuses and its
 //! exit codes (issue 10). The kernel in those payloads is a fake that is
@@ -26,7 +27,7 @@ fn stub() -> Option<PathBuf> {
         return Some(path);
     }
     let why = format!(
-        "{} missing (cargo build --profile stub -p smolvm-stub)",
+        "{} missing (cargo build --release -p smolvm-stub)",
         path.display()
     );
     assert!(std::env::var_os("SMOLVM_REQUIRE_BOOT").is_none(), "{why}");
@@ -57,6 +58,71 @@ fn stub_is_small_and_needs_only_glibc() {
     assert!(
         beyond_glibc.is_empty(),
         "the stub needs {beyond_glibc:?} beyond glibc (stub/build.rs links libgcc_eh statically so that libgcc_s.so.1 is not needed)"
+    );
+}
+
+/// What every user gets (issue 11): a release `smolvm` (what `cargo build
+/// --release` and `cargo install`, as the README says, make) packs, without
+/// `--stub`, the size-tuned stub built beside it.
+#[test]
+fn release_smolvm_packs_the_small_stub_by_default() {
+    let smolvm = smolvm_tests::release_smolvm();
+    let beside = smolvm.with_file_name("smolvm-stub");
+    if !(smolvm.is_file() && beside.is_file()) {
+        let why = format!(
+            "{} or {} missing (cargo build --release -p smolvm-packer -p smolvm-stub)",
+            smolvm.display(),
+            beside.display()
+        );
+        assert!(std::env::var_os("SMOLVM_REQUIRE_BOOT").is_none(), "{why}");
+        eprintln!("SKIPPING: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_key_files(dir.path(), "test", &test_key());
+    std::fs::write(dir.path().join("vmlinux"), fake_kernel()).unwrap();
+    std::fs::create_dir_all(dir.path().join("root/bin")).unwrap();
+    std::fs::write(dir.path().join("root/bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
+    let app = dir.path().join("app");
+    let out = Command::new(&smolvm)
+        .args(["pack", "create", "--rootfs"])
+        .arg(dir.path().join("root"))
+        .arg("--kernel")
+        .arg(dir.path().join("vmlinux"))
+        .arg("--key")
+        .arg(dir.path().join("test.key"))
+        .arg("-o")
+        .arg(&app)
+        .env_remove("SMOLVM_STUB")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&smolvm)
+        .args(["pack", "inspect", "--json"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let length = v["stub"]["length"]
+        .as_u64()
+        .expect("a packed executable has a stub");
+    let built = std::fs::metadata(&beside).unwrap().len();
+    eprintln!(
+        "stub in the artifact: {length} bytes ({} built: {built})",
+        beside.display()
+    );
+    assert_eq!(
+        length,
+        built.div_ceil(4096) * 4096,
+        "not the stub beside smolvm"
+    );
+    assert!(
+        usize::try_from(length).unwrap() <= MAX_STUB_BYTES.next_multiple_of(4096),
+        "the default stub is {length} bytes, over the {MAX_STUB_BYTES}-byte limit"
     );
 }
 
