@@ -6,7 +6,7 @@
 #
 # Usage: scripts/bench-boot.sh [--runs N] [--no-build] [--keep]
 #   --runs N     interleaved runs of each (default 7, at least 5)
-#   --no-build   use target/release/smolvm, target/stub/smolvm-stub and
+#   --no-build   use target/release/smolvm, target/release/smolvm-stub and
 #                target/release/examples/bare_boot as they are
 #   --keep       keep the scratch directory (L1 console log inside)
 #
@@ -48,11 +48,11 @@ scripts/fetch-kernel.sh >/dev/null
 if [ "$build" = 1 ]; then
     log "building smolvm, the stub and the bare_boot example (release)"
     cargo build --release -q -p smolvm-packer
-    cargo build --profile stub -q -p smolvm-stub
+    cargo build --release -q -p smolvm-stub
     cargo build --release -q -p smolvm-runtime --example bare_boot
 fi
 smolvm=$repo/target/release/smolvm
-stub=$repo/target/stub/smolvm-stub
+stub=$repo/target/release/smolvm-stub
 bare=$repo/target/release/examples/bare_boot
 kernel=$repo/.cache/kernel/libkrunfw.so.5
 for f in "$smolvm" "$stub" "$bare" "$kernel"; do [ -f "$f" ] || die "missing $f"; done

@@ -12,7 +12,7 @@
 #                budget ~12 min per N)
 #   --mem MIB    L1 memory (default 3072: the tree, the artifact, its cached
 #                image and kernel, and a 512 MiB L2 guest all live in RAM)
-#   --no-build   use target/release/smolvm, target/stub/smolvm-stub and
+#   --no-build   use target/release/smolvm, target/release/smolvm-stub and
 #                target/release/examples/bare_boot as they are
 #   --keep       keep the scratch directory (L1 console log inside)
 #
@@ -63,11 +63,11 @@ debian_tar=$(scripts/debian-root.sh)
 if [ "$build" = 1 ]; then
     log "building smolvm, the stub and the bare_boot example (release)"
     cargo build --release -q -p smolvm-packer
-    cargo build --profile stub -q -p smolvm-stub
+    cargo build --release -q -p smolvm-stub
     cargo build --release -q -p smolvm-runtime --example bare_boot
 fi
 smolvm=$repo/target/release/smolvm
-stub=$repo/target/stub/smolvm-stub
+stub=$repo/target/release/smolvm-stub
 bare=$repo/target/release/examples/bare_boot
 kernel=$repo/.cache/kernel/libkrunfw.so.5
 for f in "$smolvm" "$stub" "$bare" "$kernel" "$debian_tar"; do [ -f "$f" ] || die "missing $f"; done

@@ -6,7 +6,7 @@
 # Usage: scripts/bench-rootfs.sh [--runs N] [--no-build] [--keep] [--skip-pack] [--skip-stub]
 #   --runs N      interleaved cold repetitions (default 5); also bench-pack.sh's
 #                 --runs and bench-stub.sh's --cold-reps
-#   --no-build    use target/release/smolvm and target/stub/smolvm-stub as they are
+#   --no-build    use target/release/smolvm and target/release/smolvm-stub as they are
 #   --keep        keep the scratch directory (its path is printed)
 #   --skip-pack   do not run scripts/bench-pack.sh (b)
 #   --skip-stub   do not run scripts/bench-stub.sh (c)
@@ -77,10 +77,10 @@ debian_tar=$(scripts/debian-root.sh)
 if [ "$build" = 1 ]; then
     log "building smolvm and the stub (release)"
     cargo build --release -q -p smolvm-packer
-    cargo build --profile stub -q -p smolvm-stub
+    cargo build --release -q -p smolvm-stub
 fi
 smolvm=$repo/target/release/smolvm
-stub=$repo/target/stub/smolvm-stub
+stub=$repo/target/release/smolvm-stub
 kernel=$repo/.cache/kernel/libkrunfw.so.5
 for f in "$smolvm" "$stub" "$kernel" "$debian_tar"; do [ -f "$f" ] || die "missing $f"; done
 

@@ -7,7 +7,7 @@
 #   --rounds N     interleaved hyperfine rounds for the warm figures (default 5)
 #   --runs N       runs per command per round (default 40)
 #   --cold-reps N  interleaved cold-extraction repetitions (default 5)
-#   --no-build     use target/release/smolvm and target/stub/smolvm-stub as they are
+#   --no-build     use target/release/smolvm and target/release/smolvm-stub as they are
 #   --keep         keep the scratch directory (its path is printed)
 #
 # (a) warm start: wall time of `ARTIFACT --smolvm-dry-run` (exec to exit, cache
@@ -65,10 +65,10 @@ scripts/fetch-kernel.sh >/dev/null
 if [ "$build" = 1 ]; then
     log "building smolvm and the stub (release)"
     cargo build --release -q -p smolvm-packer
-    cargo build --profile stub -q -p smolvm-stub
+    cargo build --release -q -p smolvm-stub
 fi
 smolvm=$repo/target/release/smolvm
-stub=$repo/target/stub/smolvm-stub
+stub=$repo/target/release/smolvm-stub
 kernel=$repo/.cache/kernel/libkrunfw.so.5
 for f in "$smolvm" "$stub" "$kernel"; do [ -f "$f" ] || die "missing $f"; done
 
