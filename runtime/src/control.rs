@@ -56,16 +56,39 @@ pub const TIMEOUT_EXIT: i32 = crate::exit::TIMED_OUT as i32;
 /// The exit code when a second SIGINT forced the machine down.
 pub const INTERRUPT_EXIT: i32 = crate::exit::INTERRUPTED as i32;
 
-/// Parses a timeout in seconds (`90`, `2.5`), more than zero.
+/// Parses a timeout in seconds (`90`, `2.5`), more than zero, at most
+/// 999,999,999. (Decimal digits by hand: float parsing and printing would
+/// add kilobytes to the stub.)
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let secs = s
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0 && *v <= 1e9)
-        .ok_or_else(|| {
-            format!("{s:?} is not a timeout: give seconds, more than 0 (like 30 or 2.5)")
-        })?;
-    Ok(Duration::from_secs_f64(secs))
+    let bad = || format!("{s:?} is not a timeout: give seconds, more than 0 (like 30 or 2.5)");
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) || whole.len() > 9 {
+        return Err(bad());
+    }
+    let secs = whole
+        .bytes()
+        .fold(0u64, |v, b| v * 10 + u64::from(b - b'0'));
+    let nanos = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(9)
+        .fold(0u32, |v, b| v * 10 + u32::from(b - b'0'));
+    let d = Duration::new(secs, nanos);
+    if d.is_zero() {
+        return Err(bad());
+    }
+    Ok(d)
+}
+
+/// `d` in seconds as the user would write it (`30`, `2.5`).
+fn seconds(d: Duration) -> String {
+    let mut s = d.as_secs().to_string();
+    let ms = d.subsec_millis();
+    if ms != 0 {
+        s.push_str(format!(".{ms:03}").trim_end_matches('0'));
+    }
+    s
 }
 
 /// The state of this process's stdio that the VMM changes: the terminal
@@ -360,7 +383,7 @@ impl Supervisor {
                 let t = self.timeout.expect("a deadline comes from a timeout");
                 say(&format!(
                     "timed out after {}s: stopping the machine (SIGTERM to the workload, forced down {}s later; exit code {TIMEOUT_EXIT})",
-                    t.as_secs_f64(),
+                    seconds(t),
                     GRACE.as_secs()
                 ));
                 self.forward(libc::SIGTERM);
@@ -489,7 +512,28 @@ mod tests {
     fn timeouts_are_positive_seconds() {
         assert_eq!(parse_timeout("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_timeout("2.5"), Ok(Duration::from_millis(2500)));
-        for bad in ["0", "-1", "5m", "", "inf", "NaN", "1e10"] {
+        assert_eq!(parse_timeout(".25"), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            parse_timeout("999999999.999999999"),
+            Ok(Duration::new(999_999_999, 999_999_999))
+        );
+        assert_eq!(seconds(Duration::from_secs(30)), "30");
+        assert_eq!(seconds(Duration::from_millis(2500)), "2.5");
+        assert_eq!(seconds(Duration::from_millis(300)), "0.3");
+        for bad in [
+            "0",
+            "0.000",
+            "-1",
+            "5m",
+            "",
+            ".",
+            "inf",
+            "NaN",
+            "1e10",
+            "1000000000",
+            " 5",
+            "1.2.3",
+        ] {
             let e = parse_timeout(bad).unwrap_err();
             assert!(e.contains("give seconds, more than 0"), "{bad}: {e}");
         }
