@@ -147,6 +147,11 @@ enum Pack {
         /// asks for it (`[auth] ssh_agent`); keys never enter the guest.
         #[arg(long)]
         ssh_agent: bool,
+        /// Start the machine's persistent storage (its guest-only `volumes`,
+        /// one disk per machine name in ~/.local/share/smolvm/storage) over,
+        /// empty.
+        #[arg(long)]
+        reset_storage: bool,
         /// Stop the machine after SECONDS (2.5 is fine): the
         /// workload gets SIGTERM, is forced down 3 s later if still running,
         /// and `pack run` exits with 124.
@@ -438,6 +443,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             dry_run,
             publish,
             ssh_agent,
+            reset_storage,
             timeout,
             volumes,
             env,
@@ -464,6 +470,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     ssh_agent,
                     min_version,
                     version_state: default_state_file(),
+                    reset_storage,
                     settings: smolvm_runtime::settings::RunSettings {
                         env,
                         cpus,

@@ -666,6 +666,171 @@ static void start_workload(void)
         syscall6(SYS_close, con, 0, 0, 0, 0, 0);
 }
 
+/* Writable disks (the host's crate::disk): /.smolvm/disks lists them as
+ * NUL-terminated strings: "smolvm-disks-1", overlay "0"/"1", storage
+ * "0"/"1", the number of persistent volumes, their guest paths. Disks are
+ * found by their virtio-blk serial, not by probe order. */
+#if defined(__x86_64__)
+#define SYS_statx 332
+#define SYS_fchmodat 268
+#elif defined(__aarch64__)
+#define SYS_statx 291
+#define SYS_fchmodat 53
+#endif
+#define O_DIRECTORY_ 0200000
+#define O_PATH_ 010000000
+#define MAX_DISK_VOLUMES 64
+static char disks[16384];
+static int overlay_disk, storage_disk;
+static char *pvol[MAX_DISK_VOLUMES];
+static long pvol_count;
+static long storage_fd = -1;
+
+static void read_disks(void)
+{
+    long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/disks", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0)
+        return;
+    long n = syscall6(SYS_read, fd, (long)disks, sizeof(disks) - 1, 0, 0, 0);
+    syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (n <= 0 || n >= (long)sizeof(disks) - 1 || disks[n - 1])
+        die("cannot read /.smolvm/disks", n < 0 ? n : 0);
+    char *fields[4 + MAX_DISK_VOLUMES];
+    long count = 0;
+    for (long at = 0; at < n && count < 4 + MAX_DISK_VOLUMES; count++) {
+        fields[count] = &disks[at];
+        at += (long)str_len(&disks[at]) + 1;
+    }
+    if (count < 4 || !str_eq(fields[0], "smolvm-disks-1"))
+        die("/.smolvm/disks has an unknown version", 0);
+    overlay_disk = str_eq(fields[1], "1");
+    storage_disk = str_eq(fields[2], "1");
+    pvol_count = parse_num(fields[3]);
+    if (pvol_count < 0 || pvol_count > MAX_DISK_VOLUMES || pvol_count != count - 4)
+        die("/.smolvm/disks has a bad volume count", 0);
+    for (long i = 0; i < pvol_count; i++)
+        pvol[i] = fields[4 + i];
+}
+
+/* Mounts the ext4 disk whose serial is `serial` at `dir`. */
+static long mount_disk(const char *serial, const char *dir)
+{
+    char sys[] = "/sys/block/vdX/serial";
+    char dev[] = "/dev/vdX";
+    for (char c = 'b'; c <= 'z'; c++) {
+        char buf[32];
+        sys[13] = c;
+        long fd = syscall6(SYS_openat, AT_FDCWD, (long)sys, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+        if (fd < 0)
+            continue;
+        long n = syscall6(SYS_read, fd, (long)buf, sizeof(buf) - 1, 0, 0, 0);
+        syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+        if (n <= 0)
+            continue;
+        buf[n] = 0;
+        if (buf[n - 1] == '\n')
+            buf[n - 1] = 0;
+        if (!str_eq(buf, serial))
+            continue;
+        dev[7] = c;
+        return syscall6(SYS_mount, (long)dev, (long)dir, (long)"ext4", MS_NOSUID | MS_NODEV, 0, 0);
+    }
+    return -ENOENT;
+}
+
+/* Before the chroot: the storage disk at /.smolvm/storage, held by a
+ * descriptor that still reaches it from inside the new root. */
+static void storage_prepare(void)
+{
+    if (!storage_disk)
+        return;
+    syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/storage", 0700, 0, 0, 0);
+    long r = mount_disk("smolvm-storage", "/.smolvm/storage");
+    if (r < 0)
+        die("cannot mount the storage disk (ext4)", r);
+    syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/storage/volumes", 0755, 0, 0, 0);
+    storage_fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/storage/volumes",
+                          O_PATH_ | O_DIRECTORY_ | O_CLOEXEC, 0, 0, 0);
+    if (storage_fd < 0)
+        die("cannot open the storage disk's volumes", storage_fd);
+}
+
+static void put_num_to(char *out, long v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *out++ = tmp[--n];
+    *out = 0;
+}
+
+/* After the chroot: each persistent volume is the directory volumes/PATH on
+ * the storage disk, bound at PATH. A new one takes the owner and mode of
+ * the image's directory at PATH, or else belongs to the workload's user. */
+static void storage_bind(long uid, long gid)
+{
+    static char rel[4200], src[4300];
+    for (long i = 0; i < pvol_count; i++) {
+        const char *p = pvol[i] + 1; /* absolute, normalised by the host */
+        size_t len = str_len(p);
+        if (len + 1 >= sizeof(rel))
+            die("persistent volume path is too long", 0);
+        memcpy(rel, p, len + 1);
+        long created = 0;
+        for (char *q = rel;; q++) {
+            if (*q == '/' || *q == 0) {
+                char saved = *q;
+                *q = 0;
+                long r = syscall6(SYS_mkdirat, storage_fd, (long)rel, 0755, 0, 0, 0);
+                *q = saved;
+                if (r < 0 && r != -EEXIST)
+                    die("cannot create a volume on the storage disk", r);
+                if (!saved) {
+                    created = r == 0;
+                    break;
+                }
+            }
+        }
+        if (created) {
+            unsigned char stx[256];
+            long owner = uid >= 0 ? uid : 0, group = gid >= 0 ? gid : 0, mode = 0755;
+            if (syscall6(SYS_statx, AT_FDCWD, (long)pvol[i], 0, 0x7 /* type, mode, nlink */ | 0x18 /* uid, gid */,
+                         (long)stx, 0) == 0 &&
+                ((stx[28] | stx[29] << 8) & 0170000) == 0040000) {
+                owner = stx[20] | stx[21] << 8 | stx[22] << 16 | (long)stx[23] << 24;
+                group = stx[24] | stx[25] << 8 | stx[26] << 16 | (long)stx[27] << 24;
+                mode = (stx[28] | stx[29] << 8) & 07777;
+            }
+            long r = syscall6(SYS_fchownat, storage_fd, (long)rel, owner, group, 0x100 /* AT_SYMLINK_NOFOLLOW */, 0);
+            if (r < 0 || (r = syscall6(SYS_fchmodat, storage_fd, (long)rel, mode, 0, 0, 0)) < 0)
+                die("cannot hand a new volume to the workload's user", r);
+        }
+        /* The source through the descriptor: resolved outside the root. */
+        memcpy(src, "/proc/self/fd/", 14);
+        put_num_to(src + 14, storage_fd);
+        size_t at = str_len(src);
+        src[at] = '/';
+        memcpy(src + at + 1, rel, len + 1);
+        memcpy(rel, pvol[i], len + 2);
+        mkdir_p(rel);
+        long r = syscall6(SYS_mount, (long)src, (long)pvol[i], 0, MS_BIND, 0, 0);
+        if (r < 0) {
+            put("smolvm-init: cannot mount the persistent volume at ");
+            put(pvol[i]);
+            put(" (errno ");
+            put_num(-r);
+            put(")\n");
+            syscall6(SYS_exit, 125, 0, 0, 0, 0, 0);
+        }
+    }
+    if (storage_fd >= 0)
+        syscall6(SYS_close, storage_fd, 0, 0, 0, 0, 0);
+}
+
 void init_main(void)
 {
     long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/spec", O_RDONLY | O_CLOEXEC, 0, 0, 0);
@@ -702,13 +867,17 @@ void init_main(void)
     envp_buf[envc] = 0;
     read_records();
 
+    read_disks();
     read_resolv_conf();
     read_agent_port();
 
-    /* The per-run writable layer. */
-    long r = syscall6(SYS_mount, (long)"tmpfs", (long)"/.smolvm", (long)"tmpfs", MS_NOSUID | MS_NODEV, (long)"mode=0755", 0);
+    /* The per-run writable layer: the overlay disk when the machine has
+     * one, else a tmpfs in guest RAM. */
+    long r = overlay_disk ? mount_disk("smolvm-overlay", "/.smolvm")
+                          : syscall6(SYS_mount, (long)"tmpfs", (long)"/.smolvm", (long)"tmpfs", MS_NOSUID | MS_NODEV,
+                                     (long)"mode=0755", 0);
     if (r < 0)
-        die("cannot mount the per-run tmpfs on /.smolvm", r);
+        die(overlay_disk ? "cannot mount the overlay disk (ext4) on /.smolvm" : "cannot mount the per-run tmpfs on /.smolvm", r);
     syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/upper", 0755, 0, 0, 0);
     syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/work", 0755, 0, 0, 0);
     syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/root", 0755, 0, 0, 0);
@@ -724,10 +893,12 @@ void init_main(void)
     bind_into_root("/dev", "/.smolvm/root/dev");
     bind_into_root("/proc", "/.smolvm/root/proc");
     bind_into_root("/sys", "/.smolvm/root/sys");
+    storage_prepare();
 
     r = syscall6(SYS_chdir, (long)"/.smolvm/root", 0, 0, 0, 0, 0);
     if (r < 0 || (r = syscall6(SYS_chroot, (long)".", 0, 0, 0, 0, 0)) < 0)
         die("cannot enter the overlay root", r);
+    storage_bind(uid, gid);
     mount_volumes();
     if (syscall6(SYS_chdir, (long)workdir, 0, 0, 0, 0, 0) < 0) {
         /* Like container runtimes: a missing working directory is created. */

@@ -114,6 +114,21 @@ impl ExitStatus for SpecError {
     }
 }
 
+/// A disk that is too large or a volume path that cannot be bound is the
+/// artifact's; the rest is this host's (a disk in use, I/O).
+impl ExitStatus for crate::disk::DiskError {
+    fn exit_code(&self) -> u8 {
+        use crate::disk::DiskError;
+        match self {
+            DiskError::Size { .. } | DiskError::Volume { .. } => INVALID,
+            DiskError::Io { .. }
+            | DiskError::InUse { .. }
+            | DiskError::NotFormatted { .. }
+            | DiskError::NoDataDir => USAGE_OR_IO,
+        }
+    }
+}
+
 impl ExitStatus for RunError {
     fn exit_code(&self) -> u8 {
         match self {
@@ -127,6 +142,7 @@ impl ExitStatus for RunError {
             | RunError::Unsupported(_)
             | RunError::Settings(_)
             | RunError::Io { .. } => USAGE_OR_IO,
+            RunError::Disk(e) => e.exit_code(),
             #[cfg(feature = "vmm")]
             RunError::Launch(_) => USAGE_OR_IO,
         }
@@ -169,6 +185,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<u8> {
         VerifyError,
         TrustError,
         CacheError,
+        crate::disk::DiskError,
         SpecError,
         FormatError,
         SigningError,

@@ -59,6 +59,8 @@ pub struct Machine<'a> {
     pub net: Option<std::sync::Arc<crate::net::Egress>>,
     /// The host's SSH agent socket, when forwarding is on (crate::net::agent).
     pub ssh_agent: Option<&'a Path>,
+    /// The overlay and storage disks (crate::disk), attached after the root.
+    pub disks: &'a crate::disk::Disks,
     /// Host directories shared into the guest, in the order of the spec's
     /// `volume` records (the tags are [`crate::spec::volume_tag`]).
     pub volumes: &'a [crate::settings::Volume],
@@ -211,6 +213,7 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
             "krun_fs_add_overlay_dir",
             krun::krun_fs_add_overlay_dir(ctx, tag.as_ptr(), dir.as_ptr(), 0o755),
         )?;
+        attach_disks(ctx, &tag, m.disks)?;
         let init = cstr("/.smolvm/init")?;
         check(
             "krun_fs_add_overlay_file(init)",
@@ -349,4 +352,46 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
     Err(LaunchError::Invalid(
         "krun_start_enter returned without starting the VM".into(),
     ))
+}
+
+/// Attaches the writable disks as raw virtio-blk devices the guest init
+/// finds by serial, and tells it which there are (`/.smolvm/disks`).
+fn attach_disks(ctx: u32, tag: &CString, disks: &crate::disk::Disks) -> Result<(), LaunchError> {
+    use crate::disk::{OVERLAY_SERIAL, STORAGE_SERIAL};
+    let Some(manifest) = disks.guest_manifest() else {
+        return Ok(());
+    };
+    // libkrun keeps pointers to overlay file data for the VM's lifetime.
+    let manifest: &'static [u8] = Box::leak(manifest.into_boxed_slice());
+    // Flushes of the throw-away overlay need not reach the host's disk
+    // (sync mode 0, "none"); the storage's do (2, "full").
+    let attached = [
+        (disks.overlay.as_ref(), OVERLAY_SERIAL, 0),
+        (disks.storage.as_ref().map(|s| &s.file), STORAGE_SERIAL, 2),
+    ];
+    for (file, serial, sync_mode) in attached {
+        let Some(file) = file else { continue };
+        let path = cstr(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        let id = cstr(serial)?;
+        // SAFETY: NUL-terminated strings that outlive the call (libkrun
+        // copies them); ctx is libkrun's id. Format 0 is raw.
+        let ret = unsafe {
+            krun::krun_add_disk3(ctx, id.as_ptr(), path.as_ptr(), 0, false, false, sync_mode)
+        };
+        check("krun_add_disk3", ret)?;
+    }
+    let path = cstr("/.smolvm/disks")?;
+    // SAFETY: as above; the file data is 'static.
+    let ret = unsafe {
+        krun::krun_fs_add_overlay_file(
+            ctx,
+            tag.as_ptr(),
+            path.as_ptr(),
+            manifest.as_ptr(),
+            manifest.len(),
+            0o444,
+            false,
+        )
+    };
+    check("krun_fs_add_overlay_file(disks)", ret)
 }

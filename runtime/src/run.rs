@@ -39,6 +39,9 @@ pub enum RunError {
     Spec(#[from] crate::spec::SpecError),
     #[error(transparent)]
     Network(#[from] crate::net::NetError),
+    /// The overlay or storage disk (crate::disk).
+    #[error(transparent)]
+    Disk(#[from] crate::disk::DiskError),
     /// A run-time setting that cannot be applied (the current directory a
     /// machine shares is gone, two volumes at one guest path).
     #[error("{0}")]
@@ -79,6 +82,9 @@ pub struct RunOptions {
     /// Where the highest version started with a trusted key is remembered
     /// per signer and name, and checked (`None`: neither).
     pub version_state: Option<PathBuf>,
+    /// Start the machine's persistent storage over, empty
+    /// (`--smolvm-reset-storage`, `pack run --reset-storage`).
+    pub reset_storage: bool,
     /// Run-time env, cpus, memory, workdir and volumes (crate::settings),
     /// already checked; they win over the artifact's config.
     pub settings: crate::settings::RunSettings,
@@ -217,6 +223,17 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     let root_image = cache.rootfs_image(&art, rootfs_entry, trace)?;
     let boot_dir = cache.boot_dir()?;
     trace.mark("rootfs ready");
+    // The overlay disk is scratch space beside the cache (on disk, where a
+    // tmpfs /tmp would be RAM again); the storage is the user's data.
+    #[cfg_attr(not(feature = "vmm"), allow(unused_variables))]
+    let disks = crate::disk::Disks::prepare(
+        config,
+        name,
+        cache.root(),
+        crate::disk::default_storage_dir,
+        opts.reset_storage,
+    )?;
+    trace.mark("disks ready");
     // Everything checked: from here on this version is the floor for its
     // signer and name. A state that cannot be written keeps the old floor.
     if let Some((s, key_id)) = remembered.as_mut() {
@@ -248,6 +265,7 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
                 None
             },
             ssh_agent: ssh_agent.as_deref(),
+            disks: &disks,
             volumes: &volumes,
             spec: &spec,
         };

@@ -38,6 +38,10 @@ Arguments are passed to the workload, except these, which the runtime keeps:
                          (repeatable; adds to the ports the machine declares)
   --smolvm-ssh-agent     let the workload use your SSH agent ($SSH_AUTH_SOCK), if
                          the machine asks for it; keys never enter the guest
+  --smolvm-reset-storage start the machine's persistent storage over, empty (the
+                         guest-only volumes it keeps, one disk per machine name,
+                         in $XDG_DATA_HOME/smolvm/storage, default
+                         ~/.local/share/smolvm/storage)
   --smolvm-timeout=SECS  stop the machine after SECS seconds (2.5 is fine): the
                          workload gets SIGTERM, is forced down 3 s later if still
                          running, and this program exits with 124
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
     let mut args: Vec<OsString> = Vec::new();
     let mut publish: Vec<String> = Vec::new();
     let mut ssh_agent = false;
+    let mut reset_storage = false;
     let mut key_files: Vec<PathBuf> = env_key_files();
     let mut min_version = None;
     let mut timeout = None;
@@ -157,6 +162,7 @@ fn main() -> ExitCode {
             b"--smolvm-info" => info = true,
             b"--smolvm-dry-run" => dry_run = true,
             b"--smolvm-ssh-agent" => ssh_agent = true,
+            b"--smolvm-reset-storage" => reset_storage = true,
             _ if bytes.starts_with(b"--smolvm-publish=") => {
                 match std::str::from_utf8(&bytes[17..]) {
                     Ok(p) => publish.push(p.to_string()),
@@ -241,6 +247,7 @@ fn main() -> ExitCode {
             ssh_agent,
             min_version,
             version_state: default_state_file(),
+            reset_storage,
             settings: run_settings,
         },
         &trace,

@@ -241,6 +241,58 @@ pub fn open_storage(
     Ok(Storage { file, path, fresh })
 }
 
+/// The writable disks of one run, ready to attach.
+#[derive(Default)]
+pub struct Disks {
+    /// The per-run overlay disk (`overlay = N`).
+    pub overlay: Option<File>,
+    /// The persistent storage disk, when the machine has persistent volumes.
+    pub storage: Option<Storage>,
+    /// Their guest paths.
+    pub volumes: Vec<String>,
+}
+
+impl Disks {
+    /// Checks the machine's volumes and sizes, then creates the overlay
+    /// disk in `scratch` (the cache directory: on disk, unlike a tmpfs
+    /// /tmp) and opens, locks and (with `reset`) empties the storage disk of
+    /// `name` in `storage_dir`.
+    pub fn prepare(
+        config: &smolvm_format::MachineConfig,
+        name: &str,
+        scratch: &Path,
+        storage_dir: impl FnOnce() -> Result<PathBuf, DiskError>,
+        reset: bool,
+    ) -> Result<Disks, DiskError> {
+        let volumes = persistent_volumes(&config.volumes)?;
+        let storage = if volumes.is_empty() {
+            None
+        } else {
+            Some(open_storage(
+                &storage_dir()?,
+                name,
+                config.storage_gib,
+                reset,
+            )?)
+        };
+        let overlay = match config.overlay_gib {
+            Some(gib) => Some(overlay_disk(scratch, gib)?),
+            None => None,
+        };
+        Ok(Disks {
+            overlay,
+            storage,
+            volumes,
+        })
+    }
+
+    /// `/.smolvm/disks` for the guest init; `None` when there is no disk.
+    pub fn guest_manifest(&self) -> Option<Vec<u8>> {
+        (self.overlay.is_some() || self.storage.is_some())
+            .then(|| guest_manifest(self.overlay.is_some(), &self.volumes))
+    }
+}
+
 /// What the guest init reads from `/.smolvm/disks` (see
 /// guest-init/init.c): NUL-terminated strings `smolvm-disks-1`, overlay
 /// (`0`/`1`), storage (`0`/`1`), the number of volumes, their guest paths.
