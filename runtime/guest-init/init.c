@@ -248,6 +248,11 @@ static int vol_ro[MAX_VOLUMES];
 static long vol_count;
 static char *init_cmd[MAX_INIT];
 static long init_count;
+/* The workload's groups (smolvm_format::manifest::MAX_GROUPS); gid_t is
+ * 32-bit on every Linux ABI. */
+#define MAX_GROUPS 256
+static unsigned int group_ids[MAX_GROUPS];
+static long group_count;
 
 static size_t spec_len, spec_pos;
 
@@ -269,10 +274,14 @@ static long parse_num(const char *s)
     if (!*s)
         return -1;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > 100000000)
+        if (*s < '0' || *s > '9' || v > 429496729)
             die("run spec has a bad number", 0);
         v = v * 10 + (*s - '0');
     }
+    /* The host's limit for ids (smolvm_format::manifest::MAX_ID): -1 is
+     * setuid's "no change" and never an id. */
+    if (v > 4294967294L)
+        die("run spec has a bad number", 0);
     return v;
 }
 
@@ -484,6 +493,13 @@ static void read_records(void)
             if (init_count >= MAX_INIT)
                 die("run spec has too many init commands", 0);
             init_cmd[init_count++] = next();
+        } else if (str_eq(name, "group")) {
+            if (group_count >= MAX_GROUPS)
+                die("run spec has too many groups", 0);
+            long g = parse_num(next());
+            if (g < 0)
+                die("run spec has a bad group record", 0);
+            group_ids[group_count++] = (unsigned int)g;
         } else {
             die("run spec has an unknown record", 0);
         }
@@ -911,8 +927,10 @@ void init_main(void)
     agent_prepare(uid, gid);
     start_workload();
     if (gid >= 0) {
-        long groups[1] = {gid};
-        if ((r = syscall6(SYS_setgroups, 1, (long)groups, 0, 0, 0, 0)) < 0 ||
+        /* The spec's groups (gid first), or just gid. */
+        if (group_count == 0)
+            group_ids[group_count++] = (unsigned int)gid;
+        if ((r = syscall6(SYS_setgroups, group_count, (long)group_ids, 0, 0, 0, 0)) < 0 ||
             (r = syscall6(SYS_setgid, gid, 0, 0, 0, 0, 0)) < 0)
             die("cannot switch group", r);
     }

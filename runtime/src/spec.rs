@@ -8,6 +8,8 @@
 //! ```text
 //!   volume  TAG GUEST-PATH ro|rw   mount virtio-fs TAG at GUEST-PATH (in order)
 //!   init    COMMAND                run `/bin/sh -c COMMAND` as root first (in order)
+//!   group   GID                    the workload's groups (`setgroups`), in order;
+//!                                  without any, just the gid
 //! ```
 //!
 //! The init refuses a record it does not know (host and init ship together:
@@ -91,6 +93,8 @@ pub struct RunSpec {
     pub gid: Option<u32>,
     /// `init` commands, run in order as root before the workload.
     pub init: Vec<Vec<u8>>,
+    /// The workload's groups (`config.groups`: gid first); empty without a user.
+    pub groups: Vec<u32>,
     /// virtio-fs shares to mount, in order ([`RunSpec::set_volumes`]).
     pub mounts: Vec<SpecMount>,
 }
@@ -213,6 +217,11 @@ fn assemble(
             .iter()
             .any(|e| e.split_once('=').is_some_and(|(ek, _)| ek == *k))
         {
+            // HOME is the user's passwd home (resolved at pack time).
+            let v = match (*k, &config.home) {
+                ("HOME", Some(home)) => home.as_str(),
+                _ => v,
+            };
             env.push(format!("{k}={v}").into_bytes());
         }
     }
@@ -264,6 +273,7 @@ fn assemble(
         uid: config.uid,
         gid: config.gid,
         init: config.init.iter().map(|c| c.as_bytes().to_vec()).collect(),
+        groups: config.groups.clone(),
         mounts: Vec::new(),
     };
     spec.check_size()?;
@@ -313,6 +323,11 @@ impl RunSpec {
                 .init
                 .iter()
                 .map(|c| "init".len() + c.len() + 2)
+                .sum::<usize>()
+            + self
+                .groups
+                .iter()
+                .map(|g| "group".len() + g.to_string().len() + 2)
                 .sum::<usize>();
         SPEC_VERSION.len()
             + 1
@@ -367,6 +382,10 @@ impl RunSpec {
             put(b"init");
             put(c);
         }
+        for g in &self.groups {
+            put(b"group");
+            put(g.to_string().as_bytes());
+        }
         out
     }
 }
@@ -405,15 +424,40 @@ mod tests {
             uid: Some(5),
             gid: None,
             init: vec![b"echo 1".to_vec()],
+            groups: vec![7, 4294967294],
             mounts: vec![SpecMount {
                 tag: volume_tag(0),
                 guest: "/data".into(),
                 read_only: true,
             }],
         };
-        let want = b"smolvm-spec-2\0/\x005\0\x002\0sh\0\0\x31\0A=1\0volume\0smolvm-vol0\0/data\0ro\0init\0echo 1\0".to_vec();
+        let want = b"smolvm-spec-2\0/\x005\0\x002\0sh\0\0\x31\0A=1\0volume\0smolvm-vol0\0/data\0ro\0init\0echo 1\0group\x007\0group\x004294967294\0".to_vec();
         assert_eq!(s.encode(), want);
         assert_eq!(s.encoded_len(), want.len());
+    }
+
+    #[test]
+    fn home_and_groups_come_from_the_resolved_user() {
+        let mut c = MachineConfig {
+            user: Some("app".into()),
+            uid: Some(1000),
+            gid: Some(1000),
+            groups: vec![1000, 27],
+            home: Some("/home/app".into()),
+            ..MachineConfig::default()
+        };
+        let s = build_spec(&c, &[]).unwrap();
+        assert!(s.env.contains(&b"HOME=/home/app".to_vec()), "{:?}", s.env);
+        assert_eq!(s.groups, vec![1000, 27]);
+        // env still wins over the passwd home.
+        c.env = vec!["HOME=/data".into()];
+        let s = build_spec(&c, &[]).unwrap();
+        let homes: Vec<_> = s.env.iter().filter(|e| e.starts_with(b"HOME=")).collect();
+        assert_eq!(homes, vec![&b"HOME=/data".to_vec()]);
+        // Without a user: root's home, no group records.
+        let s = build_spec(&MachineConfig::default(), &[]).unwrap();
+        assert!(s.env.contains(&b"HOME=/root".to_vec()));
+        assert!(s.groups.is_empty());
     }
 
     #[test]

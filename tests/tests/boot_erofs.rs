@@ -89,7 +89,8 @@ fn image_tar(dir: &Path, probe: &Path) -> PathBuf {
             ..entry("etc/passwd", T::Regular, 0o644, (0, 0))
         },
         Entry {
-            data: b"root:x:0:\nsvc:x:101:\n".to_vec(),
+            data: b"root:x:0:\nsvc:x:101:\nstaff:x:50:bob,svc\nwheel:x:10:svc\naudio:x:29:bob\n"
+                .to_vec(),
             ..entry("etc/group", T::Regular, 0o644, (0, 0))
         },
         // The service's private directory and files: 0700, owned 101:101.
@@ -215,12 +216,19 @@ fn the_image_is_the_same_for_root_and_non_root_hosts() {
         "assvc",
         "entrypoint = [\"/bin/sh\", \"-c\"]\nuser = \"svc\"\nworkdir = \"/data\"\n",
     );
+    // Ids above the old guest limit (10^9) and up to the largest real id.
+    pack(
+        "asbig",
+        "entrypoint = [\"/bin/sh\", \"-c\"]\nuser = \"4294967294:4000000000\"\n",
+    );
 
     let script = dir.join("scenarios.sh");
     std::fs::write(
         &script,
         r#"export SMOLVM_CACHE_DIR=/tmp/erofs-cache
 both svc-private ./assvc 'id -u; id -g; cat /data/own.txt; echo new > /data/new.txt && cat /data/new.txt; stat -c "%u:%g %a" /data'
+both svc-account ./assvc 'id -G | tr " " "\n" | sort -n | tr "\n" " "; echo; echo "$HOME"'
+both big-ids ./asbig 'id -u; id -g; id -G; echo "$HOME"'
 both root-reads-mode000 ./asroot 'stat -c "%a %u:%g" /etc/mode000; cat /etc/mode000'
 both svc-denied-mode000 ./assvc 'cat /etc/mode000 2>/dev/null || echo denied'
 both setuid ./assvc 'stat -c "%a %u" /opt/probe-suid; /opt/probe-suid euid; /opt/probe euid'
@@ -236,6 +244,10 @@ scenario cache-user as_user sh -c 'cd $HOME/.cache/smolvm && find . -type f | se
     .unwrap();
     let mut s = run_l1(&files, &script, 900);
     s.expect_both("svc-private", 0, "101\n101\nsvc-secret\nnew\n101:101 700\n");
+    // Docker's user semantics: supplementary groups from /etc/group, HOME
+    // from passwd ("/" for an id without an entry).
+    s.expect_both("svc-account", 0, "10 50 101 \n/data\n");
+    s.expect_both("big-ids", 0, "4294967294\n4000000000\n4000000000\n/\n");
     s.expect_both("root-reads-mode000", 0, "0 0:0\nroot-only\n");
     s.expect_both("svc-denied-mode000", 0, "denied\n");
     s.expect_both("setuid", 0, "4755 0\neuid=0 uid=101\neuid=101 uid=101\n");
