@@ -185,12 +185,18 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
     let exec = cstr("/.smolvm/init")?;
     let empty: [*const libc::c_char; 1] = [std::ptr::null()];
 
+    // The kernel reaches the guest as a mapping of the verified file when it
+    // can (crate::kernel_map); otherwise libkrun copies it (krun_set_kernel).
+    // A failure to map is not an error: the copying path boots the same bytes.
+    let kernel_mapped = crate::kernel_map::hand_off(m.kernel).unwrap_or(false);
+
     // SAFETY: every pointer passed below is a valid NUL-terminated string or
     // a NULL-terminated array that outlives the call; libkrun copies strings
     // it keeps, and the overlay data is 'static. ctx is the id libkrun
     // returned.
     unsafe {
         let ctx = krun::krun_create_ctx();
+        crate::kernel_map::context_created();
         check("krun_create_ctx", ctx)?;
         let ctx = u32::try_from(ctx).expect("checked non-negative");
         check(
@@ -331,16 +337,18 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
                 krun::krun_add_vsock_port2(ctx, crate::control::VSOCK_PORT, sock.as_ptr(), false),
             )?;
         }
-        check(
-            "krun_set_kernel",
-            krun::krun_set_kernel(
-                ctx,
-                kernel_path.as_ptr(),
-                1,
-                std::ptr::null(),
-                std::ptr::null(),
-            ),
-        )?;
+        if !kernel_mapped {
+            check(
+                "krun_set_kernel",
+                krun::krun_set_kernel(
+                    ctx,
+                    kernel_path.as_ptr(),
+                    1,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                ),
+            )?;
+        }
         if !enter {
             return Ok(());
         }

@@ -7,6 +7,8 @@ pub mod disk;
 pub mod exit;
 pub mod inspect;
 #[cfg(feature = "vmm")]
+pub mod kernel_map;
+#[cfg(feature = "vmm")]
 pub mod launch;
 pub mod net;
 pub mod rootfs_image;

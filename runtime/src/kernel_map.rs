@@ -1,0 +1,339 @@
+//! Zero-copy kernel hand-off: the verified kernel file is mapped, not read.
+//!
+//! libkrun boots a kernel two ways. Given a file (`krun_set_kernel`), it
+//! reads the whole ELF into fresh guest memory (21 MB for the libkrunfw
+//! kernel: the largest single cost of a warm start). Given a kernel
+//! *bundle* by a library answering to the soname `libkrunfw.so.5`
+//! (`krunfw_get_kernel`), it maps that host memory straight into the guest
+//! as the kernel's RAM on x86_64 (`Payload::KernelMmap`), with no copy.
+//!
+//! So the runtime maps the one loadable segment of the verified cache file
+//! `MAP_PRIVATE` (guest writes stay private; the file never changes) and
+//! loads a tiny library of its own (krunfw-shim/shim.c, built by build.rs)
+//! from a memfd under that soname, before libkrun's first `krun_create_ctx`;
+//! libkrun's own `dlopen("libkrunfw.so.5")` then finds the loaded object by
+//! its soname and takes the mapping. What boots is the verified file's
+//! bytes: the mapping is of the file the cache published after checking
+//! its hash, opened by descriptor like before.
+//!
+//! Anything unusual falls back to the copying path (`krun_set_kernel`),
+//! which always works: another architecture, a kernel ELF whose segment is
+//! not page-aligned or has more memory than file bytes, a shim that cannot
+//! be loaded (e.g. memfds not executable), a libkrun context created before
+//! (its library lookup is done once per process), or
+//! `SMOLVM_KERNEL_COPY=1` (for comparing the two paths).
+
+use std::ffi::{c_void, CStr};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::LittleEndian;
+
+/// The shim library, built from krunfw-shim/shim.c by build.rs.
+static SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libkrunfw-shim.so"));
+
+/// The ELF header and program headers must lie in the file's first page.
+const HEAD_LEN: usize = 4096;
+
+const PAGE: u64 = 4096;
+
+/// Set once libkrun may have looked its kernel library up: from then on the
+/// shim would not be seen, so the copying path must be used.
+static CONTEXT_CREATED: AtomicBool = AtomicBool::new(false);
+
+/// The shim's variables, once it is loaded (at most once per process).
+static SHIM_VARS: Mutex<Option<ShimVars>> = Mutex::new(None);
+
+#[derive(Clone, Copy)]
+struct ShimVars {
+    host: *mut *mut c_void,
+    guest: *mut u64,
+    entry: *mut u64,
+    size: *mut usize,
+}
+
+// SAFETY: the pointers are addresses of the shim's global variables, valid
+// for the life of the process (the library is never unloaded); they are
+// only written under the mutex, before libkrun reads them.
+unsafe impl Send for ShimVars {}
+
+/// The kernel file's one loadable segment, as libkrun would place it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// File offset of the segment (page-aligned).
+    pub offset: u64,
+    /// Bytes to map: the segment's file size rounded up to a page.
+    pub len: u64,
+    /// Guest-physical load address (page-aligned).
+    pub load: u64,
+    pub entry: u64,
+}
+
+/// The segment of a 64-bit little-endian x86-64 executable that can be
+/// mapped as is: exactly one `PT_LOAD`, with page-aligned offset and
+/// physical address, whose memory size does not exceed its page-rounded
+/// file size, lying inside a file of `file_len` bytes. `None` for anything
+/// else (the copying path boots it).
+pub fn mappable_segment(head: &[u8], file_len: u64) -> Option<Segment> {
+    let header = elf::FileHeader64::<LittleEndian>::parse(head).ok()?;
+    let e = header.endian().ok()?;
+    if header.e_machine(e) != elf::EM_X86_64 || header.e_type(e) != elf::ET_EXEC {
+        return None;
+    }
+    let phdrs = header.program_headers(e, head).ok()?;
+    let mut loads = phdrs.iter().filter(|p| p.p_type(e) == elf::PT_LOAD);
+    let (p, None) = (loads.next()?, loads.next()) else {
+        return None; // more than one loadable segment
+    };
+    let (offset, filesz, memsz, load) = (p.p_offset(e), p.p_filesz(e), p.p_memsz(e), p.p_paddr(e));
+    let len = filesz.checked_add(PAGE - 1)? / PAGE * PAGE;
+    let aligned = offset % PAGE == 0 && load % PAGE == 0;
+    let inside = offset
+        .checked_add(filesz)
+        .is_some_and(|end| end <= file_len);
+    let fits_page = filesz > 0 && memsz <= len;
+    (aligned && inside && fits_page).then_some(Segment {
+        offset,
+        len,
+        load,
+        entry: header.e_entry(e),
+    })
+}
+
+/// Maps `kernel`'s segment and installs the shim so that libkrun boots it
+/// without a copy. `Ok(true)`: do not call `krun_set_kernel`. `Ok(false)`:
+/// use the copying path. Must run before this process's first
+/// `krun_create_ctx` ([`context_created`] records that).
+pub fn hand_off(kernel: &File) -> std::io::Result<bool> {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64"))
+        || std::env::var_os("SMOLVM_KERNEL_COPY").is_some_and(|v| v == "1")
+        || CONTEXT_CREATED.load(Ordering::SeqCst)
+    {
+        return Ok(false);
+    }
+    let file_len = kernel.metadata()?.len();
+    let mut head = vec![0u8; HEAD_LEN];
+    let n = read_full_at(kernel, &mut head)?;
+    head.truncate(n);
+    let Some(seg) = mappable_segment(&head, file_len) else {
+        return Ok(false);
+    };
+    let Ok(len) = usize::try_from(seg.len) else {
+        return Ok(false);
+    };
+    let Ok(offset) = libc::off_t::try_from(seg.offset) else {
+        return Ok(false);
+    };
+    let mut guard = SHIM_VARS.lock().unwrap_or_else(|p| p.into_inner());
+    let vars = match *guard {
+        Some(v) => v,
+        None => match load_shim() {
+            Some(v) => *guard.insert(v),
+            None => return Ok(false),
+        },
+    };
+    // SAFETY: a fresh private mapping of `len` bytes of a descriptor we own
+    // at a page-aligned offset; `len` pages end at most one partial page
+    // past the segment, inside the file (checked above), so no page of it
+    // lies wholly beyond the end of the file. It is never unmapped: libkrun
+    // uses it as guest memory until the process exits.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE,
+            kernel.as_raw_fd(),
+            offset,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the pointers are the shim's variables (see ShimVars), written
+    // under the mutex before libkrun's krun_create_ctx/krun_start_enter
+    // call krunfw_get_kernel, which only reads them.
+    unsafe {
+        *vars.host = addr;
+        *vars.guest = seg.load;
+        *vars.entry = seg.entry;
+        *vars.size = len;
+    }
+    Ok(true)
+}
+
+/// Records that libkrun has been asked for a context (it looks its kernel
+/// library up then, once per process).
+pub fn context_created() {
+    CONTEXT_CREATED.store(true, Ordering::SeqCst);
+}
+
+fn read_full_at(f: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Loads the shim from a memfd (`RTLD_GLOBAL`, so libkrun's lookup by
+/// soname finds it) and returns its variables; `None` if that cannot be
+/// done here.
+fn load_shim() -> Option<ShimVars> {
+    // SAFETY: memfd_create with a NUL-terminated name; the returned
+    // descriptor (checked) is owned by the File from here on.
+    let fd = unsafe { libc::memfd_create(c"libkrunfw.so.5".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let mut memfd = unsafe { File::from_raw_fd(fd) };
+    memfd.write_all(SHIM).ok()?;
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).ok()?;
+    // SAFETY: dlopen of our own library: it has no constructors and runs no
+    // code when loaded; the handle is kept (never dlclosed).
+    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    drop(memfd);
+    if handle.is_null() {
+        return None;
+    }
+    let sym = |name: &CStr| {
+        // SAFETY: a valid handle and a NUL-terminated name.
+        let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
+        (!p.is_null()).then_some(p)
+    };
+    Some(ShimVars {
+        host: sym(c"smolvm_kernel_host")?.cast(),
+        guest: sym(c"smolvm_kernel_guest")?.cast(),
+        entry: sym(c"smolvm_kernel_entry")?.cast(),
+        size: sym(c"smolvm_kernel_size")?.cast(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ELF64 x86-64 executable with the given PT_LOAD segments
+    /// (offset, paddr, filesz, memsz), headers in the first page.
+    fn elf(entry: u64, loads: &[(u64, u64, u64, u64)]) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56 * loads.len()];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2; // 64-bit
+        b[5] = 1; // little-endian
+        b[6] = 1; // version
+        b[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        b[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+        b[20..24].copy_from_slice(&1u32.to_le_bytes());
+        b[24..32].copy_from_slice(&entry.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        b[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        b[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        b[56..58].copy_from_slice(&u16::try_from(loads.len()).unwrap().to_le_bytes());
+        for (i, &(off, paddr, filesz, memsz)) in loads.iter().enumerate() {
+            let p = &mut b[64 + 56 * i..64 + 56 * (i + 1)];
+            p[..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+            p[8..16].copy_from_slice(&off.to_le_bytes());
+            p[16..24].copy_from_slice(&paddr.to_le_bytes());
+            p[24..32].copy_from_slice(&paddr.to_le_bytes());
+            p[32..40].copy_from_slice(&filesz.to_le_bytes());
+            p[40..48].copy_from_slice(&memsz.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn the_packers_wrapped_kernel_maps_as_is() {
+        // What packer::kernel::wrap_flat_kernel writes for libkrunfw 5.5.0.
+        let size = 0x1450000;
+        let head = elf(0x1000123, &[(0x1000, 0x1000000, size, size)]);
+        assert_eq!(
+            mappable_segment(&head, 0x1000 + size),
+            Some(Segment {
+                offset: 0x1000,
+                len: size,
+                load: 0x1000000,
+                entry: 0x1000123
+            })
+        );
+        // A partial last page is mapped whole (the rest of it reads zero).
+        let head = elf(0x1000123, &[(0x1000, 0x1000000, 5000, 5000)]);
+        assert_eq!(mappable_segment(&head, 0x1000 + 5000).unwrap().len, 8192);
+    }
+
+    #[test]
+    fn anything_unusual_takes_the_copying_path() {
+        let ok = (0x1000, 0x1000000, 0x2000, 0x2000);
+        let file = 0x3000;
+        assert!(mappable_segment(&elf(1, &[ok]), file).is_some());
+        let cases: [(&str, Vec<u8>, u64); 7] = [
+            (
+                "two segments",
+                elf(1, &[ok, (0x3000, 0x2000000, 0x1000, 0x1000)]),
+                0x4000,
+            ),
+            (
+                "unaligned offset",
+                elf(1, &[(0x1001, 0x1000000, 0x1000, 0x1000)]),
+                file,
+            ),
+            (
+                "unaligned address",
+                elf(1, &[(0x1000, 0x1000010, 0x1000, 0x1000)]),
+                file,
+            ),
+            (
+                "bss past the file bytes",
+                elf(1, &[(0x1000, 0x1000000, 0x1000, 0x9000)]),
+                file,
+            ),
+            ("segment past the end", elf(1, &[ok]), 0x2fff),
+            ("empty segment", elf(1, &[(0x1000, 0x1000000, 0, 0)]), file),
+            ("not an ELF", vec![0u8; 200], file),
+        ];
+        for (what, head, len) in cases {
+            assert_eq!(mappable_segment(&head, len), None, "{what}");
+        }
+        let mut far_headers = elf(1, &[ok]);
+        far_headers[32..40].copy_from_slice(&u64::MAX.to_le_bytes()); // e_phoff
+        assert_eq!(mappable_segment(&far_headers, file), None);
+        let truncated = elf(1, &[ok]);
+        assert_eq!(mappable_segment(&truncated[..100], file), None);
+        let mut other_arch = elf(1, &[ok]);
+        other_arch[18] = 183; // EM_AARCH64
+        assert_eq!(mappable_segment(&other_arch, file), None);
+    }
+
+    #[test]
+    fn the_shim_answers_to_the_soname_libkrun_asks_for() {
+        let f = object::File::parse(SHIM).expect("the shim is an ELF");
+        use object::{Object, ObjectSymbol};
+        let names: Vec<_> = f
+            .dynamic_symbols()
+            .filter_map(|s| s.name().ok().map(str::to_owned))
+            .collect();
+        for want in [
+            "krunfw_get_kernel",
+            "smolvm_kernel_host",
+            "smolvm_kernel_size",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+        }
+        assert!(
+            SHIM.windows(b"libkrunfw.so.5\0".len())
+                .any(|w| w == b"libkrunfw.so.5\0"),
+            "soname"
+        );
+    }
+}

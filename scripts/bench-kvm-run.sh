@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Exec -> the guest's first instruction (the first KVM_RUN ioctl) of a warm
+# packed executable, measured natively: the zero-copy kernel hand-off
+# (runtime/src/kernel_map.rs, the default) beside the copying path
+# (SMOLVM_KERNEL_COPY=1: libkrun reads the 21 MB kernel ELF into guest
+# memory) and beside exec -> exit of /bin/true, interleaved, medians.
+# Prints; never fails on a figure.
+#
+# Usage: scripts/bench-kvm-run.sh [--runs N] [--no-build] [--keep]
+#   --runs N     runs per command (default 15), interleaved
+#   --no-build   use target/release/smolvm and target/stub/smolvm-stub as they are
+#   --keep       keep the scratch directory (its path is printed)
+#
+# How: an LD_PRELOAD library wraps ioctl(); on the first KVM_RUN (0xae80) it
+# writes the nanoseconds since the launcher's clock reading right before
+# fork+exec and ends the process tree's VMM at once (_exit), so no guest
+# runs. This machine's /dev/kvm (kvm-pvm) cannot boot a normal guest, but
+# everything up to KVM_RUN runs natively, as it would on any KVM host
+# (SMOLVM_SKIP_KVM_CHECK=1 skips the pvm check). Needs root or access to
+# /dev/kvm. Installs (apt) if missing: gcc libc6-dev busybox-static.
+# Also prints the syscalls over 1 ms between exec and KVM_RUN (strace -T of
+# one run each way) when strace is present.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+runs=15 build=1 keep=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) runs=$2; shift 2 ;;
+        --no-build) build=0; shift ;;
+        --keep) keep=1; shift ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        *) echo "bench-kvm-run: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "bench-kvm-run: $*" >&2; }
+need=()
+for p in gcc libc6-dev busybox-static; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    apt-get install -y -q "${need[@]}" >&2 || { apt-get update -q >&2 && apt-get install -y -q "${need[@]}" >&2; }
+fi
+if [ ! -w /dev/kvm ]; then
+    echo "bench-kvm-run: /dev/kvm is not writable here; nothing to measure" >&2
+    exit 0
+fi
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-bench-kvm.XXXXXX")
+if [ "$keep" = 1 ]; then
+    log "scratch: $scratch"
+else
+    trap 'rm -rf "$scratch"' EXIT
+fi
+
+scripts/fetch-kernel.sh >/dev/null
+if [ "$build" = 1 ]; then
+    log "building smolvm and the stub (release)"
+    cargo build --release -q -p smolvm-packer
+    cargo build --profile stub -q -p smolvm-stub
+fi
+
+# The preload library and the launcher.
+cat >"$scratch/kvmrun.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+int ioctl(int fd, unsigned long req, ...)
+{
+    static int (*real)(int, unsigned long, ...);
+    va_list ap;
+    va_start(ap, req);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    if (req == 0xae80) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long long now = ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        const char *t0 = getenv("BENCH_T0"), *out = getenv("BENCH_OUT");
+        if (t0 && out) {
+            char line[64];
+            int n = snprintf(line, sizeof line, "%lld\n", now - atoll(t0));
+            int o = open(out, O_WRONLY | O_APPEND | O_CREAT, 0644);
+            if (o >= 0) { (void)!write(o, line, n); close(o); }
+        }
+        _exit(0);
+    }
+    if (!real)
+        real = (int (*)(int, unsigned long, ...))dlsym(RTLD_NEXT, "ioctl");
+    return real(fd, req, arg);
+}
+EOF
+cat >"$scratch/launch.c" <<'EOF'
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+/* launch PROG ARGS...: exec -> exit in ns on stdout; BENCH_T0 set for the preload. */
+int main(int argc, char **argv)
+{
+    struct timespec a, b;
+    char t0[32];
+    (void)argc;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    snprintf(t0, sizeof t0, "%lld", a.tv_sec * 1000000000LL + a.tv_nsec);
+    setenv("BENCH_T0", t0, 1);
+    pid_t p = fork();
+    if (p == 0) {
+        execv(argv[1], argv + 1);
+        _exit(127);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    printf("%lld %d\n", (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec), st);
+    return 0;
+}
+EOF
+gcc -O2 -shared -fPIC -o "$scratch/kvmrun.so" "$scratch/kvmrun.c" -ldl
+gcc -O2 -o "$scratch/launch" "$scratch/launch.c"
+
+# A small artifact (busybox root), warm: the first start publishes the cache.
+mkdir -p "$scratch/root/bin" "$scratch/root/etc"
+cp /bin/busybox "$scratch/root/bin/busybox"
+ln -s busybox "$scratch/root/bin/sh"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$scratch/root/etc/passwd"
+kernel=$(scripts/fetch-kernel.sh | sed -n 's/^libkrunfw.so.5: //p')
+target/release/smolvm pack keygen -o "$scratch/keys" >/dev/null
+target/release/smolvm pack create --rootfs "$scratch/root" --kernel "$kernel" \
+    --key "$scratch/keys/smolvm.key" --stub target/stub/smolvm-stub -o "$scratch/machine" >/dev/null
+export SMOLVM_CACHE_DIR="$scratch/cache" SMOLVM_SKIP_KVM_CHECK=1
+"$scratch/machine" --smolvm-dry-run >/dev/null
+
+measure() { # LABEL ENV... -- PROG: appends one figure (ms) to $scratch/LABEL
+    local label=$1 out="$scratch/$1.kvmrun"; shift
+    rm -f "$out"
+    local wall
+    wall=$(env BENCH_OUT="$out" "$@")
+    if [ -s "$out" ]; then
+        awk '{printf "%.3f\n", $1 / 1e6}' "$out" >>"$scratch/$label"
+    else
+        echo "$wall" | awk '{printf "%.3f\n", $1 / 1e6}' >>"$scratch/$label"
+    fi
+}
+log "$runs interleaved runs each (load at start: $(cut -d' ' -f1-3 /proc/loadavg))"
+for i in $(seq "$runs"); do
+    if [ $((i % 2)) = 0 ]; then order="copy map true"; else order="true map copy"; fi
+    for w in $order; do
+        case $w in
+            true) measure true "$scratch/launch" /bin/true ;;
+            map) measure map LD_PRELOAD="$scratch/kvmrun.so" "$scratch/launch" "$scratch/machine" ;;
+            copy) measure copy SMOLVM_KERNEL_COPY=1 LD_PRELOAD="$scratch/kvmrun.so" "$scratch/launch" "$scratch/machine" ;;
+        esac
+    done
+done
+median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+m_true=$(median "$scratch/true") m_map=$(median "$scratch/map") m_copy=$(median "$scratch/copy")
+echo
+echo "exec -> first KVM_RUN, warm cache, busybox root + libkrunfw kernel, median of $runs ($(nproc) cpus, load $(cut -d' ' -f1 /proc/loadavg))"
+printf '  /bin/true (exec -> exit)              %8.2f ms\n' "$m_true"
+printf '  copying path (SMOLVM_KERNEL_COPY=1)    %8.2f ms   runs: %s\n' "$m_copy" "$(tr '\n' ' ' <"$scratch/copy")"
+printf '  zero-copy hand-off (default)           %8.2f ms   runs: %s\n' "$m_map" "$(tr '\n' ' ' <"$scratch/map")"
+awk -v c="$m_copy" -v m="$m_map" 'BEGIN {printf "  copy/zero-copy %.2fx; goal: zero-copy <= 10 ms: %s\n", c / m, (m <= 10 ? "met" : "MISSED")}'
+
+if command -v strace >/dev/null; then
+    echo
+    echo "syscalls over 1 ms between exec and KVM_RUN (strace -f -T, one run each):"
+    for w in map copy; do
+        env_copy=()
+        [ "$w" = copy ] && env_copy=(SMOLVM_KERNEL_COPY=1)
+        env "${env_copy[@]}" BENCH_T0=0 BENCH_OUT=/dev/null LD_PRELOAD="$scratch/kvmrun.so" \
+            strace -f -T -o "$scratch/strace.$w" "$scratch/machine" >/dev/null 2>&1 || true
+        echo "  $w:"
+        awk -F'<' '/<[0-9.]+>$/ {t=$NF; sub(/>$/, "", t); if (t + 0 > 0.001) {sub(/^[0-9]+ +/, "", $1); printf "    %7.2f ms  %.70s\n", t * 1000, $1}}' \
+            "$scratch/strace.$w" | sort -rn | head -8
+    done
+fi
