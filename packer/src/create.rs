@@ -243,10 +243,17 @@ pub fn write_atomically(
         write(&mut w)?;
         w.flush()?;
     }
-    tmp.as_file().sync_all()?;
+    // The data reaching the disk and the re-verification (which reads the
+    // page cache either way) overlap: both must succeed before the rename.
+    let (synced, verified) = std::thread::scope(|scope| {
+        let file = tmp.as_file();
+        let sync = scope.spawn(|| file.sync_all());
+        let verified = self_verify(tmp.path(), signer);
+        (sync.join().expect("fsync thread"), verified)
+    });
+    verified.context("the written artifact failed its own verification; nothing was written")?;
+    synced.with_context(|| format!("writing {} to disk", output.display()))?;
     let file_size = tmp.as_file().metadata()?.len();
-    self_verify(tmp.path(), signer)
-        .context("the written artifact failed its own verification; nothing was written")?;
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = if bare { 0o644 } else { 0o755 };
