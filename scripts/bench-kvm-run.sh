@@ -8,7 +8,7 @@
 #
 # Usage: scripts/bench-kvm-run.sh [--runs N] [--no-build] [--keep]
 #   --runs N     runs per command (default 15), interleaved
-#   --no-build   use target/release/smolvm and target/stub/smolvm-stub as they are
+#   --no-build   use target/release/smolvm and target/release/smolvm-stub as they are
 #   --keep       keep the scratch directory (its path is printed)
 #
 # How: an LD_PRELOAD library wraps ioctl(); on the first KVM_RUN (0xae80) it
@@ -59,8 +59,7 @@ fi
 scripts/fetch-kernel.sh >/dev/null
 if [ "$build" = 1 ]; then
     log "building smolvm and the stub (release)"
-    cargo build --release -q -p smolvm-packer
-    cargo build --profile stub -q -p smolvm-stub
+    cargo build --release -q -p smolvm-packer -p smolvm-stub
 fi
 
 # The preload library and the launcher.
@@ -138,7 +137,7 @@ printf 'root:x:0:0:root:/root:/bin/sh\n' >"$scratch/root/etc/passwd"
 kernel=$(scripts/fetch-kernel.sh | sed -n 's/^libkrunfw.so.5: //p')
 target/release/smolvm pack keygen -o "$scratch/keys" >/dev/null
 target/release/smolvm pack create --rootfs "$scratch/root" --kernel "$kernel" \
-    --key "$scratch/keys/smolvm.key" --stub target/stub/smolvm-stub -o "$scratch/machine" >/dev/null
+    --key "$scratch/keys/smolvm.key" --stub target/release/smolvm-stub -o "$scratch/machine" >/dev/null
 export SMOLVM_CACHE_DIR="$scratch/cache" SMOLVM_SKIP_KVM_CHECK=1
 "$scratch/machine" --smolvm-dry-run >/dev/null
 
