@@ -264,7 +264,12 @@ mod tests {
     fn ids_stop_below_the_no_change_value() {
         let t = accounts();
         assert_eq!(ids("4294967294:4294967294", &t), (MAX_ID, MAX_ID));
-        for user in ["4294967295", "0:4294967295", "4294967296", "99999999999999999999"] {
+        for user in [
+            "4294967295",
+            "0:4294967295",
+            "4294967296",
+            "99999999999999999999",
+        ] {
             let e = resolve_user(user, &t).unwrap_err().to_string();
             assert!(e.contains("from 0 to 4294967294"), "{user}: {e}");
         }
