@@ -598,7 +598,8 @@ fn test_manifest_account_fields_are_consistent_and_in_range() {
         ..Default::default()
     });
     full_check(&ok.bytes, &trusted()).unwrap_or_else(|e| panic!("{e}"));
-    let cases: [(&dyn Fn(&mut smolvm_format::Manifest), &str); 7] = [
+    type Change<'a> = &'a dyn Fn(&mut smolvm_format::Manifest);
+    let cases: [(Change, &str); 7] = [
         (&|m| m.config.uid = Some(u32::MAX), "config.uid"),
         (&|m| m.config.gid = Some(u32::MAX), "config.gid"),
         (&|m| m.config.groups = vec![1000, u32::MAX], "config.groups"),
