@@ -406,6 +406,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Top::Pack(Pack::Verify {
             file,
+            insecure,
             keys,
             min_version,
             json,
@@ -437,7 +438,6 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         ),
         Top::Pack(Pack::Run {
             file,
-            insecure,
             keys,
             min_version,
             dry_run,
