@@ -801,6 +801,25 @@ pub fn busybox_root(dir: &Path) -> PathBuf {
     root
 }
 
+/// The start of every boot test: `None` (after `harness_available`'s
+/// report) when the harness cannot run; else a fresh scratch directory
+/// `dir`, its `dir/files` (what run-l1.sh copies into L1) and a key pair in
+/// `dir/keys` for [`pack_signed`].
+pub fn boot_dirs(name: &str) -> Option<(PathBuf, PathBuf)> {
+    if !harness_available() {
+        return None;
+    }
+    let dir = scratch_dir("boot", name);
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    run_ok(
+        Command::new(release_smolvm())
+            .args(["pack", "keygen", "-o"])
+            .arg(dir.join("keys")),
+    );
+    Some((dir, files))
+}
+
 /// Writes `dir/NAME.Smolfile` and packs it over `root` into `out/NAME`
 /// with the release smolvm, the guest kernel, the size-tuned stub and the
 /// key pair `dir/keys/smolvm.key` (from `smolvm pack keygen -o dir/keys`).

@@ -9,8 +9,8 @@
 //! the reason only if QEMU is not installed.
 
 use smolvm_tests::{
-    as_each_host_user, busybox_root, guest_kernel as kernel, harness_available,
-    release_smolvm as smolvm, run_l1, run_ok, scratch_dir, stub_bin as stub,
+    as_each_host_user, boot_dirs, busybox_root, guest_kernel as kernel, release_smolvm as smolvm,
+    run_l1, run_ok, scratch_dir, stub_bin as stub,
 };
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -18,23 +18,15 @@ use std::process::Command;
 
 #[test]
 fn packed_machines_boot_for_real() {
-    if !harness_available() {
+    let Some((dir, files)) = boot_dirs("main") else {
         return;
-    }
-    let dir = scratch_dir("boot", "main");
+    };
     let root = busybox_root(&dir);
-    let files = dir.join("files");
-    std::fs::create_dir_all(&files).unwrap();
     std::fs::write(
         dir.join("Smolfile"),
         "entrypoint = [\"/bin/sh\", \"-c\"]\ncmd = [\"echo hello-from-smolmachine\"]\n[artifact]\nname = \"hello\"\nversion = \"1.0.0\"\n",
     )
     .unwrap();
-    run_ok(
-        Command::new(smolvm())
-            .args(["pack", "keygen", "-o"])
-            .arg(dir.join("keys")),
-    );
     let pack = |out: &Path| {
         run_ok(
             Command::new(smolvm())

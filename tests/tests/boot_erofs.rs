@@ -10,9 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smolvm_tests::{
-    harness_available, pack_signed, release_smolvm as smolvm, run_l1, run_ok, scratch_dir,
-};
+use smolvm_tests::{boot_dirs, pack_signed, run_l1, run_ok};
 
 /// A static helper for what busybox cannot show: the effective uid (busybox
 /// drops setuid privileges) and an xattr's value.
@@ -189,10 +187,9 @@ fn image_tar(dir: &Path, probe: &Path) -> PathBuf {
 
 #[test]
 fn the_image_is_the_same_for_root_and_non_root_hosts() {
-    if !harness_available() {
+    let Some((dir, files)) = boot_dirs("erofs") else {
         return;
-    }
-    let dir = scratch_dir("boot", "erofs");
+    };
     let src = dir.join("probe.c");
     std::fs::write(&src, PROBE_C).unwrap();
     let probe = dir.join("probe");
@@ -203,13 +200,6 @@ fn the_image_is_the_same_for_root_and_non_root_hosts() {
             .arg(&src),
     );
     let tar = image_tar(&dir, &probe);
-    let files = dir.join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    run_ok(
-        Command::new(smolvm())
-            .args(["pack", "keygen", "-o"])
-            .arg(dir.join("keys")),
-    );
     let pack = |name: &str, smolfile: &str| pack_signed(&dir, &tar, &files, name, smolfile);
     pack("asroot", "entrypoint = [\"/bin/sh\", \"-c\"]\n");
     pack(

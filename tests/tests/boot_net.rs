@@ -23,10 +23,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use smolvm_tests::{
-    busybox_root, harness_available, pack_signed, release_smolvm as smolvm, run_l1, run_ok,
-    scratch_dir,
-};
+use smolvm_tests::{boot_dirs, busybox_root, pack_signed, run_l1, run_ok};
 
 const SETUP: &str = r#"export SMOLVM_CACHE_DIR=/tmp/netcache
 ip link set lo up
@@ -169,18 +166,10 @@ fn refused(lines: &[&str]) -> bool {
 
 #[test]
 fn the_network_policy_holds_in_a_real_guest() {
-    if !harness_available() {
+    let Some((dir, files)) = boot_dirs("net") else {
         return;
-    }
-    let dir = scratch_dir("boot", "net");
+    };
     let root = busybox_root(&dir);
-    let files = dir.join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    run_ok(
-        Command::new(smolvm())
-            .args(["pack", "keygen", "-o"])
-            .arg(dir.join("keys")),
-    );
     let sh = "entrypoint = [\"/bin/sh\", \"-c\"]\nnet = true\n";
     pack_signed(
         &dir,

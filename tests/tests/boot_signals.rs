@@ -7,10 +7,7 @@
 
 use std::process::Command;
 
-use smolvm_tests::{
-    bin, busybox_root, harness_available, pack_signed, release_smolvm as smolvm, run_l1, run_ok,
-    scratch_dir,
-};
+use smolvm_tests::{bin, boot_dirs, busybox_root, pack_signed, run_l1, run_ok};
 
 /// `sig.sh MACHINE SIGNAL...`: starts MACHINE with a workload that traps
 /// every forwarded signal, sends the signals one second apart once it is
@@ -88,18 +85,10 @@ fn trap_lines(text: &str) -> Vec<&str> {
 
 #[test]
 fn signals_timeout_and_terminal_in_a_real_guest() {
-    if !harness_available() {
+    let Some((dir, files)) = boot_dirs("signals") else {
         return;
-    }
-    let dir = scratch_dir("boot", "signals");
+    };
     let root = busybox_root(&dir);
-    let files = dir.join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    run_ok(
-        Command::new(smolvm())
-            .args(["pack", "keygen", "-o"])
-            .arg(dir.join("keys")),
-    );
     let sh = "entrypoint = [\"/bin/sh\", \"-c\"]\n";
     pack_signed(&dir, &root, &files, "m", sh);
     // The control channel shares vsock with TSI when the network is on.

@@ -17,9 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smolvm_tests::{
-    harness_available, pack_signed, release_smolvm as smolvm, run_l1, run_ok, scratch_dir,
-};
+use smolvm_tests::{boot_dirs, pack_signed, run_l1};
 
 /// busybox, a service account (101) and a directory owned by another (102).
 fn image_tar(dir: &Path) -> PathBuf {
@@ -91,18 +89,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[test]
 fn overlay_and_storage_disks() {
-    if !harness_available() {
+    let Some((dir, files)) = boot_dirs("storage") else {
         return;
-    }
-    let dir = scratch_dir("boot", "storage");
+    };
     let tar = image_tar(&dir);
-    let files = dir.join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    run_ok(
-        Command::new(smolvm())
-            .args(["pack", "keygen", "-o"])
-            .arg(dir.join("keys")),
-    );
     let pack = |file: &str, smolfile: &str| pack_signed(&dir, &tar, &files, file, smolfile);
     let sh = "entrypoint = [\"/bin/sh\", \"-c\"]\nmemory = 128\n";
     pack(

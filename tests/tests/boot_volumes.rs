@@ -10,10 +10,7 @@
 
 use std::process::Command;
 
-use smolvm_tests::{
-    busybox_root, harness_available, pack_signed, release_smolvm as smolvm, run_l1, run_ok,
-    scratch_dir, USER_SUFFIX, USER_UID,
-};
+use smolvm_tests::{boot_dirs, busybox_root, pack_signed, run_l1, run_ok, USER_SUFFIX, USER_UID};
 
 /// `mstime N CMD [ARG...]`: runs CMD N times (output discarded) and prints
 /// each run's wall time in ms, then the median; exits with CMD's last status.
@@ -146,18 +143,10 @@ fn median_ms(lines: &[&str]) -> f64 {
 
 #[test]
 fn volumes_settings_and_init_commands_in_a_real_guest() {
-    if !harness_available() {
+    let Some((dir, files)) = boot_dirs("volumes") else {
         return;
-    }
-    let dir = scratch_dir("boot", "volumes");
+    };
     let root = busybox_root(&dir);
-    let files = dir.join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    run_ok(
-        Command::new(smolvm())
-            .args(["pack", "keygen", "-o"])
-            .arg(dir.join("keys")),
-    );
     let sh = "entrypoint = [\"/bin/sh\", \"-c\"]\n";
     pack_signed(&dir, &root, &files, "vol", sh);
     pack_signed(
