@@ -6,6 +6,10 @@
 //! mapped by `smolvm_runtime::exit` (with the packer's own types from
 //! `smolvm_packer::exit`), the same mapping the stub uses.
 
+// The doc comments of the clap types below are `--help` text, written for a
+// terminal (`[:TAG|@DIGEST]`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

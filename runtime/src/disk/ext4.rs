@@ -63,7 +63,7 @@ const S_IFREG: u16 = 0o100000;
 const EXT4_EXTENTS_FL: u32 = 0x8_0000;
 const FT_DIR: u8 = 2;
 
-/// What [`format`] made, for callers and tests.
+/// What [`format()`] made, for callers and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Geometry {
     pub blocks: u64,
@@ -465,7 +465,7 @@ pub fn format(file: &File, bytes: u64, opts: &Options<'_>) -> io::Result<Geometr
     })
 }
 
-/// Whether `file` starts with an ext4 superblock (the last thing [`format`]
+/// Whether `file` starts with an ext4 superblock (the last thing [`format()`]
 /// writes).
 pub fn is_formatted(file: &File) -> io::Result<bool> {
     let mut magic = [0u8; 2];

@@ -102,7 +102,7 @@ impl Session<'_> {
     }
 
     /// Uploads `size` bytes from `data` as blob `d`: one POST, a PATCH per
-    /// [`UPLOAD_CHUNK`] but the last, which goes with the closing PUT. The
+    /// `UPLOAD_CHUNK` (16 MiB) but the last, which goes with the closing PUT. The
     /// registry checks the digest; a mismatch is its refusal.
     pub fn upload_blob(
         &self,
