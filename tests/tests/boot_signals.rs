@@ -164,18 +164,24 @@ both tty sh ./tty.sh ./ash
     });
     s.check_both("others", |rc, t| {
         assert_eq!(rc, 0, "{t}");
+        // Each signal reaches the workload's trap; the order of the traps
+        // between `ready` and the final TERM is not checked: signals that
+        // are pending together are delivered lowest number first (HUP
+        // before INT), which a loaded L1 makes happen (seen in CI).
+        let mut lines = trap_lines(t);
+        assert_eq!(lines.first().copied(), Some("ready"), "{t}");
         assert_eq!(
-            trap_lines(t),
-            [
-                "ready",
-                "got INT",
-                "got HUP",
-                "got QUIT",
-                "got USR1",
-                "got USR2",
-                "trapped TERM",
-                "rc=7"
-            ],
+            lines[lines.len().saturating_sub(2)..],
+            ["trapped TERM", "rc=7"],
+            "{t}"
+        );
+        let mut middle = lines
+            .drain(1..lines.len().saturating_sub(2))
+            .collect::<Vec<_>>();
+        middle.sort();
+        assert_eq!(
+            middle,
+            ["got HUP", "got INT", "got QUIT", "got USR1", "got USR2"],
             "{t}"
         );
     });
