@@ -19,7 +19,11 @@ use smolvm_tests::{fake_kernel, layout_of, other_key, smolvm, test_key, write_ke
 /// symbol size: krun-devices 282 KB, imago (virtio-blk) 205 KB, std 191 KB,
 /// core 170 KB, smolvm-runtime 71 KB, krun-vmm 69 KB. opt-level "z" gives
 /// 3,201,848 bytes, still over 3 MiB; cutting back to 3 MiB is issue 11's.
-const MAX_STUB_BYTES: usize = 3 * 1024 * 1024 + 256 * 1024;
+/// Issue 9 (signals and terminals, writable ext4 disks, volumes and run-time
+/// settings) and the zero-copy kernel hand-off then took it to 3,424,696
+/// bytes (release profile, measured 2026-12-02 on d34d585's parent): the
+/// limit is 3.3 MiB until issue 11 brings it down.
+const MAX_STUB_BYTES: usize = 3 * 1024 * 1024 + 300 * 1024;
 
 fn stub() -> Option<PathBuf> {
     let path = smolvm_tests::stub_bin();
