@@ -141,6 +141,12 @@ fn median_ms(lines: &[&str]) -> f64 {
         .expect("a median line")
 }
 
+/// With the zero-copy kernel hand-off (runtime::kernel_map) libkrun maps
+/// the 21 MB kernel as a region of its own beside the configured RAM, so
+/// the guest's MemTotal can exceed `memory` by up to that much (seen: 516
+/// for 512, 265 for 256).
+const KERNEL_REGION_MIB: u32 = 24;
+
 #[test]
 fn volumes_settings_and_init_commands_in_a_real_guest() {
     let Some((dir, files)) = boot_dirs("volumes") else {
@@ -261,7 +267,7 @@ fn volumes_settings_and_init_commands_in_a_real_guest() {
         assert!(t.contains("FROM=smolfile KEEP=yes NEW=unset\n"), "{t}");
         let mem = mem_mib(t);
         assert!(
-            (400..=512).contains(&mem),
+            (400..=512 + KERNEL_REGION_MIB).contains(&mem),
             "512 MiB guest reports {mem}: {t}"
         );
     });
@@ -269,7 +275,7 @@ fn volumes_settings_and_init_commands_in_a_real_guest() {
         assert_eq!(rc, 0, "{t}");
         let mem = mem_mib(t);
         assert!(
-            (150..=256).contains(&mem),
+            (150..=256 + KERNEL_REGION_MIB).contains(&mem),
             "256 MiB guest reports {mem}: {t}"
         );
         assert!(t.contains("cpus=1\n") && t.contains("pwd=/tmp/wd\n"), "{t}");
