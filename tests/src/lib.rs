@@ -935,3 +935,29 @@ pub fn run_ok(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The directory of the running registry's config (its access logs are
+/// there): that of the `docker-registry serve CONFIG` process serving
+/// 127.0.0.1:5000, which another work tree may have started; else this
+/// tree's .cache/registry.
+pub fn registry_dir() -> PathBuf {
+    let serving = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let config = match args.as_slice() {
+                [exe, b"serve", config, ..] if exe.ends_with(b"docker-registry") => {
+                    PathBuf::from(String::from_utf8_lossy(config).into_owned())
+                }
+                _ => return None,
+            };
+            let text = std::fs::read_to_string(&config).ok()?;
+            text.contains("addr: 127.0.0.1:5000")
+                .then(|| config.parent().map(Path::to_path_buf))
+                .flatten()
+        });
+    serving.unwrap_or_else(|| repo().join(".cache/registry"))
+}

@@ -15,7 +15,7 @@
 //! (scripts/test.sh, so CI) turns a missing fixture into a failure; without
 //! it these tests skip with the reason.
 
-use smolvm_tests::{bin, repo, stub_bin as stub, Scenarios};
+use smolvm_tests::{bin, registry_dir, repo, stub_bin as stub, Scenarios};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -73,32 +73,6 @@ fn test_image() -> PathBuf {
 
 fn debian_root() -> PathBuf {
     bin("SMOL_DEBIAN_ROOT", ".cache/debian-minbase.tar.zst")
-}
-
-/// The directory of the running registry's config (storage `data/`, access
-/// log `registry.log`): that of the `docker-registry serve CONFIG` process
-/// serving 127.0.0.1:5000, which another work tree's
-/// scripts/setup-registry.sh may have started; else this tree's.
-fn registry_dir() -> PathBuf {
-    let serving = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .find_map(|e| {
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let config = match args.as_slice() {
-                [exe, b"serve", config, ..] if exe.ends_with(b"docker-registry") => {
-                    PathBuf::from(String::from_utf8_lossy(config).into_owned())
-                }
-                _ => return None,
-            };
-            let text = std::fs::read_to_string(&config).ok()?;
-            text.contains("addr: 127.0.0.1:5000")
-                .then(|| config.parent().map(Path::to_path_buf))
-                .flatten()
-        });
-    serving.unwrap_or_else(|| repo().join(".cache/registry"))
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use smolvm_tests::{fake_kernel, fake_stub, other_key, pattern, smolvm, test_key, write_key_files};
+use smolvm_tests::{
+    fake_kernel, fake_stub, other_key, pattern, registry_dir, smolvm, test_key, write_key_files,
+};
 
 /// Status of `GET /v2/` on 127.0.0.1:PORT, if anything answers.
 fn v2_status(port: u16) -> Option<u16> {
@@ -39,32 +41,6 @@ fn registry_ready(port: u16, want: u16) -> bool {
     );
     eprintln!("SKIPPING: {why}");
     false
-}
-
-/// The directory of the running registry's config (its access logs are
-/// there): that of the `docker-registry serve CONFIG` process serving
-/// 127.0.0.1:5000, which another work tree may have started; else this
-/// tree's .cache/registry.
-fn registry_dir() -> PathBuf {
-    let serving = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .find_map(|e| {
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let config = match args.as_slice() {
-                [exe, b"serve", config, ..] if exe.ends_with(b"docker-registry") => {
-                    PathBuf::from(String::from_utf8_lossy(config).into_owned())
-                }
-                _ => return None,
-            };
-            let text = std::fs::read_to_string(&config).ok()?;
-            text.contains("addr: 127.0.0.1:5000")
-                .then(|| config.parent().map(Path::to_path_buf))
-                .flatten()
-        });
-    serving.unwrap_or_else(|| smolvm_tests::repo().join(".cache/registry"))
 }
 
 /// A repository of this test's own, so parallel tests' requests do not count.
