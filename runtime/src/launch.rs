@@ -203,6 +203,9 @@ pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
             "krun_set_vm_config",
             krun::krun_set_vm_config(ctx, m.cpus, m.memory_mib),
         )?;
+        if split_irqchip() {
+            check("krun_split_irqchip", krun::krun_split_irqchip(ctx, true))?;
+        }
         // Read-only: the image is shared by every run; the guest init layers
         // a per-run tmpfs over it. libkrun opens the path itself: through
         // /proc/self/fd it is the very file we verified and hold open.
@@ -402,4 +405,21 @@ fn attach_disks(ctx: u32, tag: &CString, disks: &crate::disk::Disks) -> Result<(
         )
     };
     check("krun_fs_add_overlay_file(disks)", ret)
+}
+
+/// Whether the VM gets KVM's split interrupt controller (local APICs in the
+/// kernel, the IOAPIC in libkrun, no PIT) instead of the full in-kernel one.
+/// On x86_64 it is the default because of what the full one costs at every
+/// start: libkrun turns the in-kernel PIT's tick reinjection off
+/// (`KVM_REINJECT_CONTROL`), and the kernel's side of that waits for two
+/// SRCU grace periods of the new VM, 15-20 ms of the 19 ms from exec to the
+/// guest's first instruction measured here (scripts/bench-kvm-run.sh).
+/// Nothing the guest needs is lost: its timer is the local APIC's (TSC
+/// deadline), and virtio interrupts still reach it through irqfds and MSI
+/// routes inside the kernel; only the guest's few IOAPIC register writes at
+/// boot go to libkrun. `SMOLVM_FULL_IRQCHIP=1` restores the in-kernel one
+/// (for comparing).
+fn split_irqchip() -> bool {
+    cfg!(target_arch = "x86_64")
+        && !std::env::var_os("SMOLVM_FULL_IRQCHIP").is_some_and(|v| v == "1")
 }
