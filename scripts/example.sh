@@ -7,9 +7,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-# gcc builds libkrun's and our guest init; busybox-static is the example's userland.
+# gcc builds libkrun's and our guest init (libkrun's against musl:
+# scripts/krun-init-cc); busybox-static is the example's userland.
 need_pkgs=()
-for p in gcc libc6-dev busybox-static; do
+for p in gcc libc6-dev musl-tools busybox-static; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -6,10 +6,11 @@
 #   --force   re-download the L1 kernel even if .cache/harness is complete
 #
 # Installs (apt, only if missing): qemu-system-x86 busybox-static cpio zstd
-#   gcc g++ libc6-dev xz-utils binutils openssh-client erofs-utils attr shellcheck
-#   e2fsprogs
-#   (g++: the fuzz targets link libFuzzer, which .ci/run builds; e2fsprogs:
-#   e2fsck and debugfs check the runtime's ext4 formatter's output)
+#   gcc g++ libc6-dev musl-tools xz-utils binutils openssh-client erofs-utils
+#   attr shellcheck e2fsprogs
+#   (g++: the fuzz targets link libFuzzer, which .ci/run builds; musl-tools:
+#   libkrun's guest init in the stub is built against musl, scripts/krun-init-cc;
+#   e2fsprogs: e2fsck and debugfs check the runtime's ext4 formatter's output)
 # and .ci/run's other tools: cargo-deny (cargo install, from crates.io) and
 # the Rust toolchain named by rust-version in Cargo.toml (rustup).
 # Produces (under <repo>/.cache/harness/):
@@ -51,7 +52,7 @@ fi
 # openssh-client: the signing tests generate real OpenSSH keys with ssh-keygen.
 # erofs-utils, attr: the EROFS writer's tests check images with fsck.erofs/dump.erofs (getfattr for by-hand checks).
 # (shellcheck: .ci/run checks every script with it.)
-packages=(qemu-system-x86 busybox-static cpio zstd gcc g++ libc6-dev xz-utils binutils openssh-client erofs-utils attr shellcheck e2fsprogs)
+packages=(qemu-system-x86 busybox-static cpio zstd gcc g++ libc6-dev musl-tools xz-utils binutils openssh-client erofs-utils attr shellcheck e2fsprogs)
 # tmux: tests/tests/boot_signals.rs drives an interactive guest shell in a tmux pane in L1.
 packages+=(tmux)
 missing=()
