@@ -12,18 +12,15 @@ use std::process::{Command, Output};
 
 use smolvm_tests::{fake_kernel, layout_of, other_key, smolvm, test_key, write_key_files};
 
-/// The size aim for the stub: 3 MiB (issue 7) until the stub gained the
-/// network supervisor and DNS resolver, SSH agent forwarding, trusted-key
-/// directories with their version state, and parallel framed decoding
-/// (3,113,400 -> 3,315,896 bytes, measured 2026-12-02). Largest parts by
-/// symbol size: krun-devices 282 KB, imago (virtio-blk) 205 KB, std 191 KB,
-/// core 170 KB, smolvm-runtime 71 KB, krun-vmm 69 KB. opt-level "z" gives
-/// 3,201,848 bytes, still over 3 MiB; cutting back to 3 MiB is issue 11's.
-/// Issue 9 (signals and terminals, writable ext4 disks, volumes and run-time
-/// settings) and the zero-copy kernel hand-off then took it to 3,424,696
-/// bytes (release profile, measured 2026-12-02 on d34d585's parent): the
-/// limit is 3.3 MiB until issue 11 brings it down.
-const MAX_STUB_BYTES: usize = 3 * 1024 * 1024 + 300 * 1024;
+/// The stub's size limit: 3 MiB (issues 7 and 11). It had grown to
+/// 3,424,696 bytes with issue 9's features and the zero-copy kernel; 0.85 MB
+/// of it was libkrun's guest init (init.krun), a static glibc binary. Built
+/// against musl (scripts/krun-init-cc) it is 92 KB, and with zstd at -O3
+/// for pack and first-start speed the stub is 2,776,152 bytes (measured
+/// 2026-12-02). Largest parts by symbol size before that: krun-devices
+/// 282 KB, imago (virtio-blk) 205 KB, std 200 KB, core 173 KB, zstd 154 KB,
+/// smolvm-runtime 111 KB.
+const MAX_STUB_BYTES: usize = 3 * 1024 * 1024;
 
 fn stub() -> Option<PathBuf> {
     let path = smolvm_tests::stub_bin();
