@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use crate::fixed_hex::Sha256Digest;
 use crate::manifest::SectionKind;
 
 /// Everything that can be wrong with an artifact's bytes.
@@ -57,14 +58,14 @@ pub enum FormatError {
     )]
     HashMismatch {
         kind: SectionKind,
-        expected: String,
-        actual: String,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
     },
     #[error("stub: SHA-256 of the {len} bytes before the payload is {actual}, the manifest says {expected}")]
     StubHashMismatch {
         len: u64,
-        expected: String,
-        actual: String,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
     },
     #[error(
         "padding at offset {offset:#x} is not zero; the payload has bytes no hash vouches for"

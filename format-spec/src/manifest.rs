@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{FormatError, Result};
+use crate::fixed_hex::{Sha256Digest, SignerKeyId, SignerPublicKey};
 use crate::frames::{FrameSpan, Frames};
 use crate::layout::{FORMAT_VERSION, MAX_MANIFEST_LEN};
 
@@ -84,8 +85,8 @@ pub struct SectionEntry {
     pub stored_len: u64,
     /// Length after decompression (equal to `stored_len` when uncompressed).
     pub size: u64,
-    /// SHA-256 of the stored bytes, lowercase hex.
-    pub sha256: String,
+    /// SHA-256 of the stored bytes.
+    pub sha256: Sha256Digest,
     /// The frame table of a framed zstd section; `null` for a section that
     /// is one frame or uncompressed. See [`crate::frames`].
     pub frames: Option<Frames>,
@@ -115,16 +116,61 @@ impl SectionEntry {
     }
 }
 
+/// A [`SectionEntry`] as it arrives, hash not yet decoded: decoding it in
+/// [`deserialize_sections`] rather than in the entry lets the error name the entry's index.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SectionEntryWire {
+    kind: SectionKind,
+    compression: Compression,
+    offset: u64,
+    stored_len: u64,
+    size: u64,
+    sha256: String,
+    frames: Option<Frames>,
+}
+
+fn deserialize_sections<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SectionEntry>, D::Error> {
+    Vec::<SectionEntryWire>::deserialize(d)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let sha256 = w.sha256.parse().map_err(|e| {
+                serde::de::Error::custom(format_args!("field `sections[{i}].sha256`: {e}"))
+            })?;
+            Ok(SectionEntry {
+                kind: w.kind,
+                compression: w.compression,
+                offset: w.offset,
+                stored_len: w.stored_len,
+                size: w.size,
+                sha256,
+                frames: w.frames,
+            })
+        })
+        .collect()
+}
+
 /// Who signed the artifact. Present exactly when the payload has a signature block.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Signer {
     /// "ed25519"; no other algorithm is defined.
     pub algorithm: String,
-    /// 16 lowercase hex chars, derived from `public_key` (see SPEC.md).
-    pub key_id: String,
-    /// The 32-byte public key, lowercase hex.
-    pub public_key: String,
+    /// Derived from `public_key` (SPEC.md 7.3); the verifier checks that.
+    #[serde(deserialize_with = "signer_key_id")]
+    pub key_id: SignerKeyId,
+    /// The ed25519 public key.
+    #[serde(deserialize_with = "signer_public_key")]
+    pub public_key: SignerPublicKey,
+}
+
+fn signer_key_id<'de, D: Deserializer<'de>>(d: D) -> Result<SignerKeyId, D::Error> {
+    SignerKeyId::deserialize_field(d, "signer.key_id")
+}
+
+fn signer_public_key<'de, D: Deserializer<'de>>(d: D) -> Result<SignerPublicKey, D::Error> {
+    SignerPublicKey::deserialize_field(d, "signer.public_key")
 }
 
 /// The executable the payload is appended to, pinned so that a modified
@@ -134,8 +180,13 @@ pub struct Signer {
 pub struct StubRecord {
     /// Bytes before the payload; equals the trailer's `payload_offset`.
     pub length: u64,
-    /// SHA-256 of those bytes, lowercase hex.
-    pub sha256: String,
+    /// SHA-256 of those bytes.
+    #[serde(deserialize_with = "stub_sha256")]
+    pub sha256: Sha256Digest,
+}
+
+fn stub_sha256<'de, D: Deserializer<'de>>(d: D) -> Result<Sha256Digest, D::Error> {
+    Sha256Digest::deserialize_field(d, "stub.sha256")
 }
 
 /// Platform the artifact is built for.
@@ -312,14 +363,9 @@ pub struct Manifest {
     pub signer: Option<Signer>,
     pub stub: Option<StubRecord>,
     /// Sorted by offset; the layout is fully determined, see SPEC.md.
+    #[serde(deserialize_with = "deserialize_sections")]
     pub sections: Vec<SectionEntry>,
     pub config: MachineConfig,
-}
-
-fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn bad(msg: impl Into<String>) -> FormatError {
@@ -394,23 +440,8 @@ impl Manifest {
                     signer.algorithm
                 )));
             }
-            if !is_lower_hex(&signer.key_id, 16) {
-                return Err(bad(
-                    "field `signer.key_id`: expected 16 lowercase hex characters",
-                ));
-            }
-            if !is_lower_hex(&signer.public_key, 64) {
-                return Err(bad(
-                    "field `signer.public_key`: expected 64 lowercase hex characters",
-                ));
-            }
         }
         if let Some(stub) = &self.stub {
-            if !is_lower_hex(&stub.sha256, 64) {
-                return Err(bad(
-                    "field `stub.sha256`: expected 64 lowercase hex characters",
-                ));
-            }
             if stub.length == 0 {
                 return Err(bad(
                     "field `stub.length`: 0; an artifact without a stub has `stub: null`",
@@ -432,11 +463,6 @@ impl Manifest {
                 )));
             }
             seen.push(s.kind);
-            if !is_lower_hex(&s.sha256, 64) {
-                return Err(bad(format!(
-                    "field `sections[{i}].sha256`: expected 64 lowercase hex characters"
-                )));
-            }
             if s.size > s.kind.max_size() {
                 return Err(bad(format!(
                     "field `sections[{i}].size`: {} bytes exceeds the {} cap of {} bytes",

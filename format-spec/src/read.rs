@@ -11,6 +11,7 @@ use std::io::Read;
 use sha2::{Digest, Sha256};
 
 use crate::error::{FormatError, Result};
+use crate::fixed_hex::{Sha256Digest, SignerKeyId};
 use crate::frames::{FrameDecoder, FrameSpan};
 use crate::layout::{
     align_up, signing_input, Header, SignatureBlock, Trailer, HEADER_LEN, PAGE_SIZE,
@@ -224,10 +225,10 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
         match (&signature, &manifest.signer) {
             (None, None) => {}
             (Some(block), Some(signer)) => {
-                if hex::encode(block.key_id) != signer.key_id {
+                if block.key_id != signer.key_id.to_bytes() {
                     return Err(FormatError::SignatureBlock(format!(
                         "key id {} does not match the manifest's signer key id {}",
-                        hex::encode(block.key_id),
+                        SignerKeyId::from_bytes(block.key_id),
                         signer.key_id
                     )));
                 }
@@ -346,7 +347,7 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
             .read_bytes_at(self.section_file_offset(entry), entry.stored_len)
     }
 
-    fn sha256_range(&self, offset: u64, len: u64) -> Result<[u8; 32]> {
+    fn sha256_range(&self, offset: u64, len: u64) -> Result<Sha256Digest> {
         let mut hasher = Sha256::new();
         let mut pos = 0;
         while pos < len {
@@ -372,12 +373,11 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
 
     /// Checks one section's stored bytes against its hash.
     pub fn verify_section(&self, entry: &SectionEntry) -> Result<()> {
-        let actual =
-            hex::encode(self.sha256_range(self.section_file_offset(entry), entry.stored_len)?);
+        let actual = self.sha256_range(self.section_file_offset(entry), entry.stored_len)?;
         if actual != entry.sha256 {
             return Err(FormatError::HashMismatch {
                 kind: entry.kind,
-                expected: entry.sha256.clone(),
+                expected: entry.sha256,
                 actual,
             });
         }
@@ -400,11 +400,11 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
     /// Checks the stub hash (if any).
     pub fn verify_stub(&self) -> Result<()> {
         if let Some(stub) = &self.manifest.stub {
-            let actual = hex::encode(self.sha256_range(0, stub.length)?);
+            let actual = self.sha256_range(0, stub.length)?;
             if actual != stub.sha256 {
                 return Err(FormatError::StubHashMismatch {
                     len: stub.length,
-                    expected: stub.sha256.clone(),
+                    expected: stub.sha256,
                     actual,
                 });
             }
@@ -715,7 +715,7 @@ impl<R: ReadAt + ?Sized> SectionStream<'_, R> {
                 fault: e.to_string(),
             })?;
         let trailing = buffered + rest.len();
-        let actual = hex::encode(raw.hasher.finalize());
+        let actual = Sha256Digest::from(raw.hasher.finalize());
         if actual != self.entry.sha256 {
             return Err(FormatError::HashMismatch {
                 kind,

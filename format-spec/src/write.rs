@@ -3,9 +3,8 @@
 
 use std::io::Write;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{FormatError, Result};
+use crate::fixed_hex::Sha256Digest;
 use crate::layout::{
     align_up, signing_input, Header, SignatureBlock, Trailer, HEADER_LEN, PAGE_SIZE,
     SIGNATURE_BLOCK_LEN, TRAILER_LEN,
@@ -23,9 +22,9 @@ pub struct SectionData {
 
 /// Computes the section table (offsets and hashes) for `sections`, in order.
 pub fn plan_sections(sections: &[SectionData]) -> Result<Vec<SectionEntry>> {
-    let hashes: Vec<[u8; 32]> = sections
+    let hashes: Vec<Sha256Digest> = sections
         .iter()
-        .map(|s| Sha256::digest(&s.stored).into())
+        .map(|s| Sha256Digest::of(&s.stored))
         .collect();
     plan_sections_hashed(sections, &hashes)
 }
@@ -39,7 +38,7 @@ pub fn plan_sections(sections: &[SectionData]) -> Result<Vec<SectionEntry>> {
 /// If the two slices differ in length.
 pub fn plan_sections_hashed(
     sections: &[SectionData],
-    sha256: &[[u8; 32]],
+    sha256: &[Sha256Digest],
 ) -> Result<Vec<SectionEntry>> {
     assert_eq!(sections.len(), sha256.len(), "one hash per section");
     let mut offset = 0u64;
@@ -52,7 +51,7 @@ pub fn plan_sections_hashed(
             offset,
             stored_len,
             size: s.size,
-            sha256: hex::encode(hash),
+            sha256: *hash,
             frames: None,
         });
         let end = offset
@@ -90,7 +89,7 @@ pub fn pad_stub(mut stub: Vec<u8>) -> Vec<u8> {
 pub fn stub_record(padded_stub: &[u8]) -> Option<StubRecord> {
     (!padded_stub.is_empty()).then(|| StubRecord {
         length: padded_stub.len() as u64,
-        sha256: hex::encode(Sha256::digest(padded_stub)),
+        sha256: Sha256Digest::of(padded_stub),
     })
 }
 

@@ -41,7 +41,7 @@ use smolvm_runtime::exit::{ExitStatus, INVALID, USAGE_OR_IO};
 use smolvm_runtime::{
     check_signature, verify_artifact, SignatureState, VerifyError, VerifyOptions,
 };
-use smolvm_signing::PublicKey;
+use smolvm_signing::{KeyId, PublicKey};
 use thiserror::Error;
 
 use crate::image::digest::Digest;
@@ -241,7 +241,7 @@ pub fn push(file: &Path, r: &RegistryRef, opts: &RemoteOptions) -> Result<PushRe
     annotations.insert(ANNOTATION_NAME.to_string(), art.manifest.name.clone());
     annotations.insert(ANNOTATION_VERSION.to_string(), art.manifest.version.clone());
     if let SignatureState::SelfConsistent { key_id } | SignatureState::Trusted { key_id } = &state {
-        annotations.insert(ANNOTATION_KEY_ID.to_string(), key_id.clone());
+        annotations.insert(ANNOTATION_KEY_ID.to_string(), key_id.to_string());
     }
     let title = match form {
         Form::Payload => format!("{}.smolmachine", art.manifest.name),
@@ -378,7 +378,7 @@ pub struct PullReport {
     pub size: u64,
     pub payload_digest: Digest,
     pub manifest_digest: Digest,
-    pub key_id: Option<String>,
+    pub key_id: Option<KeyId>,
 }
 
 /// Fetches the artifact `r` names into `output`: digest-checked while it
@@ -533,11 +533,11 @@ impl<'c> RemoteArtifact<'c> {
         &self,
         art: &Artifact<'_, R>,
     ) -> Result<(), String> {
-        let signed_key = art.manifest.signer.as_ref().map(|s| s.key_id.as_str());
+        let signed_key = art.manifest.signer.as_ref().map(|s| s.key_id.to_string());
         for (name, signed) in [
             (ANNOTATION_NAME, Some(art.manifest.name.as_str())),
             (ANNOTATION_VERSION, Some(art.manifest.version.as_str())),
-            (ANNOTATION_KEY_ID, signed_key),
+            (ANNOTATION_KEY_ID, signed_key.as_deref()),
         ] {
             let shown = self.annotations.get(name).map(String::as_str);
             if shown.is_some() && shown != signed {

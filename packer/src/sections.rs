@@ -8,7 +8,7 @@ use anyhow::Result;
 use sha2::{Digest as _, Sha256};
 use smolvm_format::{
     plan_sections_hashed, Compression, FramedEncoder, Frames, MachineConfig, SectionData,
-    SectionEntry, SectionKind,
+    SectionEntry, SectionKind, Sha256Digest,
 };
 use smolvm_rootfs::tree::Tree;
 
@@ -28,7 +28,7 @@ impl HashingVec {
         }
     }
 
-    fn finish(self) -> (Vec<u8>, [u8; 32]) {
+    fn finish(self) -> (Vec<u8>, Sha256Digest) {
         (self.bytes, self.hasher.finalize().into())
     }
 }
@@ -48,7 +48,7 @@ impl Write for HashingVec {
 /// A section's stored bytes as the compressor left them.
 pub struct Compressed {
     pub stored: Vec<u8>,
-    pub sha256: [u8; 32],
+    pub sha256: Sha256Digest,
     /// Content bytes.
     pub size: u64,
     /// The frame table; `None` when the section is a single frame, which
@@ -123,7 +123,7 @@ pub struct Sections {
 /// first and is small) with their hashes and frame tables.
 pub fn lay_out(config: &MachineConfig, kernel: Compressed, rootfs: Compressed) -> Result<Sections> {
     let config_json = config.to_canonical_json();
-    let config_sha256: [u8; 32] = Sha256::digest(&config_json).into();
+    let config_sha256 = Sha256Digest::of(&config_json);
     let data = vec![
         SectionData {
             kind: SectionKind::Config,
@@ -171,12 +171,7 @@ mod tests {
             ]
         );
         for (d, e) in s.data.iter().zip(&s.entries) {
-            assert_eq!(
-                e.sha256,
-                hex::encode(Sha256::digest(&d.stored)),
-                "{}",
-                e.kind
-            );
+            assert_eq!(e.sha256, Sha256Digest::of(&d.stored), "{}", e.kind);
             assert_eq!(e.stored_len, d.stored.len() as u64);
         }
         assert_eq!(s.entries[1].size, 70_000);

@@ -115,7 +115,7 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
         m.format_version,
         m.stub
             .as_ref()
-            .map(|s| format!(", stub {} sha256 {}", human_size(s.length), &s.sha256[..16]))
+            .map(|s| format!(", stub {} sha256 {:.16}", human_size(s.length), s.sha256))
             .unwrap_or_default()
     );
     let _ = writeln!(
@@ -269,9 +269,9 @@ pub fn render_json<R: ReadAt + ?Sized>(
     let (state, key_id, error) = match sig {
         Ok(SignatureState::Unsigned) => ("unsigned", None, None),
         Ok(SignatureState::SelfConsistent { key_id }) => {
-            ("self-consistent", Some(key_id.clone()), None)
+            ("self-consistent", Some(key_id.to_string()), None)
         }
-        Ok(SignatureState::Trusted { key_id }) => ("trusted", Some(key_id.clone()), None),
+        Ok(SignatureState::Trusted { key_id }) => ("trusted", Some(key_id.to_string()), None),
         Err(e) => ("invalid", None, Some(e.clone())),
     };
     json!({

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use sha2::{Digest, Sha256};
-use smolvm_format::{Artifact, FormatError, FrameDecoder, FrameSpan, ReadAt, SectionEntry};
+use smolvm_format::{
+    Artifact, FormatError, FrameDecoder, FrameSpan, ReadAt, SectionEntry, Sha256Digest,
+};
 
 use crate::cache::{hold, io, Cache, CacheError};
 
@@ -219,11 +221,11 @@ fn write_frames<R: ReadAt + ?Sized>(
     if let Err(fault) = decoded {
         return Err(decode_failure(art, entry, what, fault));
     }
-    let actual = hex::encode(hasher.finalize());
+    let actual = Sha256Digest::from(hasher.finalize());
     if actual != entry.sha256 {
         return Err(section(FormatError::HashMismatch {
             kind: entry.kind,
-            expected: entry.sha256.clone(),
+            expected: entry.sha256,
             actual,
         }));
     }
@@ -486,7 +488,7 @@ mod tests {
     #[test]
     fn a_hash_mismatch_publishes_nothing() {
         let (r, _dir, names) = publish(&artifact(&image_bytes()), |e| {
-            e.sha256 = "00".repeat(32);
+            e.sha256 = Sha256Digest::from_bytes([0; 32]);
         });
         let err = r.unwrap_err();
         assert!(

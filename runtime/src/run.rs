@@ -153,7 +153,7 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     let mut remembered = match (&state, &opts.version_state) {
         (SignatureState::Trusted { key_id }, Some(path)) => {
             let s = VersionState::load(path)?;
-            if let Some(min) = s.minimum(key_id, name) {
+            if let Some(min) = s.minimum(*key_id, name) {
                 if !version_at_least(version, min) {
                     return Err(rollback(
                         min,
@@ -164,7 +164,7 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
                     ));
                 }
             }
-            Some((s, key_id.clone()))
+            Some((s, *key_id))
         }
         _ => None,
     };
@@ -237,7 +237,7 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     // Everything checked: from here on this version is the floor for its
     // signer and name. A state that cannot be written keeps the old floor.
     if let Some((s, key_id)) = remembered.as_mut() {
-        if let Err(e) = s.remember(key_id, name, version) {
+        if let Err(e) = s.remember(*key_id, name, version) {
             eprintln!(
                 "warning: the minimum version of {name} is not remembered: {}",
                 crate::exit::chain(&e)

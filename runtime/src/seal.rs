@@ -3,7 +3,9 @@
 //! signature check, kept beside it so the two cannot drift; the packer and
 //! the tests' in-memory builder both seal through here.
 
-use smolvm_format::{PayloadWriter, SignatureBlock, Signer, ALGORITHM_TAG_ED25519};
+use smolvm_format::{
+    PayloadWriter, SignatureBlock, Signer, SignerKeyId, SignerPublicKey, ALGORITHM_TAG_ED25519,
+};
 use smolvm_signing::{PublicKey, SecretKey, ALGORITHM_ED25519};
 
 /// The manifest's record of the key that signs it: what
@@ -11,8 +13,8 @@ use smolvm_signing::{PublicKey, SecretKey, ALGORITHM_ED25519};
 pub fn signer_record(key: &PublicKey) -> Signer {
     Signer {
         algorithm: ALGORITHM_ED25519.into(),
-        key_id: key.key_id().to_string(),
-        public_key: hex::encode(key.to_bytes()),
+        key_id: SignerKeyId::from_bytes(key.key_id().to_bytes()),
+        public_key: SignerPublicKey::from_bytes(key.to_bytes()),
     }
 }
 

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use smolvm_signing::{PublicKey, SigningError};
+use smolvm_signing::{KeyId, PublicKey, SigningError};
 use thiserror::Error;
 
 /// The system-wide trusted-keys directory.
@@ -181,7 +181,7 @@ pub struct VersionState {
     seen: BTreeMap<String, String>,
 }
 
-fn state_key(key_id: &str, name: &str) -> String {
+fn state_key(key_id: KeyId, name: &str) -> String {
     format!("{key_id} {name}")
 }
 
@@ -223,13 +223,13 @@ impl VersionState {
     }
 
     /// The remembered minimum for this signer and name.
-    pub fn minimum(&self, key_id: &str, name: &str) -> Option<&str> {
+    pub fn minimum(&self, key_id: KeyId, name: &str) -> Option<&str> {
         self.seen.get(&state_key(key_id, name)).map(String::as_str)
     }
 
     /// Raises the remembered minimum to `version` and writes the state
     /// atomically (temporary file, fsync, rename) when it changed.
-    pub fn remember(&mut self, key_id: &str, name: &str, version: &str) -> Result<(), TrustError> {
+    pub fn remember(&mut self, key_id: KeyId, name: &str, version: &str) -> Result<(), TrustError> {
         if self
             .minimum(key_id, name)
             .is_some_and(|m| version_at_least(m, version))
@@ -327,13 +327,17 @@ mod tests {
     fn remembered_minimum_only_rises_and_survives_reload() {
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join("state/min-versions.json");
+        let (k, other) = (KeyId::from_bytes([1; 8]), KeyId::from_bytes([2; 8]));
         let mut s = VersionState::load(&path).unwrap();
-        assert_eq!(s.minimum("k", "app"), None);
-        s.remember("k", "app", "1.10.0").unwrap();
-        s.remember("k", "app", "1.9.0").unwrap();
+        assert_eq!(s.minimum(k, "app"), None);
+        s.remember(k, "app", "1.10.0").unwrap();
+        s.remember(k, "app", "1.9.0").unwrap();
         let s = VersionState::load(&path).unwrap();
-        assert_eq!(s.minimum("k", "app"), Some("1.10.0"));
-        assert_eq!(s.minimum("other", "app"), None, "per signer");
+        assert_eq!(s.minimum(k, "app"), Some("1.10.0"));
+        assert_eq!(s.minimum(other, "app"), None, "per signer");
+        // The state file is keyed by the key id's text, as before it was typed.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"0101010101010101 app\""), "{text}");
         std::fs::write(&path, "[1,2]").unwrap();
         let e = VersionState::load(&path).err().unwrap();
         assert!(matches!(e, TrustError::StateSyntax { .. }), "{e}");

@@ -3,7 +3,7 @@
 //! stub and `pack run`.
 
 use smolvm_format::{Artifact, FormatError, ReadAt};
-use smolvm_signing::{PublicKey, SigningError};
+use smolvm_signing::{KeyId, PublicKey, SigningError};
 use thiserror::Error;
 
 pub use crate::trust::TrustError;
@@ -28,11 +28,11 @@ pub enum SignatureState {
     Unsigned,
     /// Signed and the signature verifies with the key the artifact carries.
     SelfConsistent {
-        key_id: String,
+        key_id: KeyId,
     },
     /// ...and that key is one of the trusted keys given.
     Trusted {
-        key_id: String,
+        key_id: KeyId,
     },
 }
 
@@ -57,12 +57,10 @@ pub fn check_signature<R: ReadAt + ?Sized>(
     let (Some(signer), Some(block)) = (&art.manifest.signer, &art.signature) else {
         return Ok(SignatureState::Unsigned);
     };
-    let mut pk = [0u8; 32];
-    hex::decode_to_slice(&signer.public_key, &mut pk)
-        .map_err(|e| VerifyError::Signer(format!("public key is not hex: {e}")))?;
-    let key = PublicKey::from_bytes(&pk).map_err(|e| VerifyError::Signer(e.to_string()))?;
-    let derived = key.key_id().to_string();
-    if derived != signer.key_id {
+    let key = PublicKey::from_bytes(signer.public_key.as_bytes())
+        .map_err(|e| VerifyError::Signer(e.to_string()))?;
+    let derived = key.key_id();
+    if derived.to_bytes() != signer.key_id.to_bytes() {
         return Err(VerifyError::Signer(format!(
             "key id {} does not belong to the public key in the manifest (it derives {derived})",
             signer.key_id

@@ -392,6 +392,22 @@ impl Built {
         self.with_manifest_bytes(&m.encode())
     }
 
+    /// Re-assembles with the manifest member `"field":"old"` written as
+    /// `"field":"new"` in the JSON text, signed again: how a test makes a
+    /// hash or key spelling that the typed manifest cannot hold.
+    ///
+    /// # Panics
+    /// Unless the member occurs exactly once.
+    pub fn with_member_text(&self, field: &str, old: &str, new: &str) -> Vec<u8> {
+        let text = String::from_utf8(self.manifest.encode()).expect("manifest is UTF-8");
+        let (from, to) = (
+            format!("\"{field}\":\"{old}\""),
+            format!("\"{field}\":\"{new}\""),
+        );
+        assert_eq!(text.matches(&from).count(), 1, "{from} in {text}");
+        self.with_manifest_bytes(text.replace(&from, &to).as_bytes())
+    }
+
     /// Re-assembles around raw manifest bytes, signed with the same key.
     pub fn with_manifest_bytes(&self, manifest: &[u8]) -> Vec<u8> {
         let key = self.signer.map(|s| SecretKey::from_seed(&s));

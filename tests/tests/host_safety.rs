@@ -276,7 +276,7 @@ fn run_once(
         .section(SectionKind::Rootfs)
         .expect("a rootfs section")
         .sha256
-        .clone();
+        .to_string();
     let file = match runner {
         Runner::PackRun => world.join("machine.smolmachine"),
         Runner::Stub => world.join("machine"),

@@ -26,7 +26,7 @@ fn test_valid_artifacts_pass_in_both_forms_signed_and_stored() {
         assert_eq!(
             full_check(&b.bytes, &trusted()).unwrap(),
             SignatureState::Trusted {
-                key_id: "3c09b807520d5931".into()
+                key_id: "3c09b807520d5931".parse().unwrap()
             }
         );
         // Without trusted keys the best result is "self-consistent".

@@ -5,7 +5,9 @@
 
 use smolvm_format::layout::HEADER_LEN;
 use smolvm_format::manifest::{MAX_KERNEL_SIZE, MAX_NAME_LEN, MAX_SECTIONS};
-use smolvm_format::{Compression, SectionEntry, SectionKind, StubRecord};
+use smolvm_format::{
+    Compression, SectionEntry, SectionKind, Sha256Digest, SignerKeyId, SignerPublicKey, StubRecord,
+};
 use smolvm_tests::{
     assemble, assert_rejected, full_check, idx, other_key, signed_bare, signed_packed,
     signer_record, test_key, trusted,
@@ -98,24 +100,38 @@ fn test_manifest_signer() {
     let s =
         |f: &dyn Fn(&mut smolvm_format::Signer)| b.with_manifest(|m| f(m.signer.as_mut().unwrap()));
     assert_rejected(&s(&|s| s.algorithm = "ed448".into()), &["signer.algorithm"]);
-    assert_rejected(
-        &s(&|s| s.key_id = s.key_id.to_uppercase()),
-        &["signer.key_id"],
-    );
-    assert_rejected(&s(&|s| s.key_id.truncate(15)), &["signer.key_id"]);
-    assert_rejected(
-        &s(&|s| s.public_key = s.public_key.to_uppercase()),
-        &["signer.public_key"],
-    );
-    assert_rejected(&s(&|s| s.public_key.push('0')), &["signer.public_key"]);
+    let signer = b.manifest.signer.as_ref().unwrap();
+    let (id, key) = (signer.key_id.to_string(), signer.public_key.to_string());
+    for bad in [
+        id.to_uppercase(),
+        id[..15].into(),
+        format!("{id}0"),
+        format!("g{}", &id[1..]),
+    ] {
+        assert_rejected(
+            &b.with_member_text("key_id", &id, &bad),
+            &["signer.key_id", "16 lowercase hex"],
+        );
+    }
+    for bad in [
+        key.to_uppercase(),
+        key[..63].into(),
+        format!("{key}0"),
+        format!("x{}", &key[1..]),
+    ] {
+        assert_rejected(
+            &b.with_member_text("public_key", &key, &bad),
+            &["signer.public_key", "64 lowercase hex"],
+        );
+    }
     // A key id that is not derived from the key (the block's id is changed
     // along, so only the derivation check can catch it).
-    let fake_id = "0123456789abcdef";
+    let fake_id = SignerKeyId::from_bytes([0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]);
     let mut m = b.manifest.clone();
-    m.signer.as_mut().unwrap().key_id = fake_id.into();
+    m.signer.as_mut().unwrap().key_id = fake_id;
     let mut bytes = b.with_manifest_bytes(&m.encode());
     let l = bare_signature_offset(&m);
-    bytes[idx(l) + 4..idx(l) + 12].copy_from_slice(&hex::decode(fake_id).unwrap());
+    bytes[idx(l) + 4..idx(l) + 12].copy_from_slice(fake_id.as_bytes());
     assert_rejected(&bytes, &["key id", "does not belong"]);
     // Small-order public key (the identity point), and a non-point.
     let mut identity = [0u8; 32];
@@ -125,8 +141,8 @@ fn test_manifest_signer() {
         let kid = smolvm_signing::KeyId::derive(&key);
         *m.signer.as_mut().unwrap() = smolvm_format::Signer {
             algorithm: "ed25519".into(),
-            key_id: kid.to_string(),
-            public_key: hex::encode(key),
+            key_id: SignerKeyId::from_bytes(kid.to_bytes()),
+            public_key: SignerPublicKey::from_bytes(key),
         };
         let mut bytes = b.with_manifest_bytes(&m.encode());
         let at = bare_signature_offset(&m);
@@ -180,15 +196,20 @@ fn test_manifest_stub_record() {
             &["stub.length"],
         );
     }
+    let hash = b.manifest.stub.as_ref().unwrap().sha256.to_string();
+    for bad in [
+        hash.to_uppercase(),
+        hash[..63].into(),
+        format!("{hash}0"),
+        format!("z{}", &hash[1..]),
+    ] {
+        assert_rejected(
+            &b.with_member_text("sha256", &hash, &bad),
+            &["stub.sha256", "64 lowercase hex"],
+        );
+    }
     assert_rejected(
-        &b.with_manifest(|m| {
-            let s = m.stub.as_mut().unwrap();
-            s.sha256 = s.sha256.to_uppercase();
-        }),
-        &["stub.sha256"],
-    );
-    assert_rejected(
-        &b.with_manifest(|m| m.stub.as_mut().unwrap().sha256 = "00".repeat(32)),
+        &b.with_manifest(|m| m.stub.as_mut().unwrap().sha256 = Sha256Digest::from_bytes([0; 32])),
         &["stub", "SHA-256"],
     );
     // A bare payload that claims a stub.
@@ -197,7 +218,7 @@ fn test_manifest_stub_record() {
         &bare.with_manifest(|m| {
             m.stub = Some(StubRecord {
                 length: 4096,
-                sha256: "00".repeat(32),
+                sha256: Sha256Digest::from_bytes([0; 32]),
             })
         }),
         &["stub.length"],
@@ -249,16 +270,27 @@ fn test_manifest_section_table_shape() {
 fn test_manifest_section_entry_fields() {
     let b = signed_bare();
     let k = SectionKind::Kernel;
+    let i = b
+        .manifest
+        .sections
+        .iter()
+        .position(|s| s.kind == k)
+        .unwrap();
+    let hash = b.manifest.sections[i].sha256.to_string();
+    let field = format!("sections[{i}].sha256");
+    for bad in [
+        hash.to_uppercase(),
+        hash[..63].into(),
+        format!("{hash}0"),
+        format!("-{}", &hash[1..]),
+    ] {
+        assert_rejected(
+            &b.with_member_text("sha256", &hash, &bad),
+            &[&field, "64 lowercase hex"],
+        );
+    }
     assert_rejected(
-        &b.with_manifest(|m| section_mut(m, k).sha256 = section_mut(m, k).sha256.to_uppercase()),
-        &["sha256"],
-    );
-    assert_rejected(
-        &b.with_manifest(|m| section_mut(m, k).sha256.pop().map(drop).unwrap()),
-        &["sha256"],
-    );
-    assert_rejected(
-        &b.with_manifest(|m| section_mut(m, k).sha256 = "ab".repeat(32)),
+        &b.with_manifest(|m| section_mut(m, k).sha256 = Sha256Digest::from_bytes([0xab; 32])),
         &["kernel", "SHA-256"],
     );
     assert_rejected(
