@@ -420,6 +420,5 @@ fn attach_disks(ctx: u32, tag: &CString, disks: &crate::disk::Disks) -> Result<(
 /// boot go to libkrun. `SMOLVM_FULL_IRQCHIP=1` restores the in-kernel one
 /// (for comparing).
 fn split_irqchip() -> bool {
-    cfg!(target_arch = "x86_64")
-        && !std::env::var_os("SMOLVM_FULL_IRQCHIP").is_some_and(|v| v == "1")
+    cfg!(target_arch = "x86_64") && std::env::var_os("SMOLVM_FULL_IRQCHIP").is_none_or(|v| v != "1")
 }
