@@ -189,6 +189,74 @@ impl From<sha2::digest::Output<sha2::Sha256>> for Sha256Digest {
     }
 }
 
+/// The source image's manifest digest as the config records it:
+/// `sha256:` and 64 lowercase hex characters (the only algorithm image
+/// tools in use write, and the only one the packer can check).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageDigest(pub Sha256Digest);
+
+impl ImageDigest {
+    const PREFIX: &'static str = "sha256:";
+    const EXPECTING: &'static str =
+        "`sha256:` and 64 lowercase hex characters (an image manifest digest)";
+}
+
+impl fmt::Display for ImageDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, self.0)
+    }
+}
+
+impl fmt::Debug for ImageDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ImageDigest({self})")
+    }
+}
+
+/// A string that is not `sha256:` and 64 lowercase hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("expected {}", ImageDigest::EXPECTING)]
+pub struct ParseImageDigestError;
+
+impl FromStr for ImageDigest {
+    type Err = ParseImageDigestError;
+
+    fn from_str(input: &str) -> Result<Self, ParseImageDigestError> {
+        input
+            .strip_prefix(Self::PREFIX)
+            .and_then(|hex| hex.parse().ok())
+            .map(ImageDigest)
+            .ok_or(ParseImageDigestError)
+    }
+}
+
+impl Serialize for ImageDigest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageDigest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ImageDigest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(ImageDigest::EXPECTING)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ImageDigest, E> {
+                v.parse().map_err(|_| {
+                    E::custom(format_args!(
+                        "field `config.image_digest`: expected {}",
+                        ImageDigest::EXPECTING
+                    ))
+                })
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +314,33 @@ mod tests {
         assert!("0123456789ABCDEF".parse::<SignerKeyId>().is_err());
         assert!("0123456789abcdef0".parse::<SignerKeyId>().is_err());
         assert!(serde_json::from_str::<SignerPublicKey>("7").is_err());
+    }
+
+    #[test]
+    fn image_digests_are_sha256_and_lowercase_hex_only() {
+        let text = format!("sha256:{ABC}");
+        let d: ImageDigest = text.parse().unwrap();
+        assert_eq!(d.to_string(), text);
+        assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{text}\""));
+        assert_eq!(
+            serde_json::from_str::<ImageDigest>(&format!("\"{text}\"")).unwrap(),
+            d
+        );
+        for bad in [
+            ABC.to_string(),
+            format!("sha512:{ABC}"),
+            format!("SHA256:{ABC}"),
+            format!("sha256:{}", ABC.to_uppercase()),
+            format!("sha256:{}", &ABC[1..]),
+            format!("sha256:{ABC}0"),
+            format!("sha256:{ABC}\u{1b}[2K"),
+            String::new(),
+        ] {
+            assert!(bad.parse::<ImageDigest>().is_err(), "{bad:?}");
+            let e = serde_json::from_str::<ImageDigest>(&serde_json::to_string(&bad).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("field `config.image_digest`"), "{bad:?}: {e}");
+        }
     }
 }

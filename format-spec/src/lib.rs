@@ -34,7 +34,9 @@ pub mod read;
 pub mod write;
 
 pub use error::{FormatError, Result};
-pub use fixed_hex::{ParseHexError, Sha256Digest, SignerKeyId, SignerPublicKey};
+pub use fixed_hex::{
+    ImageDigest, ParseHexError, ParseImageDigestError, Sha256Digest, SignerKeyId, SignerPublicKey,
+};
 pub use frames::{FrameDecoder, FrameSpan, FramedEncoder, Frames};
 pub use layout::{
     Header, SignatureBlock, Trailer, ALGORITHM_TAG_ED25519, FORMAT_VERSION, PAGE_SIZE, TRAILER_LEN,

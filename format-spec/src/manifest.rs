@@ -213,7 +213,7 @@ pub struct MachineConfig {
     /// Source image reference, if the rootfs came from one.
     pub image: Option<String>,
     /// Digest of the source image (manifest digest), if known.
-    pub image_digest: Option<String>,
+    pub image_digest: Option<crate::ImageDigest>,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
     /// `KEY=VALUE` entries, in order.

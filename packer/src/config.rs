@@ -230,7 +230,7 @@ pub struct ImageSource {
     /// Who named the image: [`Provenance::Cli`] or [`Provenance::Smolfile`].
     pub named_by: Provenance,
     /// The manifest digest, when the source knows it.
-    pub digest: Option<String>,
+    pub digest: Option<smolvm_format::ImageDigest>,
     /// The image's runtime config, when it has one.
     pub config: Option<ImageRuntimeConfig>,
 }
@@ -246,7 +246,7 @@ pub fn machine_config(smolfile: &Smolfile, image: Option<&ImageSource>) -> Machi
     let mut c = merge_layers(&layers);
     if let Some(i) = image {
         c.image = Some(i.reference.clone());
-        c.image_digest.clone_from(&i.digest);
+        c.image_digest = i.digest;
         c.provenance
             .insert("image".into(), i.named_by.as_str().to_string());
     }
@@ -294,7 +294,7 @@ mod tests {
         ImageSource {
             reference: "nginx:1.27".into(),
             named_by: Provenance::Cli,
-            digest: Some(format!("sha256:{}", "ab".repeat(32))),
+            digest: Some(format!("sha256:{}", "ab".repeat(32)).parse().unwrap()),
             config: Some(ImageRuntimeConfig {
                 entrypoint: Some(vec!["/docker-entrypoint.sh".into()]),
                 cmd: Some(vec!["nginx".into(), "-g".into(), "daemon off;".into()]),

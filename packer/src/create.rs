@@ -305,7 +305,7 @@ fn load_root(source: &RootSource, opts: &CreateOptions) -> Result<(Tree, Option<
             let source = ImageSource {
                 reference: reference.clone(),
                 named_by: *named_by,
-                digest: digest.map(|d| d.to_string()),
+                digest: digest.as_ref().map(smolvm_format::ImageDigest::from),
                 config,
             };
             (tree, Some(source))

@@ -172,7 +172,7 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
             escape_untrusted(image),
             c.image_digest
                 .as_ref()
-                .map(|d| format!(" @ {}", escape_untrusted(d)))
+                .map(|d| format!(" @ {d}"))
                 .unwrap_or_default()
         );
     }

@@ -591,7 +591,9 @@ fn inspect_escapes_terminal_control_characters_from_the_manifest() {
         groups: vec![0],
         home: Some("/root".into()),
         image: Some(FORGED.into()),
-        image_digest: Some(FORGED.into()),
+        // A digest is decoded when the manifest is parsed: only `sha256:`
+        // and lowercase hex can be there (reader_manifest.rs).
+        image_digest: Some(format!("sha256:{}", "ab".repeat(32)).parse().unwrap()),
         cmd: vec![FORGED.into()],
         ..MachineConfig::default()
     };

@@ -657,3 +657,36 @@ fn test_manifest_account_fields_are_consistent_and_in_range() {
         &["manifest", "config.home"],
     );
 }
+
+/// Issue 10: the config's image digest is `sha256:` and 64 lowercase hex
+/// characters, or null. It is decoded once when the manifest is parsed, so
+/// nothing else (an escape sequence for a terminal included) can reach
+/// `pack inspect` or `--smolvm-info` through it.
+#[test]
+fn test_manifest_config_image_digest() {
+    let hex = "ab".repeat(32);
+    let good = format!("sha256:{hex}");
+    let b = smolvm_tests::build(&smolvm_tests::ArtifactSpec {
+        config: smolvm_format::MachineConfig {
+            image: Some("registry.example/app:1".into()),
+            image_digest: Some(good.parse().unwrap()),
+            ..smolvm_format::MachineConfig::default()
+        },
+        ..Default::default()
+    });
+    assert!(full_check(&b.bytes, &trusted()).is_ok());
+    for bad in [
+        hex.clone(),
+        format!("sha512:{hex}"),
+        format!("SHA256:{hex}"),
+        format!("sha256:{}", hex.to_uppercase()),
+        format!("sha256:{}", &hex[1..]),
+        format!("sha256:{hex}0"),
+        format!("sha256:{hex}\\u001b[2K"),
+    ] {
+        assert_rejected(
+            &b.with_member_text("image_digest", &good, &bad),
+            &["config.image_digest", "sha256:"],
+        );
+    }
+}

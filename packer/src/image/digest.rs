@@ -49,6 +49,13 @@ impl Digest {
     }
 }
 
+impl From<&Digest> for smolvm_format::ImageDigest {
+    /// The config's form of a digest already checked by [`Digest::parse`].
+    fn from(d: &Digest) -> Self {
+        smolvm_format::ImageDigest(d.hex.parse().expect("Digest holds 64 lowercase hex digits"))
+    }
+}
+
 impl std::fmt::Display for Digest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "sha256:{}", self.hex)
