@@ -26,10 +26,23 @@
 //! area. They read those through HTTP `Range` requests of
 //! [`RemoteArtifact::BLOCK`] bytes: three or four requests, well under a
 //! MiB, whatever the size of the root filesystem.
+//!
+//! A pull downloads into `.smolvm-pull-<hex of the blob digest>.part` in
+//! the output's directory (0600, never through a symlink), holding an
+//! exclusive `flock` on it: a second pull of the same artifact into the
+//! same directory fails at once rather than write into the same file. When
+//! the transfer breaks (a reset, a timeout, a 5xx) the part file stays,
+//! and the next pull re-hashes it and asks for the rest with
+//! `Range: bytes=N-` (a registry that ignores the range sends it all
+//! again). Bytes that fail their check (a digest mismatch, more than the
+//! stated size) are deleted, never resumed from; after the checks and
+//! `verify_artifact`, the part file is renamed to the output.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -46,7 +59,7 @@ use thiserror::Error;
 
 use crate::image::digest::Digest;
 use crate::image::reference::{parse_registry, RegistryRef};
-use crate::image::registry::{Connection, RegistryOptions, Session};
+use crate::image::registry::{Connection, RegistryOptions, Resume, Session};
 use crate::image::spec::OCI_MANIFEST;
 use crate::image::ImageError;
 
@@ -88,6 +101,18 @@ pub enum RemoteError {
     },
     #[error("{reference} is not a smolmachine artifact: {fault}")]
     NotAnArtifact { reference: String, fault: String },
+    /// Another pull holds the partial download's lock.
+    #[error("{part} is locked by another `smolvm pack pull` of the same artifact into this directory; this pull does not wait: run it again once that one has finished")]
+    PullInProgress { part: String },
+    /// The transfer broke; what arrived is kept for the next pull.
+    #[error("the download stopped at {kept} of {size} bytes, which are kept in {part}; the next `smolvm pack pull` of this artifact into the same directory resumes there")]
+    Interrupted {
+        kept: u64,
+        size: u64,
+        part: String,
+        #[source]
+        source: Box<ImageError>,
+    },
     /// The request cannot be met as asked (output naming, a reference).
     #[error("{0}")]
     Usage(String),
@@ -99,6 +124,8 @@ impl ExitStatus for RemoteError {
             // packer::exit maps the ImageError inside.
             RemoteError::Registry(_) => USAGE_OR_IO,
             RemoteError::Io { .. } | RemoteError::Usage(_) => USAGE_OR_IO,
+            // Only transport failures are kept to resume (see `pull`).
+            RemoteError::PullInProgress { .. } | RemoteError::Interrupted { .. } => USAGE_OR_IO,
             RemoteError::Format { source, .. } => source.exit_code(),
             RemoteError::Verify { source, .. } => source.exit_code(),
             RemoteError::NotAnArtifact { .. } => INVALID,
@@ -384,6 +411,8 @@ pub struct PullReport {
 /// Fetches the artifact `r` names into `output`: digest-checked while it
 /// arrives, then verified as `pack verify` would (every hash; the signer
 /// one of `trusted` when any are given) before it is renamed into place.
+/// It arrives in a part file beside `output` that a broken transfer
+/// leaves for the next pull to resume (see the module documentation).
 pub fn pull(
     r: &RegistryRef,
     output: &Path,
@@ -423,24 +452,43 @@ pub fn pull(
         _ => PathBuf::from("."),
     };
     let shown = output.display().to_string();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".smolvm-pull-")
-        .tempfile_in(&dir)
-        .map_err(|source| RemoteError::Io {
-            what: format!("creating a file in {}", dir.display()),
-            source,
-        })?;
-    let tmp_path = tmp.path().to_path_buf();
-    session.download(&digest, size, tmp.as_file_mut(), &tmp_path)?;
-    let file = tmp.reopen().map_err(|source| RemoteError::Io {
-        what: tmp_path.display().to_string(),
+    let mut part = PartFile::open(&dir.join(format!(".smolvm-pull-{}.part", digest.hex())))?;
+    let part_shown = part.path.display().to_string();
+    let part_io = |source| RemoteError::Io {
+        what: part_shown.clone(),
         source,
-    })?;
-    let src = FileSource::new(file).map_err(|source| RemoteError::Io {
-        what: tmp_path.display().to_string(),
-        source,
-    })?;
-    let (_, state) = verify_artifact(
+    };
+    let kept = part.file.metadata().map_err(part_io)?.len();
+    let resume = if kept > 0 && kept < size {
+        Some(Resume::from_prefix(&mut part.file, kept).map_err(part_io)?)
+    } else {
+        // Nothing, or no shorter than the blob: not a prefix of it.
+        part.file.set_len(0).map_err(part_io)?;
+        None
+    };
+    if let Err(e) = session.download(&digest, size, &mut part.file, &part.path, resume) {
+        let kept = part.file.metadata().map_or(0, |m| m.len());
+        return Err(match e {
+            // Bad bytes are never resumed from.
+            ImageError::DigestMismatch { .. } | ImageError::Invalid { .. } => {
+                part.discard();
+                e.into()
+            }
+            _ if kept == 0 => {
+                part.discard();
+                e.into()
+            }
+            _ => RemoteError::Interrupted {
+                kept,
+                size,
+                part: part_shown,
+                source: Box::new(e),
+            },
+        });
+    }
+    let file = part.file.try_clone().map_err(part_io)?;
+    let src = FileSource::new(file).map_err(part_io)?;
+    let verified = verify_artifact(
         &src,
         &VerifyOptions {
             trusted,
@@ -448,35 +496,44 @@ pub fn pull(
             integrity: true,
         },
     )
-    .map_err(|source| RemoteError::Verify {
-        what: format!("{r} (pulled, not written to {shown})"),
-        source,
-    })?;
+    .map(|(_, state)| state);
+    let state = match verified {
+        Ok(state) => state,
+        Err(source) => {
+            // Whole and as the registry holds it, but refused: the next
+            // pull's check is the same, so nothing is kept for it.
+            part.discard();
+            return Err(RemoteError::Verify {
+                what: format!("{r} (pulled, not written to {shown})"),
+                source,
+            });
+        }
+    };
     let key_id = match state {
         SignatureState::Unsigned => None,
         SignatureState::SelfConsistent { key_id } | SignatureState::Trusted { key_id } => {
             Some(key_id)
         }
     };
-    use std::os::unix::fs::PermissionsExt;
     let mode = match form {
         Form::Executable => 0o755,
         Form::Payload => 0o644,
     };
-    std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(mode)).map_err(
-        |source| RemoteError::Io {
-            what: tmp_path.display().to_string(),
-            source,
-        },
-    )?;
-    tmp.as_file().sync_all().map_err(|source| RemoteError::Io {
-        what: tmp_path.display().to_string(),
-        source,
-    })?;
-    tmp.persist(output).map_err(|e| RemoteError::Io {
-        what: format!("writing {shown}"),
-        source: e.error,
-    })?;
+    let placed = part
+        .file
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| part.file.sync_all())
+        .map_err(part_io)
+        .and_then(|()| {
+            std::fs::rename(&part.path, output).map_err(|source| RemoteError::Io {
+                what: format!("writing {shown}"),
+                source,
+            })
+        });
+    if let Err(e) = placed {
+        part.discard();
+        return Err(e);
+    }
     Ok(PullReport {
         form,
         size,
@@ -484,6 +541,89 @@ pub fn pull(
         manifest_digest,
         key_id,
     })
+}
+
+/// A pull's partial download, open and exclusively `flock`ed for as long
+/// as this lives.
+struct PartFile {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl PartFile {
+    /// A pull that ends removes its part file, and one may end between
+    /// this open and this lock; a lock on a file the name no longer
+    /// names is no lock, so the open is retried, this many times.
+    const OPEN_TRIES: usize = 4;
+
+    /// Opens (creating, 0600) and locks `path`: a regular file of this
+    /// user's, reached without following a symlink; a lock held elsewhere
+    /// is [`RemoteError::PullInProgress`].
+    fn open(path: &Path) -> Result<PartFile, RemoteError> {
+        let shown = path.display().to_string();
+        let io = |source| RemoteError::Io {
+            what: shown.clone(),
+            source,
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        for _ in 0..Self::OPEN_TRIES {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(path)
+                .map_err(io)?;
+            let meta = file.metadata().map_err(io)?;
+            if !meta.is_file() || meta.uid() != euid {
+                return Err(RemoteError::Usage(format!(
+                    "{shown} is where pulls of this artifact download to, but it is not a regular file of this user's (uid {}); remove it",
+                    meta.uid()
+                )));
+            }
+            if !exclusive_lock(&file).map_err(io)? {
+                return Err(RemoteError::PullInProgress { part: shown });
+            }
+            match std::fs::symlink_metadata(path) {
+                Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {
+                    return Ok(PartFile {
+                        file,
+                        path: path.to_path_buf(),
+                    })
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(RemoteError::PullInProgress { part: shown })
+    }
+
+    /// Removes the file, still locked, so that no other pull opens it in
+    /// between.
+    fn discard(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`, retried on EINTR; false when another open
+/// file holds a lock.
+fn exclusive_lock(file: &std::fs::File) -> std::io::Result<bool> {
+    loop {
+        // SAFETY: the descriptor is valid for the lifetime of `file`; flock
+        // touches no memory.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(e),
+        }
+    }
 }
 
 /// A pushed artifact read in place: [`ReadAt`] over ranged GETs of its
@@ -598,5 +738,71 @@ impl ReadAt for RemoteArtifact<'_> {
         let out = slice(start, &bytes);
         blocks.push((start, bytes));
         Ok(Cow::Owned(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_part_file_is_created_0600_and_locked_against_a_second_pull() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".smolvm-pull-x.part");
+        let first = PartFile::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        // flock conflicts between open file descriptions, in one process too.
+        match PartFile::open(&path) {
+            Err(e @ RemoteError::PullInProgress { .. }) => {
+                assert!(e.to_string().contains("does not wait"), "{e}");
+                assert_eq!(e.exit_code(), USAGE_OR_IO);
+            }
+            other => panic!("a second open while locked: {:?}", other.map(|p| p.path)),
+        }
+        first.discard();
+        assert!(!path.exists());
+        let again = PartFile::open(&path).unwrap();
+        drop(again);
+        assert!(PartFile::open(&path).is_ok(), "the lock outlived its file");
+    }
+
+    #[test]
+    fn a_part_file_name_that_is_a_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"keep").unwrap();
+        let path = dir.path().join(".smolvm-pull-x.part");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        match PartFile::open(&path) {
+            Err(RemoteError::Io { source, .. }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::ELOOP), "{source}");
+            }
+            other => panic!("opened through a symlink: {:?}", other.map(|p| p.path)),
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn an_interrupted_pull_says_it_resumes_without_repeating_its_source() {
+        let e = RemoteError::Interrupted {
+            kept: 5,
+            size: 9,
+            part: "dir/.smolvm-pull-x.part".into(),
+            source: Box::new(ImageError::Registry {
+                registry: "r".into(),
+                fault: "connection reset".into(),
+            }),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("5 of 9 bytes") && text.contains("resumes"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("connection reset"),
+            "repeats its source: {text}"
+        );
+        assert_eq!(e.exit_code(), USAGE_OR_IO);
     }
 }

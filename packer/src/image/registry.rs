@@ -22,7 +22,7 @@
 //! from the docker config (`$DOCKER_CONFIG/config.json`, else
 //! `~/.docker/config.json`): `auths` entries and credential helpers.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -601,14 +601,18 @@ impl<'a> Puller<'a> {
     ) -> Result<(), ImageError> {
         let mut tmp = self.cache.temp()?;
         let path = tmp.path().to_path_buf();
-        self.receive_blob(d, limit, exact, label, tmp.as_file_mut(), &path)
+        self.receive_blob(d, limit, exact, label, tmp.as_file_mut(), &path, None)
             .await?;
         self.cache.commit(tmp, d)
     }
 
     /// Streams blob `d` into `out` (at `path`), hashing it; an error unless
     /// it hashes to `d` and is no longer than `limit` (exactly `limit` when
-    /// `exact`).
+    /// `exact`). With `resume`, `out` holds what an earlier download left:
+    /// the rest is asked for with `Range: bytes=N-` and appended (206), or,
+    /// when the registry ignores the range (200), the whole blob is written
+    /// over it from byte 0.
+    #[allow(clippy::too_many_arguments)] // private; two callers: the cache and Session::download
     async fn receive_blob(
         &self,
         d: &Digest,
@@ -617,16 +621,63 @@ impl<'a> Puller<'a> {
         label: &str,
         out: &mut std::fs::File,
         path: &Path,
+        resume: Option<Resume>,
     ) -> Result<(), ImageError> {
         let url = format!("{}/blobs/{d}", self.base);
-        let mut resp = match self.get(&url, &[]).await {
+        let blob_what = format!("{}: {label} {d}", self.what);
+        let offset = resume.as_ref().map_or(0, |r| r.offset);
+        let range = (offset > 0).then(|| ("Range", format!("bytes={offset}-")));
+        let mut resp = match self
+            .send(reqwest::Method::GET, &url, &[], range.as_slice(), None)
+            .await
+        {
             Ok(resp) => resp,
             Err(Failure::Fatal(e)) => return Err(e),
+            // The blob is shorter than the bytes kept: they cannot be its.
+            Err(Failure::Refused(r)) if r.status == 416 && offset > 0 => {
+                return Err(ImageError::Invalid {
+                    what: blob_what,
+                    fault: format!(
+                        "the registry has no bytes from offset {offset} on (HTTP 416), though the manifest states {limit}"
+                    ),
+                })
+            }
             Err(Failure::Refused(r)) => return Err(self.refused(r, None).await),
         };
-        let blob_what = format!("{}: {label} {d}", self.what);
-        let mut hasher = Sha256::new();
-        let mut count: u64 = 0;
+        let written = io_err(format!("writing {}", path.display()));
+        let (mut hasher, mut count) = match resume {
+            Some(r) if resp.status().as_u16() == 206 => {
+                let content_range = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if range_start(content_range) != Some(r.offset) {
+                    return Err(ImageError::Invalid {
+                        what: blob_what,
+                        fault: format!(
+                            "the registry answered a request for bytes {}- with Content-Range {content_range:?}",
+                            r.offset
+                        ),
+                    });
+                }
+                out.seek(SeekFrom::Start(r.offset)).map_err(written)?;
+                (r.hasher, r.offset)
+            }
+            _ => {
+                if offset > 0 && self.opts.registry.progress {
+                    eprintln!(
+                        "registry {} ignored the range request; downloading {label} from its start",
+                        self.r.registry
+                    );
+                }
+                out.set_len(0)
+                    .and_then(|()| out.seek(SeekFrom::Start(0)))
+                    .map_err(written)?;
+                (Sha256::new(), 0)
+            }
+        };
+        let resumed = count > 0;
         loop {
             let next = tokio::time::timeout(self.opts.registry.read_timeout, resp.chunk()).await;
             let chunk = match next {
@@ -657,7 +708,14 @@ impl<'a> Puller<'a> {
         let actual = Digest::parse(&format!("sha256:{}", hex::encode(hasher.finalize())))
             .expect("hex digest");
         if &actual != d {
-            return Err(self.mismatch(&format!("{label} {d}"), d, &actual));
+            let mut e = self.mismatch(&format!("{label} {d}"), d, &actual);
+            if let (true, ImageError::DigestMismatch { hint, .. }) = (resumed, &mut e) {
+                *hint = format!(
+                    "the {offset} bytes kept from an earlier download, or the rest that registry {} sent, are not the blob's; they are deleted, and the next pull starts from the beginning",
+                    self.r.registry
+                );
+            }
+            return Err(e);
         }
         if exact && count != limit {
             return Err(ImageError::Invalid {
@@ -867,6 +925,58 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+/// Where a download picks up: the first `offset` bytes of the blob are on
+/// disk already, and `hasher` has seen them.
+pub struct Resume {
+    offset: u64,
+    hasher: Sha256,
+}
+
+impl Resume {
+    /// Hashes the first `len` bytes of `file`, the part an earlier download
+    /// of the blob left. They are read again rather than trusted: what is
+    /// on disk is what the final digest has to cover.
+    pub fn from_prefix(file: &mut std::fs::File, len: u64) -> std::io::Result<Resume> {
+        file.seek(SeekFrom::Start(0))?;
+        let mut hasher = Sha256::new();
+        let mut prefix = Read::take(&mut *file, len);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut read: u64 = 0;
+        loop {
+            let n = prefix.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            read += n as u64;
+        }
+        if read != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{read} bytes where {len} were"),
+            ));
+        }
+        Ok(Resume {
+            offset: len,
+            hasher,
+        })
+    }
+
+    /// The bytes already there.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+/// The first byte a `Content-Range: bytes FIRST-LAST/SIZE` answer holds.
+fn range_start(content_range: &str) -> Option<u64> {
+    let (first, _) = content_range
+        .trim()
+        .strip_prefix("bytes ")?
+        .split_once('-')?;
+    first.trim().parse().ok()
 }
 
 fn human_size(n: u64) -> String {

@@ -13,7 +13,7 @@ use crate::image::reference::RegistryRef;
 use crate::image::spec::Platform;
 use crate::image::{default_cache_dir, io_err, ImageError, ImageOptions};
 
-use super::{BlobCache, RegistryOptions};
+use super::{BlobCache, RegistryOptions, Resume};
 
 /// Bytes sent per upload request: a PATCH per chunk, the last chunk with
 /// the closing PUT. Large enough that requests cost little beside the
@@ -286,20 +286,31 @@ impl Session<'_> {
     }
 
     /// Downloads blob `d` of `size` bytes into `out` (at `path`): an error
-    /// unless it hashes to `d` and is exactly `size` bytes.
+    /// unless it hashes to `d` and is exactly `size` bytes. With `resume`,
+    /// `out` holds the blob's first [`Resume::offset`] bytes and only the
+    /// rest is asked for (see [`Resume`]).
     pub fn download(
         &self,
         d: &Digest,
         size: u64,
         out: &mut std::fs::File,
         path: &Path,
+        resume: Option<Resume>,
     ) -> Result<(), ImageError> {
         if self.puller.opts.registry.progress {
-            eprintln!("pulling {} {d} ({})", self.puller.r, human_size(size));
+            let resuming = resume
+                .as_ref()
+                .map(|r| format!(", resuming at {} of {size} bytes", r.offset()))
+                .unwrap_or_default();
+            eprintln!(
+                "pulling {} {d} ({}{resuming})",
+                self.puller.r,
+                human_size(size)
+            );
         }
         self.runtime.block_on(
             self.puller
-                .receive_blob(d, size, true, "payload", out, path),
+                .receive_blob(d, size, true, "payload", out, path, resume),
         )
     }
 }
