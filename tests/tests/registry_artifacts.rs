@@ -8,10 +8,15 @@
 //! (scripts/test.sh), where that is a failure.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
 
 use smolvm_tests::{
     fake_kernel, fake_stub, other_key, pattern, registry_dir, smolvm, test_key, write_key_files,
@@ -320,4 +325,287 @@ fn sent_for(log: &str, repository: &str) -> (usize, u64) {
             .unwrap_or(0);
     }
     (requests, bytes)
+}
+
+/// A TCP proxy on 127.0.0.1 in front of the open registry (:5000): it
+/// counts the bytes the registry sends through it and, with a cut, closes
+/// each connection once that many have gone through, as a reset midway
+/// would. Its threads live as long as the test process.
+struct Proxy {
+    port: u16,
+    /// Bytes passed from the registry to smolvm, headers included.
+    sent: Arc<AtomicU64>,
+}
+
+/// What a [`Proxy`] does besides passing bytes.
+#[derive(Clone, Copy)]
+enum Meddle {
+    Nothing,
+    /// Close each connection after this many bytes from the registry.
+    CutAfter(u64),
+    /// Rename `Range` request headers, as a registry that ignores them.
+    HideRange,
+}
+
+impl Proxy {
+    fn start(meddle: Meddle) -> Proxy {
+        let cut = match meddle {
+            Meddle::CutAfter(n) => Some(n),
+            _ => None,
+        };
+        let hide_range = matches!(meddle, Meddle::HideRange);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&sent);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", 5000)) else {
+                    continue;
+                };
+                let (mut requests, mut to_registry) =
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 << 10];
+                    while let Ok(n) = requests.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if hide_range {
+                            // Same length, so nothing else shifts; a request
+                            // head arrives in one read.
+                            for at in 0..n.saturating_sub(8) {
+                                if buf[at..at + 8].eq_ignore_ascii_case(b"\r\nrange:") {
+                                    buf[at + 2..at + 7].copy_from_slice(b"xange");
+                                }
+                            }
+                        }
+                        if to_registry.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_registry.shutdown(Shutdown::Write);
+                });
+                let counter = Arc::clone(&counter);
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (upstream, client);
+                    let mut buf = vec![0u8; 64 << 10];
+                    let mut passed: u64 = 0;
+                    loop {
+                        let mut n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if let Some(c) = cut {
+                            n = n.min(usize::try_from(c - passed).unwrap());
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        passed += n as u64;
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
+                        if cut.is_some_and(|c| passed >= c) {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(Shutdown::Both);
+                    let _ = from.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        Proxy { port, sent }
+    }
+
+    /// `reference`'s repository and tag, through this proxy.
+    fn reference(&self, repository_and_tag: &str) -> String {
+        format!("127.0.0.1:{}/{repository_and_tag}", self.port)
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// Where pulls of `local` (pushed) download to in `dir`.
+fn part_file(dir: &Path, local: &Path) -> PathBuf {
+    let hex = hex::encode(Sha256::digest(std::fs::read(local).unwrap()));
+    dir.join(format!(".smolvm-pull-{hex}.part"))
+}
+
+/// A pull whose connection is cut after 1 MiB of a 4 MiB artifact fails
+/// with exit 2 and keeps what arrived (0600); the next pull asks for the
+/// rest only (counted at a second proxy: the registry sends less than the
+/// blob minus what was kept, plus headers), and writes the pushed bytes
+/// with no part file left. Through a proxy that hides the `Range` header,
+/// a resumed pull gets the whole blob (200) and starts over.
+#[test]
+fn an_interrupted_pull_resumes_where_it_stopped() {
+    if !registry_ready(5000, 200) {
+        return;
+    }
+    let sc = Scratch::new(4 << 20);
+    let local = sc.pack("big.smolmachine");
+    let size = std::fs::metadata(&local).unwrap().len();
+    assert!(size > 4 << 20, "the artifact is {size} bytes");
+    let tagged = format!("{}:1", repository("resume"));
+    let out = sc.smolvm(
+        &[
+            "pack",
+            "push",
+            s(&local),
+            &format!("localhost:5000/{tagged}"),
+        ],
+        None,
+    );
+    expect(&out, 0, &["pushed"]);
+    let dir = sc.path("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pulled = dir.join("big.smolmachine");
+    let part = part_file(&dir, &local);
+    let key = sc.path("keys/test.pub");
+
+    let cutting = Proxy::start(Meddle::CutAfter(1 << 20));
+    let out = sc.smolvm(
+        &[
+            "pack",
+            "pull",
+            &cutting.reference(&tagged),
+            "--key",
+            s(&key),
+            "-o",
+            s(&pulled),
+        ],
+        None,
+    );
+    let text = expect(&out, 2, &["kept in", "resumes there"]);
+    eprintln!("the cut pull said: {}", text.trim());
+    assert!(!pulled.exists());
+    let meta = std::fs::metadata(&part).expect("the part file is kept");
+    let kept = meta.len();
+    assert!(kept > 0 && kept < size, "{kept} of {size} bytes kept");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let counting = Proxy::start(Meddle::Nothing);
+    let out = sc.smolvm(
+        &[
+            "pack",
+            "pull",
+            &counting.reference(&tagged),
+            "--key",
+            s(&key),
+            "-o",
+            s(&pulled),
+        ],
+        None,
+    );
+    expect(
+        &out,
+        0,
+        &[&format!("resuming at {kept} of {size} bytes"), "verified"],
+    );
+    eprintln!(
+        "first pull: {} bytes through the proxy before the cut, {kept} kept; resumed pull: {} bytes; blob {size} bytes",
+        cutting.sent(),
+        counting.sent()
+    );
+    assert_eq!(
+        std::fs::read(&pulled).unwrap(),
+        std::fs::read(&local).unwrap(),
+        "the resumed pull's bytes differ from the pushed file"
+    );
+    assert!(!part.exists(), "{} left after success", part.display());
+    assert!(
+        counting.sent() < size - kept + (16 << 10),
+        "the resumed pull carried {} bytes; the rest of the blob is {}",
+        counting.sent(),
+        size - kept
+    );
+
+    // A registry that ignores the range answers 200 with the whole blob:
+    // the kept bytes are written over from byte 0.
+    std::fs::remove_file(&pulled).unwrap();
+    let out = sc.smolvm(
+        &[
+            "pack",
+            "pull",
+            &cutting.reference(&tagged),
+            "-o",
+            s(&pulled),
+        ],
+        None,
+    );
+    expect(&out, 2, &["resumes there"]);
+    let ignoring = Proxy::start(Meddle::HideRange);
+    let out = sc.smolvm(
+        &[
+            "pack",
+            "pull",
+            &ignoring.reference(&tagged),
+            "-o",
+            s(&pulled),
+        ],
+        None,
+    );
+    expect(
+        &out,
+        0,
+        &["resuming at", "ignored the range request", "wrote"],
+    );
+    eprintln!(
+        "range ignored: {} bytes for a blob of {size}",
+        ignoring.sent()
+    );
+    assert!(ignoring.sent() > size);
+    assert_eq!(
+        std::fs::read(&pulled).unwrap(),
+        std::fs::read(&local).unwrap()
+    );
+    assert!(!part.exists());
+}
+
+/// A part file with a flipped byte in its prefix is resumed from (nothing
+/// can tell before the end), ends in a digest mismatch (exit 1) that
+/// deletes it, and the next pull starts from byte 0 and succeeds.
+#[test]
+fn a_corrupt_part_file_is_a_digest_mismatch_and_deleted() {
+    if !registry_ready(5000, 200) {
+        return;
+    }
+    let sc = Scratch::new(2 << 20);
+    let local = sc.pack("hello.smolmachine");
+    let reference = format!("localhost:5000/{}:1", repository("corrupt-part"));
+    let out = sc.smolvm(&["pack", "push", s(&local), &reference], None);
+    expect(&out, 0, &["pushed"]);
+    let dir = sc.path("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pulled = dir.join("hello.smolmachine");
+    let part = part_file(&dir, &local);
+    let mut prefix = std::fs::read(&local).unwrap();
+    prefix.truncate(1 << 20);
+    prefix[1000] ^= 0x40;
+    std::fs::write(&part, &prefix).unwrap();
+
+    let out = sc.smolvm(&["pack", "pull", &reference, "-o", s(&pulled)], None);
+    let text = expect(
+        &out,
+        1,
+        &[
+            &format!("resuming at {}", 1 << 20),
+            "digest mismatch",
+            "starts from the beginning",
+        ],
+    );
+    eprintln!("the pull over a corrupt part file said: {}", text.trim());
+    assert!(!part.exists(), "the corrupt part file was kept");
+    assert!(!pulled.exists());
+
+    let out = sc.smolvm(&["pack", "pull", &reference, "-o", s(&pulled)], None);
+    let text = expect(&out, 0, &["wrote"]);
+    assert!(!text.contains("resuming"), "{text}");
+    assert_eq!(
+        std::fs::read(&pulled).unwrap(),
+        std::fs::read(&local).unwrap()
+    );
+    assert!(!part.exists());
 }
