@@ -255,6 +255,14 @@ enum Pack {
     /// stored as pushed: `-o NAME` needs a pushed packed executable (written
     /// 0755), `-o NAME.smolmachine` a pushed bare payload.
     ///
+    /// The download goes to .smolvm-pull-HEX.part beside OUT (HEX: the
+    /// artifact's sha256). If the transfer breaks (connection reset,
+    /// timeout, registry 5xx), that file is kept and the next pull of the
+    /// same artifact into the same directory resumes it with a ranged
+    /// request; bytes that fail their digest are deleted instead. A second
+    /// pull of the same artifact into the same directory while one runs
+    /// fails at once (exit 2) rather than wait.
+    ///
     /// Example:
     ///   smolvm pack pull ghcr.io/me/hello:1.0 --key keys/smolvm.pub -o hello
     ///   smolvm pack pull localhost:5000/app@sha256:... -o app.smolmachine
