@@ -99,6 +99,17 @@ impl Scratch {
         out
     }
 
+    /// Packs `out` and pushes it as `localhost:5000/<repository(what)>:1`;
+    /// returns the local file and the repository with its tag (no registry).
+    fn pushed(&self, out: &str, what: &str) -> (PathBuf, String) {
+        let local = self.pack(out);
+        let tagged = format!("{}:1", repository(what));
+        let reference = format!("localhost:5000/{tagged}");
+        let pushed = self.smolvm(&["pack", "push", s(&local), &reference], None);
+        expect(&pushed, 0, &["pushed"]);
+        (local, tagged)
+    }
+
     /// `smolvm ARGS` with a private cache and HOME, and the docker config
     /// directory `docker` (credentials) when given.
     fn smolvm(&self, args: &[&str], docker: Option<&Path>) -> Output {
@@ -273,13 +284,11 @@ fn remote_inspect_reads_under_a_mib_of_a_40_mb_artifact() {
         return;
     }
     let sc = Scratch::new(40 << 20);
-    let local = sc.pack("big.smolmachine");
+    let (local, tagged) = sc.pushed("big.smolmachine", "big");
     let size = std::fs::metadata(&local).unwrap().len();
     assert!(size > 40 << 20, "the artifact is {size} bytes");
-    let name = repository("big");
-    let reference = format!("localhost:5000/{name}:1");
-    let out = sc.smolvm(&["pack", "push", s(&local), &reference], None);
-    expect(&out, 0, &["pushed"]);
+    let reference = format!("localhost:5000/{tagged}");
+    let name = tagged.strip_suffix(":1").unwrap();
 
     let log = registry_dir().join("registry.log");
     let key = sc.path("keys/test.pub");
@@ -296,7 +305,7 @@ fn remote_inspect_reads_under_a_mib_of_a_40_mb_artifact() {
         let text = std::fs::read(&log).unwrap();
         let start = usize::try_from(before).unwrap().min(text.len());
         let new = String::from_utf8_lossy(&text[start..]);
-        let (requests, bytes) = sent_for(&new, &name);
+        let (requests, bytes) = sent_for(&new, name);
         eprintln!(
             "{}: {requests} requests, {bytes} bytes sent by the registry (artifact {size} bytes)",
             args.join(" ")
@@ -445,20 +454,9 @@ fn an_interrupted_pull_resumes_where_it_stopped() {
         return;
     }
     let sc = Scratch::new(4 << 20);
-    let local = sc.pack("big.smolmachine");
+    let (local, tagged) = sc.pushed("big.smolmachine", "resume");
     let size = std::fs::metadata(&local).unwrap().len();
     assert!(size > 4 << 20, "the artifact is {size} bytes");
-    let tagged = format!("{}:1", repository("resume"));
-    let out = sc.smolvm(
-        &[
-            "pack",
-            "push",
-            s(&local),
-            &format!("localhost:5000/{tagged}"),
-        ],
-        None,
-    );
-    expect(&out, 0, &["pushed"]);
     let dir = sc.path("out");
     std::fs::create_dir_all(&dir).unwrap();
     let pulled = dir.join("big.smolmachine");
@@ -573,10 +571,8 @@ fn a_corrupt_part_file_is_a_digest_mismatch_and_deleted() {
         return;
     }
     let sc = Scratch::new(2 << 20);
-    let local = sc.pack("hello.smolmachine");
-    let reference = format!("localhost:5000/{}:1", repository("corrupt-part"));
-    let out = sc.smolvm(&["pack", "push", s(&local), &reference], None);
-    expect(&out, 0, &["pushed"]);
+    let (local, tagged) = sc.pushed("hello.smolmachine", "corrupt-part");
+    let reference = format!("localhost:5000/{tagged}");
     let dir = sc.path("out");
     std::fs::create_dir_all(&dir).unwrap();
     let pulled = dir.join("hello.smolmachine");
