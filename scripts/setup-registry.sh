@@ -17,8 +17,10 @@
 #   wants credentials (htpasswd, user smolvm-test, password in
 #   .cache/registry/auth.password; apache2-utils makes the bcrypt entry), for
 #   the credential-auth test; pid in .cache/registry/registry-auth.pid.
-# Idempotent: a registry that already answers (200 on :5000, 401 on :5001)
-#   is left alone. Prints the open registry's URL on stdout once both answer.
+# Idempotent: registries this checkout started that already answer (200 on
+#   :5000, 401 on :5001) are left alone. Registries another checkout started
+#   are refused with their pids (the tests read this checkout's storage, log
+#   and password). Prints the open registry's URL on stdout once both answer.
 set -euo pipefail
 
 die() { echo "setup-registry.sh: error: $*" >&2; exit 1; }
@@ -56,8 +58,37 @@ case "${1:-}" in
     *) die "unknown argument '$1' (usage: scripts/setup-registry.sh [--stop])" ;;
 esac
 
+# Whether pid file $1 names a live docker-registry serving config $2 of
+# this checkout.
+serves_ours() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [[ -n "$pid" && -r /proc/$pid/cmdline ]] || return 1
+    tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF "docker-registry serve $2"
+}
+# Every docker-registry on this machine, one "pid: command line" each.
+registries() {
+    local c
+    for c in /proc/[0-9]*/cmdline; do
+        tr '\0' ' ' <"$c" 2>/dev/null | grep -q '^docker-registry serve ' || continue
+        c=${c#/proc/}
+        echo "  pid ${c%/cmdline}: $(tr '\0' ' ' <"/proc/$c")"
+    done
+}
+
 auth_port=5001
-if [[ "$(probe)" == 200 && "$(probe $auth_port)" == 401 ]]; then
+open_status=$(probe) auth_status=$(probe $auth_port)
+# The tests read this checkout's storage, access log and password: a
+# registry some other checkout started answers, but is not that one.
+foreign=0
+if [[ "$open_status" == 200 ]] && ! serves_ours "$dir/registry.pid" "$dir/config.yml"; then foreign=1; fi
+if [[ "$auth_status" == 401 ]] && ! serves_ours "$dir/registry-auth.pid" "$dir/config-auth.yml"; then foreign=1; fi
+if [[ $foreign == 1 ]]; then
+    die "ports $port/$auth_port answer, but not with the registries this checkout started (the tests read $dir); running:
+$(registries)
+stop them (scripts/setup-registry.sh --stop in their checkout, or kill the pids) and run this again"
+fi
+if [[ "$open_status" == 200 && "$auth_status" == 401 ]]; then
     echo "$url"
     exit 0
 fi
