@@ -18,9 +18,11 @@
 #   .cache/registry/auth.password; apache2-utils makes the bcrypt entry), for
 #   the credential-auth test; pid in .cache/registry/registry-auth.pid.
 # Idempotent: registries this checkout started that already answer (200 on
-#   :5000, 401 on :5001) are left alone. Registries another checkout started
-#   are refused with their pids (the tests read this checkout's storage, log
-#   and password). Prints the open registry's URL on stdout once both answer.
+#   :5000, 401 on :5001) are left alone. Test registries another checkout's
+#   copy of this script started are stopped (the tests read this checkout's
+#   storage, log and password) and this checkout's own started; anything else
+#   on those ports is an error. Prints the open registry's URL on stdout once
+#   both answer.
 set -euo pipefail
 
 die() { echo "setup-registry.sh: error: $*" >&2; exit 1; }
@@ -59,34 +61,46 @@ case "${1:-}" in
 esac
 
 # Whether pid file $1 names a live docker-registry serving config $2 of
-# this checkout.
+# this checkout (a killed one that is not reaped yet has no command line).
 serves_ours() {
     local pid
     pid=$(cat "$1" 2>/dev/null) || return 1
     [[ -n "$pid" && -r /proc/$pid/cmdline ]] || return 1
     tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF "docker-registry serve $2"
 }
-# Every docker-registry on this machine, one "pid: command line" each.
-registries() {
-    local c
+# The pids of registries another checkout's copy of this script started
+# (their config is <that checkout>/.cache/registry/config[-auth].yml).
+foreign_registries() {
+    local c pid line
     for c in /proc/[0-9]*/cmdline; do
-        tr '\0' ' ' <"$c" 2>/dev/null | grep -q '^docker-registry serve ' || continue
-        c=${c#/proc/}
-        echo "  pid ${c%/cmdline}: $(tr '\0' ' ' <"/proc/$c")"
+        line=$(tr '\0' ' ' <"$c" 2>/dev/null) || continue
+        [[ "$line" =~ ^docker-registry\ serve\ (.*/\.cache/registry/config(-auth)?\.yml)\ $ ]] || continue
+        [[ "${BASH_REMATCH[1]}" == "$dir/"* ]] && continue
+        pid=${c#/proc/}
+        echo "${pid%/cmdline}"
     done
 }
 
 auth_port=5001
+# The tests read this checkout's storage, access log and password: a test
+# registry another checkout started answers, but is not that one. It is
+# stopped (it is that checkout's loopback test registry; its data stays),
+# and this checkout's own are started below.
+stopped=0
+for pid in $(foreign_registries); do
+    log "stopping pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline")): another checkout's test registry holds the ports"
+    kill "$pid" 2>/dev/null && stopped=1
+done
+if [[ $stopped == 1 ]]; then
+    for _ in $(seq 1 50); do
+        [[ -z "$(probe)" && -z "$(probe $auth_port)" ]] && break
+        sleep 0.1
+    done
+fi
 open_status=$(probe) auth_status=$(probe $auth_port)
-# The tests read this checkout's storage, access log and password: a
-# registry some other checkout started answers, but is not that one.
-foreign=0
-if [[ "$open_status" == 200 ]] && ! serves_ours "$dir/registry.pid" "$dir/config.yml"; then foreign=1; fi
-if [[ "$auth_status" == 401 ]] && ! serves_ours "$dir/registry-auth.pid" "$dir/config-auth.yml"; then foreign=1; fi
-if [[ $foreign == 1 ]]; then
-    die "ports $port/$auth_port answer, but not with the registries this checkout started (the tests read $dir); running:
-$(registries)
-stop them (scripts/setup-registry.sh --stop in their checkout, or kill the pids) and run this again"
+if [[ "$open_status" == 200 ]] && ! serves_ours "$dir/registry.pid" "$dir/config.yml" \
+    || { [[ "$auth_status" == 401 ]] && ! serves_ours "$dir/registry-auth.pid" "$dir/config-auth.yml"; }; then
+    die "ports $port/$auth_port answer, but not with the registries this checkout started (the tests read $dir): stop what listens there and run this again"
 fi
 if [[ "$open_status" == 200 && "$auth_status" == 401 ]]; then
     echo "$url"
@@ -143,7 +157,7 @@ EOF
 
 if [[ "$(probe)" == 200 ]]; then
     :
-elif [[ -s "$dir/registry.pid" ]] && kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null; then
+elif serves_ours "$dir/registry.pid" "$dir/config.yml"; then
     log "pid $(cat "$dir/registry.pid") is running but does not answer yet"
 else
     log "starting docker-registry on $host:$port (storage $dir/data)"
@@ -162,7 +176,7 @@ auth:
     path: $dir/htpasswd
 EOF
 if [[ "$(probe $auth_port)" != 401 ]]; then
-    if [[ -s "$dir/registry-auth.pid" ]] && kill -0 "$(cat "$dir/registry-auth.pid")" 2>/dev/null; then
+    if serves_ours "$dir/registry-auth.pid" "$dir/config-auth.yml"; then
         log "pid $(cat "$dir/registry-auth.pid") is running but does not answer yet"
     else
         log "starting the credential-auth registry on $host:$auth_port"
@@ -176,8 +190,8 @@ for _ in $(seq 1 100); do
         echo "$url"
         exit 0
     fi
-    kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null || break
-    kill -0 "$(cat "$dir/registry-auth.pid")" 2>/dev/null || break
+    serves_ours "$dir/registry.pid" "$dir/config.yml" || break
+    serves_ours "$dir/registry-auth.pid" "$dir/config-auth.yml" || break
     sleep 0.2
 done
 tail -n 20 "$dir/registry.log" "$dir/registry-auth.log" >&2 || true
