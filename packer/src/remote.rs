@@ -42,7 +42,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -583,7 +582,7 @@ impl PartFile {
                     meta.uid()
                 )));
             }
-            if !exclusive_lock(&file).map_err(io)? {
+            if !smolvm_runtime::cache::flock(&file, libc::LOCK_EX | libc::LOCK_NB).map_err(io)? {
                 return Err(RemoteError::PullInProgress { part: shown });
             }
             match std::fs::symlink_metadata(path) {
@@ -605,24 +604,6 @@ impl PartFile {
     /// between.
     fn discard(self) {
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// `flock(LOCK_EX | LOCK_NB)`, retried on EINTR; false when another open
-/// file holds a lock.
-fn exclusive_lock(file: &std::fs::File) -> std::io::Result<bool> {
-    loop {
-        // SAFETY: the descriptor is valid for the lifetime of `file`; flock
-        // touches no memory.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(true);
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            _ => return Err(e),
-        }
     }
 }
 

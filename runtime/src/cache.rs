@@ -298,7 +298,7 @@ pub(crate) fn hold(f: File, path: &Path) -> Result<File, CacheError> {
 
 /// `flock(op)`, retried on EINTR; false when `LOCK_NB` was asked and the
 /// lock is held elsewhere.
-fn flock(f: &File, op: libc::c_int) -> std::io::Result<bool> {
+pub fn flock(f: &File, op: libc::c_int) -> std::io::Result<bool> {
     loop {
         // SAFETY: the descriptor is valid for the lifetime of `f`.
         let r = unsafe { libc::flock(f.as_raw_fd(), op) };

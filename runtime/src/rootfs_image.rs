@@ -66,7 +66,7 @@ impl Cache {
             .mode(0o600)
             .open(&lock_path)
             .map_err(io(&lock_path))?;
-        flock_exclusive(&lock).map_err(io(&lock_path))?;
+        crate::cache::flock(&lock, libc::LOCK_EX).map_err(io(&lock_path))?;
         // Someone else may have finished while we waited.
         if let Some(f) = open_complete(&path, entry.size)? {
             return Ok(f);
@@ -289,21 +289,6 @@ fn open_complete(path: &Path, size: u64) -> Result<Option<File>, CacheError> {
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),
-    }
-}
-
-fn flock_exclusive(f: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    loop {
-        // SAFETY: the descriptor is valid for the lifetime of `f`.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
     }
 }
 

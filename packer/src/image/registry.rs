@@ -941,17 +941,7 @@ impl Resume {
     pub fn from_prefix(file: &mut std::fs::File, len: u64) -> std::io::Result<Resume> {
         file.seek(SeekFrom::Start(0))?;
         let mut hasher = Sha256::new();
-        let mut prefix = Read::take(&mut *file, len);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut read: u64 = 0;
-        loop {
-            let n = prefix.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            read += n as u64;
-        }
+        let read = std::io::copy(&mut Read::take(&mut *file, len), &mut hasher)?;
         if read != len {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
