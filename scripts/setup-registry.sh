@@ -68,16 +68,21 @@ serves_ours() {
     [[ -n "$pid" && -r /proc/$pid/cmdline ]] || return 1
     tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF "docker-registry serve $2"
 }
-# The pids of registries another checkout's copy of this script started
-# (their config is <that checkout>/.cache/registry/config[-auth].yml).
+# The pids of test registries (config <a checkout>/.cache/registry/
+# config[-auth].yml) that this checkout's pid files do not name: another
+# checkout's, or an earlier checkout's at this same path.
 foreign_registries() {
     local c pid line
     for c in /proc/[0-9]*/cmdline; do
         line=$(tr '\0' ' ' <"$c" 2>/dev/null) || continue
         [[ "$line" =~ ^docker-registry\ serve\ (.*/\.cache/registry/config(-auth)?\.yml)\ $ ]] || continue
-        [[ "${BASH_REMATCH[1]}" == "$dir/"* ]] && continue
         pid=${c#/proc/}
-        echo "${pid%/cmdline}"
+        pid=${pid%/cmdline}
+        # Ours: the pid this checkout's pid file names. The same config path
+        # without it is a registry of an earlier checkout at this path.
+        [[ "$pid" == "$(cat "$dir/registry.pid" 2>/dev/null)" \
+            || "$pid" == "$(cat "$dir/registry-auth.pid" 2>/dev/null)" ]] && continue
+        echo "$pid"
     done
 }
 
