@@ -8,8 +8,15 @@ use std::collections::BTreeMap;
 
 use erofs_support::*;
 use proptest::prelude::*;
-use smolvm_rootfs::erofs::ErofsOptions;
+use smolvm_rootfs::erofs::{Compression, ErofsOptions};
 use smolvm_rootfs::tree::{FileData, Node, NodeKind, Tree};
+
+#[derive(Debug, Clone, Copy)]
+enum Noise {
+    None,
+    All,
+    OddBlocks,
+}
 
 #[derive(Debug, Clone)]
 enum Kind {
@@ -18,6 +25,8 @@ enum Kind {
         len: usize,
         seed: u8,
         host: bool,
+        /// Bytes that do not compress: none, all, or every other 4 KiB.
+        noise: Noise,
     },
     Symlink(String),
     /// Picks one of the files made so far.
@@ -57,16 +66,21 @@ fn name() -> impl Strategy<Value = String> {
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
-    // Sizes up to three blocks and a bit, with the block edges likely.
+    // Sizes up to three blocks and a bit, with the block edges likely;
+    // now and then a file over several 128 KiB compression extents.
     let len = prop_oneof![
-        0usize..=3 * 4096 + 100,
-        prop::sample::select(vec![
-            0usize, 1, 4031, 4032, 4033, 4095, 4096, 4097, 8192, 12_288
+        8 => 0usize..=3 * 4096 + 100,
+        4 => prop::sample::select(vec![
+            0usize, 1, 4031, 4032, 4033, 4095, 4096, 4097, 8192, 12_288,
+            131_072, 131_073, 135_168,
         ]),
+        1 => 4096usize..=400_000,
     ];
+    let noise = prop_oneof![Just(Noise::None), Just(Noise::All), Just(Noise::OddBlocks)];
     prop_oneof![
         3 => Just(Kind::Dir),
-        5 => (len, any::<u8>(), any::<bool>()).prop_map(|(len, seed, host)| Kind::File { len, seed, host }),
+        5 => (len, any::<u8>(), any::<bool>(), noise)
+            .prop_map(|(len, seed, host, noise)| Kind::File { len, seed, host, noise }),
         2 => prop_oneof![
             4 => "[^\u{0}]{1,40}",
             1 => (1usize..4095).prop_map(|n| "t".repeat(n)),
@@ -140,9 +154,29 @@ fn build(specs: Vec<Spec>, host_dir: &std::path::Path) -> Tree {
         let mut xattrs = s.xattrs;
         let kind = match s.kind {
             Kind::Dir => NodeKind::Dir,
-            Kind::File { len, seed, host } => {
+            Kind::File {
+                len,
+                seed,
+                host,
+                noise,
+            } => {
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(seed);
                 let bytes: Vec<u8> = (0..len)
-                    .map(|j| j.to_le_bytes()[0].wrapping_mul(seed | 1) ^ seed)
+                    .map(|j| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let random = match noise {
+                            Noise::None => false,
+                            Noise::All => true,
+                            Noise::OddBlocks => j / 4096 % 2 == 1,
+                        };
+                        if random {
+                            x.to_le_bytes()[0]
+                        } else {
+                            j.to_le_bytes()[0].wrapping_mul(seed | 1) ^ seed
+                        }
+                    })
                     .collect();
                 if host {
                     let p = host_dir.join(format!("h{i}"));
@@ -198,10 +232,12 @@ proptest! {
     fn arbitrary_trees_round_trip(
         specs in prop::collection::vec(spec(), 0..60),
         clamp in prop::option::of(0u64..(1 << 33)),
+        lz4 in any::<bool>(),
     ) {
         let scratch = tempfile::tempdir().unwrap();
         let tree = build(specs, scratch.path());
-        let opts = ErofsOptions { clamp_mtime: clamp };
+        let compression = if lz4 { Compression::Lz4 } else { Compression::None };
+        let opts = ErofsOptions { clamp_mtime: clamp, compression };
         let image = write_to_file(&tree, &opts, scratch.path());
         check_image(&tree, &opts, &image);
     }

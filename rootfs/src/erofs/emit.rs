@@ -10,9 +10,10 @@ use std::path::Path;
 
 use super::layout::{Content, DirEntry, Inode, Layout};
 use super::ondisk::{
-    xattr_icount, Dirent, InodeExtended, SuperBlock, BLOCK_BYTES, BLOCK_SIZE, NID_SLOT,
-    SUPERBLOCK_OFFSET,
+    xattr_icount, z_map_header, DataLayout, Dirent, InodeExtended, LclusterIndex, Lz4Config,
+    SuperBlock, BLOCK_BYTES, BLOCK_SIZE, NID_SLOT, SUPERBLOCK_OFFSET,
 };
+use super::zip::{LZ4_MAX_DISTANCE, MAX_PCLUSTER_BLOCKS};
 use super::WHAT;
 use crate::tree::FileData;
 use crate::RootfsError;
@@ -30,6 +31,7 @@ pub fn emit<W: Write>(
         written: 0,
         content_done: 0,
         progress,
+        counting: true,
         buf: Vec::new(),
     };
     e.zeros_to(SUPERBLOCK_OFFSET)?;
@@ -41,9 +43,19 @@ pub fn emit<W: Write>(
             build_time: layout.build_time,
             blocks: layout.total_blocks,
             meta_blkaddr: 0,
+            lz4: layout.spool.is_some(),
         }
         .encode(),
     )?;
+    if layout.spool.is_some() {
+        e.put(
+            &Lz4Config {
+                max_distance: LZ4_MAX_DISTANCE,
+                max_pclusterblks: MAX_PCLUSTER_BLOCKS,
+            }
+            .encode(),
+        )?;
+    }
 
     for &index in &layout.by_nid {
         let inode = &layout.inodes[index];
@@ -61,6 +73,20 @@ pub fn emit<W: Write>(
     Ok(e.written)
 }
 
+/// An index with its block address made absolute (the zipper counts
+/// from the inode's first data block).
+fn absolute(index: &LclusterIndex, first: u32) -> LclusterIndex {
+    match *index {
+        LclusterIndex::Plain { blkaddr } => LclusterIndex::Plain {
+            blkaddr: first + blkaddr,
+        },
+        LclusterIndex::Head { blkaddr } => LclusterIndex::Head {
+            blkaddr: first + blkaddr,
+        },
+        nonhead @ LclusterIndex::NonHead { .. } => nonhead,
+    }
+}
+
 fn write_error(source: std::io::Error) -> RootfsError {
     RootfsError::Io {
         what: format!("{WHAT}: writing the image"),
@@ -73,6 +99,9 @@ struct Emitter<'p, W: Write> {
     written: u64,
     content_done: u64,
     progress: &'p dyn Fn(u64),
+    /// Whether the current inode's content counts as progress (not when
+    /// it was read and counted while planning).
+    counting: bool,
     /// Scratch for directory blocks and file chunks.
     buf: Vec<u8>,
 }
@@ -117,8 +146,10 @@ impl<W: Write> Emitter<'_, W> {
     }
 
     fn content_written(&mut self, n: u64) {
-        self.content_done += n;
-        (self.progress)(self.content_done);
+        if self.counting {
+            self.content_done += n;
+            (self.progress)(self.content_done);
+        }
     }
 
     /// The inode, its xattrs and its inline tail.
@@ -128,8 +159,11 @@ impl<W: Write> Emitter<'_, W> {
         index: usize,
         inode: &Inode<'_>,
     ) -> Result<(), RootfsError> {
-        let u = match inode.content {
-            Content::Device(dev) => dev,
+        self.counting = !inode.read_in_plan;
+        let u = match (&inode.content, &inode.zip) {
+            (Content::Device(dev), _) => *dev,
+            // i_u of a compressed inode counts its data blocks.
+            (_, Some(z)) => u32::try_from(z.blocks).expect("within the image's u32 blocks"),
             _ => inode.blkaddr,
         };
         let xattr_icount = xattr_icount(inode.xattrs.len()).expect("layout caps the xattr body");
@@ -149,6 +183,16 @@ impl<W: Write> Emitter<'_, W> {
             .encode(),
         )?;
         self.put(&inode.xattrs)?;
+        if let Some(z) = &inode.zip {
+            let record = inode.nid * NID_SLOT;
+            self.zeros_to(record + inode.z_map_header_at())?;
+            self.put(&z_map_header())?;
+            self.zeros_to(self.written + 8)?; // reserved before full indexes
+            for index in &z.indexes {
+                self.put(&absolute(index, inode.blkaddr).encode())?;
+            }
+            return self.expect_at(record + inode.record_len());
+        }
         if let Content::File(FileData::Host { path, len: 0 }) = &inode.content {
             // Nothing to copy, but it must still be empty.
             HostFile::open(path, inode.path, 0)?.expect_end()?;
@@ -181,6 +225,24 @@ impl<W: Write> Emitter<'_, W> {
 
     /// The inode's blocks in the data area, the last one zero-padded.
     fn data_blocks(&mut self, layout: &Layout<'_>, inode: &Inode<'_>) -> Result<(), RootfsError> {
+        self.counting = !inode.read_in_plan;
+        if let (Some(z), Some(spool)) = (&inode.zip, &layout.spool) {
+            debug_assert_eq!(inode.layout, DataLayout::CompressedFull);
+            let mut chunk = std::mem::take(&mut self.buf);
+            let mut at = 0;
+            let len = z.blocks * BLOCK_SIZE;
+            let mut result = Ok(());
+            while at < len && result.is_ok() {
+                let n = usize::try_from(len - at).map_or(CHUNK, |n| n.min(CHUNK));
+                chunk.resize(n, 0);
+                result = spool
+                    .read_into(z.spool_at + at, &mut chunk)
+                    .and_then(|()| self.put(&chunk));
+                at += n as u64;
+            }
+            self.buf = chunk;
+            return result;
+        }
         let bytes = inode.size - inode.tail_len();
         match &inode.content {
             Content::Dir(dir) => {
@@ -264,7 +326,7 @@ impl<W: Write> Emitter<'_, W> {
 /// A host file being copied, which must still have the length the tree
 /// recorded: a file that changed while packing must fail the build, not
 /// yield an image whose sizes and block maps disagree.
-struct HostFile<'a> {
+pub(super) struct HostFile<'a> {
     file: File,
     host: &'a Path,
     entry: &'a str,
@@ -272,7 +334,7 @@ struct HostFile<'a> {
 }
 
 impl<'a> HostFile<'a> {
-    fn open(host: &'a Path, entry: &'a str, len: u64) -> Result<Self, RootfsError> {
+    pub(super) fn open(host: &'a Path, entry: &'a str, len: u64) -> Result<Self, RootfsError> {
         let file = File::open(host).map_err(|source| RootfsError::Io {
             what: format!("{WHAT}: opening {} for {entry:?}", host.display()),
             source,
@@ -315,7 +377,7 @@ impl<'a> HostFile<'a> {
         Ok(())
     }
 
-    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), RootfsError> {
+    pub(super) fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), RootfsError> {
         let mut filled = 0;
         while filled < buf.len() {
             match self.file.read(&mut buf[filled..]) {
@@ -335,7 +397,7 @@ impl<'a> HostFile<'a> {
         self.read_exact(&mut scratch[..n])
     }
 
-    fn expect_end(&mut self) -> Result<(), RootfsError> {
+    pub(super) fn expect_end(&mut self) -> Result<(), RootfsError> {
         let mut probe = [0u8; 1];
         loop {
             match self.file.read(&mut probe) {

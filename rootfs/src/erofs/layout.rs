@@ -7,10 +7,12 @@
 use std::collections::HashMap;
 
 use super::ondisk::{
-    encode_dev, file_type, mode, DataLayout, Dirent, InodeExtended, SuperBlock, BLOCK_BYTES,
-    BLOCK_SIZE, NAME_LEN_MAX, NID_SLOT, NID_SLOT_BYTES, SUPERBLOCK_OFFSET,
+    encode_dev, file_type, mode, DataLayout, Dirent, InodeExtended, LclusterIndex, Lz4Config,
+    SuperBlock, BLOCK_BYTES, BLOCK_SIZE, NAME_LEN_MAX, NID_SLOT, NID_SLOT_BYTES, SUPERBLOCK_OFFSET,
+    Z_MAP_HEADER_SIZE,
 };
-use super::{xattr, ErofsOptions, WHAT};
+use super::zip::{self, Spool, ZipInfo};
+use super::{xattr, Compression, ErofsOptions, WHAT};
 use crate::tree::{FileData, Node, NodeKind, Tree};
 use crate::RootfsError;
 
@@ -30,6 +32,11 @@ pub struct Layout<'t> {
     pub meta_blocks: u32,
     pub total_blocks: u32,
     pub build_time: u64,
+    /// Compressed files' data areas; `None` when no file is compressed
+    /// (the superblock then has no compression features at all).
+    pub spool: Option<Spool>,
+    /// Content bytes read (for compression) while planning.
+    pub read_in_plan: u64,
 }
 
 #[derive(Debug)]
@@ -49,6 +56,10 @@ pub struct Inode<'t> {
     /// First data block; 0 when the inode owns none.
     pub blkaddr: u32,
     pub nid: u64,
+    /// The compressed data area and index ([`DataLayout::CompressedFull`]).
+    pub zip: Option<ZipInfo>,
+    /// Its content was read (and reported) while planning.
+    pub read_in_plan: bool,
 }
 
 #[derive(Debug)]
@@ -111,7 +122,7 @@ impl Inode<'_> {
     pub fn tail_len(&self) -> u64 {
         match self.layout {
             DataLayout::FlatInline => self.size % BLOCK_SIZE,
-            DataLayout::FlatPlain => 0,
+            DataLayout::FlatPlain | DataLayout::CompressedFull => 0,
         }
     }
 
@@ -120,12 +131,29 @@ impl Inode<'_> {
         match self.layout {
             DataLayout::FlatInline => self.size / BLOCK_SIZE,
             DataLayout::FlatPlain => self.size.div_ceil(BLOCK_SIZE),
+            DataLayout::CompressedFull => self.zip.as_ref().map_or(0, |z| z.blocks),
         }
     }
 
-    /// Bytes this inode takes in the metadata area.
+    /// Where a compressed inode's map header starts, from the start of its
+    /// record: the first 8-byte boundary after the inode and its xattrs.
+    pub fn z_map_header_at(&self) -> u64 {
+        (InodeExtended::SIZE as u64 + self.xattrs.len() as u64).next_multiple_of(8)
+    }
+
+    /// Bytes this inode takes in the metadata area: for a compressed inode
+    /// its map header, 8 reserved bytes and one index per lcluster follow
+    /// the xattrs (the kernel's full-index layout).
     pub fn record_len(&self) -> u64 {
-        InodeExtended::SIZE as u64 + self.xattrs.len() as u64 + self.tail_len()
+        match &self.zip {
+            Some(z) => {
+                self.z_map_header_at()
+                    + Z_MAP_HEADER_SIZE as u64
+                    + 8
+                    + LclusterIndex::SIZE as u64 * z.indexes.len() as u64
+            }
+            None => InodeExtended::SIZE as u64 + self.xattrs.len() as u64 + self.tail_len(),
+        }
     }
 
     pub fn file_type(&self) -> u8 {
@@ -159,7 +187,13 @@ pub(super) fn entry_error(entry: &str, fault: impl Into<String>) -> RootfsError 
 /// The root when the tree has no node for "" (it normally has none).
 static IMPLICIT_ROOT: Node = Node::dir(0o755);
 
-pub fn plan<'t>(tree: &'t Tree, opts: &ErofsOptions) -> Result<Layout<'t>, RootfsError> {
+/// `progress` hears the file content bytes compressed so far (only when
+/// `opts` asks for compression).
+pub fn plan<'t>(
+    tree: &'t Tree,
+    opts: &ErofsOptions,
+    progress: &dyn Fn(u64),
+) -> Result<Layout<'t>, RootfsError> {
     let clamp = |t: u64| opts.clamp_mtime.map_or(t, |c| t.min(c));
     let root_node = tree.nodes.get("").unwrap_or(&IMPLICIT_ROOT);
     if root_node.kind != NodeKind::Dir {
@@ -236,7 +270,16 @@ pub fn plan<'t>(tree: &'t Tree, opts: &ErofsOptions) -> Result<Layout<'t>, Rootf
     for inode in &mut inodes {
         inode.layout = choose_layout(inode);
     }
-    let (by_nid, meta_blocks) = place_metadata(&mut inodes);
+    let spool = match opts.compression {
+        Compression::None => None,
+        Compression::Lz4 => zip::compress_files(&mut inodes, progress)?,
+    };
+    let read_in_plan = inodes
+        .iter()
+        .filter(|i| i.read_in_plan)
+        .map(|i| i.size)
+        .sum();
+    let (by_nid, meta_blocks) = place_metadata(&mut inodes, metadata_start(spool.is_some()));
     let total_blocks = place_data(&mut inodes, meta_blocks)?;
     Ok(Layout {
         inodes,
@@ -244,6 +287,8 @@ pub fn plan<'t>(tree: &'t Tree, opts: &ErofsOptions) -> Result<Layout<'t>, Rootf
         meta_blocks,
         total_blocks,
         build_time: opts.clamp_mtime.unwrap_or(0),
+        spool,
+        read_in_plan,
     })
 }
 
@@ -352,6 +397,8 @@ fn new_inode<'t>(
         layout: DataLayout::FlatPlain,
         blkaddr: 0,
         nid: 0,
+        zip: None,
+        read_in_plan: false,
     })
 }
 
@@ -387,28 +434,52 @@ fn choose_layout(inode: &Inode<'_>) -> DataLayout {
     }
 }
 
+/// The first byte of block 0 the metadata area may use: after the
+/// superblock and, in a compressed image, its LZ4 config record.
+pub fn metadata_start(compressed: bool) -> u64 {
+    let records = if compressed { Lz4Config::SIZE } else { 0 };
+    SUPERBLOCK_OFFSET + (SuperBlock::SIZE + records) as u64
+}
+
 /// Gives every inode a 32-byte aligned place in the metadata area such
 /// that its record (inode, xattrs, inline tail) never crosses a block
 /// boundary: the kernel rejects inline data that does. Records go best-fit
 /// into the partly filled block with the least room that still takes them
 /// (on a 5 GB /usr of 133k entries this leaves 1.6% of the area as
 /// padding, half of it the 32-byte rounding; first-fit over the 32 newest
-/// blocks left 5.9%). Block 0 is usable after the superblock; the root
-/// comes first so its nid fits the superblock's 16 bits. Returns the
-/// inodes in position order and the metadata area's length in blocks.
-fn place_metadata(inodes: &mut [Inode<'_>]) -> (Vec<usize>, u32) {
+/// blocks left 5.9%). A compressed file's record longer than a block (its
+/// index: 8 bytes per 4 KiB of file) starts a block of its own and runs
+/// on through as many as it needs; its index entries are read one by one
+/// and never straddle a block (8-byte aligned). Block 0 is usable from
+/// `start` on; the root comes first so its nid fits the superblock's 16
+/// bits. Returns the inodes in position order and the metadata area's
+/// length in blocks.
+fn place_metadata(inodes: &mut [Inode<'_>], start: u64) -> (Vec<usize>, u32) {
     const SLOTS: usize = BLOCK_BYTES / NID_SLOT_BYTES;
     const MIN_RECORD_SLOTS: usize = InodeExtended::SIZE / NID_SLOT_BYTES;
-    let slot_of = |bytes: u64| usize::try_from(bytes / NID_SLOT).expect("within a block");
+    let slots_of = |bytes: u64| usize::try_from(bytes / NID_SLOT).unwrap_or(usize::MAX);
     // by_free[n]: blocks with exactly n free slots at their end, newest
     // last (LIFO keeps the placement a function of the tree alone).
     let mut by_free: Vec<Vec<u64>> = vec![Vec::new(); SLOTS + 1];
-    let superblock_end = SUPERBLOCK_OFFSET + SuperBlock::SIZE as u64;
-    by_free[SLOTS - slot_of(superblock_end)].push(0);
+    by_free[SLOTS - slots_of(start.next_multiple_of(NID_SLOT))].push(0);
     let mut next_block = 1u64;
     for inode in inodes.iter_mut() {
-        let need = slot_of(inode.record_len().next_multiple_of(NID_SLOT));
-        debug_assert!(need <= SLOTS, "xattrs and tails are capped to one block");
+        let need = slots_of(inode.record_len().next_multiple_of(NID_SLOT));
+        if need > SLOTS {
+            debug_assert!(
+                inode.zip.is_some(),
+                "xattrs and tails are capped to one block"
+            );
+            let block = next_block;
+            let blocks = need.div_ceil(SLOTS);
+            next_block += blocks as u64;
+            inode.nid = (block * BLOCK_SIZE) / NID_SLOT;
+            let left = blocks * SLOTS - need;
+            if left >= MIN_RECORD_SLOTS {
+                by_free[left].push(next_block - 1);
+            }
+            continue;
+        }
         let (block, free) = match (need..=SLOTS).find(|&n| !by_free[n].is_empty()) {
             Some(n) => (by_free[n].pop().expect("non-empty"), n),
             None => {
@@ -483,11 +554,13 @@ mod tests {
     }
 
     fn plan_of(t: &Tree) -> Layout<'_> {
-        plan(t, &ErofsOptions::default()).unwrap()
+        plan(t, &ErofsOptions::default(), &|_| {}).unwrap()
     }
 
     fn err_of(t: &Tree) -> String {
-        plan(t, &ErofsOptions::default()).unwrap_err().to_string()
+        plan(t, &ErofsOptions::default(), &|_| {})
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

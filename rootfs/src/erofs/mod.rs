@@ -45,6 +45,7 @@ mod emit;
 mod layout;
 mod ondisk;
 mod xattr;
+mod zip;
 
 use std::io::Write;
 
@@ -64,6 +65,21 @@ pub struct ErofsOptions {
     /// (SOURCE_DATE_EPOCH). `None` keeps the tree's mtimes and a build
     /// time of 0.
     pub clamp_mtime: Option<u64>,
+    /// How regular files' data is stored.
+    pub compression: Compression,
+}
+
+/// How regular files' data is stored in the image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// As is: the image is as large as the tree, and nothing is
+    /// decompressed on read.
+    #[default]
+    None,
+    /// LZ4 in fixed 128 KiB extents (see the module docs): files of two
+    /// blocks or more that save a block. Fewer bytes to store and to
+    /// read from disk; the guest decompresses on read.
+    Lz4,
 }
 
 /// A tree with its image layout reserved: every inode's place and every
@@ -79,8 +95,20 @@ impl<'t> ImagePlan<'t> {
     /// cannot store, a hard link that does not end at a regular file, an
     /// id, mode or device number out of range, a missing parent.
     pub fn new(tree: &'t Tree, opts: &ErofsOptions) -> Result<Self, RootfsError> {
+        Self::with_progress(tree, opts, &|_| {})
+    }
+
+    /// [`new`](Self::new), telling `progress` the content bytes read and
+    /// compressed so far: with compression, planning reads every file
+    /// that may be compressed (and [`write_to`](Self::write_to) then
+    /// reports only the others).
+    pub fn with_progress(
+        tree: &'t Tree,
+        opts: &ErofsOptions,
+        progress: &dyn Fn(u64),
+    ) -> Result<Self, RootfsError> {
         Ok(ImagePlan {
-            layout: layout::plan(tree, opts)?,
+            layout: layout::plan(tree, opts, progress)?,
         })
     }
 
@@ -95,7 +123,8 @@ impl<'t> ImagePlan<'t> {
     }
 
     /// Writes the image. `progress` is told the bytes of file content
-    /// written so far. Host files are read now and must still have the
+    /// written so far (of files not already read while planning: see
+    /// [`with_progress`](Self::with_progress)). Host files are read now and must still have the
     /// length recorded in the tree; one that does not fails the write.
     /// Returns the bytes written, always [`image_len`](Self::image_len).
     pub fn write_to<W: Write>(&self, out: W, progress: &dyn Fn(u64)) -> Result<u64, RootfsError> {
@@ -111,5 +140,9 @@ pub fn write_image<W: Write>(
     opts: &ErofsOptions,
     progress: &dyn Fn(u64),
 ) -> Result<u64, RootfsError> {
-    ImagePlan::new(tree, opts)?.write_to(out, progress)
+    let plan = ImagePlan::with_progress(tree, opts, progress)?;
+    // Files read while planning were counted then; writing goes on from
+    // there.
+    let base = plan.layout.read_in_plan;
+    plan.write_to(out, &|n| progress(base + n))
 }

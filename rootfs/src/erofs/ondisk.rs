@@ -33,6 +33,10 @@ const DATALAYOUT_SHIFT: u16 = 1;
 pub enum DataLayout {
     /// All data in consecutive blocks from `raw_blkaddr` (none if empty).
     FlatPlain = 0,
+    /// LZ4 pclusters described by one 8-byte index per logical cluster
+    /// ("full" indexes) after the inode, its xattrs and a map header;
+    /// `i_u` counts the data blocks.
+    CompressedFull = 1,
     /// Full blocks from `raw_blkaddr`, the last partial block right after
     /// the inode and its xattrs, in the same metadata block.
     FlatInline = 2,
@@ -93,9 +97,21 @@ impl Le<'_> {
     }
 }
 
+/// `EROFS_FEATURE_INCOMPAT_ZERO_PADDING`: a compressed pcluster's bytes
+/// end at its last block's end, zeros before them (the kernel finds the
+/// start by skipping the zeros).
+const FEATURE_INCOMPAT_ZERO_PADDING: u32 = 0x1;
+/// `EROFS_FEATURE_INCOMPAT_COMPR_CFGS` (the same bit is BIG_PCLUSTER):
+/// `available_compr_algs` is a bitmap and one config record per algorithm
+/// follows the superblock; pclusters may span several blocks.
+const FEATURE_INCOMPAT_COMPR_CFGS: u32 = 0x2;
+/// `Z_EROFS_COMPRESSION_LZ4` as a bit of `available_compr_algs`.
+const COMPR_ALG_LZ4_BIT: u16 = 1 << 0;
+
 /// `struct erofs_super_block` (128 bytes at byte 1024). Fields this writer
-/// never sets (checksum, feature bits, uuid, volume name, xattr area,
-/// compression and device tables) are written as zero.
+/// never sets (checksum, uuid, volume name, xattr area, device tables)
+/// are written as zero; the feature bits and the compression bitmap only
+/// when the image holds compressed files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SuperBlock {
     pub root_nid: u16,
@@ -103,6 +119,8 @@ pub struct SuperBlock {
     pub build_time: u64,
     pub blocks: u32,
     pub meta_blkaddr: u32,
+    /// Some file is LZ4-compressed: [`Lz4Config`] follows the superblock.
+    pub lz4: bool,
 }
 
 impl SuperBlock {
@@ -127,9 +145,106 @@ impl SuperBlock {
             .u32(self.meta_blkaddr)
             .u32(0) // xattr_blkaddr: no shared xattrs
             .zeros(16) // uuid: zero keeps images reproducible
-            .zeros(16) // volume_name
-            .u32(0) // feature_incompat
-            .zeros(44); // compression info, devices, reserved
+            .zeros(16); // volume_name
+        if self.lz4 {
+            w.u32(FEATURE_INCOMPAT_ZERO_PADDING | FEATURE_INCOMPAT_COMPR_CFGS)
+                .u16(COMPR_ALG_LZ4_BIT); // available_compr_algs
+        } else {
+            w.u32(0).u16(0);
+        }
+        w.zeros(42); // devices, dirblkbits, xattr prefixes, packed nid, reserved
+        debug_assert_eq!(w.end(), Self::SIZE);
+        out
+    }
+}
+
+/// The LZ4 config record right after the superblock when it has
+/// compression configs: a 16-bit length (14), then `struct
+/// z_erofs_lz4_cfgs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lz4Config {
+    /// Longest match distance the compressor used (LZ4's own limit).
+    pub max_distance: u16,
+    /// Largest pcluster in blocks: the kernel sizes its buffers by it.
+    pub max_pclusterblks: u16,
+}
+
+impl Lz4Config {
+    pub const SIZE: usize = 16;
+
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut out = [0u8; Self::SIZE];
+        let mut w = Le {
+            buf: &mut out,
+            pos: 0,
+        };
+        w.u16(14)
+            .u16(self.max_distance)
+            .u16(self.max_pclusterblks)
+            .zeros(10);
+        debug_assert_eq!(w.end(), Self::SIZE);
+        out
+    }
+}
+
+/// `Z_EROFS_ADVISE_BIG_PCLUSTER_1`: HEAD1 pclusters may span several
+/// blocks; the first NONHEAD index after the head holds the count.
+const Z_ADVISE_BIG_PCLUSTER_1: u16 = 0x0002;
+/// `Z_EROFS_COMPRESSION_LZ4` in `h_algorithmtype` (HEAD1 nibble).
+const Z_ALGORITHM_LZ4: u8 = 0;
+/// `Z_EROFS_LI_D0_CBLKCNT`: set in `delta[0]` of the first NONHEAD
+/// lcluster, whose low bits are then the pcluster's block count.
+pub const Z_LI_D0_CBLKCNT: u16 = 1 << 11;
+
+/// `struct z_erofs_map_header` (8 bytes) of a compressed inode, at the
+/// first 8-byte boundary after its inode and xattrs; full indexes start 8
+/// bytes after it. Logical clusters are one block; LZ4; big pclusters.
+pub const Z_MAP_HEADER_SIZE: usize = 8;
+
+pub fn z_map_header() -> [u8; Z_MAP_HEADER_SIZE] {
+    let mut out = [0u8; Z_MAP_HEADER_SIZE];
+    let mut w = Le {
+        buf: &mut out,
+        pos: 0,
+    };
+    w.u32(0) // h_fragmentoff / h_idata_size: no tail packing, no fragments
+        .u16(Z_ADVISE_BIG_PCLUSTER_1)
+        .u8(Z_ALGORITHM_LZ4)
+        .u8(0); // h_clusterbits: lcluster = 2^(12 + 0) bytes
+    debug_assert_eq!(w.end(), Z_MAP_HEADER_SIZE);
+    out
+}
+
+/// `struct z_erofs_lcluster_index` (8 bytes), one per logical cluster of
+/// a compressed inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LclusterIndex {
+    /// Stored as is in one block at `blkaddr`.
+    Plain { blkaddr: u32 },
+    /// Starts an LZ4 pcluster whose blocks start at `blkaddr`.
+    Head { blkaddr: u32 },
+    /// Inside a pcluster: `delta0` back to its head (or
+    /// [`Z_LI_D0_CBLKCNT`] | block count on the first), `delta1` ahead to
+    /// the next head.
+    NonHead { delta0: u16, delta1: u16 },
+}
+
+impl LclusterIndex {
+    pub const SIZE: usize = 8;
+
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut out = [0u8; Self::SIZE];
+        let mut w = Le {
+            buf: &mut out,
+            pos: 0,
+        };
+        // di_advise: the lcluster type in bits 0-1; di_clusterofs: every
+        // pcluster starts at the start of its lcluster here.
+        match *self {
+            LclusterIndex::Plain { blkaddr } => w.u16(0).u16(0).u32(blkaddr),
+            LclusterIndex::Head { blkaddr } => w.u16(1).u16(0).u32(blkaddr),
+            LclusterIndex::NonHead { delta0, delta1 } => w.u16(2).u16(0).u16(delta0).u16(delta1),
+        };
         debug_assert_eq!(w.end(), Self::SIZE);
         out
     }
@@ -306,6 +421,7 @@ mod tests {
             build_time: 0x1111_2222_3333_4444,
             blocks: 0xAABB_CCDD,
             meta_blkaddr: 0x0506_0708,
+            lz4: false,
         }
         .encode();
         assert_eq!(u32_at(&b, 0), MAGIC);
