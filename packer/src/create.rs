@@ -45,6 +45,7 @@ pub struct CreateOptions {
     pub no_sign: bool,
     pub stub: Option<PathBuf>,
     pub level: Option<i32>,
+    pub rootfs_compression: Option<crate::plan::RootfsCompression>,
     pub name: Option<String>,
     pub version: Option<String>,
     /// Draw a progress bar (only if stderr is a terminal).
@@ -152,9 +153,15 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     }
 
     let bar = progress_bar(opts.progress, tree.content_len());
-    let rootfs = sections::rootfs(&tree, plan.level, plan.clamp_mtime, &|n| {
-        bar.set_position(n)
-    })?;
+    let rootfs = sections::rootfs(
+        &tree,
+        plan.level,
+        &smolvm_rootfs::erofs::ErofsOptions {
+            clamp_mtime: plan.clamp_mtime,
+            compression: plan.rootfs_compression.into(),
+        },
+        &|n| bar.set_position(n),
+    )?;
     bar.finish_and_clear();
     let sections = sections::lay_out(&config, kernel, rootfs)?;
 

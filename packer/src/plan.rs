@@ -21,6 +21,30 @@ pub const DEFAULT_LEVEL: i32 = 3;
 /// Version of an artifact that names none.
 pub const DEFAULT_VERSION: &str = "0.0.0";
 
+/// How the root filesystem image stores file data
+/// (`--rootfs-compression`, `[pack] rootfs_compression`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootfsCompression {
+    /// LZ4 inside the image, decompressed by the guest kernel on read:
+    /// the image a first start writes to the user's disk is about 40%
+    /// smaller (Debian: 71 vs 117 MB) and written that much faster; the
+    /// download grows (zstd cannot shrink LZ4 data as far as raw data).
+    #[default]
+    Lz4,
+    /// File data as is: the smallest download, the largest image.
+    None,
+}
+
+impl From<RootfsCompression> for smolvm_rootfs::erofs::Compression {
+    fn from(c: RootfsCompression) -> Self {
+        match c {
+            RootfsCompression::Lz4 => smolvm_rootfs::erofs::Compression::Lz4,
+            RootfsCompression::None => smolvm_rootfs::erofs::Compression::None,
+        }
+    }
+}
+
 /// Where the root filesystem comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RootSource {
@@ -79,6 +103,7 @@ pub struct Plan {
     pub signing_key: Option<PathBuf>,
     /// zstd level, 1..=22.
     pub level: i32,
+    pub rootfs_compression: RootfsCompression,
     pub name: String,
     pub version: String,
     /// The manifest's `created`.
@@ -198,6 +223,10 @@ pub fn plan(
         stub,
         signing_key,
         level,
+        rootfs_compression: opts
+            .rootfs_compression
+            .or(pack.rootfs_compression)
+            .unwrap_or_default(),
         name,
         version,
         created: clamp_mtime.unwrap_or(clock.now),
@@ -245,6 +274,29 @@ mod tests {
         assert_eq!(p.clamp_mtime, None);
         assert_eq!(p.kernel, None);
         assert_eq!(p.signing_key, Some(PathBuf::from("k.key")));
+    }
+
+    #[test]
+    fn rootfs_compression_is_lz4_unless_the_smolfile_or_the_flag_says_otherwise() {
+        let c = |o: &CreateOptions, s: &str| planned(o, s).unwrap().rootfs_compression;
+        assert_eq!(c(&opts("tool"), ""), RootfsCompression::Lz4);
+        let none = "[pack]\nrootfs_compression = \"none\"\n";
+        assert_eq!(c(&opts("tool"), none), RootfsCompression::None);
+        let o = CreateOptions {
+            rootfs_compression: Some(RootfsCompression::Lz4),
+            ..opts("tool")
+        };
+        assert_eq!(c(&o, none), RootfsCompression::Lz4);
+        let e = Smolfile::parse(
+            "[pack]\nrootfs_compression = \"zstd\"\n",
+            Path::new("Smolfile"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("rootfs_compression") || e.contains("zstd"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -100,16 +100,11 @@ fn worker_threads() -> usize {
 pub fn rootfs(
     tree: &Tree,
     level: i32,
-    clamp_mtime: Option<u64>,
+    opts: &smolvm_rootfs::erofs::ErofsOptions,
     progress: &dyn Fn(u64),
 ) -> Result<Compressed> {
     let mut enc = encoder(tree.content_len(), level)?;
-    smolvm_rootfs::erofs::write_image(
-        tree,
-        &mut enc,
-        &smolvm_rootfs::erofs::ErofsOptions { clamp_mtime },
-        progress,
-    )?;
+    smolvm_rootfs::erofs::write_image(tree, &mut enc, opts, progress)?;
     finish(enc)
 }
 

@@ -54,6 +54,38 @@ const DEBIAN_RELEASE_TAIL: [&str; 4] = [
     "0:42 640 /etc/shadow",
     "0:8 2775 /var/mail",
 ];
+/// One digest over the names and bytes of every regular file under the
+/// current directory, in byte order of their names (relative, so where
+/// the tree sits does not enter it).
+const TREE_DIGEST: &str = "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum | md5sum";
+
+/// [`TREE_DIGEST`] over the Debian tarball's /usr, extracted under `dir`.
+fn usr_digest_on_host(dir: &Path) -> String {
+    let root = dir.join("debian-usr");
+    std::fs::create_dir_all(&root).unwrap();
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zstd -dc \"$1\" | tar -x -C \"$2\" ./usr && cd \"$2/usr\" && {TREE_DIGEST}"
+        ))
+        .args(["sh"])
+        .arg(debian_root())
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "digest of the tarball's /usr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A pack that takes longer than this is hung (the image is 1 MB).
 const PACK_LIMIT: Duration = Duration::from_secs(120);
 /// A bad reference or a damaged image must be reported at least this fast.
@@ -922,6 +954,12 @@ fn images_and_a_debian_root_boot_for_real() {
         script.push_str("both image-owners ./img-owners\n");
     }
     script.push_str("both debian-dpkg ./debian\n");
+    // Every byte of /usr as the guest reads it from the (LZ4-compressed)
+    // image; the host side of the comparison is the tarball itself. The
+    // content does not depend on the host user: root only.
+    script.push_str(&format!(
+        "scenario debian-usr-content ./debian 'cd /usr && {TREE_DIGEST}'\n"
+    ));
     script.push_str(&format!(
         "both debian-release ./debian '{DEBIAN_RELEASE_CMD}'\n"
     ));
@@ -957,6 +995,15 @@ fn images_and_a_debian_root_boot_for_real() {
         assert!(
             text.starts_with("Debian 'dpkg' package management program version 1.21."),
             "{text}"
+        );
+    });
+    let want = usr_digest_on_host(&dir);
+    s.check("debian-usr-content", |rc, text| {
+        assert_eq!(rc, 0, "{text}");
+        assert_eq!(
+            text.split_whitespace().next(),
+            Some(want.as_str()),
+            "the guest reads /usr with other bytes than the tarball holds"
         );
     });
     s.check_both("debian-release", |rc, text| {
