@@ -452,10 +452,12 @@ impl Supervisor {
 }
 
 /// Splits this process in two (see the module docs). In the child, the
-/// VMM, returns the control socket to give libkrun. In the parent, never
+/// VMM, returns the control socket to give libkrun (`in_parent` is dropped
+/// there, unrun). In the parent, runs `in_parent` while the child starts
+/// the VM (signals stay blocked, so none is lost meanwhile), then never
 /// returns: supervises the child and exits with its status once the
 /// terminal is restored.
-pub fn split(timeout: Option<Duration>) -> io::Result<PathBuf> {
+pub fn split(timeout: Option<Duration>, in_parent: impl FnOnce()) -> io::Result<PathBuf> {
     let channel = Channel::new()?;
     let stdio = Stdio::save();
     // Before the fork (and before libkrun or the network supervisor start
@@ -487,8 +489,10 @@ pub fn split(timeout: Option<Duration>) -> io::Result<PathBuf> {
         drop(listener);
         std::mem::forget(dir);
         mask(libc::SIG_UNBLOCK, &[libc::SIGCHLD])?;
+        drop(in_parent);
         return Ok(socket);
     }
+    in_parent();
     // A background supervisor must still be able to restore the terminal.
     let _ = mask(libc::SIG_BLOCK, &[libc::SIGTTOU]);
     let ending = match Supervisor::new(pid, channel, timeout) {

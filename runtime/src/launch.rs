@@ -167,12 +167,28 @@ fn enforce(egress: std::sync::Arc<crate::net::Egress>) -> Result<(), LaunchError
 /// Configures libkrun for `m`. With `enter`, hands the process to the VM
 /// (returns only on failure; on success the process exits with the guest's
 /// status). Without, stops right before `krun_start_enter` (for benchmarks).
-pub fn boot(m: &Machine<'_>, enter: bool) -> Result<(), LaunchError> {
+///
+/// A first start's image still to be published (`publish`) is published by
+/// the supervising parent while the child starts the VM from it.
+pub fn boot(
+    m: &Machine<'_>,
+    enter: bool,
+    publish: Option<crate::rootfs_image::Publish>,
+) -> Result<(), LaunchError> {
     // Entering: from here on this is the VMM process, a child of the one
     // the user started, which passes signals on and restores the terminal.
     let control = if enter {
-        Some(crate::control::split(m.timeout).map_err(LaunchError::Control)?)
+        let in_parent = move || {
+            if let Some(Err(e)) = publish.map(crate::rootfs_image::Publish::finish) {
+                eprintln!(
+                    "warning: the root filesystem image was not saved in the cache ({}); the next start writes it again",
+                    crate::exit::chain(&e)
+                );
+            }
+        };
+        Some(crate::control::split(m.timeout, in_parent).map_err(LaunchError::Control)?)
     } else {
+        debug_assert!(publish.is_none(), "a dry run publishes the image itself");
         None
     };
     let kernel_path = cstr(format!("/proc/self/fd/{}", m.kernel.as_raw_fd()))?;

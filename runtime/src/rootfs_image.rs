@@ -23,6 +23,47 @@ use smolvm_format::{
 
 use crate::cache::{hold, io, Cache, CacheError};
 
+/// The root filesystem image a start boots from.
+#[derive(Debug)]
+pub struct RootImage {
+    /// The image, read-only, held against pruning ([`hold`]).
+    pub file: File,
+    /// Set on a first start: the image is complete and verified, but not
+    /// yet durable, and not under its trusted name. [`Publish::finish`]
+    /// makes it both; until then no other start trusts it.
+    pub pending: Option<Publish>,
+}
+
+/// A first start's image on its way into the cache: written and verified,
+/// then fsynced, renamed to `<sha256>.erofs` and the directory fsynced.
+/// The VM may boot from it before that (through its own descriptor); the
+/// write to disk then overlaps the boot instead of delaying it. Dropped
+/// without [`finish`](Self::finish) (a killed start, a forked child), it
+/// leaves a temporary file that the next start removes and writes again.
+#[derive(Debug)]
+pub struct Publish {
+    tmp: File,
+    tmp_path: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    /// The writers' lock (`<sha256>.lock`), released when this is dropped.
+    _lock: File,
+}
+
+impl Publish {
+    /// Makes the image durable and gives it its trusted name: fsync, rename,
+    /// fsync of the directory, in that order, so a power loss at any point
+    /// leaves either no published image or a complete one.
+    pub fn finish(self) -> Result<(), CacheError> {
+        self.tmp.sync_all().map_err(io(&self.path))?;
+        std::fs::rename(&self.tmp_path, &self.path).map_err(io(&self.path))?;
+        // The rename itself must survive a power loss before anyone trusts it.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))
+    }
+}
+
 /// Writes go out in chunks this large: few syscalls, little memory.
 const WRITE_CHUNK: usize = 1 << 20;
 
@@ -44,19 +85,24 @@ impl Cache {
 
     /// The root filesystem image for `entry`, opened read-only: the file the
     /// guest mounts from its read-only disk. Written on first use: streamed
-    /// through zstd into a temporary file, hashed while written, fsynced,
-    /// and published by rename only if the stored bytes match the verified
-    /// hash. Nothing of the image is ever created as a host file.
+    /// through zstd into a temporary file and hashed while written; it is
+    /// returned only if the stored bytes match the verified hash, with the
+    /// [`Publish`] step (fsync, rename) still to do. Nothing of the image is
+    /// ever created as a host file.
     pub fn rootfs_image<R: ReadAt + ?Sized>(
         &self,
         art: &Artifact<'_, R>,
         entry: &SectionEntry,
         trace: &crate::run::Trace,
-    ) -> Result<File, CacheError> {
+    ) -> Result<RootImage, CacheError> {
         let dir = self.root().join("rootfs");
         let path = dir.join(format!("{}.erofs", entry.sha256));
+        let published = |file| RootImage {
+            file,
+            pending: None,
+        };
         if let Some(f) = open_complete(&path, entry.size)? {
-            return Ok(f);
+            return Ok(published(f));
         }
         let lock_path = dir.join(format!("{}.lock", entry.sha256));
         let lock = OpenOptions::new()
@@ -69,7 +115,7 @@ impl Cache {
         crate::cache::flock(&lock, libc::LOCK_EX).map_err(io(&lock_path))?;
         // Someone else may have finished while we waited.
         if let Some(f) = open_complete(&path, entry.size)? {
-            return Ok(f);
+            return Ok(published(f));
         }
         // Temporary files of killed starts: never trusted, removed.
         let tmp_prefix = format!(".tmp-{}-", entry.sha256);
@@ -84,14 +130,23 @@ impl Cache {
             .tempfile_in(&dir)
             .map_err(io(&dir))?;
         write_section(art, entry, "the root filesystem", tmp.as_file_mut())?;
-        tmp.as_file().sync_all().map_err(io(&path))?;
-        tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
-        // The rename itself must survive a power loss before anyone trusts it.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&dir))?;
-        trace.mark("rootfs image published");
-        hold(File::open(&path).map_err(io(&path))?, &path)
+        // Verified. From here the file stays when this process ends without
+        // publishing it (the next start removes it); an error before this
+        // point deletes it at once.
+        let (tmp, tmp_path) = tmp.into_parts();
+        let tmp_path = tmp_path.keep().map_err(|e| io(&dir)(e.error))?;
+        let file = hold(File::open(&tmp_path).map_err(io(&tmp_path))?, &tmp_path)?;
+        trace.mark("rootfs image written");
+        Ok(RootImage {
+            file,
+            pending: Some(Publish {
+                tmp,
+                tmp_path,
+                path,
+                dir,
+                _lock: lock,
+            }),
+        })
     }
 }
 
@@ -367,6 +422,14 @@ mod tests {
     }
 
     /// Bigger than one write chunk, and not all the same byte.
+    /// What a start does before it may exit: publish a first start's image.
+    fn finish(img: RootImage) -> Result<File, CacheError> {
+        if let Some(p) = img.pending {
+            p.finish()?;
+        }
+        Ok(img.file)
+    }
+
     fn image_bytes() -> Vec<u8> {
         (0..3 * WRITE_CHUNK + 77)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
@@ -382,7 +445,9 @@ mod tests {
         let art = Artifact::parse(bytes).unwrap();
         let mut entry = art.manifest.section(SectionKind::Rootfs).unwrap().clone();
         change(&mut entry);
-        let r = cache.rootfs_image(&art, &entry, &crate::run::Trace::new());
+        let r = cache
+            .rootfs_image(&art, &entry, &crate::run::Trace::new())
+            .and_then(finish);
         let mut names: Vec<String> = std::fs::read_dir(dir.path().join("cache/rootfs"))
             .unwrap()
             .flatten()
@@ -512,10 +577,60 @@ mod tests {
         std::fs::write(&published, b"short").unwrap();
         let mut f = cache
             .rootfs_image(&art, &entry, &crate::run::Trace::new())
+            .and_then(finish)
             .unwrap();
         let mut got = Vec::new();
         f.read_to_end(&mut got).unwrap();
         assert!(got == image_bytes());
         assert!(!stale.exists(), "the stale temporary file was kept");
+    }
+
+    /// A first start boots from the verified image before it is published;
+    /// one that ends before publishing (killed, or the VMM child, which
+    /// drops it) leaves only a temporary file, which the next start does
+    /// not trust: it writes the image again and publishes it.
+    #[test]
+    fn an_image_is_trusted_only_once_published() {
+        let bytes = artifact(&image_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        let art = Artifact::parse(&bytes[..]).unwrap();
+        let entry = art.manifest.section(SectionKind::Rootfs).unwrap().clone();
+        let rootfs = dir.path().join("cache/rootfs");
+        let names = || {
+            let mut n: Vec<String> = std::fs::read_dir(&rootfs)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".lock"))
+                .map(|n| n.replace(&entry.sha256.to_string(), "HASH"))
+                .collect();
+            n.sort();
+            n
+        };
+        let trace = crate::run::Trace::new();
+
+        let mut first = cache.rootfs_image(&art, &entry, &trace).unwrap();
+        let mut got = Vec::new();
+        first.file.read_to_end(&mut got).unwrap();
+        assert!(got == image_bytes(), "the unpublished image is whole");
+        let left = names();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].starts_with(".tmp-HASH-"), "{left:?}");
+        drop(first.pending.take()); // never finished
+
+        let second = cache.rootfs_image(&art, &entry, &trace).unwrap();
+        let publish = second
+            .pending
+            .expect("an unpublished image is written again");
+        assert_eq!(names().len(), 1, "the stale temporary file was kept");
+        publish.finish().unwrap();
+        assert_eq!(names(), ["HASH.erofs"]);
+
+        let third = cache.rootfs_image(&art, &entry, &trace).unwrap();
+        assert!(
+            third.pending.is_none(),
+            "a published image is used as it is"
+        );
     }
 }

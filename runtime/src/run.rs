@@ -220,7 +220,10 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     // written) when the cache does not hold it yet.
     let kernel = cache.kernel(&art, kernel_entry)?;
     trace.mark("kernel ready");
-    let root_image = cache.rootfs_image(&art, rootfs_entry, trace)?;
+    let crate::rootfs_image::RootImage {
+        file: root_image,
+        pending,
+    } = cache.rootfs_image(&art, rootfs_entry, trace)?;
     let boot_dir = cache.boot_dir()?;
     trace.mark("rootfs ready");
     // The overlay disk is scratch space beside the cache (on disk, where a
@@ -270,11 +273,24 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
             spec: &spec,
         };
         trace.mark("entering the VM");
-        boot(&machine, !opts.dry_run)?;
+        if opts.dry_run {
+            // Everything a start does but the VM: the image is published
+            // here, where a real start's supervisor does it (launch::boot).
+            boot(&machine, false, None)?;
+            if let Some(p) = pending {
+                p.finish()?;
+                trace.mark("rootfs image published");
+            }
+        } else {
+            boot(&machine, true, pending)?;
+        }
         Ok(())
     }
     #[cfg(not(feature = "vmm"))]
     {
+        if let Some(p) = pending {
+            p.finish()?;
+        }
         let _ = (
             kernel, root_image, boot_dir, spec, policy, ssh_agent, volumes,
         );
