@@ -18,10 +18,9 @@
 //! not save a block is not compressed at all (the caller keeps it flat).
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 
 use super::emit::HostFile;
 use super::layout::{Content, Inode};
@@ -45,15 +44,19 @@ pub const LZ4_MAX_DISTANCE: u16 = u16::MAX;
 /// A compressed file's data area and its index.
 #[derive(Debug, Default)]
 pub struct Zipped {
-    /// The data blocks, in order, as they go into the image.
+    /// The data blocks not yet handed on ([`Zipped::flushed`] before them),
+    /// in order, as they go into the image.
     pub blocks: Vec<u8>,
+    /// Blocks already taken out of `blocks` (written to the spool).
+    pub flushed: u64,
     /// One per lcluster; block addresses relative to the first data block.
     pub indexes: Vec<LclusterIndex>,
 }
 
 impl Zipped {
+    /// Data blocks so far, flushed or not.
     pub fn block_count(&self) -> u64 {
-        (self.blocks.len() / BLOCK_BYTES) as u64
+        self.flushed + (self.blocks.len() / BLOCK_BYTES) as u64
     }
 }
 
@@ -125,9 +128,9 @@ pub struct ZipInfo {
     pub spool_at: u64,
 }
 
-/// Compressed data areas, appended as files finish compressing; the
-/// writer copies each back by offset, so the image does not depend on
-/// which file finished first.
+/// Compressed data areas, each file's blocks in one piece; the writer
+/// copies each back by offset, so the image does not depend on which file
+/// finished first.
 #[derive(Debug)]
 pub struct Spool {
     file: File,
@@ -138,6 +141,22 @@ impl Spool {
     /// Copies `len` bytes at `at` into `out`.
     pub fn read_into(&self, at: u64, out: &mut [u8]) -> Result<(), RootfsError> {
         self.file.read_exact_at(out, at).map_err(spool_error)
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), RootfsError> {
+        self.file
+            .write_all_at(bytes, self.len)
+            .map_err(spool_error)?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Drops everything from `len` on (a file that turned out not to save
+    /// a block, written by the one holding the spool).
+    fn truncate(&mut self, len: u64) -> Result<(), RootfsError> {
+        self.file.set_len(len).map_err(spool_error)?;
+        self.len = len;
+        Ok(())
     }
 }
 
@@ -150,6 +169,13 @@ fn spool_error(source: std::io::Error) -> RootfsError {
 
 /// Files this small cannot save a block.
 const MIN_ZIP_SIZE: u64 = 2 * BLOCK_BYTES as u64;
+/// A worker keeps at most this much of a file's compressed blocks in
+/// memory; a larger file holds the spool from its first flush to its end
+/// (its blocks must stay in one piece), so memory stays bounded whatever
+/// the file sizes. Smaller files take the spool only to append.
+const FLUSH_BYTES: usize = 8 << 20;
+
+type SpoolLock<'a> = std::sync::MutexGuard<'a, Spool>;
 
 /// Compresses every regular file of two blocks or more on all cores,
 /// reading each from the host once (its length checked). Files that
@@ -177,23 +203,25 @@ pub fn compress_files(
         .min(work.len());
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let (done, results) = mpsc::sync_channel::<Result<(usize, Zipped), RootfsError>>(workers);
-    let mut spool = Spool {
+    type Done = Result<(usize, Option<ZipInfo>), RootfsError>;
+    let (done, results) = mpsc::sync_channel::<Done>(workers);
+    let spool = Mutex::new(Spool {
         file: tempfile::tempfile().map_err(spool_error)?,
         len: 0,
-    };
+    });
     let mut zipped: Vec<Option<ZipInfo>> = (0..work.len()).map(|_| None).collect();
     let collected = std::thread::scope(|scope| {
         for _ in 0..workers {
             let done = done.clone();
-            let (work, paths, next, stop) = (&work, &paths, &next, &stop);
+            let (work, paths, next, stop, spool) = (&work, &paths, &next, &stop, &spool);
             scope.spawn(move || {
                 let mut zipper = Zipper::default();
                 let mut extent = vec![0u8; EXTENT_BYTES];
                 while !stop.load(Ordering::Relaxed) {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(_, data)) = work.get(k) else { break };
-                    let r = zip_file(data, paths[k], &mut zipper, &mut extent).map(|z| (k, z));
+                    let r =
+                        zip_file(data, paths[k], spool, &mut zipper, &mut extent).map(|z| (k, z));
                     if done.send(r).is_err() {
                         break;
                     }
@@ -203,26 +231,16 @@ pub fn compress_files(
         drop(done);
         let mut read = 0u64;
         for r in results {
-            let (k, z) = match r {
-                Ok(kz) => kz,
+            let (k, info) = match r {
+                Ok(ki) => ki,
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);
                     return Err(e);
                 }
             };
-            let size = inodes[work[k].0].size;
-            read += size;
+            read += inodes[work[k].0].size;
             progress(read);
-            if !saves_a_block(size, z.block_count()) {
-                continue;
-            }
-            spool.file.write_all(&z.blocks).map_err(spool_error)?;
-            zipped[k] = Some(ZipInfo {
-                blocks: z.block_count(),
-                indexes: z.indexes,
-                spool_at: spool.len,
-            });
-            spool.len += z.blocks.len() as u64;
+            zipped[k] = info;
         }
         Ok(())
     });
@@ -237,21 +255,71 @@ pub fn compress_files(
             any = true;
         }
     }
+    let spool = spool.into_inner().map_err(|_| poisoned())?;
     Ok(any.then_some(spool))
 }
 
-/// Reads a whole file extent by extent and compresses it.
+fn poisoned() -> RootfsError {
+    RootfsError::Invalid {
+        what: WHAT.into(),
+        fault: "a compression worker panicked".into(),
+    }
+}
+
+/// One file's way into the spool: its blocks go in one piece, so once
+/// they outgrow [`FLUSH_BYTES`] the spool is held to the file's end.
+struct FileSpool<'a> {
+    spool: &'a Mutex<Spool>,
+    /// The spool and where this file's blocks start in it.
+    held: Option<(SpoolLock<'a>, u64)>,
+}
+
+impl FileSpool<'_> {
+    /// Moves `z`'s blocks into the spool.
+    fn flush(&mut self, z: &mut Zipped) -> Result<(), RootfsError> {
+        let (g, _) = match &mut self.held {
+            Some(h) => h,
+            None => {
+                let g = self.spool.lock().map_err(|_| poisoned())?;
+                let start = g.len;
+                self.held.insert((g, start))
+            }
+        };
+        g.append(&z.blocks)?;
+        z.flushed = z.block_count();
+        z.blocks.clear();
+        Ok(())
+    }
+
+    fn add(
+        &mut self,
+        zipper: &mut Zipper,
+        chunk: &[u8],
+        z: &mut Zipped,
+    ) -> Result<(), RootfsError> {
+        zipper.extent(chunk, z);
+        if z.blocks.len() >= FLUSH_BYTES {
+            self.flush(z)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a whole file extent by extent and compresses it into the spool.
+/// `None` when it saves no block (nothing of it stays in the spool).
 fn zip_file(
     data: &FileData,
     entry: &str,
+    spool: &Mutex<Spool>,
     zipper: &mut Zipper,
     extent: &mut [u8],
-) -> Result<Zipped, RootfsError> {
+) -> Result<Option<ZipInfo>, RootfsError> {
     let mut z = Zipped::default();
+    let mut out = FileSpool { spool, held: None };
     match data {
         FileData::Inline(bytes) => {
             for chunk in bytes.chunks(EXTENT_BYTES) {
-                zipper.extent(chunk, &mut z);
+                out.add(zipper, chunk, &mut z)?;
             }
         }
         FileData::Host { path, len } => {
@@ -260,13 +328,26 @@ fn zip_file(
             while left > 0 {
                 let n = usize::try_from(left).map_or(EXTENT_BYTES, |n| n.min(EXTENT_BYTES));
                 f.read_exact(&mut extent[..n])?;
-                zipper.extent(&extent[..n], &mut z);
+                out.add(zipper, &extent[..n], &mut z)?;
                 left -= n as u64;
             }
             f.expect_end()?;
         }
     }
-    Ok(z)
+    if !saves_a_block(data.len(), z.block_count()) {
+        if let Some((mut g, start)) = out.held {
+            g.truncate(start)?;
+        }
+        return Ok(None);
+    }
+    out.flush(&mut z)?;
+    let (lock, spool_at) = out.held.expect("flushed above");
+    drop(lock); // the file's blocks are all in
+    Ok(Some(ZipInfo {
+        blocks: z.block_count(),
+        indexes: z.indexes,
+        spool_at,
+    }))
 }
 
 #[cfg(test)]
