@@ -26,7 +26,7 @@ use crate::cache::{hold, io, Cache, CacheError};
 /// The root filesystem image a start boots from.
 #[derive(Debug)]
 pub struct RootImage {
-    /// The image, read-only, held against pruning ([`hold`]).
+    /// The image, read-only, with a shared lock held against pruning.
     pub file: File,
     /// Set on a first start: the image is complete and verified, but not
     /// yet durable, and not under its trusted name. [`Publish::finish`]
