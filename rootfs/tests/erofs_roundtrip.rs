@@ -378,19 +378,6 @@ fn lz4_compressed_files_round_trip() {
     let mut mixed = pattern(3 * 131_072, 3);
     mixed.splice(131_072..2 * 131_072, noise(131_072, 1));
     mixed.extend(pattern(5000, 9));
-    let host = scratch.path().join("mixed");
-    std::fs::write(&host, &mixed).unwrap();
-    insert(
-        &mut tree,
-        "usr/share/mixed",
-        node(
-            0o640,
-            NodeKind::File(FileData::Host {
-                path: host,
-                len: mixed.len() as u64,
-            }),
-        ),
-    );
     insert(&mut tree, "usr/share/noise", file(&noise(300_000, 2)));
     // Larger than a worker keeps in memory (8 MiB of compressed blocks):
     // one whose blocks go to the spool in pieces, one that saves nothing
@@ -404,14 +391,19 @@ fn lz4_compressed_files_round_trip() {
         });
     }
     large.extend(pattern(777, 1));
-    for (name, bytes) in [("large-mixed", large), ("large-noise", noise(10 << 20, 3))] {
+    // Read from the host at write time, like a packed tree's files.
+    for (name, bytes) in [
+        ("mixed", mixed),
+        ("large-mixed", large),
+        ("large-noise", noise(10 << 20, 3)),
+    ] {
         let host = scratch.path().join(name);
         std::fs::write(&host, &bytes).unwrap();
         insert(
             &mut tree,
             &format!("usr/share/{name}"),
             node(
-                0o644,
+                0o640,
                 NodeKind::File(FileData::Host {
                     path: host,
                     len: bytes.len() as u64,

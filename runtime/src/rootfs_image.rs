@@ -422,6 +422,12 @@ mod tests {
     }
 
     /// Bigger than one write chunk, and not all the same byte.
+    fn empty_cache() -> (tempfile::TempDir, Cache) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        (dir, cache)
+    }
+
     /// What a start does before it may exit: publish a first start's image.
     fn finish(img: RootImage) -> Result<File, CacheError> {
         if let Some(p) = img.pending {
@@ -564,8 +570,7 @@ mod tests {
     #[test]
     fn leftovers_of_a_killed_start_are_removed_and_never_trusted() {
         let bytes = artifact(&image_bytes());
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        let (dir, cache) = empty_cache();
         let art = Artifact::parse(&bytes[..]).unwrap();
         let entry = art.manifest.section(SectionKind::Rootfs).unwrap().clone();
         let rootfs = dir.path().join("cache/rootfs");
@@ -592,8 +597,7 @@ mod tests {
     #[test]
     fn an_image_is_trusted_only_once_published() {
         let bytes = artifact(&image_bytes());
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        let (dir, cache) = empty_cache();
         let art = Artifact::parse(&bytes[..]).unwrap();
         let entry = art.manifest.section(SectionKind::Rootfs).unwrap().clone();
         let rootfs = dir.path().join("cache/rootfs");
