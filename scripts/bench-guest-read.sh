@@ -8,8 +8,8 @@
 #
 # Usage: scripts/bench-guest-read.sh [--runs N] [--mem MIB] [--no-build] [--keep]
 #   --runs N     interleaved runs of each side (default 1: under TCG one
-#                virtio-fs read of the tree takes ~5 min, one EROFS read ~1 min;
-#                budget ~12 min per N)
+#                virtio-fs read of the tree takes ~5 min, one EROFS read ~1-3 min;
+#                budget ~15 min per N)
 #   --mem MIB    L1 memory (default 3072: the tree, the artifact, its cached
 #                image and kernel, and a 512 MiB L2 guest all live in RAM)
 #   --no-build   use target/release/smolvm, target/release/smolvm-stub and
@@ -22,6 +22,7 @@
 #   find / -xdev -type f -print0 | xargs -0 cat >/dev/null
 # timed with the guest's GNU date, then counts the files and bytes it read.
 #   erofs:    ./debian               (packed; cache warmed by a dry run first)
+#   erofs-none: ./debian-none        (the same, --rootfs-compression none)
 #   virtiofs: ./bare_boot KERNEL /tmp/debroot -- /bin/sh /usr/local/bin/smolbench-read
 # Both run with RLIMIT_NOFILE 65536 in L1: at the default 1024 the virtio-fs
 # side fails part-way (EMFILE, see the scenario script).
@@ -110,6 +111,10 @@ EOF
 "$smolvm" pack keygen -o "$tmp/keys" >/dev/null
 "$smolvm" pack create --smolfile "$tmp/Smolfile" --rootfs "$tree" --kernel "$kernel" \
     --key "$tmp/keys/smolvm.key" --stub "$stub" -o "$files/debian" >/dev/null
+# The same with the image's file data as is (the default is LZ4 inside).
+"$smolvm" pack create --smolfile "$tmp/Smolfile" --rootfs "$tree" --kernel "$kernel" \
+    --key "$tmp/keys/smolvm.key" --stub "$stub" --rootfs-compression none \
+    -o "$files/debian-none" >/dev/null
 tar --numeric-owner --xattrs -C "$tree" -c . >"$files/debian.tar"
 tree_bytes=$(du -sb "$tree" | cut -f1)
 rm -rf "$tree"
@@ -154,6 +159,7 @@ printf '\n@@BENCH-UNTAR t0=%s t1=%s@@\n' "$t0" "$t1"
 t0=$(./date +%s.%N)
 rc=0
 SMOLVM_DRY_RUN=1 SMOLVM_TRACE=1 ./debian </dev/null >/tmp/first.out 2>&1 || rc=$?
+SMOLVM_DRY_RUN=1 ./debian-none </dev/null >/dev/null 2>&1 || rc=$?
 t1=$(./date +%s.%N)
 printf '\n@@BENCH-FIRST rc=%s t0=%s t1=%s@@\n' "$rc" "$t0" "$t1"
 cat /tmp/first.out
@@ -164,9 +170,11 @@ i=1
 while [ "$i" -le "$runs" ]; do
     if [ $((i % 2)) = 1 ]; then
         timed erofs "$i" ./debian
+        timed erofs-none "$i" ./debian-none
         timed virtiofs "$i" ./bare_boot --mem 512 --cpus 1 "$kernel" /tmp/debroot -- /bin/sh /usr/local/bin/smolbench-read
     else
         timed virtiofs "$i" ./bare_boot --mem 512 --cpus 1 "$kernel" /tmp/debroot -- /bin/sh /usr/local/bin/smolbench-read
+        timed erofs-none "$i" ./debian-none
         timed erofs "$i" ./debian
     fi
     i=$((i + 1))
@@ -178,10 +186,10 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "booting L1 ($runs runs of each side; TCG: several minutes)"
 rc=0
 tests/harness/run-l1.sh --files "$files" --script "$tmp/scenarios.sh" --mem "$mem" \
-    --timeout $((300 + runs * 900)) >"$tmp/console.log" 2>"$tmp/run-l1.err" || rc=$?
+    --timeout $((300 + runs * 1200)) >"$tmp/console.log" 2>"$tmp/run-l1.err" || rc=$?
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 partial=""
-if [ "$rc" = 5 ] && grep -q '^@@BENCH [a-z]* [0-9]* rc=' "$tmp/console.log"; then
+if [ "$rc" = 5 ] && grep -q '^@@BENCH [a-z-]* [0-9]* rc=' "$tmp/console.log"; then
     # Timed out part-way: the runs that finished are still figures.
     partial=" (PARTIAL: run-l1.sh timed out; only the runs that finished are shown)"
     log "run-l1.sh timed out; reporting the runs that finished"
@@ -193,7 +201,7 @@ fi
 
 # --- report --------------------------------------------------------------------
 # label i rc wall_s read_s files bytes guest_rc (the guest's xargs status)
-bench=$(grep '^@@BENCH [a-z]* [0-9]* rc=' "$tmp/console.log" | sed 's/^@@BENCH //; s/@@$//' |
+bench=$(grep '^@@BENCH [a-z-]* [0-9]* rc=' "$tmp/console.log" | sed 's/^@@BENCH //; s/@@$//' |
     awk '{ split($3, r, "="); split($4, a, "="); split($5, b, "="); ns = "nan"; f = "?"; by = "?"; g = "?"
            for (k = 6; k <= NF; k++) { split($k, kv, "=")
                if (kv[1] == "ns") ns = kv[2] / 1e9; if (kv[1] == "files" && kv[2] != "") f = kv[2]
@@ -207,7 +215,7 @@ if grep -q '@@BENCH-OUTPUT-BEGIN@@' "$tmp/console.log"; then
 fi
 median() { grep -v '^nan$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { awk -v l="$1" -v c="$2" '$1 == l { print $c }' <<<"$bench"; }
-me=$(col erofs 5 | median) mv=$(col virtiofs 5 | median)
+me=$(col erofs 5 | median) mv=$(col virtiofs 5 | median) mn=$(col erofs-none 5 | median)
 ratio=$(awk -v a="$me" -v b="$mv" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }')
 span() { awk -v s="$1" 'BEGIN { split(s, t, " "); printf "%.1f", t[2] - t[1] }'; }
 untar=$(grep -o '@@BENCH-UNTAR [^@]*@@' "$tmp/console.log" | sed 's/.*t0=\([0-9.]*\) t1=\([0-9.]*\).*/\1 \2/')
@@ -222,6 +230,8 @@ run  side       rc  boot+read (L1 wall, s)  read in guest (s)  files  bytes     
 $(awk '{ printf "%3s  %-9s %3s  %22s  %17s  %5s  %-10s  %s\n", $2, $1, $3, $4, ($5 == "nan") ? "failed" : sprintf("%.2f", $5), $6, $7, $8 }' <<<"$bench")
 median read in guest (runs whose read succeeded): erofs $(printf '%.2f' "$me") s   virtio-fs $(printf '%.2f' "$mv") s   ratio erofs/virtio-fs $ratio
   (below 1: the EROFS root reads faster)
+erofs with --rootfs-compression none: $(printf '%.2f' "$mn") s   ratio none/virtio-fs $(awk -v a="$mn" -v b="$mv" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }')   ratio lz4/none $(awk -v a="$me" -v b="$mn" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }')
+  (under TCG the guest's LZ4 decompression is emulated too; on KVM it runs at native speed)
 files read: erofs $counts_e  virtio-fs $counts_v$([ "$counts_e" = "$counts_v" ] || echo '  (DIFFER: the two roots do not show the same files)')
 median boot+read wall in L1: erofs $(printf '%.1f' "$(col erofs 4 | median)") s   virtio-fs $(printf '%.1f' "$(col virtiofs 4 | median)") s
 L1 RLIMIT_NOFILE: $(grep -o '@@BENCH-NOFILE [^@]*@@' "$tmp/console.log" | sed 's/@@BENCH-NOFILE //; s/@@$//'), raised to 65536 for both sides
