@@ -35,8 +35,6 @@ pub struct Layout<'t> {
     /// Compressed files' data areas; `None` when no file is compressed
     /// (the superblock then has no compression features at all).
     pub spool: Option<Spool>,
-    /// Content bytes read (for compression) while planning.
-    pub read_in_plan: u64,
 }
 
 #[derive(Debug)]
@@ -87,6 +85,17 @@ pub struct DirEntry<'t> {
     /// Index of the target in [`Layout::inodes`].
     pub inode: usize,
     pub file_type: u8,
+}
+
+impl Layout<'_> {
+    /// Content bytes read (for compression) while planning.
+    pub fn read_in_plan(&self) -> u64 {
+        self.inodes
+            .iter()
+            .filter(|i| i.read_in_plan)
+            .map(|i| i.size)
+            .sum()
+    }
 }
 
 impl DirBlocks<'_> {
@@ -274,11 +283,6 @@ pub fn plan<'t>(
         Compression::None => None,
         Compression::Lz4 => zip::compress_files(&mut inodes, progress)?,
     };
-    let read_in_plan = inodes
-        .iter()
-        .filter(|i| i.read_in_plan)
-        .map(|i| i.size)
-        .sum();
     let (by_nid, meta_blocks) = place_metadata(&mut inodes, metadata_start(spool.is_some()));
     let total_blocks = place_data(&mut inodes, meta_blocks)?;
     Ok(Layout {
@@ -288,7 +292,6 @@ pub fn plan<'t>(
         total_blocks,
         build_time: opts.clamp_mtime.unwrap_or(0),
         spool,
-        read_in_plan,
     })
 }
 

@@ -143,6 +143,6 @@ pub fn write_image<W: Write>(
     let plan = ImagePlan::with_progress(tree, opts, progress)?;
     // Files read while planning were counted then; writing goes on from
     // there.
-    let base = plan.layout.read_in_plan;
+    let base = plan.layout.read_in_plan();
     plan.write_to(out, &|n| progress(base + n))
 }

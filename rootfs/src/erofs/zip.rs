@@ -186,18 +186,17 @@ pub fn compress_files(
     inodes: &mut [Inode<'_>],
     progress: &dyn Fn(u64),
 ) -> Result<Option<Spool>, RootfsError> {
-    let work: Vec<(usize, &FileData)> = inodes
+    let work: Vec<(usize, &str, &FileData)> = inodes
         .iter()
         .enumerate()
         .filter_map(|(i, inode)| match inode.content {
-            Content::File(data) if inode.size >= MIN_ZIP_SIZE => Some((i, data)),
+            Content::File(data) if inode.size >= MIN_ZIP_SIZE => Some((i, inode.path, data)),
             _ => None,
         })
         .collect();
     if work.is_empty() {
         return Ok(None);
     }
-    let paths: Vec<&str> = work.iter().map(|&(i, _)| inodes[i].path).collect();
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(work.len());
@@ -213,15 +212,16 @@ pub fn compress_files(
     let collected = std::thread::scope(|scope| {
         for _ in 0..workers {
             let done = done.clone();
-            let (work, paths, next, stop, spool) = (&work, &paths, &next, &stop, &spool);
+            let (work, next, stop, spool) = (&work, &next, &stop, &spool);
             scope.spawn(move || {
                 let mut zipper = Zipper::default();
                 let mut extent = vec![0u8; EXTENT_BYTES];
                 while !stop.load(Ordering::Relaxed) {
                     let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(_, data)) = work.get(k) else { break };
-                    let r =
-                        zip_file(data, paths[k], spool, &mut zipper, &mut extent).map(|z| (k, z));
+                    let Some(&(_, path, data)) = work.get(k) else {
+                        break;
+                    };
+                    let r = zip_file(data, path, spool, &mut zipper, &mut extent).map(|z| (k, z));
                     if done.send(r).is_err() {
                         break;
                     }
