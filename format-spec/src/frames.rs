@@ -154,39 +154,7 @@ impl FrameDecoder {
     /// the (checked) table before decoding, and decoding never writes past
     /// it: a frame that would produce more fails there.
     pub fn decode(&mut self, kind: SectionKind, span: &FrameSpan, stored: &[u8]) -> Result<&[u8]> {
-        let fault = |fault: String| FormatError::Decompress {
-            kind,
-            fault: format!("frame {}: {fault}", span.index),
-        };
-        if stored.len() as u64 != span.stored_len {
-            return Err(fault(format!(
-                "{} stored bytes, the table says {}",
-                stored.len(),
-                span.stored_len
-            )));
-        }
-        check_frame_header(stored).map_err(fault)?;
-        match zstd::zstd_safe::find_frame_compressed_size(stored) {
-            Ok(n) if n == stored.len() => {}
-            Ok(n) => {
-                return Err(fault(format!(
-                    "{} stored bytes follow the frame",
-                    stored.len() - n
-                )))
-            }
-            Err(code) => return Err(fault(zstd::zstd_safe::get_error_name(code).to_string())),
-        }
-        match zstd::zstd_safe::get_frame_content_size(stored) {
-            Ok(Some(n)) if n == span.size => {}
-            Ok(Some(n)) => {
-                return Err(fault(format!(
-                    "declares {n} content bytes, the table says {}",
-                    span.size
-                )))
-            }
-            _ => return Err(fault("declares no content size".into())),
-        }
-        let size = usize::try_from(span.size).map_err(|_| fault("too large".into()))?;
+        let size = check_frame(kind, span, stored)?;
         // Decoded into the buffer's capacity (no zero fill first); the
         // decoder stops at the capacity, and anything but `size` bytes
         // is an error below.
@@ -195,16 +163,93 @@ impl FrameDecoder {
         let n = self
             .dctx
             .decompress_to_buffer(stored, &mut self.out)
-            .map_err(|e| fault(e.to_string()))?;
-        if n != size {
-            return Err(fault(format!("produced {n} bytes, the table says {size}")));
-        }
+            .map_err(|e| frame_fault(kind, span, e.to_string()))?;
+        check_produced(kind, span, n)?;
         Ok(&self.out)
+    }
+
+    /// [`decode`](Self::decode), straight into `out`, which must be exactly
+    /// `span.size` bytes (a writer's mapping of the frame's place in the
+    /// file, say): no copy. On error `out` holds anything.
+    pub fn decode_into(
+        &mut self,
+        kind: SectionKind,
+        span: &FrameSpan,
+        stored: &[u8],
+        out: &mut [u8],
+    ) -> Result<()> {
+        let size = check_frame(kind, span, stored)?;
+        if out.len() != size {
+            return Err(frame_fault(
+                kind,
+                span,
+                format!("a {}-byte output for {size} content bytes", out.len()),
+            ));
+        }
+        let n = self
+            .dctx
+            .decompress_to_buffer(stored, out)
+            .map_err(|e| frame_fault(kind, span, e.to_string()))?;
+        check_produced(kind, span, n)
     }
 
     /// The content of the frame decoded last.
     pub fn content(&self) -> &[u8] {
         &self.out
+    }
+}
+
+fn frame_fault(kind: SectionKind, span: &FrameSpan, fault: String) -> FormatError {
+    FormatError::Decompress {
+        kind,
+        fault: format!("frame {}: {fault}", span.index),
+    }
+}
+
+/// Checks a frame's stored bytes against its table entry before decoding
+/// (see [`FrameDecoder::decode`]); returns the content size.
+fn check_frame(kind: SectionKind, span: &FrameSpan, stored: &[u8]) -> Result<usize> {
+    let fault = |fault: String| frame_fault(kind, span, fault);
+    if stored.len() as u64 != span.stored_len {
+        return Err(fault(format!(
+            "{} stored bytes, the table says {}",
+            stored.len(),
+            span.stored_len
+        )));
+    }
+    check_frame_header(stored).map_err(fault)?;
+    match zstd::zstd_safe::find_frame_compressed_size(stored) {
+        Ok(n) if n == stored.len() => {}
+        Ok(n) => {
+            return Err(fault(format!(
+                "{} stored bytes follow the frame",
+                stored.len() - n
+            )))
+        }
+        Err(code) => return Err(fault(zstd::zstd_safe::get_error_name(code).to_string())),
+    }
+    match zstd::zstd_safe::get_frame_content_size(stored) {
+        Ok(Some(n)) if n == span.size => {}
+        Ok(Some(n)) => {
+            return Err(fault(format!(
+                "declares {n} content bytes, the table says {}",
+                span.size
+            )))
+        }
+        _ => return Err(fault("declares no content size".into())),
+    }
+    usize::try_from(span.size).map_err(|_| fault("too large".into()))
+}
+
+fn check_produced(kind: SectionKind, span: &FrameSpan, n: usize) -> Result<()> {
+    if n as u64 == span.size {
+        Ok(())
+    } else {
+        Err(frame_fault(
+            kind,
+            span,
+            format!("produced {n} bytes, the table says {}", span.size),
+        ))
     }
 }
 
@@ -425,6 +470,36 @@ mod tests {
         assert!(decode_all(&stored, &frames, size as u64).unwrap() == data);
         // A concatenation of frames is one valid zstd stream too.
         assert!(zstd::decode_all(&stored[..]).unwrap() == data);
+    }
+
+    #[test]
+    fn decode_into_fills_the_frames_place_and_wants_its_exact_size() {
+        let size = usize::try_from(FRAME_SIZE).unwrap() + 4321;
+        let data = content(size);
+        let (stored, frames) = encode(&data);
+        let spans = frames.spans(stored.len() as u64, size as u64).unwrap();
+        let mut dec = FrameDecoder::new(SectionKind::Rootfs).unwrap();
+        let mut out = vec![0xaau8; size];
+        for span in &spans {
+            let s = usize::try_from(span.stored_offset).unwrap();
+            let e = s + usize::try_from(span.stored_len).unwrap();
+            let o = usize::try_from(span.offset).unwrap();
+            let place = &mut out[o..o + usize::try_from(span.size).unwrap()];
+            dec.decode_into(SectionKind::Rootfs, span, &stored[s..e], place)
+                .unwrap();
+        }
+        assert!(out == data);
+        let last = spans.last().unwrap();
+        let s = usize::try_from(last.stored_offset).unwrap();
+        let mut short = vec![0u8; 4320];
+        let err = dec
+            .decode_into(SectionKind::Rootfs, last, &stored[s..], &mut short)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a 4320-byte output for 4321 content bytes"),
+            "{err}"
+        );
     }
 
     #[test]

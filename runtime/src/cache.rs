@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 
 use smolvm_format::{Artifact, FormatError, ReadAt, SectionEntry};
 
-use crate::rootfs_image::write_section;
+use crate::rootfs_image::{write_section, Fsync};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -147,7 +147,7 @@ impl Cache {
             .prefix(".tmp-kernel-")
             .tempfile_in(&dir)
             .map_err(io(&dir))?;
-        write_section(art, entry, "the kernel", tmp.as_file_mut())?;
+        write_section(art, entry, "the kernel", tmp.as_file_mut(), Fsync::Soon)?;
         tmp.as_file().sync_all().map_err(io(&path))?;
         tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
         hold(File::open(&path).map_err(io(&path))?, &path)

@@ -129,7 +129,16 @@ impl Cache {
             .prefix(&tmp_prefix)
             .tempfile_in(&dir)
             .map_err(io(&dir))?;
-        write_section(art, entry, "the root filesystem", tmp.as_file_mut())?;
+        // The fsync comes in the publish, while the guest boots: writeback
+        // started now would take the cores the decoding needs (measured on
+        // two cores: first start 247 -> 194 ms to "entering the VM").
+        write_section(
+            art,
+            entry,
+            "the root filesystem",
+            tmp.as_file_mut(),
+            Fsync::Later,
+        )?;
         // Verified. From here the file stays when this process ends without
         // publishing it (the next start removes it); an error before this
         // point deletes it at once.
@@ -150,6 +159,17 @@ impl Cache {
     }
 }
 
+/// When the caller fsyncs what [`write_section`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fsync {
+    /// Right after: each frame's writeback starts as soon as it is written,
+    /// so the fsync waits for little.
+    Soon,
+    /// Later, off the critical path: the page cache keeps the frames until
+    /// then, and the cores stay with the decoders.
+    Later,
+}
+
 /// Writes `entry`'s decompressed bytes into `out`, which must be empty.
 /// The stored bytes' SHA-256, the declared size and the frame rules are
 /// checked by the time this returns `Ok`; an error is returned otherwise,
@@ -159,9 +179,10 @@ pub(crate) fn write_section<R: ReadAt + ?Sized>(
     entry: &SectionEntry,
     what: &'static str,
     out: &mut File,
+    fsync: Fsync,
 ) -> Result<(), CacheError> {
     if entry.frames.is_some() {
-        write_frames(art, entry, what, out)
+        write_frames(art, entry, what, out, fsync)
     } else {
         write_stream(art, entry, what, out)
     }
@@ -192,18 +213,21 @@ fn write_stream<R: ReadAt + ?Sized>(
 }
 
 /// A framed section: this thread reads the stored bytes in order and
-/// hashes them, workers on every core decompress a frame each and write
-/// it at its offset, starting its writeback at once so the fsync that
-/// follows waits for little. The hash is compared after every frame is
+/// hashes them, workers on every core decompress a frame each into its
+/// place in the file (with [`Fsync::Soon`], starting its writeback at
+/// once). The hash is compared after every frame is
 /// written; on any error the caller publishes nothing.
 fn write_frames<R: ReadAt + ?Sized>(
     art: &Artifact<'_, R>,
     entry: &SectionEntry,
     what: &'static str,
     out: &File,
+    fsync: Fsync,
 ) -> Result<(), CacheError> {
     let section = |source| CacheError::Section { what, source };
     let spans = entry.frame_spans().map_err(section)?;
+    // Every frame's place exists before any is written (and mapped).
+    out.set_len(entry.size).map_err(write_error(what))?;
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(spans.len());
@@ -233,12 +257,10 @@ fn write_frames<R: ReadAt + ?Sized>(
                         let Ok((span, stored)) = job else {
                             return Ok(());
                         };
-                        let content = decoder
-                            .decode(entry.kind, &span, &stored)
-                            .map_err(|e| fail(e.to_string()))?;
-                        out.write_all_at(content, span.offset)
-                            .map_err(|e| fail(format!("writing: {e}")))?;
-                        start_writeback(out, span.offset, span.size);
+                        write_frame(out, &mut decoder, entry.kind, &span, &stored).map_err(fail)?;
+                        if fsync == Fsync::Soon {
+                            start_writeback(out, span.offset, span.size);
+                        }
                         let _ = give_back.send(stored);
                     }
                 })
@@ -285,6 +307,60 @@ fn write_frames<R: ReadAt + ?Sized>(
         }));
     }
     Ok(())
+}
+
+/// Decodes one frame into its place in `out` (which is at least that
+/// long). On Linux straight into a shared mapping of the place, populated
+/// writable first: no copy, and unlike `pwrite`, which takes the file's
+/// lock, every core fills the page cache at once (measured: 117 MB in
+/// 71-81 ms on two cores, against 200-270 ms with `pwrite` from either one
+/// thread or two). Where a mapping or its population fails (another
+/// platform or file system, a full disk: `MADV_POPULATE_WRITE` reports
+/// what would otherwise be a SIGBUS), the frame is decoded into a buffer
+/// and written, and that write reports the error.
+fn write_frame(
+    out: &File,
+    decoder: &mut FrameDecoder,
+    kind: smolvm_format::SectionKind,
+    span: &FrameSpan,
+    stored: &[u8],
+) -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    if let Some(mut place) = mapped_place(out, span) {
+        return decoder
+            .decode_into(kind, span, stored, &mut place)
+            .map_err(|e| e.to_string());
+    }
+    let content = decoder
+        .decode(kind, span, stored)
+        .map_err(|e| e.to_string())?;
+    out.write_all_at(content, span.offset)
+        .map_err(|e| format!("writing: {e}"))
+}
+
+/// A writable shared mapping of `span`'s place in `out`, every page of it
+/// present and writable, or `None` if that cannot be had.
+#[cfg(target_os = "linux")]
+fn mapped_place(out: &File, span: &FrameSpan) -> Option<memmap2::MmapMut> {
+    let len = usize::try_from(span.size).ok().filter(|&len| len > 0)?;
+    // SAFETY: a mapping is unsound if the file shrinks or changes under it.
+    // `out` is this start's own temporary file: created exclusively in the
+    // private (0700) cache directory, already `span.offset + span.size`
+    // bytes long (write_frames sizes it first), and written by nobody else
+    // while this start holds the writers' lock; the next writer removes it
+    // only after taking that lock. Each frame's place is mapped by the one
+    // worker decoding that frame, so mappings never overlap.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(span.offset)
+            .len(len)
+            .map_mut(out)
+    }
+    .ok()?;
+    // Faults in every page now, where a failure is an error code rather
+    // than a SIGBUS in the middle of decoding.
+    map.advise(memmap2::Advice::PopulateWrite).ok()?;
+    Some(map)
 }
 
 /// A decoder or write error is usually a section whose bytes changed:
@@ -421,7 +497,6 @@ mod tests {
         out
     }
 
-    /// Bigger than one write chunk, and not all the same byte.
     fn empty_cache() -> (tempfile::TempDir, Cache) {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path().join("cache")).unwrap();
@@ -436,6 +511,7 @@ mod tests {
         Ok(img.file)
     }
 
+    /// Bigger than one write chunk, and not all the same byte.
     fn image_bytes() -> Vec<u8> {
         (0..3 * WRITE_CHUNK + 77)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
@@ -492,6 +568,29 @@ mod tests {
         r.unwrap().read_to_end(&mut got).unwrap();
         assert!(got == image, "published bytes differ");
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    /// A descriptor open for writing only cannot be mapped (a shared
+    /// writable mapping needs read access too), as on a file system
+    /// without shared mappings: every frame goes through `pwrite` instead.
+    #[test]
+    fn frames_that_cannot_be_mapped_are_written_all_the_same() {
+        let image = framed_image_bytes();
+        let bytes = framed_artifact(&image);
+        let art = Artifact::parse(&bytes[..]).unwrap();
+        let entry = art.manifest.section(SectionKind::Rootfs).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image");
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        write_section(&art, entry, "the root filesystem", &mut out, Fsync::Soon).unwrap();
+        assert!(
+            std::fs::read(&path).unwrap() == image,
+            "written bytes differ"
+        );
     }
 
     #[test]
