@@ -80,7 +80,7 @@ pub struct ArtifactSection {
 pub struct PackSection {
     /// zstd level, 1..=22.
     pub level: Option<i32>,
-    /// `"lz4"` (default) or `"none"`: see `pack create --help`.
+    /// `"none"` (default) or `"lz4"`: see `pack create --help`.
     pub rootfs_compression: Option<crate::plan::RootfsCompression>,
     /// Secret key file to sign with.
     pub key: Option<PathBuf>,
