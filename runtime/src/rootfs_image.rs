@@ -344,12 +344,16 @@ fn write_frame(
 fn mapped_place(out: &File, span: &FrameSpan) -> Option<memmap2::MmapMut> {
     let len = usize::try_from(span.size).ok().filter(|&len| len > 0)?;
     // SAFETY: a mapping is unsound if the file shrinks or changes under it.
-    // `out` is this start's own temporary file: created exclusively in the
-    // private (0700) cache directory, already `span.offset + span.size`
-    // bytes long (write_frames sizes it first), and written by nobody else
-    // while this start holds the writers' lock; the next writer removes it
-    // only after taking that lock. Each frame's place is mapped by the one
-    // worker decoding that frame, so mappings never overlap.
+    // `out` is this start's own temporary file (the kernel's or the rootfs
+    // image's): created exclusively under a fresh name in the private
+    // (0700) cache directory and already `span.offset + span.size` bytes
+    // long (write_frames sizes it first). No code truncates or writes
+    // another start's temporary file; a later writer at most unlinks it,
+    // which leaves a mapping valid. (A process of the same user could
+    // truncate it, but could as well ptrace this one.) Each frame's place
+    // is mapped by the one worker decoding that frame, so mappings never
+    // overlap, and the mapping is dropped before the frame counts as
+    // written.
     let map = unsafe {
         memmap2::MmapOptions::new()
             .offset(span.offset)
@@ -357,8 +361,10 @@ fn mapped_place(out: &File, span: &FrameSpan) -> Option<memmap2::MmapMut> {
             .map_mut(out)
     }
     .ok()?;
-    // Faults in every page now, where a failure is an error code rather
-    // than a SIGBUS in the middle of decoding.
+    // Faults in every page now (blocks reserved), where a failure is an
+    // error code rather than a SIGBUS in the middle of decoding. A page
+    // faults again only after writeback has cleaned it, when its blocks
+    // are already allocated.
     map.advise(memmap2::Advice::PopulateWrite).ok()?;
     Some(map)
 }
