@@ -231,12 +231,12 @@ L1: QEMU TCG, $(sed 's/ .*//' .cache/harness/kernel-version), $mem MiB; L2: 1 vC
 L1 set-up: untar of the tree $(span "${untar:-0 0}") s; first start of the packed executable (dry run, writes the image) $(span "${first:-0 0}") s
 run  side       rc  boot+read (L1 wall, s)  read in guest (s)  files  bytes       guest xargs rc
 $(awk '{ printf "%3s  %-9s %3s  %22s  %17s  %5s  %-10s  %s\n", $2, $1, $3, $4, ($5 == "nan") ? "failed" : sprintf("%.2f", $5), $6, $7, $8 }' <<<"$bench")
-median read in guest (runs whose read succeeded): erofs $(printf '%.2f' "$me") s   virtio-fs $(printf '%.2f' "$mv") s   ratio erofs/virtio-fs $ratio
+median read in guest (runs whose read succeeded): erofs (--rootfs-compression lz4) $(printf '%.2f' "$me") s   virtio-fs $(printf '%.2f' "$mv") s   ratio lz4/virtio-fs $ratio
   (below 1: the EROFS root reads faster)
-erofs with --rootfs-compression none: $(printf '%.2f' "$mn") s   ratio none/virtio-fs $(awk -v a="$mn" -v b="$mv" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }')   ratio lz4/none $(awk -v a="$me" -v b="$mn" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }')
+erofs with --rootfs-compression none (the default): $(printf '%.2f' "$mn") s   ratio none/virtio-fs $(awk -v a="$mn" -v b="$mv" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }')   ratio lz4/none $(awk -v a="$me" -v b="$mn" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }')
   (under TCG the guest's LZ4 decompression is emulated too; on KVM it runs at native speed)
 files read: erofs $counts_e  virtio-fs $counts_v$([ "$counts_e" = "$counts_v" ] || echo '  (DIFFER: the two roots do not show the same files)')
-median boot+read wall in L1: erofs $(printf '%.1f' "$(col erofs 4 | median)") s   virtio-fs $(printf '%.1f' "$(col virtiofs 4 | median)") s
+median boot+read wall in L1: erofs (lz4) $(printf '%.1f' "$(col erofs 4 | median)") s   virtio-fs $(printf '%.1f' "$(col virtiofs 4 | median)") s
 L1 RLIMIT_NOFILE: $(grep -o '@@BENCH-NOFILE [^@]*@@' "$tmp/console.log" | sed 's/@@BENCH-NOFILE //; s/@@$//'), raised to 65536 for both sides
 host load average (1/5/15 min): at start $load_start, at end $load_end
 EOF

@@ -333,8 +333,8 @@ struct CreateArgs {
     /// smallest download and the fastest pack; the largest image in the
     /// user's cache) or lz4 (the guest decompresses on read; a first start
     /// writes ~37% fewer bytes to the user's disk and starts sooner, but
-    /// the download is ~15% larger and packing ~35% slower).
-    #[arg(long, value_name = "lz4|none", value_enum)]
+    /// the download is ~15% larger and packing takes about a quarter longer).
+    #[arg(long, value_name = "none|lz4", value_enum)]
     rootfs_compression: Option<smolvm_packer::plan::RootfsCompression>,
     /// Artifact name (default: the Smolfile's artifact.name, else the output file name).
     #[arg(long)]

@@ -30,7 +30,7 @@ pub enum RootfsCompression {
     /// the image a first start writes to the user's disk is about 37%
     /// smaller (Debian: 74 vs 117 MB) and written that much faster; the
     /// download grows by about 15% (zstd cannot shrink LZ4 data as far as
-    /// raw data) and pack create takes about 35% longer.
+    /// raw data) and pack create takes about a quarter longer.
     Lz4,
     /// File data as is (the default): the smallest download, the fastest
     /// pack, the guest reads without decompressing; the largest image in
