@@ -283,13 +283,22 @@ mod tests {
     fn rootfs_compression_is_none_unless_the_smolfile_or_the_flag_says_otherwise() {
         let c = |o: &CreateOptions, s: &str| planned(o, s).unwrap().rootfs_compression;
         assert_eq!(c(&opts("tool"), ""), RootfsCompression::None);
+        let lz4 = "[pack]\nrootfs_compression = \"lz4\"\n";
+        assert_eq!(c(&opts("tool"), lz4), RootfsCompression::Lz4);
+        // The flag wins over the Smolfile, either way.
         let none = "[pack]\nrootfs_compression = \"none\"\n";
-        assert_eq!(c(&opts("tool"), none), RootfsCompression::None);
-        let o = CreateOptions {
-            rootfs_compression: Some(RootfsCompression::Lz4),
+        let flag = |r| CreateOptions {
+            rootfs_compression: Some(r),
             ..opts("tool")
         };
-        assert_eq!(c(&o, none), RootfsCompression::Lz4);
+        assert_eq!(
+            c(&flag(RootfsCompression::Lz4), none),
+            RootfsCompression::Lz4
+        );
+        assert_eq!(
+            c(&flag(RootfsCompression::None), lz4),
+            RootfsCompression::None
+        );
         let e = Smolfile::parse(
             "[pack]\nrootfs_compression = \"zstd\"\n",
             Path::new("Smolfile"),
