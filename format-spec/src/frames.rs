@@ -160,11 +160,7 @@ impl FrameDecoder {
         // is an error below.
         self.out.clear();
         self.out.reserve_exact(size);
-        let n = self
-            .dctx
-            .decompress_to_buffer(stored, &mut self.out)
-            .map_err(|e| frame_fault(kind, span, e.to_string()))?;
-        check_produced(kind, span, n)?;
+        decompress(&mut self.dctx, kind, span, stored, &mut self.out)?;
         Ok(&self.out)
     }
 
@@ -186,11 +182,7 @@ impl FrameDecoder {
                 format!("a {}-byte output for {size} content bytes", out.len()),
             ));
         }
-        let n = self
-            .dctx
-            .decompress_to_buffer(stored, out)
-            .map_err(|e| frame_fault(kind, span, e.to_string()))?;
-        check_produced(kind, span, n)
+        decompress(&mut self.dctx, kind, span, stored, out)
     }
 
     /// The content of the frame decoded last.
@@ -241,7 +233,18 @@ fn check_frame(kind: SectionKind, span: &FrameSpan, stored: &[u8]) -> Result<usi
     usize::try_from(span.size).map_err(|_| fault("too large".into()))
 }
 
-fn check_produced(kind: SectionKind, span: &FrameSpan, n: usize) -> Result<()> {
+/// Decodes a checked frame into `out`, which holds at most `span.size`
+/// bytes; anything but exactly that many is an error.
+fn decompress<C: zstd::zstd_safe::WriteBuf + ?Sized>(
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    kind: SectionKind,
+    span: &FrameSpan,
+    stored: &[u8],
+    out: &mut C,
+) -> Result<()> {
+    let n = dctx
+        .decompress_to_buffer(stored, out)
+        .map_err(|e| frame_fault(kind, span, e.to_string()))?;
     if n as u64 == span.size {
         Ok(())
     } else {
