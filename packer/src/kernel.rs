@@ -282,11 +282,9 @@ pub fn default_kernel_candidates() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("SMOLVM_KERNEL") {
         c.push(PathBuf::from(p));
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-    if let Some(cache) = cache {
-        c.push(cache.join("smolvm/kernel/libkrunfw.so.5"));
+    // The same cache the runtime uses (SMOLVM_CACHE_DIR included).
+    if let Some(cache) = smolvm_runtime::dirs::cache() {
+        c.push(cache.join("kernel/libkrunfw.so.5"));
     }
     // The repository's fetch script puts it here; found from the working
     // directory and from a binary under target/<profile>/.

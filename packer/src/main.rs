@@ -151,6 +151,11 @@ enum Pack {
         /// asks for it (`[auth] ssh_agent`); keys never enter the guest.
         #[arg(long)]
         ssh_agent: bool,
+        /// Serve shares (volumes, the current directory) even on a kernel
+        /// without Landlock, where the VMM could reach every file you can
+        /// (machines without shares start there anyway).
+        #[arg(long)]
+        allow_no_landlock: bool,
         /// Start the machine's persistent storage (its guest-only `volumes`,
         /// one disk per machine name in ~/.local/share/smolvm/storage) over,
         /// empty.
@@ -463,6 +468,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             dry_run,
             publish,
             ssh_agent,
+            allow_no_landlock,
             reset_storage,
             timeout,
             volumes,
@@ -491,6 +497,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     min_version,
                     version_state: default_state_file(),
                     reset_storage,
+                    allow_no_landlock,
+                    host: smolvm_runtime::host_env::HostEnv::read(),
                     settings: smolvm_runtime::settings::RunSettings {
                         env,
                         cpus,

@@ -4,7 +4,6 @@
 //! $XDG_CACHE_HOME/smolvm/          (0700, must be ours)
 //!   kernel/<sha256>.elf             decompressed kernel; published by rename
 //!   rootfs/<sha256>.erofs           the root filesystem image (see rootfs_image.rs)
-//!   boot/                           libkrun's virtio-fs root: mount points only
 //!   blobs/sha256/<hex>              registry blobs and manifests (the packer's)
 //! ```
 //!
@@ -66,18 +65,10 @@ pub struct Cache {
     root: PathBuf,
 }
 
-/// The cache directory: `SMOLVM_CACHE_DIR`, else `$XDG_CACHE_HOME/smolvm`,
-/// else `$HOME/.cache/smolvm`.
+/// The cache directory (crate::dirs: `SMOLVM_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/smolvm` when absolute, else `$HOME/.cache/smolvm`).
 pub fn default_cache_dir() -> Result<PathBuf, CacheError> {
-    if let Some(d) = std::env::var_os("SMOLVM_CACHE_DIR") {
-        return Ok(PathBuf::from(d));
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(d).join("smolvm"));
-    }
-    std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/smolvm"))
-        .ok_or(CacheError::NoHome)
+    crate::dirs::cache().ok_or(CacheError::NoHome)
 }
 
 fn ensure_private_dir(path: &Path) -> Result<(), CacheError> {
@@ -154,7 +145,7 @@ impl Cache {
     }
 
     /// The kernels, root images and blobs in the cache (not temporary
-    /// files of starts in progress, not lock files, not `boot/`).
+    /// files of starts in progress, not lock files).
     pub fn entries(&self) -> Result<Vec<CacheEntry>, CacheError> {
         let mut out = Vec::new();
         for (kind, dir, suffix) in [

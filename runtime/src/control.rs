@@ -140,22 +140,6 @@ impl Stdio {
     }
 }
 
-/// `TERM=` the host's terminal type, when stdin or stdout is a terminal
-/// (the guest then gets libkrun's console as its terminal).
-pub fn terminal_type() -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    // SAFETY: isatty on descriptor numbers.
-    if unsafe { libc::isatty(0) != 1 && libc::isatty(1) != 1 } {
-        return None;
-    }
-    let term = std::env::var_os("TERM")?;
-    let term = term.as_bytes();
-    if term.is_empty() || term.contains(&0) {
-        return None;
-    }
-    Some([b"TERM=", term].concat())
-}
-
 fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -186,7 +170,7 @@ fn watched() -> Vec<libc::c_int> {
     s
 }
 
-/// Blocks the signals a [`Supervisor`] watches in the calling thread (and
+/// Blocks the signals a [`SignalRelay`] watches in the calling thread (and
 /// the threads and processes it starts from now on).
 pub fn block_watched() -> io::Result<()> {
     mask(libc::SIG_BLOCK, &watched())
@@ -283,7 +267,7 @@ fn kill_and_reap(child: libc::pid_t) {
 }
 
 /// The supervisor's side of a running machine (see the module docs).
-pub struct Supervisor {
+pub struct SignalRelay {
     child: libc::pid_t,
     signals: OwnedFd,
     channel: Option<Channel>,
@@ -295,7 +279,7 @@ pub struct Supervisor {
     timeout: Option<Duration>,
 }
 
-impl Supervisor {
+impl SignalRelay {
     /// Watches `child` (the VMM). The calling thread must have the
     /// forwarded signals and SIGCHLD blocked (every thread, so that none of
     /// them is delivered elsewhere).
@@ -303,14 +287,14 @@ impl Supervisor {
         child: libc::pid_t,
         channel: Channel,
         timeout: Option<Duration>,
-    ) -> io::Result<Supervisor> {
+    ) -> io::Result<SignalRelay> {
         let set = sigset(&watched());
         // SAFETY: set is a valid sigset_t; -1 asks for a new descriptor.
         let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Supervisor {
+        Ok(SignalRelay {
             child,
             // SAFETY: signalfd returned a new descriptor we own.
             signals: unsafe { OwnedFd::from_raw_fd(fd) },
@@ -451,17 +435,27 @@ impl Supervisor {
     }
 }
 
-/// Splits this process in two (see the module docs). In the child, the
-/// VMM, returns the control socket to give libkrun (`in_parent` is dropped
-/// there, unrun). In the parent, runs `in_parent` while the child starts
-/// the VM (signals stay blocked, so none is lost meanwhile), then never
-/// returns: supervises the child and exits with its status once the
-/// terminal is restored.
-pub fn split(timeout: Option<Duration>, in_parent: impl FnOnce()) -> io::Result<PathBuf> {
+/// The two sides of a started machine (see the module docs).
+pub enum Side {
+    /// This process, the one the person started: supervise the VMM child.
+    Supervisor(VmmChild),
+    /// The child: configure libkrun with this control socket and enter the VM.
+    Vmm { control_socket: PathBuf },
+}
+
+/// The supervisor's hold on the VMM child.
+pub struct VmmChild {
+    pid: libc::pid_t,
+    channel: Channel,
+    stdio: Stdio,
+}
+
+/// Splits this process in two (see the module docs). Signals are blocked in
+/// both before the fork (and before libkrun or the network supervisor start
+/// any thread), so none is lost while the child starts the VM.
+pub fn fork_vmm() -> io::Result<Side> {
     let channel = Channel::new()?;
     let stdio = Stdio::save();
-    // Before the fork (and before libkrun or the network supervisor start
-    // any thread): every thread of both processes has them blocked.
     block_watched()?;
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
@@ -473,39 +467,54 @@ pub fn split(timeout: Option<Duration>, in_parent: impl FnOnce()) -> io::Result<
         let _ = mask(libc::SIG_UNBLOCK, &watched());
         return Err(e);
     }
-    if pid == 0 {
-        // SAFETY: plain prctl; no pointers.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-        // SAFETY: getppid has no preconditions.
-        if unsafe { libc::getppid() } != parent {
-            // The supervisor died before the line above.
-            // SAFETY: ending the process.
-            unsafe { libc::_exit(1) };
-        }
-        let socket = channel.socket();
-        // The directory is the supervisor's to remove; this process keeps
-        // neither it nor the listener.
-        let Channel { dir, listener } = channel;
-        drop(listener);
-        std::mem::forget(dir);
-        mask(libc::SIG_UNBLOCK, &[libc::SIGCHLD])?;
-        drop(in_parent);
-        return Ok(socket);
+    if pid > 0 {
+        return Ok(Side::Supervisor(VmmChild {
+            pid,
+            channel,
+            stdio,
+        }));
     }
-    in_parent();
-    // A background supervisor must still be able to restore the terminal.
-    let _ = mask(libc::SIG_BLOCK, &[libc::SIGTTOU]);
-    let ending = match Supervisor::new(pid, channel, timeout) {
-        Ok(s) => s.run(),
-        Err(e) => {
-            say(&format!(
-                "cannot watch for signals ({e}); they will not reach the workload"
-            ));
-            Ending::Exited(reap(pid, true).unwrap_or(125))
-        }
-    };
-    stdio.restore();
-    std::process::exit(ending.code());
+    // SAFETY: plain prctl; no pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        // The supervisor died before the line above.
+        // SAFETY: ending the process.
+        unsafe { libc::_exit(1) };
+    }
+    let control_socket = channel.socket();
+    // The directory is the supervisor's to remove; this process keeps
+    // neither it nor the listener.
+    let Channel { dir, listener } = channel;
+    drop(listener);
+    std::mem::forget(dir);
+    mask(libc::SIG_UNBLOCK, &[libc::SIGCHLD])?;
+    Ok(Side::Vmm { control_socket })
+}
+
+impl VmmChild {
+    /// Supervises the VMM until it ends, restores the terminal and exits
+    /// with its status (the workload's, or 124/130).
+    pub fn supervise(self, timeout: Option<Duration>) -> ! {
+        let VmmChild {
+            pid,
+            channel,
+            stdio,
+        } = self;
+        // A background supervisor must still be able to restore the terminal.
+        let _ = mask(libc::SIG_BLOCK, &[libc::SIGTTOU]);
+        let ending = match SignalRelay::new(pid, channel, timeout) {
+            Ok(s) => s.run(),
+            Err(e) => {
+                say(&format!(
+                    "cannot watch for signals ({e}); they will not reach the workload"
+                ));
+                Ending::Exited(reap(pid, true).unwrap_or(125))
+            }
+        };
+        stdio.restore();
+        std::process::exit(ending.code());
+    }
 }
 
 #[cfg(test)]

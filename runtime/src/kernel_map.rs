@@ -106,15 +106,56 @@ pub fn mappable_segment(head: &[u8], file_len: u64) -> Option<Segment> {
     })
 }
 
-/// Maps `kernel`'s segment and installs the shim so that libkrun boots it
-/// without a copy. `Ok(true)`: do not call `krun_set_kernel`. `Ok(false)`:
-/// use the copying path. Must run before this process's first
-/// `krun_create_ctx` ([`context_created`] records that).
+/// How the kernel reaches libkrun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandOff {
+    /// Mapped: do not call `krun_set_kernel`.
+    Mapped,
+    /// libkrun copies it from the file (`krun_set_kernel`).
+    Copy,
+}
+
+/// Loads the shim (always: libkrun's lookup of `libkrunfw.so.5` must find
+/// ours and never search the library path, where an `LD_LIBRARY_PATH` with
+/// an empty entry would load a library from the current directory into
+/// this process), then maps `kernel`'s segment for it when the file allows
+/// and `copy` (`SMOLVM_KERNEL_COPY=1`) is off. Must run before this
+/// process's first `krun_create_ctx` ([`context_created`] records that).
+/// An error means the shim could not be loaded: the start must stop.
+pub fn prepare(kernel: &File, copy: bool) -> std::io::Result<HandOff> {
+    if CONTEXT_CREATED.load(Ordering::SeqCst) {
+        // libkrun has looked its library up already (once per process):
+        // whatever it found then is what it has.
+        return Ok(HandOff::Copy);
+    }
+    let mut guard = SHIM_VARS.lock().unwrap_or_else(|p| p.into_inner());
+    let vars = match *guard {
+        Some(v) => v,
+        None => *guard.insert(load_shim().ok_or_else(|| {
+            std::io::Error::other(
+                "cannot load the kernel hand-off library from a memfd; refusing to let libkrun search the library path for libkrunfw.so.5",
+            )
+        })?),
+    };
+    if copy {
+        return Ok(HandOff::Copy);
+    }
+    Ok(match map_segment(kernel, vars) {
+        Ok(true) => HandOff::Mapped,
+        // Anything unusual boots the same bytes through the copying path.
+        Ok(false) | Err(_) => HandOff::Copy,
+    })
+}
+
+/// [`prepare`] as the tests knew it: `Ok(true)` when mapped.
 pub fn hand_off(kernel: &File) -> std::io::Result<bool> {
-    if !cfg!(all(target_os = "linux", target_arch = "x86_64"))
-        || std::env::var_os("SMOLVM_KERNEL_COPY").is_some_and(|v| v == "1")
-        || CONTEXT_CREATED.load(Ordering::SeqCst)
-    {
+    Ok(prepare(kernel, false)? == HandOff::Mapped)
+}
+
+/// Maps the kernel's one segment and points the shim's variables at it.
+/// `Ok(false)`: the file is not one that maps as is.
+fn map_segment(kernel: &File, vars: ShimVars) -> std::io::Result<bool> {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Ok(false);
     }
     let file_len = kernel.metadata()?.len();
@@ -129,14 +170,6 @@ pub fn hand_off(kernel: &File) -> std::io::Result<bool> {
     };
     let Ok(offset) = libc::off_t::try_from(seg.offset) else {
         return Ok(false);
-    };
-    let mut guard = SHIM_VARS.lock().unwrap_or_else(|p| p.into_inner());
-    let vars = match *guard {
-        Some(v) => v,
-        None => match load_shim() {
-            Some(v) => *guard.insert(v),
-            None => return Ok(false),
-        },
     };
     // SAFETY: a fresh private mapping of `len` bytes of a descriptor we own
     // at a page-aligned offset; `len` pages end at most one partial page

@@ -1,15 +1,26 @@
 //! Boots a prepared machine through libkrun (KVM on Linux).
 //!
 //! Platform seam: everything here is the VMM call sequence; what it needs is
-//! a kernel file descriptor, the root filesystem image's descriptor, a tiny
-//! fixed root directory and a run spec. A macOS/HVF backend would implement
-//! the same `boot` with its own kernel hand-off.
+//! a kernel file descriptor, the root filesystem image's descriptor, the
+//! shares and disks as descriptors, and a run spec. A macOS/HVF backend
+//! would implement the same `configure` and `enter` with its own kernel
+//! hand-off.
+//!
+//! [`configure`] is a straight run of `attach_*` steps on one libkrun
+//! context; [`Vmm::enter`] then puts the process in its sandbox and hands
+//! it to the VM.
+//!
+//! No host directory is served that the person did not share: the root
+//! virtio-fs device has no host directory behind it (libkrun's NullFs,
+//! asked for with a NULL path), only the entries added here in memory: the
+//! mount points libkrun's init needs, our guest init and its inputs.
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -36,6 +47,8 @@ pub enum LaunchError {
     Network(String),
     #[error("setting up the machine's signal and terminal supervisor")]
     Control(#[source] std::io::Error),
+    #[error("preparing the kernel hand-off")]
+    Kernel(#[source] std::io::Error),
 }
 
 /// The disk the root filesystem image is attached as (`/dev/vda` in the guest).
@@ -46,25 +59,22 @@ pub struct Machine<'a> {
     pub kernel: &'a File,
     /// The verified EROFS image, attached read-only; the guest init mounts it.
     pub root_image: &'a File,
-    /// libkrun's init wants a virtio-fs root: a fixed directory holding only
-    /// the mount points it needs (see `Cache::boot_dir`).
-    pub root: &'a Path,
     pub cpus: u8,
     pub memory_mib: u32,
-    /// Stop the machine after this long (crate::control: SIGTERM to the
-    /// workload, forced down after a grace period, exit 124).
-    pub timeout: Option<std::time::Duration>,
     /// `None`: no network device at all. `Some`: TSI networking under the
     /// egress supervisor (crate::net).
-    pub net: Option<std::sync::Arc<crate::net::Egress>>,
+    pub net: Option<Arc<crate::net::Egress>>,
     /// The host's SSH agent socket, when forwarding is on (crate::net::agent).
     pub ssh_agent: Option<&'a Path>,
     /// The overlay and storage disks (crate::disk), attached after the root.
     pub disks: &'a crate::disk::Disks,
     /// Host directories shared into the guest, in the order of the spec's
     /// `volume` records (the tags are [`crate::spec::volume_tag`]).
-    pub volumes: &'a [crate::settings::Volume],
+    pub shares: &'a [crate::run::Share],
     pub spec: &'a RunSpec,
+    /// Serve shares on a kernel without Landlock (crate::sandbox).
+    pub allow_no_landlock: bool,
+    pub host: &'a crate::host_env::HostEnv,
 }
 
 /// libkrun's virtio-fs server keeps one descriptor open per file or
@@ -89,17 +99,17 @@ fn raise_open_file_limit() {
 /// The guest's /etc/resolv.conf when the network is on (the guest init
 /// copies it into the per-run layer): our resolver, reached through the
 /// supervisor's rewrite of GUEST_DNS.
-fn resolv_conf() -> &'static [u8] {
-    let text = format!(
+fn resolv_conf() -> Vec<u8> {
+    format!(
         "# written by smolvm: the host answers names the machine's network policy allows\nnameserver {}\noptions edns0 trust-ad\n",
         crate::net::GUEST_DNS
-    );
-    Box::leak(text.into_bytes().into_boxed_slice())
+    )
+    .into_bytes()
 }
 
 /// Checks that this host can run a guest, naming the cause when it cannot.
-/// `SMOLVM_SKIP_KVM_CHECK=1` skips the paravirtual-KVM heuristic.
-pub fn check_kvm() -> Result<(), LaunchError> {
+/// `skip_pvm` (`SMOLVM_SKIP_KVM_CHECK=1`) skips the paravirtual-KVM heuristic.
+pub fn check_kvm(skip_pvm: bool) -> Result<(), LaunchError> {
     match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -114,9 +124,7 @@ pub fn check_kvm() -> Result<(), LaunchError> {
         }
         Err(e) => return Err(LaunchError::NoKvm(format!("/dev/kvm: {e}"))),
     }
-    if Path::new("/sys/module/kvm_pvm").exists()
-        && std::env::var_os("SMOLVM_SKIP_KVM_CHECK").is_none()
-    {
+    if Path::new("/sys/module/kvm_pvm").exists() && !skip_pvm {
         return Err(LaunchError::NoKvm(
             "/dev/kvm is kvm-pvm (paravirtual KVM), which cannot run a standard guest kernel; run on a host with hardware KVM (or set SMOLVM_SKIP_KVM_CHECK=1 to try anyway)".into(),
         ));
@@ -140,9 +148,15 @@ fn cstr(s: impl AsRef<OsStr>) -> Result<CString, LaunchError> {
         .map_err(|_| LaunchError::Invalid("path contains a NUL byte".into()))
 }
 
+/// `/proc/self/fd/N`: how libkrun is given a file we hold open, so that it
+/// opens the very file we checked, never a path again.
+fn fd_path(fd: &impl AsRawFd) -> Result<CString, LaunchError> {
+    cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 /// Starts the guest's resolver and puts this process's network calls under
 /// the egress supervisor. Fails closed: an error here means no boot.
-fn enforce(egress: std::sync::Arc<crate::net::Egress>) -> Result<(), LaunchError> {
+fn enforce(egress: Arc<crate::net::Egress>) -> Result<(), LaunchError> {
     #[cfg(target_os = "linux")]
     {
         let fail = |what: &str, e: std::io::Error| {
@@ -164,53 +178,44 @@ fn enforce(egress: std::sync::Arc<crate::net::Egress>) -> Result<(), LaunchError
     }
 }
 
-/// Configures libkrun for `m`. With `enter`, hands the process to the VM
-/// (returns only on failure; on success the process exits with the guest's
-/// status). Without, stops right before `krun_start_enter` (for benchmarks).
-///
-/// A first start's image still to be published (`publish`) is published by
-/// the supervising parent while the child starts the VM from it.
-pub fn boot(
-    m: &Machine<'_>,
-    enter: bool,
-    publish: Option<crate::rootfs_image::Publish>,
-) -> Result<(), LaunchError> {
-    // Entering: from here on this is the VMM process, a child of the one
-    // the user started, which passes signals on and restores the terminal.
-    let control = if enter {
-        let in_parent = move || {
-            if let Some(Err(e)) = publish.map(crate::rootfs_image::Publish::finish) {
-                eprintln!(
-                    "warning: the root filesystem image was not saved in the cache ({}); the next start writes it again",
-                    crate::exit::chain(&e)
-                );
-            }
-        };
-        Some(crate::control::split(m.timeout, in_parent).map_err(LaunchError::Control)?)
-    } else {
-        debug_assert!(publish.is_none(), "a dry run publishes the image itself");
-        None
-    };
-    let kernel_path = cstr(format!("/proc/self/fd/{}", m.kernel.as_raw_fd()))?;
-    let image_path = cstr(format!("/proc/self/fd/{}", m.root_image.as_raw_fd()))?;
-    let disk_id = cstr(ROOT_DISK_ID)?;
-    let root = cstr(m.root)?;
-    let tag = cstr(ROOT_TAG)?;
-    // libkrun keeps pointers to overlay file data for the VM's lifetime.
-    let spec: &'static [u8] = Box::leak(m.spec.encode().into_boxed_slice());
-    let exec = cstr("/.smolvm/init")?;
-    let empty: [*const libc::c_char; 1] = [std::ptr::null()];
+/// A configured libkrun context, and the bytes its in-memory files point
+/// into: libkrun keeps those pointers for the VM's lifetime, and this value
+/// lives until [`Vmm::enter`] hands the process to the VM (which then ends
+/// it), so they stay valid without leaking anything.
+pub struct Vmm {
+    ctx: u32,
+    /// Heap buffers of the overlay files (moving a `Vec` keeps its buffer
+    /// where it is).
+    files: Vec<Vec<u8>>,
+}
 
-    // The kernel reaches the guest as a mapping of the verified file when it
-    // can (crate::kernel_map); otherwise libkrun copies it (krun_set_kernel).
-    // A failure to map is not an error: the copying path boots the same bytes.
-    let kernel_mapped = crate::kernel_map::hand_off(m.kernel).unwrap_or(false);
+/// Configures libkrun for `m`: one context, then each part of the machine
+/// attached in turn. `control` is the supervisor's control socket (`None`
+/// for a dry run, which stops here). Must run in the process that becomes
+/// the VMM, before any other libkrun call in it.
+pub fn configure(m: &Machine<'_>, control: Option<&Path>) -> Result<Vmm, LaunchError> {
+    // Before the context: libkrun looks its kernel library up when the
+    // first one is created (crate::kernel_map).
+    let hand_off =
+        crate::kernel_map::prepare(m.kernel, m.host.kernel_copy).map_err(LaunchError::Kernel)?;
+    let mut vmm = Vmm::create(m)?;
+    vmm.attach_root_image(m.root_image)?;
+    vmm.attach_root(m.spec)?;
+    vmm.attach_disks(m.disks)?;
+    vmm.attach_network(m.net.as_deref())?;
+    vmm.attach_shares(m.shares)?;
+    vmm.attach_ssh_agent(m.ssh_agent)?;
+    if let Some(sock) = control {
+        vmm.attach_control(sock)?;
+    }
+    if hand_off == crate::kernel_map::HandOff::Copy {
+        vmm.set_kernel_file(m.kernel)?;
+    }
+    Ok(vmm)
+}
 
-    // SAFETY: every pointer passed below is a valid NUL-terminated string or
-    // a NULL-terminated array that outlives the call; libkrun copies strings
-    // it keeps, and the overlay data is 'static. ctx is the id libkrun
-    // returned.
-    unsafe {
+impl Vmm {
+    fn create(m: &Machine<'_>) -> Result<Vmm, LaunchError> {
         let ctx = krun::krun_create_ctx();
         crate::kernel_map::context_created();
         check("krun_create_ctx", ctx)?;
@@ -219,208 +224,257 @@ pub fn boot(
             "krun_set_vm_config",
             krun::krun_set_vm_config(ctx, m.cpus, m.memory_mib),
         )?;
-        if split_irqchip() {
+        if split_irqchip(m.host.full_irqchip) {
             check("krun_split_irqchip", krun::krun_split_irqchip(ctx, true))?;
         }
-        // Read-only: the image is shared by every run; the guest init layers
-        // a per-run tmpfs over it. libkrun opens the path itself: through
-        // /proc/self/fd it is the very file we verified and hold open.
-        check(
-            "krun_add_disk",
-            krun::krun_add_disk(ctx, disk_id.as_ptr(), image_path.as_ptr(), true),
-        )?;
-        check(
-            "krun_add_virtiofs3",
-            krun::krun_add_virtiofs3(ctx, tag.as_ptr(), root.as_ptr(), 0, true),
-        )?;
-        let dir = cstr("/.smolvm")?;
-        check(
-            "krun_fs_add_overlay_dir",
-            krun::krun_fs_add_overlay_dir(ctx, tag.as_ptr(), dir.as_ptr(), 0o755),
-        )?;
-        attach_disks(ctx, &tag, m.disks)?;
-        let init = cstr("/.smolvm/init")?;
-        check(
+        Ok(Vmm {
+            ctx,
+            files: Vec::new(),
+        })
+    }
+
+    /// An in-memory file in the root device (`/.smolvm/...`).
+    fn add_file(
+        &mut self,
+        call: &'static str,
+        path: &str,
+        data: Vec<u8>,
+        mode: u32,
+    ) -> Result<(), LaunchError> {
+        let (tag, path) = (cstr(ROOT_TAG)?, cstr(path)?);
+        // SAFETY: NUL-terminated strings that outlive the call (libkrun
+        // copies them); the data's heap buffer is kept in `self.files`,
+        // which lives as long as the VM (see [`Vmm`]).
+        let ret = unsafe {
+            krun::krun_fs_add_overlay_file(
+                self.ctx,
+                tag.as_ptr(),
+                path.as_ptr(),
+                data.as_ptr(),
+                data.len(),
+                mode,
+                false,
+            )
+        };
+        self.files.push(data);
+        check(call, ret)
+    }
+
+    fn add_dir(&mut self, path: &str) -> Result<(), LaunchError> {
+        let (tag, path) = (cstr(ROOT_TAG)?, cstr(path)?);
+        // SAFETY: NUL-terminated strings that outlive the call.
+        check("krun_fs_add_overlay_dir", unsafe {
+            krun::krun_fs_add_overlay_dir(self.ctx, tag.as_ptr(), path.as_ptr(), 0o755)
+        })
+    }
+
+    /// The root filesystem image as the first disk (`/dev/vda`),
+    /// read-only: the image is shared by every run; the guest init layers a
+    /// per-run tmpfs over it. libkrun opens it through /proc/self/fd: the
+    /// very file we verified and hold open.
+    fn attach_root_image(&mut self, image: &File) -> Result<(), LaunchError> {
+        let (id, path) = (cstr(ROOT_DISK_ID)?, fd_path(image)?);
+        // SAFETY: NUL-terminated strings that outlive the call.
+        check("krun_add_disk", unsafe {
+            krun::krun_add_disk(self.ctx, id.as_ptr(), path.as_ptr(), true)
+        })
+    }
+
+    /// libkrun's init wants a virtio-fs root: one with no host directory
+    /// behind it (NullFs: a NULL path), holding the mount points libkrun's
+    /// init uses, our guest init, the run spec, and the workload call.
+    fn attach_root(&mut self, spec: &RunSpec) -> Result<(), LaunchError> {
+        let tag = cstr(ROOT_TAG)?;
+        // SAFETY: a NUL-terminated tag that outlives the call; the NULL
+        // path asks for libkrun's NullFs ("NULL path means NullFs").
+        check("krun_add_virtiofs3(root)", unsafe {
+            krun::krun_add_virtiofs3(self.ctx, tag.as_ptr(), std::ptr::null(), 0, true)
+        })?;
+        for dir in ["/dev", "/proc", "/sys", "/.smolvm"] {
+            self.add_dir(dir)?;
+        }
+        self.add_file(
             "krun_fs_add_overlay_file(init)",
-            krun::krun_fs_add_overlay_file(
-                ctx,
-                tag.as_ptr(),
-                init.as_ptr(),
-                GUEST_INIT.as_ptr(),
-                GUEST_INIT.len(),
-                0o555,
-                false,
-            ),
+            "/.smolvm/init",
+            GUEST_INIT.to_vec(),
+            0o555,
         )?;
-        let spec_path = cstr("/.smolvm/spec")?;
-        check(
+        self.add_file(
             "krun_fs_add_overlay_file(spec)",
-            krun::krun_fs_add_overlay_file(
-                ctx,
-                tag.as_ptr(),
-                spec_path.as_ptr(),
-                spec.as_ptr(),
-                spec.len(),
-                0o400,
-                false,
-            ),
+            "/.smolvm/spec",
+            spec.encode(),
+            0o400,
         )?;
         // Arguments and environment travel in the spec file: an empty (not
         // NULL) envp, or libkrun would forward the host's environment.
-        check(
-            "krun_set_exec",
-            krun::krun_set_exec(ctx, exec.as_ptr(), empty.as_ptr(), empty.as_ptr()),
-        )?;
-        match &m.net {
-            None => {
-                // No implicit vsock means no TSI: the guest has no network
-                // at all. A vsock device without TSI still carries the
-                // control channel (and the SSH agent's).
-                check(
-                    "krun_disable_implicit_vsock",
-                    krun::krun_disable_implicit_vsock(ctx),
-                )?;
-                check("krun_add_vsock", krun::krun_add_vsock(ctx, 0))?;
-            }
-            Some(egress) => {
-                let map: Vec<CString> = egress
-                    .policy
-                    .publish
-                    .iter()
-                    .map(|p| cstr(format!("{}:{}", p.host, p.guest)))
-                    .collect::<Result<_, _>>()?;
-                let mut ptrs: Vec<*const libc::c_char> = map.iter().map(|c| c.as_ptr()).collect();
-                ptrs.push(std::ptr::null());
-                check(
-                    "krun_set_port_map",
-                    krun::krun_set_port_map(ctx, ptrs.as_ptr()),
-                )?;
-                let resolv = resolv_conf();
-                let path = cstr("/.smolvm/resolv.conf")?;
-                check(
-                    "krun_fs_add_overlay_file(resolv.conf)",
-                    krun::krun_fs_add_overlay_file(
-                        ctx,
-                        tag.as_ptr(),
-                        path.as_ptr(),
-                        resolv.as_ptr(),
-                        resolv.len(),
-                        0o444,
-                        false,
-                    ),
-                )?;
-            }
-        }
-        if !m.volumes.is_empty() {
+        let exec = cstr("/.smolvm/init")?;
+        let empty: [*const libc::c_char; 1] = [std::ptr::null()];
+        // SAFETY: a NUL-terminated path and two NULL-terminated arrays that
+        // outlive the call.
+        check("krun_set_exec", unsafe {
+            krun::krun_set_exec(self.ctx, exec.as_ptr(), empty.as_ptr(), empty.as_ptr())
+        })
+    }
+
+    /// Without a network: no implicit vsock, so no TSI, so no network at
+    /// all; a vsock device without TSI still carries the control channel
+    /// (and the SSH agent's). With one: TSI, the published ports, and our
+    /// resolver as the guest's.
+    fn attach_network(&mut self, net: Option<&crate::net::Egress>) -> Result<(), LaunchError> {
+        let Some(egress) = net else {
+            check(
+                "krun_disable_implicit_vsock",
+                krun::krun_disable_implicit_vsock(self.ctx),
+            )?;
+            return check("krun_add_vsock", krun::krun_add_vsock(self.ctx, 0));
+        };
+        let map: Vec<CString> = egress
+            .policy
+            .publish
+            .iter()
+            .map(|p| cstr(format!("{}:{}", p.host, p.guest)))
+            .collect::<Result<_, _>>()?;
+        let mut ptrs: Vec<*const libc::c_char> = map.iter().map(|c| c.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        // SAFETY: a NULL-terminated array of NUL-terminated strings, all
+        // outliving the call.
+        check("krun_set_port_map", unsafe {
+            krun::krun_set_port_map(self.ctx, ptrs.as_ptr())
+        })?;
+        self.add_file(
+            "krun_fs_add_overlay_file(resolv.conf)",
+            "/.smolvm/resolv.conf",
+            resolv_conf(),
+            0o444,
+        )
+    }
+
+    /// The person's shares, each a virtio-fs device serving the directory
+    /// we opened (`/proc/self/fd/N/.`: the trailing `.` makes libkrun's
+    /// `O_NOFOLLOW` open resolve the descriptor's directory, not the
+    /// /proc link itself). Read-only ones are read-only here too: the host
+    /// refuses writes even if the guest's read-only mount were undone.
+    fn attach_shares(&mut self, shares: &[crate::run::Share]) -> Result<(), LaunchError> {
+        if !shares.is_empty() {
             raise_open_file_limit();
         }
-        for (i, v) in m.volumes.iter().enumerate() {
-            let vtag = cstr(crate::spec::volume_tag(i))?;
-            let host = cstr(&v.host)?;
-            // Read-only here too: the host refuses writes even if the
-            // guest's read-only mount were undone.
-            check(
-                "krun_add_virtiofs3(volume)",
-                krun::krun_add_virtiofs3(ctx, vtag.as_ptr(), host.as_ptr(), 0, v.read_only),
-            )?;
-        }
-        if let Some(agent) = m.ssh_agent {
-            use crate::net::agent::VSOCK_PORT;
-            let sock = cstr(agent)?;
-            check(
-                "krun_add_vsock_port2",
-                krun::krun_add_vsock_port2(ctx, VSOCK_PORT, sock.as_ptr(), false),
-            )?;
-            // The guest init starts its forwarder when this file exists.
-            let port: &'static [u8] =
-                Box::leak(VSOCK_PORT.to_string().into_bytes().into_boxed_slice());
-            let path = cstr("/.smolvm/ssh-agent")?;
-            check(
-                "krun_fs_add_overlay_file(ssh-agent)",
-                krun::krun_fs_add_overlay_file(
-                    ctx,
+        for (i, share) in shares.iter().enumerate() {
+            let tag = cstr(crate::spec::volume_tag(i))?;
+            let dir = cstr(format!("/proc/self/fd/{}/.", share.dir.as_raw_fd()))?;
+            // SAFETY: NUL-terminated strings that outlive the call.
+            check("krun_add_virtiofs3(volume)", unsafe {
+                krun::krun_add_virtiofs3(
+                    self.ctx,
                     tag.as_ptr(),
-                    path.as_ptr(),
-                    port.as_ptr(),
-                    port.len(),
-                    0o444,
-                    false,
-                ),
-            )?;
+                    dir.as_ptr(),
+                    0,
+                    share.volume.read_only,
+                )
+            })?;
         }
-        if let Some(sock) = &control {
-            // The guest init connects here (guest-init/init.c, CONTROL_PORT).
-            let sock = cstr(sock)?;
-            check(
-                "krun_add_vsock_port2(control)",
-                krun::krun_add_vsock_port2(ctx, crate::control::VSOCK_PORT, sock.as_ptr(), false),
-            )?;
-        }
-        if !kernel_mapped {
-            check(
-                "krun_set_kernel",
-                krun::krun_set_kernel(
-                    ctx,
-                    kernel_path.as_ptr(),
-                    1,
-                    std::ptr::null(),
-                    std::ptr::null(),
-                ),
-            )?;
-        }
-        if !enter {
-            return Ok(());
-        }
-        if let Some(egress) = &m.net {
-            enforce(egress.clone())?;
-        }
-        check("krun_start_enter", krun::krun_start_enter(ctx))?;
+        Ok(())
     }
-    Err(LaunchError::Invalid(
-        "krun_start_enter returned without starting the VM".into(),
-    ))
-}
 
-/// Attaches the writable disks as raw virtio-blk devices the guest init
-/// finds by serial, and tells it which there are (`/.smolvm/disks`).
-fn attach_disks(ctx: u32, tag: &CString, disks: &crate::disk::Disks) -> Result<(), LaunchError> {
-    use crate::disk::{OVERLAY_SERIAL, STORAGE_SERIAL};
-    let Some(manifest) = disks.guest_manifest() else {
-        return Ok(());
-    };
-    // libkrun keeps pointers to overlay file data for the VM's lifetime.
-    let manifest: &'static [u8] = Box::leak(manifest.into_boxed_slice());
-    // Flushes of the throw-away overlay need not reach the host's disk
-    // (sync mode 0, "none"); the storage's do (2, "full").
-    let attached = [
-        (disks.overlay.as_ref(), OVERLAY_SERIAL, 0),
-        (disks.storage.as_ref().map(|s| &s.file), STORAGE_SERIAL, 2),
-    ];
-    for (file, serial, sync_mode) in attached {
-        let Some(file) = file else { continue };
-        let path = cstr(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-        let id = cstr(serial)?;
-        // SAFETY: NUL-terminated strings that outlive the call (libkrun
-        // copies them); ctx is libkrun's id. Format 0 is raw.
-        let ret = unsafe {
-            krun::krun_add_disk3(ctx, id.as_ptr(), path.as_ptr(), 0, false, false, sync_mode)
-        };
-        check("krun_add_disk3", ret)?;
-    }
-    let path = cstr("/.smolvm/disks")?;
-    // SAFETY: as above; the file data is 'static.
-    let ret = unsafe {
-        krun::krun_fs_add_overlay_file(
-            ctx,
-            tag.as_ptr(),
-            path.as_ptr(),
-            manifest.as_ptr(),
-            manifest.len(),
+    /// The host's SSH agent on its vsock port; the guest init starts its
+    /// forwarder when `/.smolvm/ssh-agent` exists.
+    fn attach_ssh_agent(&mut self, agent: Option<&Path>) -> Result<(), LaunchError> {
+        use crate::net::agent::VSOCK_PORT;
+        let Some(agent) = agent else { return Ok(()) };
+        let sock = cstr(agent)?;
+        // SAFETY: a NUL-terminated path that outlives the call.
+        check("krun_add_vsock_port2", unsafe {
+            krun::krun_add_vsock_port2(self.ctx, VSOCK_PORT, sock.as_ptr(), false)
+        })?;
+        self.add_file(
+            "krun_fs_add_overlay_file(ssh-agent)",
+            "/.smolvm/ssh-agent",
+            VSOCK_PORT.to_string().into_bytes(),
             0o444,
-            false,
         )
-    };
-    check("krun_fs_add_overlay_file(disks)", ret)
+    }
+
+    /// The supervisor's control socket, which the guest init connects to
+    /// (guest-init/init.c, CONTROL_PORT).
+    fn attach_control(&mut self, sock: &Path) -> Result<(), LaunchError> {
+        let sock = cstr(sock)?;
+        // SAFETY: a NUL-terminated path that outlives the call.
+        check("krun_add_vsock_port2(control)", unsafe {
+            krun::krun_add_vsock_port2(self.ctx, crate::control::VSOCK_PORT, sock.as_ptr(), false)
+        })
+    }
+
+    /// The copying kernel path: libkrun reads the ELF from our descriptor.
+    fn set_kernel_file(&mut self, kernel: &File) -> Result<(), LaunchError> {
+        let path = fd_path(kernel)?;
+        // SAFETY: a NUL-terminated path that outlives the call; NULL
+        // initramfs and command line ask for libkrun's defaults.
+        check("krun_set_kernel", unsafe {
+            krun::krun_set_kernel(
+                self.ctx,
+                path.as_ptr(),
+                1,
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        })
+    }
+
+    /// Hands this process to the VM: on success the process exits with the
+    /// guest's status, so this returns only the reason it could not.
+    pub fn enter(self, m: &Machine<'_>) -> LaunchError {
+        if let Some(egress) = &m.net {
+            if let Err(e) = enforce(egress.clone()) {
+                return e;
+            }
+        }
+        // The overlay data the context points into is `self.files`, alive
+        // for the rest of the process (on success it never returns).
+        let ret = krun::krun_start_enter(self.ctx);
+        match check("krun_start_enter", ret) {
+            Err(e) => e,
+            Ok(()) => {
+                LaunchError::Invalid("krun_start_enter returned without starting the VM".into())
+            }
+        }
+    }
+
+    /// The writable disks as raw virtio-blk devices the guest init finds
+    /// by serial, and the list of them it reads (`/.smolvm/disks`).
+    fn attach_disks(&mut self, disks: &crate::disk::Disks) -> Result<(), LaunchError> {
+        use crate::disk::{OVERLAY_SERIAL, STORAGE_SERIAL};
+        let Some(manifest) = disks.guest_manifest() else {
+            return Ok(());
+        };
+        // Flushes of the throw-away overlay need not reach the host's disk
+        // (sync mode 0, "none"); the storage's do (2, "full").
+        let attached = [
+            (disks.overlay.as_ref(), OVERLAY_SERIAL, 0),
+            (disks.storage.as_ref().map(|s| &s.file), STORAGE_SERIAL, 2),
+        ];
+        for (file, serial, sync_mode) in attached {
+            let Some(file) = file else { continue };
+            let (path, id) = (fd_path(file)?, cstr(serial)?);
+            // SAFETY: NUL-terminated strings that outlive the call (libkrun
+            // copies them); ctx is libkrun's id. Format 0 is raw.
+            check("krun_add_disk3", unsafe {
+                krun::krun_add_disk3(
+                    self.ctx,
+                    id.as_ptr(),
+                    path.as_ptr(),
+                    0,
+                    false,
+                    false,
+                    sync_mode,
+                )
+            })?;
+        }
+        self.add_file(
+            "krun_fs_add_overlay_file(disks)",
+            "/.smolvm/disks",
+            manifest,
+            0o444,
+        )
+    }
 }
 
 /// Whether the VM gets KVM's split interrupt controller (local APICs in the
@@ -435,6 +489,6 @@ fn attach_disks(ctx: u32, tag: &CString, disks: &crate::disk::Disks) -> Result<(
 /// routes inside the kernel; only the guest's few IOAPIC register writes at
 /// boot go to libkrun. `SMOLVM_FULL_IRQCHIP=1` restores the in-kernel one
 /// (for comparing).
-fn split_irqchip() -> bool {
-    cfg!(target_arch = "x86_64") && std::env::var_os("SMOLVM_FULL_IRQCHIP").is_none_or(|v| v != "1")
+fn split_irqchip(full: bool) -> bool {
+    cfg!(target_arch = "x86_64") && !full
 }

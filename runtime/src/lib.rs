@@ -3,8 +3,11 @@
 
 pub mod cache;
 pub mod control;
+pub mod dirs;
 pub mod disk;
 pub mod exit;
+pub mod flags;
+pub mod host_env;
 pub mod inspect;
 #[cfg(feature = "vmm")]
 pub mod kernel_map;
@@ -16,9 +19,11 @@ pub mod run;
 pub mod seal;
 pub mod settings;
 pub mod spec;
+pub mod trace;
 pub mod trust;
 pub mod verify;
 
 pub use exit::ExitStatus;
-pub use run::{run_artifact, RunError, RunOptions, Trace};
+pub use run::{prepare, run_artifact, Prepared, RunError, RunOptions};
+pub use trace::Trace;
 pub use verify::{check_signature, verify_artifact, SignatureState, VerifyError, VerifyOptions};

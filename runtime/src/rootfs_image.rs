@@ -6,12 +6,11 @@
 //!   rootfs/<sha256>.erofs        the image; published by rename, complete by construction
 //!   rootfs/<sha256>.lock         flock: one writer per hash at a time
 //!   rootfs/.tmp-<sha256>-XXXXXX  being written (never trusted; removed by the next writer)
-//!   boot/{dev,proc,sys}/         libkrun's virtio-fs root: mount points only
 //! ```
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -68,21 +67,6 @@ impl Publish {
 const WRITE_CHUNK: usize = 1 << 20;
 
 impl Cache {
-    /// The fixed directory libkrun's init gets as its virtio-fs root: only
-    /// the mount points it needs. The root filesystem itself is the image.
-    pub fn boot_dir(&self) -> Result<PathBuf, CacheError> {
-        let dir = self.root().join("boot");
-        for sub in ["", "dev", "proc", "sys"] {
-            let p = dir.join(sub);
-            match std::fs::DirBuilder::new().mode(0o755).create(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(&p)(e)),
-            }
-        }
-        Ok(dir)
-    }
-
     /// The root filesystem image for `entry`, opened read-only: the file the
     /// guest mounts from its read-only disk. Written on first use: streamed
     /// through zstd into a temporary file and hashed while written; it is
@@ -93,7 +77,7 @@ impl Cache {
         &self,
         art: &Artifact<'_, R>,
         entry: &SectionEntry,
-        trace: &crate::run::Trace,
+        trace: &crate::trace::Trace,
     ) -> Result<RootImage, CacheError> {
         let dir = self.root().join("rootfs");
         let path = dir.join(format!("{}.erofs", entry.sha256));
@@ -534,7 +518,7 @@ mod tests {
         let mut entry = art.manifest.section(SectionKind::Rootfs).unwrap().clone();
         change(&mut entry);
         let r = cache
-            .rootfs_image(&art, &entry, &crate::run::Trace::new())
+            .rootfs_image(&art, &entry, &crate::trace::Trace::new())
             .and_then(finish);
         let mut names: Vec<String> = std::fs::read_dir(dir.path().join("cache/rootfs"))
             .unwrap()
@@ -686,7 +670,7 @@ mod tests {
         let published = rootfs.join(format!("{}.erofs", entry.sha256));
         std::fs::write(&published, b"short").unwrap();
         let mut f = cache
-            .rootfs_image(&art, &entry, &crate::run::Trace::new())
+            .rootfs_image(&art, &entry, &crate::trace::Trace::new())
             .and_then(finish)
             .unwrap();
         let mut got = Vec::new();
@@ -717,7 +701,7 @@ mod tests {
             n.sort();
             n
         };
-        let trace = crate::run::Trace::new();
+        let trace = crate::trace::Trace::new();
 
         let mut first = cache.rootfs_image(&art, &entry, &trace).unwrap();
         let mut got = Vec::new();

@@ -1,17 +1,35 @@
 //! From an artifact file to a running guest: the one code path behind the
 //! stub executable and `smolvm pack run`.
+//!
+//! It reads top to bottom in two steps:
+//!
+//! ```text
+//! prepare(file, options)  ->  Prepared  ->  start()     the VM (never returns on success)
+//!   verify, trust, settings,              |   fork: supervisor (publishes the root
+//!   host checks, cache, disks             |         image, forwards signals, exits
+//!   (every check before any side effect   |         with the guest's code)
+//!    that outlives a refusal)             |   VMM:  configure libkrun, sandbox, enter
+//!                                         +-> dry_run()  everything but the VM
+//! ```
+//!
+//! What the environment says is read once at the edge ([`HostEnv`],
+//! crate::dirs) and passed in; nothing below reads `std::env`.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
 
-use smolvm_format::{FileSource, SectionKind};
+use smolvm_format::{FileSource, MachineConfig, SectionKind};
 use smolvm_signing::PublicKey;
 use thiserror::Error;
 
 use crate::cache::{default_cache_dir, Cache, CacheError};
-use crate::spec::build_spec;
+use crate::host_env::HostEnv;
+use crate::rootfs_image::Publish;
+use crate::settings::Volume;
+use crate::spec::{build_spec, RunSpec};
+use crate::trace::Trace;
 use crate::trust::{version_at_least, TrustError, VersionState};
 use crate::verify::{check_signature, SignatureState, VerifyError};
 
@@ -85,45 +103,74 @@ pub struct RunOptions {
     /// Start the machine's persistent storage over, empty
     /// (`--smolvm-reset-storage`, `pack run --reset-storage`).
     pub reset_storage: bool,
+    /// Serve host shares on a kernel without Landlock
+    /// (`--smolvm-allow-no-landlock`; crate::sandbox).
+    pub allow_no_landlock: bool,
     /// Run-time env, cpus, memory, workdir and volumes (crate::settings),
     /// already checked; they win over the artifact's config.
     pub settings: crate::settings::RunSettings,
+    /// The process environment, read at the edge.
+    pub host: HostEnv,
 }
 
-/// Phase timings printed to stderr when `SMOLVM_TRACE=1`.
-pub struct Trace {
-    start: Instant,
-    enabled: bool,
+/// A host directory shared into the guest, opened once: libkrun is given
+/// this descriptor (as `/proc/self/fd/N/.`), never the path again, so a
+/// rename or symlink swap after the check cannot change what is served.
+pub struct Share {
+    pub volume: Volume,
+    /// `O_PATH | O_DIRECTORY | O_NOFOLLOW` on the canonical path.
+    pub dir: std::os::fd::OwnedFd,
 }
 
-impl Trace {
-    pub fn new() -> Trace {
-        Trace {
-            start: Instant::now(),
-            enabled: std::env::var_os("SMOLVM_TRACE").is_some_and(|v| v == "1"),
-        }
+impl Share {
+    fn open(volume: Volume) -> Result<Share, RunError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&volume.host)
+            .map_err(|e| {
+                RunError::Settings(format!(
+                    "the shared directory {}: {e}",
+                    volume.host.display()
+                ))
+            })?;
+        Ok(Share {
+            volume,
+            dir: dir.into(),
+        })
     }
-
-    pub fn mark(&self, phase: &str) {
-        if self.enabled {
-            eprintln!(
-                "smolvm-trace: {:>9.3} ms  {phase}",
-                self.start.elapsed().as_secs_f64() * 1e3
-            );
-        }
-    }
 }
 
-impl Default for Trace {
-    fn default() -> Self {
-        Trace::new()
-    }
+/// Everything a start needs, checked and in hand: what [`prepare`] makes
+/// and [`Prepared::start`] boots.
+pub struct Prepared {
+    /// The effective config (run-time settings over the artifact's).
+    pub config: MachineConfig,
+    pub spec: RunSpec,
+    /// The verified kernel (cache file, read-only, shared lock held).
+    pub kernel: File,
+    /// The verified EROFS root image (read-only, shared lock held).
+    pub root_image: File,
+    /// A first start's image, complete and verified but not yet published
+    /// under its trusted name ([`Prepared::publish_rootfs`]).
+    pending: Option<Publish>,
+    pub disks: crate::disk::Disks,
+    pub shares: Vec<Share>,
+    /// `None`: no network device at all.
+    pub net: Option<Arc<crate::net::Egress>>,
+    /// The host's SSH agent socket, when forwarding is on.
+    pub ssh_agent: Option<PathBuf>,
+    pub timeout: Option<std::time::Duration>,
+    pub allow_no_landlock: bool,
+    pub host: HostEnv,
 }
 
-/// Verifies the artifact in `file`, prepares kernel and root from the cache
-/// and boots. Returns only on failure, or with `Ok` after a dry run; a
-/// booted guest ends the process with its own exit status.
-pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), RunError> {
+/// Verifies the artifact in `file` and prepares everything a start needs:
+/// every check first (signature, trust, rollback, settings, the workload,
+/// the network policy, this host's KVM and sandbox), then the cache and the
+/// disks. Nothing is booted.
+pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared, RunError> {
     let src = FileSource::new(file).map_err(|source| RunError::Io {
         what: "reading the artifact".into(),
         source,
@@ -137,70 +184,39 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
     }
     trace.mark("signature verified");
     let (name, version) = (&art.manifest.name, &art.manifest.version);
-    let rollback = |minimum: &str, why: String| RunError::Rollback {
-        name: name.clone(),
-        version: version.clone(),
-        minimum: minimum.to_string(),
-        why,
-    };
-    if let Some(min) = opts.min_version.as_deref() {
-        if !version_at_least(version, min) {
-            return Err(rollback(min, "required for this start".into()));
-        }
-    }
-    // Only a trusted signer's releases are remembered: with the artifact's
-    // own key, anyone can sign any name (SPEC.md, "Threat model").
-    let mut remembered = match (&state, &opts.version_state) {
-        (SignatureState::Trusted { key_id }, Some(path)) => {
-            let s = VersionState::load(path)?;
-            if let Some(min) = s.minimum(*key_id, name) {
-                if !version_at_least(version, min) {
-                    return Err(rollback(
-                        min,
-                        format!(
-                            "{name} {min} signed by key {key_id} started here before; remove {} to allow older releases again",
-                            path.display()
-                        ),
-                    ));
-                }
-            }
-            Some((s, *key_id))
-        }
-        _ => None,
-    };
-    let effective = opts.settings.apply(&art.manifest.config);
-    let config = &effective;
-    let cwd = std::env::current_dir().ok();
+    let mut remembered = check_rollback(name, version, &state, opts)?;
+
+    // The person's settings over the artifact's, and what they make.
+    let config = opts.settings.apply(&art.manifest.config);
     let volumes = opts
         .settings
-        .volumes_for(config, cwd.as_deref())
+        .volumes_for(&config, opts.host.cwd.as_deref())
         .map_err(|e| RunError::Settings(e.0))?;
-    // Before the cache and the VM: a workload past the guest's limits stops here.
-    let mut spec = build_spec(config, &opts.args)?;
+    let mut spec = build_spec(&config, &opts.args, opts.host.term.clone())?;
     spec.set_volumes(&volumes)?;
-    let policy = crate::net::Policy::from_config(config, &opts.publish)?;
-    let ssh_agent = crate::net::agent::decide(config.ssh_agent, opts.ssh_agent);
+    let policy = crate::net::Policy::from_config(&config, &opts.publish)?;
+    let ssh_agent = crate::net::agent::decide(
+        config.ssh_agent,
+        opts.ssh_agent || opts.host.ssh_agent,
+        opts.host.ssh_auth_sock.as_deref(),
+    );
     if ssh_agent.is_some() {
         spec.env.retain(|e| !e.starts_with(b"SSH_AUTH_SOCK="));
         spec.env
             .push(format!("SSH_AUTH_SOCK={}", crate::net::agent::GUEST_SOCKET).into_bytes());
     }
-    // On a terminal, its type travels with it (unless the machine sets
-    // TERM): a shell in the guest edits lines and draws for the user's terminal.
-    if let Some(term) = crate::control::terminal_type() {
-        if !spec.env.iter().any(|e| e.starts_with(b"TERM=")) {
-            spec.env.push(term);
-        }
-    }
-    // Fail closed: a network this host cannot police is not started.
-    #[cfg(all(feature = "vmm", target_os = "linux"))]
-    if policy.net {
-        crate::net::supervisor::available().map_err(|why| {
-            RunError::Unsupported(format!(
-                "this machine has network access, and its policy cannot be enforced here: {why}; refusing to start"
-            ))
-        })?;
-    }
+
+    // This host: a machine it cannot run or contain stops here, before any
+    // slow first-start work.
+    check_host(&policy, !volumes.is_empty(), opts)?;
+    let shares = volumes
+        .into_iter()
+        .map(Share::open)
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Cold path only: a section is read (and its hash checked while it is
+    // written) when the cache does not hold it yet.
+    let cache = Cache::open(default_cache_dir()?)?;
     let kernel_entry = art
         .manifest
         .section(SectionKind::Kernel)
@@ -209,34 +225,33 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
         .manifest
         .section(SectionKind::Rootfs)
         .expect("parse requires it");
-
-    // Before any slow first-start work: a host that cannot boot says so at once.
-    #[cfg(feature = "vmm")]
-    if !opts.dry_run {
-        crate::launch::check_kvm()?;
-    }
-    let cache = Cache::open(default_cache_dir()?)?;
-    // Cold path only: a section is read (and its hash checked while it is
-    // written) when the cache does not hold it yet.
     let kernel = cache.kernel(&art, kernel_entry)?;
     trace.mark("kernel ready");
     let crate::rootfs_image::RootImage {
         file: root_image,
         pending,
     } = cache.rootfs_image(&art, rootfs_entry, trace)?;
-    let boot_dir = cache.boot_dir()?;
     trace.mark("rootfs ready");
     // The overlay disk is scratch space beside the cache (on disk, where a
     // tmpfs /tmp would be RAM again); the storage is the user's data.
-    #[cfg_attr(not(feature = "vmm"), allow(unused_variables))]
     let disks = crate::disk::Disks::prepare(
-        config,
+        &config,
         name,
         cache.root(),
         crate::disk::default_storage_dir,
         opts.reset_storage,
     )?;
     trace.mark("disks ready");
+
+    let net = if policy.net {
+        let own = crate::net::host_addresses().map_err(|source| RunError::Io {
+            what: "listing the host's addresses for the network policy".into(),
+            source,
+        })?;
+        Some(crate::net::Egress::new(policy, own))
+    } else {
+        None
+    };
     // Everything checked: from here on this version is the floor for its
     // signer and name. A state that cannot be written keeps the old floor.
     if let Some((s, key_id)) = remembered.as_mut() {
@@ -247,53 +262,173 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
             );
         }
     }
+    Ok(Prepared {
+        config,
+        spec,
+        kernel,
+        root_image,
+        pending,
+        disks,
+        shares,
+        net,
+        ssh_agent,
+        timeout: opts.timeout,
+        allow_no_landlock: opts.allow_no_landlock,
+        host: opts.host.clone(),
+    })
+}
+
+/// The minimum-version checks: `--smolvm-min-version`, and the highest
+/// version of this name and trusted signer started here before. Returns the
+/// state to record this version in once the start is prepared.
+fn check_rollback(
+    name: &str,
+    version: &str,
+    state: &SignatureState,
+    opts: &RunOptions,
+) -> Result<Option<(VersionState, smolvm_signing::KeyId)>, RunError> {
+    let rollback = |minimum: &str, why: String| RunError::Rollback {
+        name: name.to_string(),
+        version: version.to_string(),
+        minimum: minimum.to_string(),
+        why,
+    };
+    if let Some(min) = opts.min_version.as_deref() {
+        if !version_at_least(version, min) {
+            return Err(rollback(min, "required for this start".into()));
+        }
+    }
+    // Only a trusted signer's releases are remembered: with the artifact's
+    // own key, anyone can sign any name (SPEC.md, "Threat model").
+    let (SignatureState::Trusted { key_id }, Some(path)) = (state, &opts.version_state) else {
+        return Ok(None);
+    };
+    let s = VersionState::load(path)?;
+    if let Some(min) = s.minimum(*key_id, name) {
+        if !version_at_least(version, min) {
+            return Err(rollback(
+                min,
+                format!(
+                    "{name} {min} signed by key {key_id} started here before; remove {} to allow older releases again",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(Some((s, *key_id)))
+}
+
+/// What this host must offer to run the machine: a network policy it can
+/// enforce, KVM, and a sandbox that can keep the VMM to what the person shared.
+fn check_host(
+    policy: &crate::net::Policy,
+    has_shares: bool,
+    opts: &RunOptions,
+) -> Result<(), RunError> {
+    #[cfg(all(feature = "vmm", target_os = "linux"))]
+    if policy.net {
+        let missing = if opts.host.simulate_no_seccomp_notify {
+            Err(
+                "seccomp user notification reported missing (SMOLVM_TEST_NO_SECCOMP_NOTIFY=1)"
+                    .into(),
+            )
+        } else {
+            crate::net::supervisor::available()
+        };
+        missing.map_err(|why| {
+            RunError::Unsupported(format!(
+                "this machine has network access, and its policy cannot be enforced here: {why}; refusing to start"
+            ))
+        })?;
+    }
+    #[cfg(feature = "vmm")]
+    if !opts.dry_run {
+        crate::launch::check_kvm(opts.host.skip_kvm_check)?;
+    }
+    let _ = (policy, has_shares, opts);
+    Ok(())
+}
+
+impl Prepared {
+    /// The one place a first start's root image is published (fsync,
+    /// rename): by the supervisor while the VMM boots from it, or by a dry run.
+    fn publish_rootfs(pending: Option<Publish>) -> Result<(), CacheError> {
+        pending.map_or(Ok(()), Publish::finish)
+    }
+
+    /// Everything a start does but the VM: libkrun is configured as for a
+    /// real start, and the root image published.
+    pub fn dry_run(mut self, trace: &Trace) -> Result<(), RunError> {
+        let pending = self.pending.take();
+        #[cfg(feature = "vmm")]
+        crate::launch::configure(&self.machine(), None)?;
+        trace.mark("entering the VM");
+        Self::publish_rootfs(pending)?;
+        trace.mark("rootfs image published");
+        Ok(())
+    }
+
+    /// Boots the machine. Two processes from here (crate::control): this
+    /// one supervises and exits with the guest's status; the VMM child
+    /// configures libkrun, enters its sandbox and becomes the VM. Returns
+    /// only with an error (in whichever process it happened).
+    #[cfg(feature = "vmm")]
+    pub fn start(mut self, trace: &Trace) -> Result<std::convert::Infallible, RunError> {
+        use crate::control::{fork_vmm, Side};
+        let pending = self.pending.take();
+        match fork_vmm().map_err(crate::launch::LaunchError::Control)? {
+            Side::Supervisor(supervisor) => {
+                if let Err(e) = Self::publish_rootfs(pending) {
+                    eprintln!(
+                        "warning: the root filesystem image was not saved in the cache ({}); the next start writes it again",
+                        crate::exit::chain(&e)
+                    );
+                }
+                supervisor.supervise(self.timeout)
+            }
+            Side::Vmm { control_socket } => {
+                drop(pending);
+                let machine = self.machine();
+                let vmm = crate::launch::configure(&machine, Some(&control_socket))?;
+                trace.mark("entering the VM");
+                Err(vmm.enter(&machine).into())
+            }
+        }
+    }
 
     #[cfg(feature = "vmm")]
-    {
-        use crate::launch::{boot, Machine};
-        let machine = Machine {
-            kernel: &kernel,
-            root_image: &root_image,
-            root: &boot_dir,
-            cpus: config.cpus,
-            memory_mib: config.memory_mib,
-            timeout: opts.timeout,
-            net: if policy.net {
-                let own = crate::net::host_addresses().map_err(|source| RunError::Io {
-                    what: "listing the host's addresses for the network policy".into(),
-                    source,
-                })?;
-                Some(crate::net::Egress::new(policy, own))
-            } else {
-                None
-            },
-            ssh_agent: ssh_agent.as_deref(),
-            disks: &disks,
-            volumes: &volumes,
-            spec: &spec,
-        };
-        trace.mark("entering the VM");
-        if opts.dry_run {
-            // Everything a start does but the VM: the image is published
-            // here, where a real start's supervisor does it (launch::boot).
-            boot(&machine, false, None)?;
-            if let Some(p) = pending {
-                p.finish()?;
-                trace.mark("rootfs image published");
-            }
-        } else {
-            boot(&machine, true, pending)?;
+    fn machine(&self) -> crate::launch::Machine<'_> {
+        crate::launch::Machine {
+            kernel: &self.kernel,
+            root_image: &self.root_image,
+            cpus: self.config.cpus,
+            memory_mib: self.config.memory_mib,
+            net: self.net.clone(),
+            ssh_agent: self.ssh_agent.as_deref(),
+            disks: &self.disks,
+            shares: &self.shares,
+            spec: &self.spec,
+            allow_no_landlock: self.allow_no_landlock,
+            host: &self.host,
         }
-        Ok(())
+    }
+}
+
+/// [`prepare`], then [`Prepared::start`] (or [`Prepared::dry_run`]).
+/// Returns only on failure, or with `Ok` after a dry run; a booted guest
+/// ends the process with its own exit status.
+pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), RunError> {
+    let prepared = prepare(file, opts, trace)?;
+    if opts.dry_run {
+        return prepared.dry_run(trace);
+    }
+    #[cfg(feature = "vmm")]
+    {
+        match prepared.start(trace)? {}
     }
     #[cfg(not(feature = "vmm"))]
     {
-        if let Some(p) = pending {
-            p.finish()?;
-        }
-        let _ = (
-            kernel, root_image, boot_dir, spec, policy, ssh_agent, volumes,
-        );
+        drop(prepared);
         Err(RunError::Config(
             "this build has no VMM (built without the `vmm` feature)".into(),
         ))

@@ -143,8 +143,14 @@ pub fn check_workload(config: &MachineConfig) -> Result<(), SpecError> {
 /// Builds the spec: entrypoint + (the executable's arguments if any, else cmd).
 /// The user is the one resolved at pack time (`config.uid`/`gid`): the host
 /// never reads the image's files.
-pub fn build_spec(config: &MachineConfig, args: &[OsString]) -> Result<RunSpec, SpecError> {
-    assemble(config, args, std::env::var_os("TERM"))
+/// `term` is the host's `TERM`, which the guest gets unless the machine
+/// sets its own.
+pub fn build_spec(
+    config: &MachineConfig,
+    args: &[OsString],
+    term: Option<OsString>,
+) -> Result<RunSpec, SpecError> {
+    assemble(config, args, term)
 }
 
 fn assemble(
@@ -401,7 +407,7 @@ mod tests {
             cmd: vec!["default".into()],
             ..MachineConfig::default()
         };
-        let s = build_spec(&c, &["a b".into(), "".into(), "\"q\"".into()]).unwrap();
+        let s = build_spec(&c, &["a b".into(), "".into(), "\"q\"".into()], None).unwrap();
         assert_eq!(
             s.argv,
             vec![
@@ -411,7 +417,7 @@ mod tests {
                 b"\"q\"".to_vec()
             ]
         );
-        let s = build_spec(&c, &[]).unwrap();
+        let s = build_spec(&c, &[], None).unwrap();
         assert_eq!(s.argv, vec![b"/bin/echo".to_vec(), b"default".to_vec()]);
     }
 
@@ -446,16 +452,16 @@ mod tests {
             home: Some("/home/app".into()),
             ..MachineConfig::default()
         };
-        let s = build_spec(&c, &[]).unwrap();
+        let s = build_spec(&c, &[], None).unwrap();
         assert!(s.env.contains(&b"HOME=/home/app".to_vec()), "{:?}", s.env);
         assert_eq!(s.groups, vec![1000, 27]);
         // env still wins over the passwd home.
         c.env = vec!["HOME=/data".into()];
-        let s = build_spec(&c, &[]).unwrap();
+        let s = build_spec(&c, &[], None).unwrap();
         let homes: Vec<_> = s.env.iter().filter(|e| e.starts_with(b"HOME=")).collect();
         assert_eq!(homes, vec![&b"HOME=/data".to_vec()]);
         // Without a user: root's home, no group records.
-        let s = build_spec(&MachineConfig::default(), &[]).unwrap();
+        let s = build_spec(&MachineConfig::default(), &[], None).unwrap();
         assert!(s.env.contains(&b"HOME=/root".to_vec()));
         assert!(s.groups.is_empty());
     }
@@ -466,7 +472,7 @@ mod tests {
             init: vec!["echo one".into(), "echo two".into()],
             ..MachineConfig::default()
         };
-        let s = build_spec(&c, &[]).unwrap();
+        let s = build_spec(&c, &[], None).unwrap();
         assert_eq!(s.init, vec![b"echo one".to_vec(), b"echo two".to_vec()]);
         c.init.push("a\0b".into());
         assert_eq!(
@@ -493,7 +499,7 @@ mod tests {
 
     #[test]
     fn volumes_become_tagged_records() {
-        let mut s = build_spec(&MachineConfig::default(), &[]).unwrap();
+        let mut s = build_spec(&MachineConfig::default(), &[], None).unwrap();
         let v = |g: &str, ro| crate::settings::Volume {
             host: "/h".into(),
             guest: g.into(),
@@ -560,6 +566,7 @@ mod tests {
         let e = build_spec(
             &config(&["/bin/a"], &[], &[], None),
             &["ok".into(), "b\0".into()],
+            None,
         )
         .unwrap_err();
         assert_eq!(

@@ -69,23 +69,13 @@ pub struct TrustedKeys {
 /// The user's trusted-keys directory: `$XDG_CONFIG_HOME/smolvm/trusted-keys`,
 /// else `$HOME/.config/smolvm/trusted-keys` (`None` without either).
 pub fn user_key_dir() -> Option<PathBuf> {
-    xdg_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("smolvm/trusted-keys"))
+    crate::dirs::config().map(|d| d.join("trusted-keys"))
 }
 
 /// The remembered minimum versions: `$XDG_STATE_HOME/smolvm/min-versions.json`,
 /// else under `$HOME/.local/state`.
 pub fn default_state_file() -> Option<PathBuf> {
-    xdg_dir("XDG_STATE_HOME", ".local/state").map(|d| d.join("smolvm/min-versions.json"))
-}
-
-/// An XDG base directory; relative values are ignored, as the XDG spec says.
-fn xdg_dir(var: &str, under_home: &str) -> Option<PathBuf> {
-    let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    std::env::var_os(var).and_then(abs).or_else(|| {
-        std::env::var_os("HOME")
-            .and_then(abs)
-            .map(|h| h.join(under_home))
-    })
+    crate::dirs::state().map(|d| d.join("min-versions.json"))
 }
 
 /// The key files named by `SMOLVM_TRUSTED_KEYS` (colon-separated).

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use smolvm_runtime::control::{block_watched, Channel, Ending, Supervisor, GRACE};
+use smolvm_runtime::control::{block_watched, Channel, Ending, SignalRelay, GRACE};
 
 /// A shell in the VMM's place running `script`; a fake guest init for it.
 /// `connect_after`: how long the fake guest takes to connect (boot time).
@@ -20,7 +20,7 @@ fn machine(
     script: &str,
     timeout: Option<Duration>,
     connect_after: Duration,
-) -> (Child, Supervisor) {
+) -> (Child, SignalRelay) {
     let child = Command::new("/bin/sh")
         .args(["-c", script])
         .spawn()
@@ -39,7 +39,7 @@ fn machine(
             unsafe { libc::kill(pid, libc::c_int::from(byte[0])) };
         }
     });
-    let sup = Supervisor::new(pid, channel, timeout).expect("supervisor");
+    let sup = SignalRelay::new(pid, channel, timeout).expect("supervisor");
     (child, sup)
 }
 

@@ -2,21 +2,20 @@
 //!
 //! It finds the payload appended to its own file, verifies it (fail closed),
 //! and boots the machine; the guest workload's stdio and exit status become
-//! this process's. Arguments starting with `--smolvm-` are the stub's own;
-//! all others go to the workload.
+//! this process's. Leading arguments starting with `--smolvm-` are the
+//! stub's own (runtime::flags); the first other argument, or `--`, ends them.
 //!
 //! Exit codes (`smolvm_runtime::exit`): the guest's own; 1 if the artifact
 //! fails verification or validation; 2 for usage, I/O and environment errors
 //! (no KVM, unreadable file or key, bad --smolvm- flag).
 
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use smolvm_format::{Artifact, FileSource};
 use smolvm_runtime::exit::{self, USAGE_OR_IO};
-use smolvm_runtime::settings::{self, RunSettings};
+use smolvm_runtime::flags::{self, Command, StubFlags};
+use smolvm_runtime::host_env::HostEnv;
 use smolvm_runtime::trust::{default_key_dirs, default_state_file, env_key_files, resolve_trusted};
 use smolvm_runtime::{check_signature, inspect, run_artifact, RunOptions, Trace};
 
@@ -25,7 +24,9 @@ This program is a smolmachine: a Linux workload packed with its own kernel
 and root filesystem. Running it boots the workload in a hardware-isolated
 microVM (KVM); its output, input and exit code are this program's.
 
-Arguments are passed to the workload, except these, which the runtime keeps:
+Arguments are passed to the workload, except these, which the runtime keeps
+when they come first (the first other argument ends them; `--` ends them and
+is dropped, so `./tool -- --smolvm-x` gives the workload `--smolvm-x`):
   --smolvm-help          this text
   --smolvm-info          show what is inside: name, version, signer, sections, config
   --smolvm-key=PUB       refuse to run unless signed by this public key (repeatable;
@@ -42,6 +43,11 @@ Arguments are passed to the workload, except these, which the runtime keeps:
                          guest-only volumes it keeps, one disk per machine name,
                          in $XDG_DATA_HOME/smolvm/storage, default
                          ~/.local/share/smolvm/storage)
+  --smolvm-allow-no-landlock
+                         serve your shares (volumes, the current directory) even on a
+                         kernel without Landlock (Linux < 5.13 or Landlock disabled),
+                         where the VMM could then reach every file you can; without
+                         shares a machine starts there anyway
   --smolvm-timeout=SECS  stop the machine after SECS seconds (2.5 is fine): the
                          workload gets SIGTERM, is forced down 3 s later if still
                          running, and this program exits with 124
@@ -103,103 +109,24 @@ fn fail_with(e: &(dyn std::error::Error + 'static)) -> ExitCode {
     fail(exit::exit_code(e), exit::chain(e))
 }
 
-/// A `--smolvm-NAME=VALUE` flag's value (UTF-8), or `None` for another flag.
-fn flag_value<'a>(arg: &'a [u8], name: &str) -> Option<Result<&'a str, String>> {
-    let rest = arg.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
-    Some(std::str::from_utf8(rest).map_err(|_| format!("{name}: the value is not UTF-8")))
-}
-
-/// The run-time settings flags; `Ok(false)` for any other argument.
-fn settings_flag(arg: &[u8], s: &mut RunSettings) -> Result<bool, String> {
-    let usage = |e: smolvm_runtime::exit::UsageError| e.0;
-    if let Some(v) = flag_value(arg, "--smolvm-env") {
-        s.env.push(settings::parse_env(v?).map_err(usage)?);
-    } else if let Some(v) = flag_value(arg, "--smolvm-cpus") {
-        s.cpus = Some(settings::parse_cpus(v?, settings::host_cpus()).map_err(usage)?);
-    } else if let Some(v) = flag_value(arg, "--smolvm-memory") {
-        s.memory_mib =
-            Some(settings::parse_memory(v?, settings::host_memory_mib()).map_err(usage)?);
-    } else if let Some(v) = flag_value(arg, "--smolvm-workdir") {
-        s.workdir = Some(settings::parse_workdir(v?).map_err(usage)?);
-    } else if let Some(v) = flag_value(arg, "--smolvm-volume") {
-        s.volumes.push(settings::parse_volume(v?).map_err(usage)?);
-    } else {
-        return Ok(false);
-    }
-    Ok(true)
-}
-
 fn main() -> ExitCode {
     let trace = Trace::new();
-    let mut run_settings = RunSettings::default();
-    let mut args: Vec<OsString> = Vec::new();
-    let mut publish: Vec<String> = Vec::new();
-    let mut ssh_agent = false;
-    let mut reset_storage = false;
-    let mut key_files: Vec<PathBuf> = env_key_files();
-    let mut min_version = None;
-    let mut timeout = None;
-    let (mut info, mut dry_run) = (
-        false,
-        std::env::var_os("SMOLVM_DRY_RUN").is_some_and(|v| v == "1"),
-    );
-    for a in std::env::args_os().skip(1) {
-        let bytes = a.as_bytes();
-        if !bytes.starts_with(b"--smolvm-") {
-            args.push(a);
-            continue;
+    // The edge: arguments and environment are read here, once.
+    let command = match flags::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => return fail_with(&e),
+    };
+    let (info, mut f) = match command {
+        Command::Help => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
         }
-        match settings_flag(bytes, &mut run_settings) {
-            Ok(true) => continue,
-            Ok(false) => {}
-            Err(e) => return fail(USAGE_OR_IO, e),
-        }
-        match bytes {
-            b"--smolvm-help" => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            b"--smolvm-info" => info = true,
-            b"--smolvm-dry-run" => dry_run = true,
-            b"--smolvm-ssh-agent" => ssh_agent = true,
-            b"--smolvm-reset-storage" => reset_storage = true,
-            _ if bytes.starts_with(b"--smolvm-publish=") => {
-                match std::str::from_utf8(&bytes[17..]) {
-                    Ok(p) => publish.push(p.to_string()),
-                    Err(_) => return fail(2, format_args!("{a:?}: not UTF-8")),
-                }
-            }
-            _ if bytes.starts_with(b"--smolvm-min-version=") => {
-                match std::str::from_utf8(&bytes[21..]) {
-                    Ok(v) if !v.is_empty() => min_version = Some(v.to_string()),
-                    _ => {
-                        return fail(
-                            USAGE_OR_IO,
-                            format_args!("{a:?}: give a version, like --smolvm-min-version=1.2.0"),
-                        )
-                    }
-                }
-            }
-            _ if bytes.starts_with(b"--smolvm-timeout=") => {
-                let t = std::str::from_utf8(&bytes[17..])
-                    .map_err(|_| "not UTF-8".to_string())
-                    .and_then(smolvm_runtime::control::parse_timeout);
-                match t {
-                    Ok(t) => timeout = Some(t),
-                    Err(e) => return fail(USAGE_OR_IO, format_args!("{a:?}: {e}")),
-                }
-            }
-            _ if bytes.starts_with(b"--smolvm-key=") => {
-                key_files.push(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[13..])));
-            }
-            _ => {
-                return fail(
-                    2,
-                    format_args!("unknown runtime option {:?} (see --smolvm-help)", a),
-                )
-            }
-        }
-    }
+        Command::Info(f) => (true, f),
+        Command::Run(f) => (false, f),
+    };
+    f.dry_run |= std::env::var_os("SMOLVM_DRY_RUN").is_some_and(|v| v == "1");
+    let mut key_files = env_key_files();
+    key_files.append(&mut f.keys);
     let trusted = match resolve_trusted(&key_files, &default_key_dirs()) {
         Ok(t) => t.keys,
         Err(e) => return fail_with(&e),
@@ -212,50 +139,53 @@ fn main() -> ExitCode {
     };
     trace.mark("stub started");
     if info {
-        let src = match FileSource::new(exe) {
-            Ok(s) => s,
-            Err(e) => return fail(USAGE_OR_IO, format_args!("reading /proc/self/exe: {e}")),
-        };
-        return match Artifact::parse(&src) {
-            Ok(art) => {
-                let sig = check_signature(&art, &trusted);
-                let shown = sig
-                    .as_ref()
-                    .cloned()
-                    .map_err(|e| exit::chain(e).to_string());
-                let effective = run_settings.apply(&art.manifest.config);
-                print!(
-                    "{}",
-                    inspect::render_human_with(&art, &shown, &effective, &run_settings.volumes)
-                );
-                match sig {
-                    Ok(_) => ExitCode::SUCCESS,
-                    Err(e) => ExitCode::from(exit::exit_code(&e)),
-                }
-            }
-            Err(e) => fail_with(&e),
-        };
+        return show_info(exe, &trusted, &f);
     }
-    match run_artifact(
-        exe,
-        &RunOptions {
-            trusted,
-            args,
-            dry_run,
-            timeout,
-            publish,
-            ssh_agent,
-            min_version,
-            version_state: default_state_file(),
-            reset_storage,
-            settings: run_settings,
-        },
-        &trace,
-    ) {
+    let opts = RunOptions {
+        trusted,
+        args: f.args,
+        dry_run: f.dry_run,
+        timeout: f.timeout,
+        publish: f.publish,
+        ssh_agent: f.ssh_agent,
+        min_version: f.min_version,
+        version_state: default_state_file(),
+        reset_storage: f.reset_storage,
+        allow_no_landlock: f.allow_no_landlock,
+        settings: f.settings,
+        host: HostEnv::read(),
+    };
+    match run_artifact(exe, &opts, &trace) {
         Ok(()) => {
             trace.mark("dry run done");
             ExitCode::SUCCESS
         }
         Err(e) => fail_with(&e),
+    }
+}
+
+/// `--smolvm-info`: what is inside, with the run-time settings applied.
+fn show_info(exe: std::fs::File, trusted: &[smolvm_signing::PublicKey], f: &StubFlags) -> ExitCode {
+    let src = match FileSource::new(exe) {
+        Ok(s) => s,
+        Err(e) => return fail(USAGE_OR_IO, format_args!("reading /proc/self/exe: {e}")),
+    };
+    let art = match Artifact::parse(&src) {
+        Ok(a) => a,
+        Err(e) => return fail_with(&e),
+    };
+    let sig = check_signature(&art, trusted);
+    let shown = sig
+        .as_ref()
+        .cloned()
+        .map_err(|e| exit::chain(e).to_string());
+    let effective = f.settings.apply(&art.manifest.config);
+    print!(
+        "{}",
+        inspect::render_human_with(&art, &shown, &effective, &f.settings.volumes)
+    );
+    match sig {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => ExitCode::from(exit::exit_code(&e)),
     }
 }

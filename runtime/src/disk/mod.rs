@@ -80,15 +80,8 @@ fn gib_bytes(field: &'static str, gib: u32) -> Result<u64, DiskError> {
 /// Where storage disks live: `$XDG_DATA_HOME/smolvm/storage`, default
 /// `~/.local/share/smolvm/storage` (relative XDG values are ignored).
 pub fn default_storage_dir() -> Result<PathBuf, DiskError> {
-    let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    std::env::var_os("XDG_DATA_HOME")
-        .and_then(abs)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .and_then(abs)
-                .map(|h| h.join(".local/share"))
-        })
-        .map(|d| d.join("smolvm/storage"))
+    crate::dirs::data()
+        .map(|d| d.join("storage"))
         .ok_or(DiskError::NoDataDir)
 }
 

@@ -7,6 +7,7 @@
 //! `SMOLVM_SSH_AGENT=1`, `pack run --ssh-agent`): the artifact's author is
 //! not the user, and an agent signs for whoever can reach it.
 
+use std::ffi::OsStr;
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 
@@ -17,16 +18,12 @@ pub const GUEST_SOCKET: &str = "/run/smolvm/ssh-agent.sock";
 /// The vsock port libkrun connects to the host's agent socket.
 pub const VSOCK_PORT: u32 = 0x5348; // "SH"
 
-/// Whether the user allowed forwarding through the environment.
-pub fn allowed_by_env() -> bool {
-    std::env::var_os("SMOLVM_SSH_AGENT").is_some_and(|v| v == "1")
-}
-
 /// The host agent socket to forward, if the machine asks, the user allows
 /// and there is an agent; otherwise says why not in one line on stderr
 /// (only when the machine asked or the user allowed).
-pub fn decide(requested: bool, allowed: bool) -> Option<PathBuf> {
-    let allowed = allowed || allowed_by_env();
+/// `allowed` covers `SMOLVM_SSH_AGENT=1`; `sock` is `SSH_AUTH_SOCK`
+/// (crate::host_env).
+pub fn decide(requested: bool, allowed: bool, sock: Option<&OsStr>) -> Option<PathBuf> {
     let note = |why: &str| eprintln!("smolvm: SSH agent not forwarded: {why}");
     match (requested, allowed) {
         (false, false) => None,
@@ -39,7 +36,7 @@ pub fn decide(requested: bool, allowed: bool) -> Option<PathBuf> {
             None
         }
         (true, true) => {
-            let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) else {
+            let Some(sock) = sock.filter(|s| !s.is_empty()) else {
                 note("no SSH agent here (SSH_AUTH_SOCK is not set)");
                 return None;
             };
