@@ -194,6 +194,9 @@ impl<F: FileSystem + Sync> Server<F> {
         r.read_exact(&mut buf).map_err(Error::DecodeMessage)?;
 
         let name = bytes_to_cstr(buf.as_ref())?;
+        if let Err(e) = check_entry_name(name) {
+            return reply_error(e, in_header.unique, w);
+        }
 
         match self
             .fs
@@ -309,11 +312,17 @@ impl<F: FileSystem + Sync> Server<F> {
 
         let extensions = get_extensions(options, name.len() + linkname.len(), buf.as_slice())?;
 
+        // The link target is data (the guest resolves it); only the name is checked.
+        let name = bytes_to_cstr(name)?;
+        if let Err(e) = check_entry_name(name) {
+            return reply_error(e, in_header.unique, w);
+        }
+
         match self.fs.symlink(
             Context::from(in_header),
             bytes_to_cstr(linkname)?,
             in_header.nodeid.into(),
-            bytes_to_cstr(name)?,
+            name,
             extensions,
         ) {
             Ok(entry) => {
@@ -344,10 +353,15 @@ impl<F: FileSystem + Sync> Server<F> {
 
         let extensions = get_extensions(options, name.len(), buf.as_slice())?;
 
+        let name = bytes_to_cstr(name)?;
+        if let Err(e) = check_entry_name(name) {
+            return reply_error(e, in_header.unique, w);
+        }
+
         match self.fs.mknod(
             Context::from(in_header),
             in_header.nodeid.into(),
-            bytes_to_cstr(name)?,
+            name,
             mode,
             rdev,
             umask,
@@ -379,10 +393,15 @@ impl<F: FileSystem + Sync> Server<F> {
 
         let extensions = get_extensions(options, name.len(), buf.as_slice())?;
 
+        let name = bytes_to_cstr(name)?;
+        if let Err(e) = check_entry_name(name) {
+            return reply_error(e, in_header.unique, w);
+        }
+
         match self.fs.mkdir(
             Context::from(in_header),
             in_header.nodeid.into(),
-            bytes_to_cstr(name)?,
+            name,
             mode,
             umask,
             extensions,
@@ -404,11 +423,15 @@ impl<F: FileSystem + Sync> Server<F> {
 
         r.read_exact(&mut name).map_err(Error::DecodeMessage)?;
 
-        match self.fs.unlink(
-            Context::from(in_header),
-            in_header.nodeid.into(),
-            bytes_to_cstr(&name)?,
-        ) {
+        let name = bytes_to_cstr(&name)?;
+        if let Err(e) = check_entry_name(name) {
+            return reply_error(e, in_header.unique, w);
+        }
+
+        match self
+            .fs
+            .unlink(Context::from(in_header), in_header.nodeid.into(), name)
+        {
             Ok(()) => reply_ok(None::<u8>, None, in_header.unique, w),
             Err(e) => reply_error(e, in_header.unique, w),
         }
@@ -422,11 +445,15 @@ impl<F: FileSystem + Sync> Server<F> {
 
         r.read_exact(&mut name).map_err(Error::DecodeMessage)?;
 
-        match self.fs.rmdir(
-            Context::from(in_header),
-            in_header.nodeid.into(),
-            bytes_to_cstr(&name)?,
-        ) {
+        let name = bytes_to_cstr(&name)?;
+        if let Err(e) = check_entry_name(name) {
+            return reply_error(e, in_header.unique, w);
+        }
+
+        match self
+            .fs
+            .rmdir(Context::from(in_header), in_header.nodeid.into(), name)
+        {
             Ok(()) => reply_ok(None::<u8>, None, in_header.unique, w),
             Err(e) => reply_error(e, in_header.unique, w),
         }
@@ -458,12 +485,17 @@ impl<F: FileSystem + Sync> Server<F> {
 
         let (oldname, newname) = buf.split_at(split_pos);
 
+        let (oldname, newname) = (bytes_to_cstr(oldname)?, bytes_to_cstr(newname)?);
+        if let Err(e) = check_entry_name(oldname).and_then(|()| check_entry_name(newname)) {
+            return reply_error(e, in_header.unique, w);
+        }
+
         match self.fs.rename(
             Context::from(in_header),
             in_header.nodeid.into(),
-            bytes_to_cstr(oldname)?,
+            oldname,
             newdir.into(),
-            bytes_to_cstr(newname)?,
+            newname,
             flags,
         ) {
             Ok(()) => reply_ok(None::<u8>, None, in_header.unique, w),
@@ -497,11 +529,16 @@ impl<F: FileSystem + Sync> Server<F> {
 
         r.read_exact(&mut name).map_err(Error::DecodeMessage)?;
 
+        let name = bytes_to_cstr(&name)?;
+        if let Err(e) = check_entry_name(name) {
+            return reply_error(e, in_header.unique, w);
+        }
+
         match self.fs.link(
             Context::from(in_header),
             oldnodeid.into(),
             in_header.nodeid.into(),
-            bytes_to_cstr(&name)?,
+            name,
         ) {
             Ok(entry) => {
                 let out = EntryOut::from(entry);
@@ -1132,10 +1169,15 @@ impl<F: FileSystem + Sync> Server<F> {
 
         let kill_priv = open_flags & OPEN_KILL_SUIDGID != 0;
 
+        let name = bytes_to_cstr(name)?;
+        if let Err(e) = check_entry_name(name) {
+            return reply_error(e, in_header.unique, w);
+        }
+
         match self.fs.create(
             Context::from(in_header),
             in_header.nodeid.into(),
-            bytes_to_cstr(name)?,
+            name,
             mode,
             kill_priv,
             flags,
@@ -1494,6 +1536,25 @@ fn bytes_to_cstr(buf: &[u8]) -> Result<&CStr> {
     // Convert to a `CStr` first so that we can drop the '\0' byte at the end
     // and make sure there are no interior '\0' bytes.
     CStr::from_bytes_with_nul(buf).map_err(Error::InvalidCString)
+}
+
+/// smolmachine: the guest kernel is untrusted, and the file systems behind
+/// this server hand a name straight to `openat`, `mkdirat`, `unlinkat`,
+/// `renameat2`, `linkat`, `symlinkat` and `mknodat` relative to the parent
+/// directory's fd. A name that is empty, `.`, `..`, or holds a `/` (an
+/// absolute path included) would reach a host path outside the shared
+/// directory, so every operation that takes a directory-entry name refuses
+/// one with EINVAL, for every `FileSystem` behind the server (passthrough,
+/// read-only, virtual entries). NUL cannot occur: `bytes_to_cstr` rejects
+/// interior NULs and a missing terminator. Upstream: containers/libkrun
+/// issue #329, closed as outside its security model
+/// (vendor/patches/0001-fs-refuse-non-component-names.patch).
+fn check_entry_name(name: &CStr) -> io::Result<()> {
+    match name.to_bytes() {
+        b"" | b"." | b".." => Err(linux_error(einval())),
+        bytes if bytes.contains(&b'/') => Err(linux_error(einval())),
+        _ => Ok(()),
+    }
 }
 
 fn add_dirent(
