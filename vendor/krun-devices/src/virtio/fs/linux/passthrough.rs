@@ -650,7 +650,14 @@ impl PassthroughFs {
                 .position(|&a| a == 0)
                 .expect("LinuxDirent64 name not NUL-terminated");
             let name = &name[..term];
-            let res = if name.starts_with(CURRENT_DIR_CSTR) || name.starts_with(PARENT_DIR_CSTR) {
+            // smolmachine: compare the name *with* its terminator. `name` was cut at
+            // its NUL just above, so `name.starts_with(b".\0")` never matched: `.`
+            // and `..` were reported, and readdirplus then looked `..` up, handing the
+            // guest an inode for the shared directory's host parent, from which any
+            // plain name reaches outside the share. Upstream: containers/libkrun issue
+            // not yet filed (vendor/patches/0002-fs-readdir-skip-dot-entries.patch).
+            let name_nul = &back[..=term];
+            let res = if name_nul == CURRENT_DIR_CSTR || name_nul == PARENT_DIR_CSTR {
                 // We don't want to report the "." and ".." entries. However, returning `Ok(0)` will
                 // break the loop so return `Ok` with a non-zero value instead.
                 Ok(1)
