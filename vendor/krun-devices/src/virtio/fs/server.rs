@@ -554,7 +554,13 @@ impl<F: FileSystem + Sync> Server<F> {
             flags, open_flags, ..
         } = r.read_obj().map_err(Error::DecodeMessage)?;
 
-        let kill_priv = open_flags & OPEN_KILL_SUIDGID != 0;
+        // smolmachine: always kill privileges (drop CAP_FSETID around the syscall) instead of
+        // trusting the guest to ask: a write or O_TRUNC by the guest to a setuid/setgid file
+        // then clears the bits even when the VMM runs as root (virtiofsd's killpriv_v2
+        // behaviour). Upstream: containers/libkrun issue not yet filed
+        // (vendor/patches/0003-fs-no-setuid-setgid-and-keep-umask.patch).
+        let _guest_asked = open_flags & OPEN_KILL_SUIDGID != 0;
+        let kill_priv = true;
 
         match self.fs.open(
             Context::from(in_header),
@@ -655,7 +661,12 @@ impl<F: FileSystem + Sync> Server<F> {
         };
 
         let delayed_write = write_flags & WRITE_CACHE != 0;
-        let kill_priv = write_flags & WRITE_KILL_PRIV != 0;
+        // smolmachine: always kill privileges (drop CAP_FSETID around the syscall) instead of
+        // trusting the guest to ask: a write or O_TRUNC by the guest to a setuid/setgid file
+        // then clears the bits even when the VMM runs as root (virtiofsd's killpriv_v2
+        // behaviour). Upstream: containers/libkrun issue not yet filed
+        // (vendor/patches/0003-fs-no-setuid-setgid-and-keep-umask.patch).
+        let kill_priv = true;
 
         let data_reader = ZCReader(r);
 
@@ -1167,7 +1178,13 @@ impl<F: FileSystem + Sync> Server<F> {
 
         let extensions = get_extensions(options, name.len(), buf.as_slice())?;
 
-        let kill_priv = open_flags & OPEN_KILL_SUIDGID != 0;
+        // smolmachine: always kill privileges (drop CAP_FSETID around the syscall) instead of
+        // trusting the guest to ask: a write or O_TRUNC by the guest to a setuid/setgid file
+        // then clears the bits even when the VMM runs as root (virtiofsd's killpriv_v2
+        // behaviour). Upstream: containers/libkrun issue not yet filed
+        // (vendor/patches/0003-fs-no-setuid-setgid-and-keep-umask.patch).
+        let _guest_asked = open_flags & OPEN_KILL_SUIDGID != 0;
+        let kill_priv = true;
 
         let name = bytes_to_cstr(name)?;
         if let Err(e) = check_entry_name(name) {

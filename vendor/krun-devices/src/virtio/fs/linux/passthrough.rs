@@ -891,10 +891,12 @@ impl FileSystem for PassthroughFs {
 
         let (st, mnt_id) = statx(&f)?;
 
-        // Safe because this doesn't modify any memory and there is no need to check the return
-        // value because this system call always succeeds. We need to clear the umask here because
-        // we want the client to be able to set all the bits in the mode.
-        unsafe { libc::umask(0o000) };
+        // smolmachine: upstream cleared the process umask here so that the guest could set
+        // every mode bit at creation. The guest is untrusted: files it creates in a person's
+        // directory get at most what that person's umask allows (the kernel applies the
+        // process umask to mkdirat/openat/mknodat), on top of the guest's own umask; the
+        // guest can still chmod later, except setuid/setgid (see `setattr`). Upstream:
+        // containers/libkrun issue not yet filed (vendor/patches/0003-fs-no-setuid-setgid-and-keep-umask.patch).
 
         let mut inodes = self.inodes.write().unwrap();
 
@@ -1093,6 +1095,10 @@ impl FileSystem for PassthroughFs {
             .ok_or_else(ebadf)?;
 
         // Safe because this doesn't modify any memory and we check the return value.
+        // smolmachine: never setuid/setgid from the guest (a setgid parent still passes its
+        // S_ISGID on to a new directory, as on any Linux file system). Upstream:
+        // containers/libkrun issue not yet filed (vendor/patches/0003-fs-no-setuid-setgid-and-keep-umask.patch).
+        let mode = mode & !(libc::S_ISUID | libc::S_ISGID);
         let res = unsafe { libc::mkdirat(data.file.as_raw_fd(), name.as_ptr(), mode & !umask) };
         if res == 0 {
             self.lookup(ctx, parent, name)
@@ -1198,6 +1204,10 @@ impl FileSystem for PassthroughFs {
             .get(&parent)
             .cloned()
             .ok_or_else(ebadf)?;
+
+        // smolmachine: a file the guest creates is never setuid/setgid. Upstream:
+        // containers/libkrun issue not yet filed (vendor/patches/0003-fs-no-setuid-setgid-and-keep-umask.patch).
+        let mode = mode & !(libc::S_ISUID | libc::S_ISGID);
 
         // Safe because this doesn't modify any memory and we check the return value. We don't
         // really check `flags` because if the kernel can't handle poorly specified flags then we
@@ -1323,6 +1333,12 @@ impl FileSystem for PassthroughFs {
         handle: Option<Handle>,
         valid: SetattrValid,
     ) -> io::Result<(libc::stat64, Duration)> {
+        // smolmachine: without CAP_FSETID the kernel clears setuid/setgid when the guest
+        // truncates or chowns a file, as it would for the person themselves; the VMM runs
+        // with the person's rights, which include CAP_FSETID when that person is root.
+        // Upstream: containers/libkrun issue not yet filed (vendor/patches/0003-fs-no-setuid-setgid-and-keep-umask.patch).
+        let _killpriv_guard = drop_effective_cap(Capability::CAP_FSETID)?;
+
         let inode_data = self
             .inodes
             .read()
@@ -1356,12 +1372,16 @@ impl FileSystem for PassthroughFs {
         };
 
         if valid.contains(SetattrValid::MODE) {
+            // smolmachine: the guest cannot make a file setuid/setgid; the bits are dropped
+            // silently, as the kernel drops S_ISGID for a caller outside the file's group.
+            // Upstream: containers/libkrun issue not yet filed (vendor/patches/0003-fs-no-setuid-setgid-and-keep-umask.patch).
+            let mode = attr.st_mode & !(libc::S_ISUID | libc::S_ISGID);
             // Safe because this doesn't modify any memory and we check the return value.
             let res = unsafe {
                 match data {
-                    Data::Handle(fd) => libc::fchmod(fd, attr.st_mode),
+                    Data::Handle(fd) => libc::fchmod(fd, mode),
                     Data::ProcPath(ref p) => {
-                        libc::fchmodat(self.proc_self_fd.as_raw_fd(), p.as_ptr(), attr.st_mode, 0)
+                        libc::fchmodat(self.proc_self_fd.as_raw_fd(), p.as_ptr(), mode, 0)
                     }
                 }
             };
@@ -1524,6 +1544,10 @@ impl FileSystem for PassthroughFs {
             .get(&parent)
             .cloned()
             .ok_or_else(ebadf)?;
+
+        // smolmachine: a node the guest creates is never setuid/setgid. Upstream:
+        // containers/libkrun issue not yet filed (vendor/patches/0003-fs-no-setuid-setgid-and-keep-umask.patch).
+        let mode = mode & !(libc::S_ISUID | libc::S_ISGID);
 
         // Safe because this doesn't modify any memory and we check the return value.
         let res = unsafe {
@@ -1784,6 +1808,13 @@ impl FileSystem for PassthroughFs {
     ) -> io::Result<()> {
         if !self.cfg.xattr {
             return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+        }
+
+        // smolmachine: file capabilities are setuid by another name; a guest does not get to
+        // grant them to a file in the person's directory. Upstream:
+        // containers/libkrun issue not yet filed (vendor/patches/0003-fs-no-setuid-setgid-and-keep-umask.patch).
+        if name.to_bytes() == b"security.capability" {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
         }
 
         // The f{set,get,remove,list}xattr functions don't work on an fd opened with `O_PATH` so we
