@@ -30,6 +30,13 @@ use super::{FsError as Error, Result};
 use crate::virtio::VirtioShmRegion;
 
 const MAX_BUFFER_SIZE: u32 = 1 << 20;
+// smolmachine: Linux's own limits (include/uapi/linux/limits.h). The VFS never asks a
+// file system for more than these, so a guest that does is only asking the VMM to
+// allocate; requests are capped here before any buffer is made. Upstream:
+// containers/libkrun issue not yet filed (vendor/patches/0004-fs-cap-xattr-sizes.patch).
+const XATTR_NAME_MAX: u32 = 255;
+const XATTR_SIZE_MAX: u32 = 1 << 16;
+const XATTR_LIST_MAX: u32 = 1 << 16;
 const BUFFER_HEADER_SIZE: u32 = 0x1000;
 const DIRENT_PADDING: [u8; 8] = [0; 8];
 
@@ -759,6 +766,13 @@ impl<F: FileSystem + Sync> Server<F> {
             .checked_sub(size_of::<InHeader>())
             .and_then(|l| l.checked_sub(size_of::<SetxattrIn>()))
             .ok_or(Error::InvalidHeaderLength)?;
+        // smolmachine: a value over XATTR_SIZE_MAX is E2BIG on Linux; say so before
+        // allocating for it (see XATTR_SIZE_MAX). E2BIG is 7 on Linux and macOS alike
+        // (linux_error knows no E2BIG).
+        if size > XATTR_SIZE_MAX || len > (XATTR_NAME_MAX + 1 + XATTR_SIZE_MAX) as usize {
+            let e2big = io::Error::from_raw_os_error(libc::E2BIG);
+            return reply_error(e2big, in_header.unique, w);
+        }
         let mut buf = vec![0; len];
 
         r.read_exact(&mut buf).map_err(Error::DecodeMessage)?;
@@ -806,6 +820,9 @@ impl<F: FileSystem + Sync> Server<F> {
                 w,
             );
         }
+        // smolmachine: no value is longer than XATTR_SIZE_MAX, so a larger buffer only
+        // costs the VMM memory; the VFS clamps the same way (see XATTR_SIZE_MAX).
+        let size = size.min(XATTR_SIZE_MAX);
 
         match self.fs.getxattr(
             Context::from(in_header),
@@ -836,6 +853,8 @@ impl<F: FileSystem + Sync> Server<F> {
                 w,
             );
         }
+        // smolmachine: the VFS clamps a list buffer the same way (see XATTR_LIST_MAX).
+        let size = size.min(XATTR_LIST_MAX);
 
         match self
             .fs
