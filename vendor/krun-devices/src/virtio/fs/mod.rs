@@ -9,6 +9,9 @@ mod multikey;
 mod null_fs;
 mod read_only;
 mod server;
+// smolmachine: tests of vendor/patches/ (0005-fs-smolmachine-tests.patch).
+#[cfg(all(test, target_os = "linux"))]
+mod smolvm_tests;
 pub mod virtual_entry;
 mod worker;
 
