@@ -1,0 +1,2 @@
+pub mod cmos;
+pub mod serial;

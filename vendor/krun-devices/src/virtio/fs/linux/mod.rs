@@ -1,0 +1,2 @@
+pub mod fs_utils;
+pub mod passthrough;
