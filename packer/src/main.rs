@@ -498,7 +498,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     version_state: default_state_file(),
                     reset_storage,
                     allow_no_landlock,
-                    host: smolvm_runtime::host_env::HostEnv::read(),
+                    host: smolvm_runtime::host_env::HostEnv {
+                        simulate_no_seccomp_notify: smolvm_runtime::host_env::is_one(
+                            "SMOLVM_TEST_NO_SECCOMP_NOTIFY",
+                        ),
+                        ..smolvm_runtime::host_env::HostEnv::read()
+                    },
                     settings: smolvm_runtime::settings::RunSettings {
                         env,
                         cpus,

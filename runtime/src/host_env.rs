@@ -29,13 +29,15 @@ pub struct HostEnv {
     pub full_irqchip: bool,
     /// `SMOLVM_SKIP_KVM_CHECK=1`: try a paravirtual KVM anyway.
     pub skip_kvm_check: bool,
-    /// `SMOLVM_TEST_NO_SECCOMP_NOTIFY=1`: behave as on a kernel without
-    /// seccomp user notification (the networked-machine refusal is tested
-    /// with it).
+    /// Behave as on a kernel without seccomp user notification (the
+    /// networked-machine refusal is tested with it). Never read from the
+    /// environment here: only `smolvm pack run` sets it, from
+    /// `SMOLVM_TEST_NO_SECCOMP_NOTIFY=1`, so the stub ships no test hook.
     pub simulate_no_seccomp_notify: bool,
 }
 
-fn is_one(var: &str) -> bool {
+/// Whether `var` is set to `1`.
+pub fn is_one(var: &str) -> bool {
     std::env::var_os(var).is_some_and(|v| v == "1")
 }
 
@@ -54,7 +56,7 @@ impl HostEnv {
             kernel_copy: is_one("SMOLVM_KERNEL_COPY"),
             full_irqchip: is_one("SMOLVM_FULL_IRQCHIP"),
             skip_kvm_check: std::env::var_os("SMOLVM_SKIP_KVM_CHECK").is_some(),
-            simulate_no_seccomp_notify: is_one("SMOLVM_TEST_NO_SECCOMP_NOTIFY"),
+            simulate_no_seccomp_notify: false,
         }
     }
 }

@@ -232,7 +232,6 @@ fn the_network_policy_holds_in_a_real_guest() {
 both open ./open @OPEN@
 scenario udp-received sh -c 'for p in open-probe lists-probe; do echo "$p $(grep -c "$p" /tmp/udp.log)"; done'
 both ports sh ./ports.sh
-both no-supervisor env SMOLVM_TEST_NO_SECCOMP_NOTIFY=1 ./open true
 both agent sh ./with-agent.sh ./agent --smolvm-ssh-agent @AGENT@
 both agent-app sh ./with-agent.sh ./agentapp --smolvm-ssh-agent @AGENT@
 both agent-env sh ./with-agent.sh env SMOLVM_SSH_AGENT=1 ./agent 'ssh-add -l | cut -d" " -f3'
@@ -316,13 +315,6 @@ both agent-none env -u SSH_AUTH_SOCK ./agent --smolvm-ssh-agent 'echo "sock=$SSH
         assert_eq!(
             t, "9099 refused\nlistening:\n::ffff:127.0.0.1:18080\nfetch:\nfrom-guest-80\n",
             "published on loopback only, unpublished port not opened"
-        );
-    });
-    s.check_both("no-supervisor", |rc, t| {
-        assert_eq!(rc, 2, "{t}");
-        assert!(
-            t.contains("cannot be enforced here") && t.contains("refusing to start"),
-            "{t}"
         );
     });
     s.check_both("agent", |rc, t| {
