@@ -767,9 +767,64 @@ impl HostUser {
     /// `program` run as this user, with a cache of its own named `cache`
     /// (fresh the first time the name is used).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, cache: &str) -> Command {
-        use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
         let mut c = Command::new(program);
+        if let Some((uid, gid)) = self.ids {
+            // As root, std drops the supplementary groups (setgroups(0))
+            // before setgid and setuid.
+            c.uid(uid).gid(gid);
+        }
+        self.environment(&mut c, cache);
+        c
+    }
+
+    /// The HOME [`HostUser::command`] gives the user for `cache` (created,
+    /// owned by the user, 0700); `None` for root, whose HOME is inherited.
+    pub fn home_for(&self, cache: &str) -> Option<PathBuf> {
+        self.ids.map(|_| self.home(cache))
+    }
+
+    /// Like [`HostUser::command`], and the user can open `/dev/kvm` even
+    /// where it is root-only (as on the build machines): the program then
+    /// starts through `unshare --mount`, which, in a mount namespace of its
+    /// own, bind-mounts over `/dev/kvm` a node of the same device owned by
+    /// the user (on a tmpfs mounted there), then drops to the user with
+    /// `setpriv` and execs `program` (same pid: the program's parent is the
+    /// test). Nothing changes on the host itself: no mode or ACL of the real
+    /// `/dev/kvm`, which other tests running at the same time check.
+    pub fn command_with_kvm(&self, program: impl AsRef<std::ffi::OsStr>, cache: &str) -> Command {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let Some((uid, gid)) = self.ids else {
+            return self.command(program, cache);
+        };
+        let kvm = std::fs::metadata("/dev/kvm").expect("/dev/kvm");
+        assert!(kvm.file_type().is_char_device(), "/dev/kvm is a device");
+        if kvm.mode() & 0o006 == 0o006 {
+            return self.command(program, cache);
+        }
+        let dev = kvm.rdev();
+        let (major, minor) = (
+            ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+            (dev & 0xff) | ((dev >> 12) & !0xff),
+        );
+        let mount_point = self
+            .scratch
+            .join(format!("kvm-node-{}-{cache}", self.label));
+        std::fs::create_dir_all(&mount_point).expect("mount point for the user's /dev/kvm");
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg(KVM_FOR_USER)
+            .arg("kvm-for-user")
+            .args([uid.to_string(), gid.to_string()])
+            .arg(&mount_point)
+            .args([major.to_string(), minor.to_string()])
+            .arg(program);
+        self.environment(&mut c, cache);
+        c
+    }
+
+    fn environment(&self, c: &mut Command, cache: &str) {
+        use std::os::unix::fs::PermissionsExt;
         match self.ids {
             None => {
                 c.env("SMOLVM_CACHE_DIR", self.cache_dir(cache));
@@ -780,20 +835,28 @@ impl HostUser {
                 std::os::unix::fs::chown(&home, Some(uid), Some(gid)).expect("chown home");
                 std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
                     .expect("chmod home");
-                // As root, std drops the supplementary groups (setgroups(0))
-                // before setgid and setuid.
-                c.uid(uid)
-                    .gid(gid)
-                    .env("HOME", &home)
+                c.env("HOME", &home)
                     .env("USER", "user")
                     .env("LOGNAME", "user")
                     .env_remove("SMOLVM_CACHE_DIR")
                     .env_remove("XDG_CACHE_HOME");
             }
         }
-        c
     }
 }
+
+/// The shell of [`HostUser::command_with_kvm`], run by `unshare --mount`:
+/// `$1 $2` uid and gid, `$3` an empty directory for the tmpfs, `$4 $5` the
+/// device numbers of /dev/kvm, then the program and its arguments.
+const KVM_FOR_USER: &str = r#"set -e
+uid=$1 gid=$2 dir=$3 major=$4 minor=$5
+shift 5
+mount -t tmpfs -o size=16k,mode=0755 smol-kvm "$dir"
+mknod -m 600 "$dir/kvm" c "$major" "$minor"
+chown "$uid:$gid" "$dir/kvm"
+mount --bind "$dir/kvm" /dev/kvm
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"
+"#;
 
 // ------------------------------------------------------------------ real boots
 
@@ -996,9 +1059,218 @@ pub fn registry_dir() -> PathBuf {
     serving.unwrap_or_else(|| repo().join(".cache/registry"))
 }
 
+// ------------------------------------------------- the attacker in the VMM
+
+/// The attacks tests/harness/attack.c makes from inside the VMM once the
+/// guest runs, and whether each must succeed: only the share (the positive
+/// control: a sandbox that breaks volumes is no sandbox to ship).
+pub const VMM_ATTACKS: [(&str, bool); 9] = [
+    ("share-read-write", true),
+    ("read-home-secret", false),
+    ("read-etc-shadow", false),
+    ("create-in-home", false),
+    ("create-in-tmp", false),
+    ("connect-unix", false),
+    ("connect-tcp-loopback", false),
+    ("ptrace-parent", false),
+    ("exec", false),
+];
+
+/// Builds tests/harness/attack.c (an `LD_PRELOAD` library) into `dir` as
+/// `attack.so`, mode 0755 so that any user's process can map it.
+pub fn build_attack_library(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let so = dir.join("attack.so");
+    run_ok(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
+            .arg(&so)
+            .arg(repo().join("tests/harness/attack.c"))
+            .arg("-ldl"),
+    );
+    std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o755)).unwrap();
+    so
+}
+
+/// What attack.so reported (its `@@ATTACK...@@` lines, see attack.c).
+#[derive(Debug, Default)]
+pub struct AttackReport {
+    /// Whether the `@@ATTACK-BEGIN` line came (the first KVM_RUN was reached).
+    pub began: bool,
+    /// Whether the `@@ATTACK-END` line came.
+    pub ended: bool,
+    /// Each attack's result fields (`result=refused stage=open errno=EACCES`).
+    pub results: BTreeMap<String, BTreeMap<String, String>>,
+    /// The attack tried last without a result: the process died in it.
+    pub died_in: Option<String>,
+    /// The fields of the `@@ATTACK-STATUS` line.
+    pub status: Option<BTreeMap<String, String>>,
+    /// Every `@@ATTACK` line, in order, for reports.
+    pub lines: Vec<String>,
+}
+
+fn fields(s: &str) -> BTreeMap<String, String> {
+    s.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl AttackReport {
+    pub fn parse(text: &str) -> AttackReport {
+        let mut r = AttackReport::default();
+        let mut trying = None;
+        for line in text.lines().map(str::trim) {
+            let Some(body) = line
+                .strip_prefix("@@ATTACK")
+                .and_then(|l| l.strip_suffix("@@"))
+            else {
+                continue;
+            };
+            r.lines.push(line.to_string());
+            if let Some(rest) = body.strip_prefix("-BEGIN ") {
+                r.began = !rest.is_empty();
+            } else if body == "-END" {
+                r.ended = true;
+            } else if let Some(rest) = body.strip_prefix("-STATUS ") {
+                r.status = Some(fields(rest));
+            } else if let Some(rest) = body.strip_prefix("-TRY ") {
+                trying = fields(rest).remove("name");
+            } else if let Some(rest) = body.strip_prefix(' ') {
+                let mut f = fields(rest);
+                if let Some(name) = f.remove("name") {
+                    trying = None;
+                    r.results.insert(name, f);
+                }
+            }
+        }
+        if !r.ended {
+            r.died_in = trying;
+        }
+        r
+    }
+
+    /// Every way this report falls short of a confined VMM: an attack that
+    /// succeeded or did not run, the share (positive control) refused, and
+    /// a status other than no_new_privs, a seccomp filter and no effective
+    /// capabilities. Empty when the VMM is confined.
+    pub fn shortfalls(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.began {
+            out.push(
+                "no @@ATTACK-BEGIN: the VMM never reached KVM_RUN with attack.so loaded".into(),
+            );
+            return out;
+        }
+        if let Some(name) = &self.died_in {
+            out.push(format!(
+                "the VMM died during {name} (a filter that kills instead of failing the call?): the attacks after it did not run"
+            ));
+        }
+        for (name, must_succeed) in VMM_ATTACKS {
+            let Some(f) = self.results.get(name) else {
+                if self.died_in.as_deref() != Some(name) {
+                    out.push(format!("{name}: no result"));
+                }
+                continue;
+            };
+            let result = f.get("result").map_or("none", String::as_str);
+            let detail: String = f
+                .iter()
+                .filter(|(k, _)| *k != "result")
+                .map(|(k, v)| format!(" {k}={v}"))
+                .collect();
+            match (must_succeed, result) {
+                (true, "allowed") | (false, "refused") => {}
+                (true, _) => out.push(format!(
+                    "{name}: the share must stay usable, but it was {result}{detail}"
+                )),
+                (false, _) => out.push(format!("{name}: {result}{detail}, must be refused")),
+            }
+        }
+        match &self.status {
+            None => out.push("no @@ATTACK-STATUS line".into()),
+            Some(s) => {
+                for (key, want) in [
+                    ("NoNewPrivs", "1"),
+                    ("Seccomp", "2"),
+                    ("CapEff", "0000000000000000"),
+                ] {
+                    let got = s.get(key).map_or("(missing)", String::as_str);
+                    if got != want {
+                        out.push(format!("status {key}={got}, must be {want}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a confined VMM reports (the shape attack.c prints), and
+    /// what is left of a report when a filter kills the VMM mid-attack.
+    #[test]
+    fn attack_reports_name_every_shortfall() {
+        let mut confined = String::from(
+            "noise\n@@ATTACK-BEGIN pid=2 ppid=1 uid=0@@\n@@ATTACK-STATUS source=thread-self NoNewPrivs=1 Seccomp=2 CapEff=0000000000000000@@\n",
+        );
+        for (name, allowed) in VMM_ATTACKS {
+            confined.push_str(&format!("@@ATTACK-TRY name={name}@@\n"));
+            confined.push_str(&if allowed {
+                format!("@@ATTACK name={name} result=allowed@@\n")
+            } else {
+                format!("@@ATTACK name={name} result=refused stage=open errno=EACCES@@\n")
+            });
+        }
+        let ended = format!("{confined}@@ATTACK-END@@\n");
+        assert_eq!(
+            AttackReport::parse(&ended).shortfalls(),
+            Vec::<String>::new()
+        );
+
+        let leaky = ended
+            .replace(
+                "name=exec result=refused stage=open errno=EACCES",
+                "name=exec result=allowed",
+            )
+            .replace(
+                "name=share-read-write result=allowed",
+                "name=share-read-write result=refused stage=create errno=EACCES",
+            )
+            .replace("Seccomp=2", "Seccomp=0");
+        assert_eq!(
+            AttackReport::parse(&leaky).shortfalls(),
+            [
+                "share-read-write: the share must stay usable, but it was refused errno=EACCES stage=create",
+                "exec: allowed, must be refused",
+                "status Seccomp=0, must be 2",
+            ]
+        );
+
+        let killed = confined
+            .split("@@ATTACK name=ptrace-parent")
+            .next()
+            .unwrap()
+            .to_string();
+        let r = AttackReport::parse(&killed);
+        assert_eq!(r.died_in.as_deref(), Some("ptrace-parent"));
+        assert_eq!(
+            r.shortfalls(),
+            [
+                "the VMM died during ptrace-parent (a filter that kills instead of failing the call?): the attacks after it did not run",
+                "exec: no result",
+            ]
+        );
+        assert_eq!(
+            AttackReport::parse("no markers").shortfalls().len(),
+            1,
+            "a VMM that never reached KVM_RUN is one shortfall"
+        );
+    }
 
     #[test]
     fn scratch_dirs_of_finished_runs_are_removed_and_others_kept() {
