@@ -30,7 +30,7 @@ table="$repo/runtime/src/sandbox/seccomp.rs"
 out=${MEASURE_OUT:-$(mktemp -d)}
 mkdir -p "$out"
 
-grep -oE 'sys!\(\s*SYS_[a-z0-9_]+' "$table" | sed -E 's/.*SYS_//' | sort -u >"$out/allowed"
+tr '\n' ' ' <"$table" | grep -oE 'sys!\(\s*SYS_[a-z0-9_]+' | sed -E 's/.*SYS_//' | sort -u >"$out/allowed"
 [ -s "$out/allowed" ] || die "no sys!(SYS_...) entries found in $table"
 
 timeout -s KILL "${MEASURE_SECONDS:-20}" \

@@ -297,8 +297,14 @@ fn confined(p: &Path) {
     // afterwards: what libkrun's virtio-fs does for every open.
     std::fs::write(p.join("rw/early.txt"), "early").unwrap();
     let early = Grant::open(&p.join("rw/early.txt"), Access::ReadFile, false).unwrap();
+    // An unnamed disk file outside every share (the overlay disk is one),
+    // granted as an open file and reopened the way libkrun opens disks.
+    let disk = tempfile::tempfile_in(p.join("home")).unwrap();
+    let other_disk = tempfile::tempfile_in(p.join("home")).unwrap();
+    let mut grants = shares(p);
+    grants.push(Grant::of_file(&disk, Access::ReadWriteFile, "disk").unwrap());
     sandbox::enter(Policy {
-        grants: shares(p),
+        grants,
         net: None,
         unix_peers: vec![allowed.clone()],
         allow_without_landlock: false,
@@ -382,6 +388,29 @@ fn confined(p: &Path) {
     check(
         "a descriptor from before reopens through /proc/self/fd",
         r.as_deref().ok() == Some(&b"early"[..]),
+        errno(&r),
+    );
+
+    let r = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&disk)
+        ))
+        .and_then(|mut f| f.write_all(b"disk"));
+    check(
+        "a granted unnamed disk file reopens read-write",
+        r.is_ok(),
+        errno(&r),
+    );
+    let r = std::fs::File::open(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&other_disk)
+    ));
+    check(
+        "an ungranted one does not",
+        errno(&r) == Some(libc::EACCES),
         errno(&r),
     );
 

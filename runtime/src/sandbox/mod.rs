@@ -121,6 +121,27 @@ impl Grant {
     }
 }
 
+impl Grant {
+    /// A grant on an open file: the disk images and the kernel the stub
+    /// holds (unnamed `O_TMPFILE` files and deleted ones included), which
+    /// libkrun reopens through `/proc/self/fd/N`. Landlock checks that
+    /// reopening against the file itself, so the rule is on the file.
+    pub fn of_file(
+        file: &std::fs::File,
+        access: Access,
+        what: impl Into<String>,
+    ) -> Result<Grant, SandboxError> {
+        use std::os::fd::AsRawFd;
+        let mut g = Grant::open(
+            std::path::Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())),
+            access,
+            false,
+        )?;
+        g.what = what.into();
+        Ok(g)
+    }
+}
+
 /// The network, when the machine has one (TSI).
 pub struct NetGrant {
     /// The guest's egress policy; the supervisor and the resolver decide by it.
