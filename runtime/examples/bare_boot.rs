@@ -15,6 +15,13 @@
 //! envp) and krun_start_enter, which on success does not return: the process
 //! exits with the workload's status.
 //!
+//! With `--sandbox`, the process enters smolvm's VMM sandbox
+//! (runtime::sandbox: Landlock on the kernel file, the root directory and
+//! /dev/kvm; no capabilities; the socket supervisor; the seccomp
+//! allow-list) right before krun_start_enter, as the packed executable's VMM
+//! does: a way to see libkrun start under it, and (under `strace -f`) which
+//! of its calls the sandbox refuses (`= -1 EPERM`).
+//!
 //! Build: `cargo build --release -p smolvm-runtime --example bare_boot`
 //! (needs the default `vmm` feature; without it this prints why and exits 2).
 
@@ -22,12 +29,14 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: bare_boot [--mem MIB] [--cpus N] KERNEL_ELF ROOT_DIR -- CMD [ARG...]";
+const USAGE: &str =
+    "usage: bare_boot [--mem MIB] [--cpus N] [--sandbox] KERNEL_ELF ROOT_DIR -- CMD [ARG...]";
 
 #[cfg_attr(not(feature = "vmm"), allow(dead_code))]
 struct Args {
     cpus: u8,
     mem_mib: u32,
+    sandbox: bool,
     kernel: CString,
     root: CString,
     exec: CString,
@@ -40,12 +49,13 @@ fn cstring(a: &std::ffi::OsStr) -> Result<CString, String> {
 
 fn parse() -> Result<Args, String> {
     let mut it = std::env::args_os().skip(1);
-    let (mut cpus, mut mem_mib) = (1u8, 256u32);
+    let (mut cpus, mut mem_mib, mut sandbox) = (1u8, 256u32, false);
     let mut positional = Vec::new();
     while let Some(a) = it.next() {
         match a.as_bytes() {
             b"--" => break,
             b"-h" | b"--help" => return Err(String::new()),
+            b"--sandbox" => sandbox = true,
             b"--mem" | b"--cpus" => {
                 let v = it
                     .next()
@@ -71,6 +81,7 @@ fn parse() -> Result<Args, String> {
     Ok(Args {
         cpus,
         mem_mib,
+        sandbox,
         kernel: cstring(&kernel)?,
         root: cstring(&root)?,
         exec: cstring(exec)?,
@@ -126,9 +137,37 @@ fn boot(a: &Args) -> Result<(), String> {
             "krun_set_exec",
             krun::krun_set_exec(ctx, a.exec.as_ptr(), argv.as_ptr(), envp.as_ptr()),
         )?;
+        if a.sandbox {
+            enter_sandbox(a)?;
+        }
         check("krun_start_enter", krun::krun_start_enter(ctx))?;
     }
     Err("krun_start_enter returned without starting the VM".into())
+}
+
+/// What libkrun opens once it starts: the kernel, the root it serves, KVM.
+#[cfg(feature = "vmm")]
+fn enter_sandbox(a: &Args) -> Result<(), String> {
+    use smolvm_runtime::sandbox::{self, Access, Grant, Policy};
+    use std::ffi::OsStr;
+    use std::path::Path;
+    let path = |c: &CString| Path::new(OsStr::from_bytes(c.as_bytes())).to_path_buf();
+    let grants = [
+        (path(&a.kernel), Access::ReadFile, false),
+        (path(&a.root), Access::ReadWriteDir, true),
+        ("/dev/kvm".into(), Access::ReadWriteFile, false),
+    ]
+    .into_iter()
+    .map(|(p, access, share)| Grant::open(&p, access, share))
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| smolvm_runtime::exit::chain(&e).to_string())?;
+    sandbox::enter(Policy {
+        grants,
+        net: None,
+        unix_peers: Vec::new(),
+        allow_without_landlock: false,
+    })
+    .map_err(|e| smolvm_runtime::exit::chain(&e).to_string())
 }
 
 #[cfg(not(feature = "vmm"))]

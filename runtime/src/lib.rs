@@ -16,6 +16,8 @@ pub mod launch;
 pub mod net;
 pub mod rootfs_image;
 pub mod run;
+#[cfg(all(feature = "vmm", target_os = "linux"))]
+pub mod sandbox;
 pub mod seal;
 pub mod settings;
 pub mod spec;

@@ -1,9 +1,18 @@
-//! The egress supervisor: a seccomp filter on the VMM process that sends
+//! The socket supervisor: a seccomp filter on the VMM process that sends
 //! every `connect`, `bind`, addressed `sendto`, `sendmsg` and `sendmmsg` to
 //! a supervisor thread (SECCOMP_RET_USER_NOTIF), which reads the socket
 //! address from our own memory and answers: let it through, refuse it with
 //! an errno the guest sees, or rewrite it first (guest DNS to our resolver,
 //! published listeners to their host address) and let it through.
+//!
+//! Two kinds of destination ([`Rules`]): IP addresses go to the egress
+//! policy when the machine has a network ([`NetRules`]) and are refused
+//! when it has none; Unix socket addresses pass only when they name one of
+//! the allowed peers byte for byte ([`UnixPeers::Only`]: the control
+//! channel, the SSH agent), so TSI's Unix-socket proxying cannot reach any
+//! other host socket, abstract ones included, and no Unix socket can be
+//! bound. [`install`] keeps the original net-only form (Unix destinations
+//! unchecked) for callers that have not moved to [`install_rules`].
 //!
 //! Installed right before `krun_start_enter` with TSYNC, so every libkrun
 //! thread, present or future, is under it. Never SECCOMP_RET_TRAP: libkrun
@@ -18,6 +27,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{canonical, Egress, GUEST_DNS};
@@ -74,9 +84,9 @@ fn program() -> Vec<libc::sock_filter> {
     const ARGS4_LO: u32 = 16 + 4 * 8; // offsetof(seccomp_data, args[4])
     let enosys = libc::SECCOMP_RET_ERRNO | u32::try_from(libc::ENOSYS).expect("small");
     // Indices of the verdicts, counted from the program below.
-    const ALLOW: u8 = 14;
-    const NOTIFY: u8 = 15;
-    const DENY: u8 = 16;
+    const ALLOW: u8 = 15;
+    const NOTIFY: u8 = 16;
+    const DENY: u8 = 17;
     let at = |i: u8, target: u8| target - i - 1;
     let mut p = vec![
         Insn(LD_ABS, 0, 0, 4),                                   // 0: arch
@@ -89,14 +99,18 @@ fn program() -> Vec<libc::sock_filter> {
         Insn(JEQ, at(7, NOTIFY), 0, u32_of(libc::SYS_sendmmsg)), // 7
         // io_uring would do socket work outside any syscall filter.
         Insn(JEQ, at(8, DENY), 0, u32_of(libc::SYS_io_uring_setup)), // 8
-        Insn(JEQ, 0, at(9, ALLOW), u32_of(libc::SYS_sendto)),        // 9
-        Insn(LD_ABS, 0, 0, ARGS4_LO),                                // 10: dest_addr (low)
-        Insn(JEQ, 0, at(11, NOTIFY), 0),                             // 11
-        Insn(LD_ABS, 0, 0, ARGS4_LO + 4),                            // 12: dest_addr (high)
-        Insn(JEQ, at(13, ALLOW), at(13, NOTIFY), 0),                 // 13
-        Insn(RET, 0, 0, libc::SECCOMP_RET_ALLOW),                    // 14 ALLOW
-        Insn(RET, 0, 0, libc::SECCOMP_RET_USER_NOTIF),               // 15 NOTIFY
-        Insn(RET, 0, 0, enosys),                                     // 16 DENY
+        // clone3's flags sit in memory no filter can read: ENOSYS makes
+        // glibc fall back to clone, whose flags the allow-list checks
+        // (crate::sandbox::seccomp).
+        Insn(JEQ, at(9, DENY), 0, u32_of(libc::SYS_clone3)), // 9
+        Insn(JEQ, 0, at(10, ALLOW), u32_of(libc::SYS_sendto)), // 10
+        Insn(LD_ABS, 0, 0, ARGS4_LO),                        // 11: dest_addr (low)
+        Insn(JEQ, 0, at(12, NOTIFY), 0),                     // 12
+        Insn(LD_ABS, 0, 0, ARGS4_LO + 4),                    // 13: dest_addr (high)
+        Insn(JEQ, at(14, ALLOW), at(14, NOTIFY), 0),         // 14
+        Insn(RET, 0, 0, libc::SECCOMP_RET_ALLOW),            // 15 ALLOW
+        Insn(RET, 0, 0, libc::SECCOMP_RET_USER_NOTIF),       // 16 NOTIFY
+        Insn(RET, 0, 0, enosys),                             // 17 DENY
     ];
     debug_assert_eq!(p.len(), usize::from(DENY) + 1);
     p.drain(..)
@@ -111,19 +125,71 @@ enum Verdict {
     Errno(i32),
 }
 
+/// What the supervisor decides IP destinations by, when there is a network.
+pub struct NetRules {
+    pub egress: Arc<Egress>,
+    /// Our resolver: guest datagrams to `GUEST_DNS:53` are sent here.
+    pub dns: SocketAddr,
+    /// Thread ids whose calls pass unchecked (our own resolver, which does
+    /// the host's lookups).
+    pub trusted: HashSet<i32>,
+}
+
+/// Which Unix socket addresses `connect`/`sendto`/`sendmsg` may name.
+pub enum UnixPeers {
+    /// Any (the original net-only supervisor; `bind` is not checked either).
+    Any,
+    /// Exactly these paths (compared byte for byte with the address up to
+    /// its first NUL); abstract and unnamed addresses never, `bind` never.
+    Only(Vec<Vec<u8>>),
+}
+
+impl UnixPeers {
+    /// The paths as the supervisor compares them.
+    pub fn only(paths: &[PathBuf]) -> UnixPeers {
+        use std::os::unix::ffi::OsStrExt;
+        UnixPeers::Only(
+            paths
+                .iter()
+                .map(|p| p.as_os_str().as_bytes().to_vec())
+                .collect(),
+        )
+    }
+}
+
+/// Everything the supervisor decides by.
+pub struct Rules {
+    /// `None`: no network: every IP destination and IP `bind` is refused.
+    pub net: Option<NetRules>,
+    pub unix_peers: UnixPeers,
+}
+
 struct Supervisor {
-    egress: Arc<Egress>,
-    dns: SocketAddr,
-    trusted: HashSet<i32>,
+    net: Option<NetRules>,
+    unix_peers: UnixPeers,
     /// SMOLVM_NET_LOG: 1 prints refusals, 2 also what passed.
     log: u8,
 }
 
 /// Installs the filter on every thread of this process and starts the
-/// supervisor thread. Call right before entering the VM: from here on the
-/// process's network calls are checked. `trusted` are thread ids whose
-/// calls pass unchecked (our own resolver, which does the host's lookups).
+/// supervisor thread, with the network on and Unix destinations unchecked
+/// (see [`install_rules`] for the general form). `trusted` are thread ids
+/// whose calls pass unchecked (our own resolver).
 pub fn install(egress: Arc<Egress>, dns: SocketAddr, trusted: HashSet<i32>) -> std::io::Result<()> {
+    install_rules(Rules {
+        net: Some(NetRules {
+            egress,
+            dns,
+            trusted,
+        }),
+        unix_peers: UnixPeers::Any,
+    })
+}
+
+/// Installs the filter on every thread of this process and starts the
+/// supervisor thread. Call right before entering the VM: from here on the
+/// process's socket calls are checked.
+pub fn install_rules(rules: Rules) -> std::io::Result<()> {
     let mut filter = program();
     let prog = libc::sock_fprog {
         len: u16::try_from(filter.len()).expect("short program"),
@@ -152,10 +218,12 @@ pub fn install(egress: Arc<Egress>, dns: SocketAddr, trusted: HashSet<i32>) -> s
     let fd = RawFd::try_from(fd).expect("file descriptors fit in c_int");
     // SAFETY: the kernel just returned this listener descriptor to us.
     let listener = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Asked here, not in the thread: a system call filter installed after
+    // this one (crate::sandbox) does not allow seccomp(2) itself.
+    let sizes = notif_sizes()?;
     let sup = Supervisor {
-        egress,
-        dns,
-        trusted,
+        net: rules.net,
+        unix_peers: rules.unix_peers,
         log: std::env::var("SMOLVM_NET_LOG")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -163,7 +231,7 @@ pub fn install(egress: Arc<Egress>, dns: SocketAddr, trusted: HashSet<i32>) -> s
     };
     std::thread::Builder::new()
         .name("smolvm-netpolicy".into())
-        .spawn(move || sup.serve(listener))?;
+        .spawn(move || sup.serve(listener, sizes))?;
     Ok(())
 }
 
@@ -226,8 +294,15 @@ fn write_mem(addr: u64, data: &[u8]) -> bool {
 }
 
 /// A socket address read from memory: family and, for IP, the address.
+#[derive(Debug, PartialEq, Eq)]
 enum Addr {
     Ip(SocketAddr),
+    /// A pathname Unix socket: the path up to its first NUL.
+    UnixPath(Vec<u8>),
+    /// An abstract (leading NUL) or unnamed (no path) Unix address.
+    UnixOther,
+    /// AF_UNSPEC: `connect` with it dissolves a datagram socket's peer.
+    Unspec,
     Other,
 }
 
@@ -244,6 +319,16 @@ fn parse_sockaddr(b: &[u8]) -> Option<Addr> {
             let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
             Some(Addr::Ip(SocketAddr::new(Ipv6Addr::from(ip).into(), port)))
         }
+        libc::AF_UNIX => {
+            let path = b.get(2..).unwrap_or_default();
+            match path.first() {
+                None | Some(0) => Some(Addr::UnixOther),
+                Some(_) => Some(Addr::UnixPath(
+                    path.split(|&c| c == 0).next().unwrap_or_default().to_vec(),
+                )),
+            }
+        }
+        libc::AF_UNSPEC => Some(Addr::Unspec),
         _ => Some(Addr::Other),
     }
 }
@@ -285,9 +370,8 @@ fn socket_type(fd: u64) -> Option<i32> {
 const MAX_SOCKADDR: u64 = 128;
 
 impl Supervisor {
-    fn serve(self, listener: OwnedFd) {
+    fn serve(self, listener: OwnedFd, sizes: libc::seccomp_notif_sizes) {
         use std::os::fd::AsRawFd;
-        let Ok(sizes) = notif_sizes() else { return };
         let req_len =
             usize::from(sizes.seccomp_notif).max(std::mem::size_of::<libc::seccomp_notif>());
         let resp_len = usize::from(sizes.seccomp_notif_resp)
@@ -335,7 +419,8 @@ impl Supervisor {
     }
 
     fn decide(&self, fd: RawFd, req: &libc::seccomp_notif) -> Verdict {
-        if self.trusted.contains(&i32::try_from(req.pid).unwrap_or(-1)) {
+        let pid = i32::try_from(req.pid).unwrap_or(-1);
+        if self.net.as_ref().is_some_and(|n| n.trusted.contains(&pid)) {
             return Verdict::Continue;
         }
         let a = req.data.args;
@@ -355,6 +440,13 @@ impl Supervisor {
             return Verdict::Errno(libc::EINTR);
         }
         v
+    }
+
+    fn deny_local(&self, what: &str, to: &str, errno: i32) -> Verdict {
+        if self.log >= 1 {
+            eprintln!("smolvm: socket policy refused {what} to {to}: not an allowed local peer");
+        }
+        Verdict::Errno(errno)
     }
 
     fn deny(&self, what: &str, to: SocketAddr, why: &str, errno: i32) -> Verdict {
@@ -382,18 +474,34 @@ impl Supervisor {
         let Some(bytes) = read_mem(ptr, usize::try_from(len.min(MAX_SOCKADDR)).unwrap_or(0)) else {
             return Verdict::Errno(libc::EFAULT);
         };
-        let to = match parse_sockaddr(&bytes) {
-            Some(Addr::Ip(to)) => to,
-            // AF_UNIX (libkrun's own vsock-to-socket ports), AF_UNSPEC
-            // (disconnect): not the guest's network.
-            Some(Addr::Other) => return Verdict::Continue,
-            None => return Verdict::Errno(libc::EINVAL),
+        let to = match (parse_sockaddr(&bytes), &self.unix_peers) {
+            (Some(Addr::Ip(to)), _) => to,
+            (None, _) => return Verdict::Errno(libc::EINVAL),
+            // The original net-only supervisor: libkrun's own vsock-to-socket
+            // ports, disconnects: not the guest's network.
+            (Some(_), UnixPeers::Any) => return Verdict::Continue,
+            (Some(Addr::Unspec), UnixPeers::Only(_)) => return Verdict::Continue,
+            (Some(Addr::UnixPath(path)), UnixPeers::Only(peers)) => {
+                if peers.contains(&path) {
+                    return Verdict::Continue;
+                }
+                return self.deny_local(what, &String::from_utf8_lossy(&path), errno);
+            }
+            (Some(Addr::UnixOther), UnixPeers::Only(_)) => {
+                return self.deny_local(what, "an abstract or unnamed Unix socket", errno);
+            }
+            (Some(Addr::Other), UnixPeers::Only(_)) => {
+                return self.deny_local(what, "an address of another family", errno);
+            }
+        };
+        let Some(net) = &self.net else {
+            return self.deny(what, to, "the machine has no network", errno);
         };
         if canonical(to.ip()) == IpAddr::V4(GUEST_DNS) && to.port() == 53 {
             if socket_type(sock) != Some(libc::SOCK_DGRAM) {
                 return self.deny(what, to, "DNS over TCP is not offered", libc::ECONNREFUSED);
             }
-            let Some(new) = rewrite(&bytes, self.dns) else {
+            let Some(new) = rewrite(&bytes, net.dns) else {
                 return Verdict::Errno(libc::EAFNOSUPPORT);
             };
             if !Self::id_valid(fd, id) || !write_mem(ptr, &new) {
@@ -401,7 +509,7 @@ impl Supervisor {
             }
             return Verdict::Continue;
         }
-        match self.egress.check(to.ip()) {
+        match net.egress.check(to.ip()) {
             Ok(()) => {
                 if self.log >= 2 {
                     eprintln!("smolvm: network policy allowed {what} to {to}");
@@ -416,16 +524,24 @@ impl Supervisor {
         let Some(bytes) = read_mem(ptr, usize::try_from(len.min(MAX_SOCKADDR)).unwrap_or(0)) else {
             return Verdict::Errno(libc::EFAULT);
         };
-        let at = match parse_sockaddr(&bytes) {
-            Some(Addr::Ip(at)) => at,
-            Some(Addr::Other) => return Verdict::Continue,
-            None => return Verdict::Errno(libc::EINVAL),
+        let at = match (parse_sockaddr(&bytes), &self.unix_peers) {
+            (Some(Addr::Ip(at)), _) => at,
+            (None, _) => return Verdict::Errno(libc::EINVAL),
+            (Some(_), UnixPeers::Any) => return Verdict::Continue,
+            // A Unix socket bound by the VMM would be a host path (or an
+            // abstract name) the guest made: never.
+            (Some(_), UnixPeers::Only(_)) => {
+                return self.deny_local("bind", "a Unix or other non-IP address", libc::EACCES);
+            }
+        };
+        let Some(net) = &self.net else {
+            return self.deny("bind", at, "the machine has no network", libc::EACCES);
         };
         // Port 0: an ephemeral source port for outgoing datagrams.
         if at.port() == 0 {
             return Verdict::Continue;
         }
-        let published = self
+        let published = net
             .egress
             .policy
             .publish
@@ -523,5 +639,22 @@ mod tests {
             _ => panic!("not ip"),
         }
         assert!(parse_sockaddr(&[2]).is_none());
+    }
+
+    #[test]
+    fn unix_addresses_are_told_apart() {
+        let un = |path: &[u8]| {
+            let mut b = u16::try_from(libc::AF_UNIX).unwrap().to_ne_bytes().to_vec();
+            b.extend_from_slice(path);
+            b
+        };
+        assert_eq!(
+            parse_sockaddr(&un(b"/run/x.sock\0garbage")),
+            Some(Addr::UnixPath(b"/run/x.sock".to_vec()))
+        );
+        assert_eq!(parse_sockaddr(&un(b"\0abstract")), Some(Addr::UnixOther));
+        assert_eq!(parse_sockaddr(&un(b"")), Some(Addr::UnixOther));
+        let unspec = u16::try_from(libc::AF_UNSPEC).unwrap().to_ne_bytes();
+        assert_eq!(parse_sockaddr(&unspec), Some(Addr::Unspec));
     }
 }
