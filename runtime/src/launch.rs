@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::sandbox::{Policy, SandboxError};
 use crate::spec::RunSpec;
 
 /// The guest init, built from guest-init/init.c by build.rs.
@@ -49,6 +50,8 @@ pub enum LaunchError {
     Control(#[source] std::io::Error),
     #[error("preparing the kernel hand-off")]
     Kernel(#[source] std::io::Error),
+    #[error("confining the VMM")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 /// The disk the root filesystem image is attached as (`/dev/vda` in the guest).
@@ -154,30 +157,6 @@ fn fd_path(fd: &impl AsRawFd) -> Result<CString, LaunchError> {
     cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-/// Starts the guest's resolver and puts this process's network calls under
-/// the egress supervisor. Fails closed: an error here means no boot.
-fn enforce(egress: Arc<crate::net::Egress>) -> Result<(), LaunchError> {
-    #[cfg(target_os = "linux")]
-    {
-        let fail = |what: &str, e: std::io::Error| {
-            LaunchError::Network(format!(
-                "{what}: {e}; refusing to start with an unenforced network"
-            ))
-        };
-        let resolver = crate::net::dns::start(egress.clone())
-            .map_err(|e| fail("starting the DNS resolver", e))?;
-        crate::net::supervisor::install(egress, resolver.addr, resolver.tids)
-            .map_err(|e| fail("installing the network policy (seccomp)", e))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = egress;
-        Err(LaunchError::Network(
-            "network policy enforcement is not implemented on this platform".into(),
-        ))
-    }
-}
-
 /// A configured libkrun context, and the bytes its in-memory files point
 /// into: libkrun keeps those pointers for the VM's lifetime, and this value
 /// lives until [`Vmm::enter`] hands the process to the VM (which then ends
@@ -187,6 +166,9 @@ pub struct Vmm {
     /// Heap buffers of the overlay files (moving a `Vec` keeps its buffer
     /// where it is).
     files: Vec<Vec<u8>>,
+    /// The supervisor's control socket: one of the two Unix sockets the
+    /// sandbox lets the VMM connect to.
+    control: Option<std::path::PathBuf>,
 }
 
 /// Configures libkrun for `m`: one context, then each part of the machine
@@ -230,6 +212,7 @@ impl Vmm {
         Ok(Vmm {
             ctx,
             files: Vec::new(),
+            control: None,
         })
     }
 
@@ -395,8 +378,9 @@ impl Vmm {
 
     /// The supervisor's control socket, which the guest init connects to
     /// (guest-init/init.c, CONTROL_PORT).
-    fn attach_control(&mut self, sock: &Path) -> Result<(), LaunchError> {
-        let sock = cstr(sock)?;
+    fn attach_control(&mut self, path: &Path) -> Result<(), LaunchError> {
+        self.control = Some(path.to_path_buf());
+        let sock = cstr(path)?;
         // SAFETY: a NUL-terminated path that outlives the call.
         check("krun_add_vsock_port2(control)", unsafe {
             krun::krun_add_vsock_port2(self.ctx, crate::control::VSOCK_PORT, sock.as_ptr(), false)
@@ -419,13 +403,12 @@ impl Vmm {
         })
     }
 
-    /// Hands this process to the VM: on success the process exits with the
-    /// guest's status, so this returns only the reason it could not.
+    /// Confines this process (crate::sandbox) and hands it to the VM: on
+    /// success the process exits with the guest's status, so this returns
+    /// only the reason it could not.
     pub fn enter(self, m: &Machine<'_>) -> LaunchError {
-        if let Some(egress) = &m.net {
-            if let Err(e) = enforce(egress.clone()) {
-                return e;
-            }
+        if let Err(e) = self.sandbox_policy(m).and_then(crate::sandbox::enter) {
+            return e.into();
         }
         // The overlay data the context points into is `self.files`, alive
         // for the rest of the process (on success it never returns).
@@ -436,6 +419,66 @@ impl Vmm {
                 LaunchError::Invalid("krun_start_enter returned without starting the VM".into())
             }
         }
+    }
+
+    /// What the VMM keeps once the guest runs: the files libkrun opens in
+    /// `krun_start_enter` (through `/proc/self/fd`, so the rules are on the
+    /// open files), `/dev/kvm`, the person's shares, and the two Unix
+    /// sockets it may connect to (the control channel, the SSH agent).
+    fn sandbox_policy(&self, m: &Machine<'_>) -> Result<Policy, SandboxError> {
+        use crate::sandbox::{Access, Grant, NetGrant};
+        let mut grants = vec![
+            Grant::of_file(m.kernel, Access::ReadFile, "the kernel")?,
+            Grant::of_file(m.root_image, Access::ReadFile, "the root filesystem image")?,
+            Grant::open(Path::new("/dev/kvm"), Access::ReadWriteFile, false)?,
+        ];
+        if let Some(f) = &m.disks.overlay {
+            grants.push(Grant::of_file(
+                f,
+                Access::ReadWriteFile,
+                "the overlay disk",
+            )?);
+        }
+        if let Some(s) = &m.disks.storage {
+            grants.push(Grant::of_file(
+                &s.file,
+                Access::ReadWriteFile,
+                "the storage disk",
+            )?);
+        }
+        for share in m.shares {
+            let what = share.volume.host.display().to_string();
+            let fd = share
+                .dir
+                .try_clone()
+                .map_err(|source| SandboxError::Grant {
+                    what: what.clone(),
+                    source,
+                })?;
+            let access = if share.volume.read_only {
+                Access::ReadDir
+            } else {
+                Access::ReadWriteDir
+            };
+            grants.push(Grant {
+                fd,
+                access,
+                what: format!("the share {what}"),
+                share: true,
+            });
+        }
+        let unix_peers = self
+            .control
+            .iter()
+            .cloned()
+            .chain(m.ssh_agent.map(Path::to_path_buf))
+            .collect();
+        Ok(Policy {
+            grants,
+            net: m.net.clone().map(|egress| NetGrant { egress }),
+            unix_peers,
+            allow_without_landlock: m.allow_no_landlock,
+        })
     }
 
     /// The writable disks as raw virtio-blk devices the guest init finds

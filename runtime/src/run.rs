@@ -345,6 +345,11 @@ fn check_host(
     if !opts.dry_run {
         crate::launch::check_kvm(opts.host.skip_kvm_check)?;
     }
+    // Shares need Landlock (or the person's explicit opt-out): refused here,
+    // before the cache, the disks and the fork.
+    #[cfg(all(feature = "vmm", target_os = "linux"))]
+    crate::sandbox::check(has_shares, opts.allow_no_landlock)
+        .map_err(crate::launch::LaunchError::from)?;
     let _ = (policy, has_shares, opts);
     Ok(())
 }

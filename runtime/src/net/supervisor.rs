@@ -37,17 +37,8 @@ const AUDIT_ARCH: u32 = 0xc000_003e;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xc000_00b7;
 
-/// Set by tests to simulate a kernel without seccomp user notification: the
-/// runtime must then refuse to start a networked machine.
-const SIMULATE_MISSING: &str = "SMOLVM_TEST_NO_SECCOMP_NOTIFY";
-
 /// Whether this kernel can run the supervisor; the reason when it cannot.
 pub fn available() -> Result<(), String> {
-    if std::env::var_os(SIMULATE_MISSING).is_some_and(|v| v == "1") {
-        return Err(format!(
-            "seccomp user notification reported missing ({SIMULATE_MISSING}=1)"
-        ));
-    }
     let action: u32 = libc::SECCOMP_RET_USER_NOTIF;
     // SAFETY: SECCOMP_GET_ACTION_AVAIL reads one u32 from the pointer.
     let r = unsafe {
