@@ -153,15 +153,56 @@ pub fn resolve_trusted(given: &[PathBuf], dirs: &[PathBuf]) -> Result<TrustedKey
     Ok(TrustedKeys { keys, source })
 }
 
-/// Compares dotted versions: numeric parts as numbers ("1.10.0" > "1.9"),
-/// others as text.
+/// Orders versions as SemVer 2.0.0 precedence does, tolerating what
+/// artifacts carry in practice: build metadata (`+...`) is ignored; the
+/// release is the dotted part before the first `-`, compared part by part
+/// (numbers as numbers, `1.10` above `1.9`; missing parts count as 0, so
+/// `1.2` is `1.2.0`; a part that is not a number sorts above numbers, as
+/// text); a pre-release (`-rc1`, `-beta.2`) sorts **below** its release
+/// (`1.1.0-rc1` < `1.1.0`), and two pre-releases compare identifier by
+/// identifier (numeric ones as numbers and below alphanumeric ones; a
+/// shorter list below a longer one it begins).
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    enum Part<'a> {
+        Num(u64),
+        Text(&'a str),
+    }
+    fn part(p: &str) -> Part<'_> {
+        match p.parse() {
+            Ok(n) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Part::Num(n),
+            _ => Part::Text(p),
+        }
+    }
+    fn split(v: &str) -> (Vec<Part<'_>>, Option<Vec<Part<'_>>>) {
+        let v = v.split_once('+').map_or(v, |(v, _)| v);
+        let (release, pre) = match v.split_once('-') {
+            Some((r, p)) => (r, Some(p)),
+            None => (v, None),
+        };
+        let mut release: Vec<Part<'_>> = release.split('.').map(part).collect();
+        while release.len() > 1 && release.last() == Some(&Part::Num(0)) {
+            release.pop();
+        }
+        (release, pre.map(|p| p.split('.').map(part).collect()))
+    }
+    let (ra, pa) = split(a);
+    let (rb, pb) = split(b);
+    match ra.cmp(&rb) {
+        Ordering::Equal => match (pa, pb) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(y)) => x.cmp(&y),
+        },
+        o => o,
+    }
+}
+
+/// Whether `have` is at least `min` ([`compare_versions`]).
 pub fn version_at_least(have: &str, min: &str) -> bool {
-    let parts = |v: &str| -> Vec<(u64, String)> {
-        v.split(['.', '-', '+'])
-            .map(|p| (p.parse().unwrap_or(0), p.to_string()))
-            .collect()
-    };
-    parts(have) >= parts(min)
+    compare_versions(have, min) != std::cmp::Ordering::Less
 }
 
 /// The highest version per signer key id and artifact name that started
@@ -338,5 +379,33 @@ mod tests {
         assert!(version_at_least("1.10.0", "1.9"));
         assert!(version_at_least("2.0.0", "2.0.0"));
         assert!(!version_at_least("1.2.3", "1.3"));
+    }
+
+    #[test]
+    fn pre_releases_sort_below_their_release() {
+        use std::cmp::Ordering::*;
+        // After a trusted rc run, the final release must still start.
+        assert!(version_at_least("1.1.0", "1.1.0-rc1"));
+        assert!(!version_at_least("1.1.0-rc1", "1.1.0"));
+        // SemVer 2.0.0 section 11's example, in order.
+        let ordered = [
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-beta",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.0.1",
+            "1.10.0",
+        ];
+        for w in ordered.windows(2) {
+            assert_eq!(compare_versions(w[0], w[1]), Less, "{} < {}", w[0], w[1]);
+            assert_eq!(compare_versions(w[1], w[0]), Greater, "{} > {}", w[1], w[0]);
+        }
+        assert_eq!(compare_versions("1.2", "1.2.0"), Equal);
+        assert_eq!(compare_versions("1.2.0+build.5", "1.2.0"), Equal);
+        assert_eq!(compare_versions("2.0.0-rc1", "1.9.9"), Greater);
     }
 }
