@@ -206,6 +206,16 @@ impl TsiStreamProxy {
             return 0;
         }
 
+        // smolmachine: the address must be of the proxy's own family. An AF_INET
+        // or AF_INET6 proxy handed a sockaddr_un used to unlink that host path
+        // below before bind() failed; a Unix proxy exists only with HIJACK_UNIX
+        // (muxer.rs). Upstream: not yet filed
+        // (vendor/patches/0007-tsi-listen-family-must-match.patch).
+        if req.addr.family() != Some(self.family) {
+            warn!("listen: id={} address family differs from the proxy's", self.id);
+            return -libc::EINVAL;
+        }
+
         let addr: SockaddrStorage = if let Some(port_map) = host_port_map {
             if let Some(sin) = req.addr.as_sockaddr_in() {
                 debug!("sockaddr is ipv4");
