@@ -762,3 +762,18 @@ impl VsockMuxer {
         Ok(())
     }
 }
+
+// smolmachine: hooks for the tests in smolvm_tests.rs, which drive the muxer as
+// the guest does (TX packets in, RX packets out) without its threads
+// (vendor/patches/0011-tsi-smolmachine-tests.patch).
+#[cfg(all(test, target_os = "linux"))]
+impl VsockMuxer {
+    pub(crate) fn smolvm_attach(&mut self, mem: GuestMemoryMmap, queue: Arc<Mutex<VirtQueue>>) {
+        self.mem = Some(mem);
+        self.queue = Some(queue);
+    }
+
+    pub(crate) fn smolvm_proxies(&self) -> ProxyMap {
+        self.proxy_map.clone()
+    }
+}
