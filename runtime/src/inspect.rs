@@ -311,7 +311,13 @@ fn network_policy(c: &smolvm_format::MachineConfig) -> serde_json::Value {
             "allow_hosts": p.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
             "allow_cidrs": p.cidrs.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             "denied_by_default": if p.net {
-                vec!["loopback", "link-local", "host-addresses", "multicast"]
+                vec![
+                    "loopback",
+                    "link-local",
+                    "host-addresses",
+                    "multicast",
+                    "local-networks",
+                ]
             } else {
                 Vec::new()
             },

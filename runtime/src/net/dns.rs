@@ -2,7 +2,13 @@
 //! supervisor points every guest datagram for `GUEST_DNS:53` at. It answers
 //! A and AAAA questions for names the policy allows, looked up with the
 //! host's own resolver (getaddrinfo), and records the answers as allowed
-//! addresses; other names get NXDOMAIN.
+//! addresses for a while; other names get NXDOMAIN. Addresses the policy
+//! refuses by default (loopback, local networks, ...) are left out of the
+//! answer and never learned, so a listed name cannot open them (DNS
+//! rebinding). Messages that are answers themselves (QR=1) are dropped, so
+//! the resolver cannot be made to reflect. CNAME chains are followed by the
+//! host's resolver inside getaddrinfo (glibc bounds them); our answers carry
+//! no CNAME records.
 //!
 //! The message handling is the few dozen lines a one-question query and an
 //! A/AAAA answer need (RFC 1035 §4): a DNS crate would be most of the stub's
@@ -27,6 +33,10 @@ const ANSWER_TTL: u32 = 30;
 const MAX_UDP: usize = 512;
 /// How often allowed host names are resolved again on the host.
 const REFRESH: Duration = Duration::from_secs(60);
+/// How long an answered address stays allowed. getaddrinfo gives no TTL;
+/// the guest is told ANSWER_TTL, and the slack covers programs that keep an
+/// address for minutes past its TTL (and the refresh interval above).
+const LEARNED_FOR: Duration = Duration::from_secs(300);
 const WORKERS: usize = 3;
 
 /// A parsed one-question query.
@@ -161,6 +171,21 @@ fn lookup(name: &str) -> Option<Vec<IpAddr>> {
 
 /// The reply to one datagram, if any.
 pub fn respond(egress: &Egress, msg: &[u8]) -> Option<Vec<u8>> {
+    respond_using(egress, msg, lookup)
+}
+
+/// [`respond`] with the host lookup given (tests give their own).
+fn respond_using(
+    egress: &Egress,
+    msg: &[u8],
+    lookup: impl Fn(&str) -> Option<Vec<IpAddr>>,
+) -> Option<Vec<u8>> {
+    // An answer (QR=1) gets no reply: replying would let a forged source
+    // address bounce our replies at a third party, or two resolvers at each
+    // other.
+    if be16(msg, 2).is_some_and(|flags| flags & 0x8000 != 0) {
+        return None;
+    }
     let Some(q) = parse_query(msg) else {
         return format_error(msg);
     };
@@ -169,7 +194,11 @@ pub fn respond(egress: &Egress, msg: &[u8]) -> Option<Vec<u8>> {
     }
     match lookup(&q.name) {
         Some(ips) => {
-            egress.learn(ips.iter().copied());
+            let ips: Vec<IpAddr> = ips
+                .into_iter()
+                .filter(|ip| egress.resolvable(*ip))
+                .collect();
+            egress.learn(ips.iter().copied(), LEARNED_FOR);
             Some(answer(msg, &q, 0, &ips))
         }
         None => Some(answer(msg, &q, RCODE_NXDOMAIN, &[])),
@@ -258,7 +287,7 @@ pub fn start(egress: Arc<Egress>) -> std::io::Result<Resolver> {
                 loop {
                     for n in &names {
                         if let Some(ips) = lookup(n) {
-                            egress.learn(ips);
+                            egress.learn(ips, LEARNED_FOR);
                         }
                     }
                     std::thread::sleep(REFRESH);
@@ -342,6 +371,72 @@ mod tests {
         for n in 0..m.len() {
             let _ = parse_query(&m[..n]);
         }
+    }
+
+    fn egress(hosts: &[&str], cidrs: &[&str]) -> Arc<Egress> {
+        let mut c = smolvm_format::MachineConfig {
+            net: true,
+            ..Default::default()
+        };
+        c.network.allow_hosts = hosts.iter().map(|s| s.to_string()).collect();
+        c.network.allow_cidrs = cidrs.iter().map(|s| s.to_string()).collect();
+        Egress::new(Policy::from_config(&c, &[]).unwrap(), HashSet::new())
+    }
+
+    /// The A records of an answer, in order.
+    fn a_records(a: &[u8], question_end: usize) -> Vec<Ipv4Addr> {
+        let n = usize::from(be16(a, 6).unwrap());
+        (0..n)
+            .map(|i| {
+                let at = question_end + i * 16 + 12;
+                Ipv4Addr::new(a[at], a[at + 1], a[at + 2], a[at + 3])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_allowed_name_resolving_to_a_local_address_opens_nothing() {
+        let public: IpAddr = "93.184.216.34".parse().unwrap();
+        let private: IpAddr = "10.0.0.5".parse().unwrap();
+        let lookup = |_: &str| Some(vec![private, public, "127.0.0.1".parse().unwrap()]);
+        let m = query("allowed.test", TYPE_A);
+        let end = parse_query(&m).unwrap().question_end;
+
+        let e = egress(&["allowed.test"], &[]);
+        let r = respond_using(&e, &m, lookup).unwrap();
+        assert_eq!(a_records(&r, end), vec![Ipv4Addr::new(93, 184, 216, 34)]);
+        assert_eq!(e.check(public), Ok(()));
+        assert_eq!(e.check(private), Err(crate::net::Deny::LocalNetwork));
+        assert_eq!(e.learned_len(), 1);
+
+        // Only the private address: an empty answer, still refused.
+        let r = respond_using(&e, &m, |_| Some(vec![private])).unwrap();
+        assert_eq!(a_records(&r, end), Vec::<Ipv4Addr>::new());
+        assert_eq!(e.check(private), Err(crate::net::Deny::LocalNetwork));
+
+        // Listed as a CIDR, the private address is answered and reachable.
+        let e = egress(&["allowed.test"], &["10.0.0.0/8"]);
+        let r = respond_using(&e, &m, lookup).unwrap();
+        assert_eq!(
+            a_records(&r, end),
+            vec![Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(93, 184, 216, 34)]
+        );
+        assert_eq!(e.check(private), Ok(()));
+    }
+
+    #[test]
+    fn answers_sent_to_the_resolver_get_no_reply() {
+        let e = egress(&[], &[]);
+        let mut m = query("a.test", TYPE_A);
+        m[2] |= 0x80; // QR: this is an answer
+        assert_eq!(respond_using(&e, &m, |_| panic!("looked up")), None);
+        let mut bare = vec![0xab, 0xcd, 0x80, 0];
+        assert_eq!(respond_using(&e, &bare, |_| panic!("looked up")), None);
+        bare[2] = 0;
+        assert!(
+            respond_using(&e, &bare, |_| panic!("looked up")).is_some(),
+            "formerr"
+        );
     }
 
     #[test]

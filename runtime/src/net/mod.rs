@@ -8,11 +8,16 @@
 //! 1. an address inside an `allow_cidrs` entry: allowed (this is the only
 //!    way to reach a default-denied address);
 //! 2. default-denied: loopback, unspecified, link-local (incl. the cloud
-//!    metadata address 169.254.169.254), multicast/broadcast and every
-//!    address of the host's own interfaces;
+//!    metadata address 169.254.169.254), multicast/broadcast, every address
+//!    of the host's own interfaces, and local and reserved networks (RFC
+//!    1918, CGNAT, ULA, site-local, benchmark, documentation, 0/8, 240/4);
+//!    an IPv6 address that carries an IPv4 one (IPv4-compatible, mapped,
+//!    NAT64 64:ff9b::/96, 6to4, Teredo) is also judged by that IPv4 address;
 //! 3. with allow-lists: an address that an allowed host name resolved to
-//!    (through our resolver or the host's periodic refresh);
-//! 4. without allow-lists (`net = true` alone): everything else.
+//!    (through our resolver or the host's periodic refresh), until that
+//!    answer expires;
+//! 4. without allow-lists (`net = true` alone): everything else, which is
+//!    the internet.
 //!
 //! Listening: a guest listener opens a host port only when that port is
 //! published (`ports` / `--smolvm-publish`), bound to 127.0.0.1 unless the
@@ -21,9 +26,10 @@
 //! SSH agent forwarding (agent.rs) rides on vsock, not on the guest's
 //! network, so it works with `net = false` too.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use smolvm_format::MachineConfig;
@@ -228,6 +234,8 @@ pub enum Deny {
     Special,
     #[error("an address of this host (list it in allow_cidrs to allow it)")]
     HostOwn,
+    #[error("a local or reserved network (private, CGNAT, ULA, site-local, benchmark, documentation; list it in allow_cidrs to allow it)")]
+    LocalNetwork,
     #[error("not in the machine's allow-lists")]
     NotListed,
 }
@@ -251,6 +259,55 @@ pub fn is_special(ip: IpAddr) -> bool {
     }
 }
 
+/// Local and reserved networks: on the LAN, the host's container bridges or
+/// the provider's network rather than the internet, or never routed there.
+/// Refused unless an `allow_cidrs` entry lists them.
+pub fn is_local_network(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let [a0, a1, a2, _] = a.octets();
+            a0 == 0 // "this network" (RFC 791)
+                || a.is_private() // 10/8, 172.16/12, 192.168/16 (RFC 1918)
+                || (a0 == 100 && (a1 & 0xc0) == 64) // CGNAT 100.64/10 (RFC 6598)
+                || (a0 == 192 && a1 == 0 && a2 == 0) // IETF assignments (RFC 6890)
+                || (a0 == 198 && (a1 & 0xfe) == 18) // benchmarking 198.18/15 (RFC 2544)
+                || (a0 == 192 && a1 == 0 && a2 == 2) // TEST-NET-1
+                || (a0 == 198 && a1 == 51 && a2 == 100) // TEST-NET-2
+                || (a0 == 203 && a1 == 0 && a2 == 113) // TEST-NET-3 (RFC 5737)
+                || a0 >= 240 // reserved 240/4 (and broadcast)
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            (s[0] & 0xfe00) == 0xfc00 // ULA fc00::/7 (RFC 4193)
+                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (RFC 3879)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation (RFC 3849)
+                || (s[0] & 0xfff0) == 0x3ff0 // documentation 3fff::/20 (RFC 9637)
+                || (s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 (RFC 8215)
+        }
+    }
+}
+
+/// The IPv4 addresses an IPv6 address carries, each of which a packet to it
+/// may end up at: IPv4-compatible `::a.b.c.d` (not `::` or `::1`),
+/// IPv4-translated `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4
+/// `2002::/16` and Teredo `2001::/32` (server and client). `::ffff:a.b.c.d` is handled by [`canonical`].
+pub fn embedded_ipv4(a: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = a.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    let compatible = s[..6] == [0; 6] && !(s[6] == 0 && s[7] <= 1);
+    let translated = s[..6] == [0, 0, 0, 0, 0xffff, 0];
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    if compatible || translated || nat64 {
+        vec![v4(s[6], s[7])]
+    } else if s[0] == 0x2002 {
+        vec![v4(s[1], s[2])]
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        vec![v4(s[2], s[3]), v4(!s[6], !s[7])]
+    } else {
+        Vec::new()
+    }
+}
+
 /// `::ffff:a.b.c.d` is a.b.c.d (a v6 socket reaches v4 hosts that way).
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -259,12 +316,22 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Most addresses learned from DNS answers held at once: the guest chooses
+/// which allowed names to look up (with a wildcard, names whose answers an
+/// outsider controls), so the set is bounded; when it is full the entry that
+/// expires first makes room.
+pub const MAX_LEARNED: usize = 4096;
+/// Longest a learned address stays allowed after the answer that named it,
+/// whatever TTL is asked for.
+pub const MAX_LEARN_TTL: Duration = Duration::from_secs(3600);
+
 /// The live state the supervisor checks against: the policy, the host's
-/// own addresses, and the addresses allowed host names resolved to.
+/// own addresses, and the addresses allowed host names resolved to, each
+/// until its answer expires.
 pub struct Egress {
     pub policy: Policy,
     host_own: HashSet<IpAddr>,
-    resolved: RwLock<HashSet<IpAddr>>,
+    resolved: RwLock<HashMap<IpAddr, Instant>>,
 }
 
 impl Egress {
@@ -272,36 +339,112 @@ impl Egress {
         Arc::new(Egress {
             policy,
             host_own: host_own.into_iter().map(canonical).collect(),
-            resolved: RwLock::new(HashSet::new()),
+            resolved: RwLock::new(HashMap::new()),
         })
     }
 
-    /// Records addresses an allowed name resolved to.
-    pub fn learn(&self, ips: impl IntoIterator<Item = IpAddr>) {
+    /// Records addresses an allowed name resolved to, allowed for `ttl`
+    /// (at most [`MAX_LEARN_TTL`]). Addresses the default policy refuses
+    /// are not recorded: a name never opens what a CIDR list would not.
+    pub fn learn(&self, ips: impl IntoIterator<Item = IpAddr>, ttl: Duration) {
+        self.learn_at(ips, ttl, Instant::now());
+    }
+
+    fn learn_at(&self, ips: impl IntoIterator<Item = IpAddr>, ttl: Duration, now: Instant) {
+        let until = now + ttl.min(MAX_LEARN_TTL);
         let mut set = self.resolved.write().unwrap_or_else(|e| e.into_inner());
-        set.extend(ips.into_iter().map(canonical));
+        for ip in ips.into_iter().map(canonical) {
+            if self.resolvable(ip) {
+                Self::remember(&mut set, ip, until, now);
+            }
+        }
+    }
+
+    fn remember(set: &mut HashMap<IpAddr, Instant>, ip: IpAddr, until: Instant, now: Instant) {
+        if let Some(old) = set.get_mut(&ip) {
+            *old = (*old).max(until);
+            return;
+        }
+        if set.len() >= MAX_LEARNED {
+            set.retain(|_, t| *t > now);
+        }
+        if set.len() >= MAX_LEARNED {
+            let first = set.iter().min_by_key(|(_, t)| **t).map(|(ip, _)| *ip);
+            if let Some(first) = first {
+                set.remove(&first);
+            }
+        }
+        set.insert(ip, until);
+    }
+
+    /// How many learned addresses are held (expired ones included until
+    /// they make room).
+    pub fn learned_len(&self) -> usize {
+        self.resolved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// The verdict before allow-lists: `Ok(true)` when an `allow_cidrs`
+    /// entry lists the address, `Ok(false)` when nothing refuses it.
+    fn default_verdict(&self, ip: IpAddr) -> Result<bool, Deny> {
+        let ip = canonical(ip);
+        if self.policy.listed_cidr(ip) {
+            return Ok(true);
+        }
+        // An IPv6 address that carries IPv4 ones is judged as those: each
+        // must be listed or not refused, and one listed lists the address.
+        let mut listed = false;
+        if let IpAddr::V6(a) = ip {
+            for v4 in embedded_ipv4(a).into_iter().map(IpAddr::V4) {
+                if self.policy.listed_cidr(v4) {
+                    listed = true;
+                } else {
+                    self.refusal(v4)?;
+                }
+            }
+        }
+        if listed {
+            return Ok(true);
+        }
+        self.refusal(ip)?;
+        Ok(false)
+    }
+
+    fn refusal(&self, ip: IpAddr) -> Result<(), Deny> {
+        if is_special(ip) {
+            Err(Deny::Special)
+        } else if self.host_own.contains(&ip) {
+            Err(Deny::HostOwn)
+        } else if is_local_network(ip) {
+            Err(Deny::LocalNetwork)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether our resolver may hand `ip` to the guest (and learn it): the
+    /// same filter as connections, before allow-lists.
+    pub fn resolvable(&self, ip: IpAddr) -> bool {
+        self.default_verdict(ip).is_ok()
     }
 
     /// The verdict for an outbound connection or datagram to `ip`.
     pub fn check(&self, ip: IpAddr) -> Result<(), Deny> {
-        let ip = canonical(ip);
-        if self.policy.listed_cidr(ip) {
-            return Ok(());
-        }
-        if is_special(ip) {
-            return Err(Deny::Special);
-        }
-        if self.host_own.contains(&ip) {
-            return Err(Deny::HostOwn);
-        }
-        if !self.policy.has_allow_lists() {
+        self.check_at(ip, Instant::now())
+    }
+
+    fn check_at(&self, ip: IpAddr, now: Instant) -> Result<(), Deny> {
+        if self.default_verdict(ip)? || !self.policy.has_allow_lists() {
             return Ok(());
         }
         let known = self
             .resolved
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(&ip);
+            .get(&canonical(ip))
+            .is_some_and(|until| *until > now);
         if known {
             Ok(())
         } else {
@@ -361,10 +504,14 @@ pub fn describe(p: &Policy) -> Vec<String> {
             hosts.join(", "),
             cidrs.join(", ")
         ));
-        lines.push("dns: our resolver answers only the allowed host names".into());
+        lines.push("dns: our resolver answers only the allowed host names, never with a refused address; answers expire".into());
     } else {
-        lines.push("egress: any public address (no allow-lists)".into());
+        lines.push("egress: the internet (any public address; no allow-lists)".into());
     }
+    lines.push(
+        "local networks: refused (private, CGNAT, ULA, site-local, reserved and documentation ranges, IPv4-in-IPv6 forms included) unless listed in allow_cidrs"
+            .into(),
+    );
     lines.push(
         "denied unless listed in allow_cidrs: loopback, link-local (169.254.0.0/16 incl. cloud metadata), the host's own addresses, multicast"
             .into(),
@@ -494,8 +641,14 @@ mod tests {
             listed.check("8.8.8.8".parse().unwrap()),
             Err(Deny::NotListed)
         );
-        listed.learn(["203.0.113.9".parse().unwrap(), "127.0.0.9".parse().unwrap()]);
-        assert_eq!(listed.check("203.0.113.9".parse().unwrap()), Ok(()));
+        listed.learn(
+            [
+                "93.184.216.34".parse().unwrap(),
+                "127.0.0.9".parse().unwrap(),
+            ],
+            Duration::from_secs(30),
+        );
+        assert_eq!(listed.check("93.184.216.34".parse().unwrap()), Ok(()));
         // A name resolving to a denied address does not open it.
         assert_eq!(
             listed.check("127.0.0.9".parse().unwrap()),
@@ -503,6 +656,143 @@ mod tests {
         );
         assert!(listed.policy.name_allowed("ok.test"));
         assert!(!listed.policy.name_allowed("other.test"));
+    }
+
+    fn egress(cidrs: &[&str]) -> Arc<Egress> {
+        let hosts: &[&str] = if cidrs.is_empty() { &[] } else { &["ok.test"] };
+        let c = config(true, hosts, cidrs, &[]);
+        Egress::new(Policy::from_config(&c, &[]).unwrap(), HashSet::new())
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn local_networks_are_refused_by_default_and_allowed_when_listed() {
+        let open = egress(&[]);
+        // (address, a CIDR that lists it)
+        let cases = [
+            ("10.1.2.3", "10.0.0.0/8"),
+            ("172.16.0.1", "172.16.0.0/12"),
+            ("172.31.255.254", "172.16.0.0/12"),
+            ("192.168.1.1", "192.168.0.0/16"),
+            ("100.64.0.1", "100.64.0.0/10"),
+            ("100.127.255.254", "100.64.0.0/10"),
+            ("192.0.0.9", "192.0.0.0/24"),
+            ("198.18.0.1", "198.18.0.0/15"),
+            ("198.19.255.1", "198.18.0.0/15"),
+            ("192.0.2.1", "192.0.2.0/24"),
+            ("198.51.100.7", "198.51.100.0/24"),
+            ("203.0.113.9", "203.0.113.0/24"),
+            ("0.1.2.3", "0.0.0.0/8"),
+            ("240.0.0.1", "240.0.0.0/4"),
+            ("fd00::1", "fc00::/7"),
+            ("fc12::1", "fc00::/7"),
+            ("fec0::1", "fec0::/10"),
+            ("2001:db8::1", "2001:db8::/32"),
+            ("64:ff9b:1::a00:1", "64:ff9b:1::/48"),
+            // IPv4 carried in IPv6, judged as that IPv4 address
+            ("::ffff:10.0.0.5", "10.0.0.0/8"),
+            ("::10.0.0.5", "10.0.0.0/8"),
+            ("::ffff:0:10.0.0.5", "10.0.0.0/8"),
+            ("64:ff9b::10.0.0.5", "10.0.0.0/8"),
+            ("64:ff9b::192.168.0.1", "64:ff9b::/96"),
+            ("2002:a00:5::1", "10.0.0.0/8"),
+            ("2002:c0a8:101::1", "2002::/16"),
+            ("2001:0:a00:5::f7f7:f7f7", "10.0.0.0/8"),
+            ("2001:0:808:808:0:0:f5ff:fffa", "10.0.0.0/8"),
+        ];
+        for (addr, cidr) in cases {
+            assert_eq!(
+                open.check(ip(addr)),
+                Err(Deny::LocalNetwork),
+                "{addr} open by default"
+            );
+            assert_eq!(
+                egress(&[cidr]).check(ip(addr)),
+                Ok(()),
+                "{addr} listed by {cidr}"
+            );
+        }
+        // IPv4-in-IPv6 forms of loopback and metadata stay special.
+        for addr in [
+            "::127.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::169.254.169.254",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::1",
+        ] {
+            assert_eq!(open.check(ip(addr)), Err(Deny::Special), "{addr}");
+        }
+    }
+
+    #[test]
+    fn the_internet_stays_open_without_lists() {
+        let own: HashSet<IpAddr> = [ip("198.51.100.1"), ip("8.8.4.4")].into();
+        let open = Egress::new(
+            Policy::from_config(&config(true, &[], &[], &[]), &[]).unwrap(),
+            own,
+        );
+        for addr in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "198.20.0.1",
+            "2606:4700::1111",
+            "64:ff9b::8.8.8.8",
+            "2002:808:808::1",
+            "::ffff:1.1.1.1",
+        ] {
+            assert_eq!(open.check(ip(addr)), Ok(()), "{addr}");
+        }
+        assert_eq!(open.check(ip("64:ff9b::8.8.4.4")), Err(Deny::HostOwn));
+    }
+
+    #[test]
+    fn learned_addresses_expire_with_their_ttl() {
+        let e = egress(&["10.0.0.0/8"]);
+        let now = Instant::now();
+        let a = ip("93.184.216.34");
+        e.learn_at([a], Duration::from_secs(30), now);
+        assert_eq!(e.check_at(a, now + Duration::from_secs(29)), Ok(()));
+        assert_eq!(
+            e.check_at(a, now + Duration::from_secs(31)),
+            Err(Deny::NotListed)
+        );
+        // A TTL longer than the cap is cut to it.
+        e.learn_at([a], Duration::from_secs(86_400), now);
+        assert_eq!(
+            e.check_at(a, now + MAX_LEARN_TTL - Duration::from_secs(1)),
+            Ok(())
+        );
+        assert_eq!(
+            e.check_at(a, now + MAX_LEARN_TTL + Duration::from_secs(1)),
+            Err(Deny::NotListed)
+        );
+        // A refused address is never learned.
+        let private = ip("192.168.7.7");
+        e.learn_at([private], Duration::from_secs(30), now);
+        assert_eq!(e.check_at(private, now), Err(Deny::LocalNetwork));
+        assert_eq!(e.learned_len(), 1);
+    }
+
+    #[test]
+    fn the_learned_set_is_bounded() {
+        let e = egress(&["10.0.0.0/8"]);
+        let now = Instant::now();
+        let public = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0100_0000 + i));
+        let total = u32::try_from(MAX_LEARNED).unwrap() + 100;
+        for i in 0..total {
+            let at = now + Duration::from_millis(u64::from(i));
+            e.learn_at([public(i)], Duration::from_secs(60), at);
+        }
+        assert_eq!(e.learned_len(), MAX_LEARNED);
+        // The answers that expire first made room; the newest are kept.
+        assert_eq!(e.check_at(public(0), now), Err(Deny::NotListed));
+        assert_eq!(e.check_at(public(total - 1), now), Ok(()));
     }
 
     #[test]

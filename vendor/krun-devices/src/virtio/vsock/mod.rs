@@ -14,6 +14,9 @@ mod muxer_thread;
 mod packet;
 mod proxy;
 mod reaper;
+// smolmachine: tests of vendor/patches/ (0011-tsi-smolmachine-tests.patch).
+#[cfg(all(test, target_os = "linux"))]
+mod smolvm_tests;
 #[cfg(target_os = "macos")]
 mod timesync;
 mod tsi_dgram;

@@ -27,6 +27,38 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 pub type ProxyMap = Arc<RwLock<HashMap<u64, Mutex<Box<dyn Proxy>>>>>;
 
+// smolmachine: every proxy holds one host socket (streams, datagram flows,
+// listeners and the connections they accepted alike), and the guest decides how
+// many exist. Past this many per VM new ones are refused: PROXY_CREATE has no
+// reply, so the guest's following connect or listen gets ENFILE, an accepted
+// host connection is closed, and the first refusal is logged once. Upstream:
+// not yet filed (vendor/patches/0010-tsi-cap-host-sockets.patch).
+pub(crate) const MAX_TSI_PROXIES: usize = 1024;
+
+static PROXY_CAP_LOGGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether one more proxy under `id` stays within MAX_TSI_PROXIES.
+pub(crate) fn proxy_fits(proxy_map: &ProxyMap, id: u64) -> bool {
+    let map = proxy_map.read().unwrap();
+    if map.contains_key(&id) || map.len() < MAX_TSI_PROXIES {
+        return true;
+    }
+    if !PROXY_CAP_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        warn!("refusing guest sockets past {MAX_TSI_PROXIES} host sockets for this VM");
+    }
+    false
+}
+
+/// What a request that finds no proxy is told: ENFILE when the cap is why.
+fn no_proxy_errno(proxy_map: &ProxyMap, refused: i32) -> i32 {
+    if proxy_map.read().unwrap().len() >= MAX_TSI_PROXIES {
+        -libc::ENFILE
+    } else {
+        refused
+    }
+}
+
 /// A muxer RX queue item.
 #[derive(Debug)]
 pub enum MuxerRx {
@@ -283,6 +315,9 @@ impl VsockMuxer {
                 defs::SOCK_STREAM => {
                     debug!("proxy create stream");
                     let id = ((req.peer_port as u64) << 32) | (defs::TSI_PROXY_PORT as u64);
+                    if !proxy_fits(&self.proxy_map, id) {
+                        return;
+                    }
                     if req.family as i32 == libc::AF_UNIX
                         && !self.tsi_flags.contains(TsiFlags::HIJACK_UNIX)
                     {
@@ -318,6 +353,9 @@ impl VsockMuxer {
                 defs::SOCK_DGRAM => {
                     debug!("proxy create dgram");
                     let id = ((req.peer_port as u64) << 32) | (defs::TSI_PROXY_PORT as u64);
+                    if !proxy_fits(&self.proxy_map, id) {
+                        return;
+                    }
                     if req.family as i32 == libc::AF_UNIX
                         && !self.tsi_flags.contains(TsiFlags::HIJACK_UNIX)
                     {
@@ -365,7 +403,7 @@ impl VsockMuxer {
                 None => self.push_packet(MuxerRx::ConnResponse {
                     local_port: pkt.dst_port(),
                     peer_port: pkt.src_port(),
-                    result: -libc::ECONNREFUSED,
+                    result: no_proxy_errno(&self.proxy_map, -libc::ECONNREFUSED),
                 }),
             }
         }
@@ -434,7 +472,7 @@ impl VsockMuxer {
                 None => self.push_packet(MuxerRx::ListenResponse {
                     local_port: pkt.dst_port(),
                     peer_port: pkt.src_port(),
-                    result: -libc::EPERM,
+                    result: no_proxy_errno(&self.proxy_map, -libc::EPERM),
                 }),
             };
         }
@@ -722,5 +760,20 @@ impl VsockMuxer {
             _ => warn!("stream: unhandled op={}", pkt.op()),
         }
         Ok(())
+    }
+}
+
+// smolmachine: hooks for the tests in smolvm_tests.rs, which drive the muxer as
+// the guest does (TX packets in, RX packets out) without its threads
+// (vendor/patches/0011-tsi-smolmachine-tests.patch).
+#[cfg(all(test, target_os = "linux"))]
+impl VsockMuxer {
+    pub(crate) fn smolvm_attach(&mut self, mem: GuestMemoryMmap, queue: Arc<Mutex<VirtQueue>>) {
+        self.mem = Some(mem);
+        self.queue = Some(queue);
+    }
+
+    pub(crate) fn smolvm_proxies(&self) -> ProxyMap {
+        self.proxy_map.clone()
     }
 }

@@ -135,6 +135,15 @@ impl MuxerThread {
         if let Some((peer_port, accept_fd, family, proxy_type)) = update.new_proxy {
             let local_port: u32 = thread_rng.random_range(1024..u32::MAX);
             let new_id: u64 = ((peer_port as u64) << 32) | (local_port as u64);
+            // smolmachine: an accepted connection is one more host socket; past
+            // the cap it is closed here (see MAX_TSI_PROXIES in muxer.rs).
+            if !super::muxer::proxy_fits(&self.proxy_map, new_id) {
+                drop(accept_fd);
+                if should_signal {
+                    self.interrupt.signal_used_queue();
+                }
+                return;
+            }
             let new_proxy: Box<dyn Proxy> = match proxy_type {
                 NewProxyType::Tcp => Box::new(TsiStreamProxy::new_reverse(
                     new_id,

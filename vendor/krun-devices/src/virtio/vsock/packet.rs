@@ -565,9 +565,30 @@ impl VsockPacket {
 
     #[cfg(target_os = "linux")]
     fn parse_address(buf: &[u8], addr_len: u32) -> Option<SockaddrStorage> {
+        // smolmachine: addr_len is the guest's word and from_raw copies that many
+        // bytes (up to 128) from `buf`: it must not run past the packet. Upstream:
+        // not yet filed (vendor/patches/0006-tsi-check-request-lengths.patch).
+        if buf.len() < 2 || addr_len as usize > buf.len() {
+            warn!("parse_address: addr_len {addr_len} runs past the packet");
+            return None;
+        }
         let sockaddr: SockaddrStorage = unsafe {
             SockaddrStorage::from_raw(&buf[0] as *const _ as *const sockaddr, Some(addr_len))?
         };
+
+        // smolmachine: an address shorter than its family's struct is refused, as
+        // Linux's bind and connect refuse it (sockaddr_in6 may be the 24-byte
+        // RFC 2133 form), instead of being read as zeros.
+        let min_len = match sockaddr.family() {
+            Some(AddressFamily::Inet) => std::mem::size_of::<libc::sockaddr_in>(),
+            Some(AddressFamily::Inet6) => 24,
+            Some(AddressFamily::Unix) => std::mem::size_of::<libc::sa_family_t>(),
+            _ => 0,
+        };
+        if (addr_len as usize) < min_len {
+            warn!("parse_address: addr_len {addr_len} is short for its family");
+            return None;
+        }
 
         match sockaddr.family() {
             Some(AddressFamily::Inet) => debug!("parse_address: AF_INET"),
@@ -588,6 +609,15 @@ impl VsockPacket {
 
     #[cfg(target_os = "macos")]
     fn parse_address(buf: &[u8], _addr_len: u32) -> Option<SockaddrStorage> {
+        // smolmachine: the fields read below must lie inside the packet.
+        let need = match buf.get(0..2).map(byte_order::read_le_u16) {
+            Some(defs::LINUX_AF_INET) => 8,
+            Some(defs::LINUX_AF_INET6) => 28,
+            _ => 2,
+        };
+        if buf.len() < need {
+            return None;
+        }
         let family: u16 = byte_order::read_le_u16(&buf[0..2]);
 
         match family {
@@ -625,7 +655,8 @@ impl VsockPacket {
     }
 
     pub fn read_proxy_create(&self) -> Option<TsiProxyCreate> {
-        if self.buf_size >= 6 {
+        // smolmachine: the request is 8 bytes (upstream checked 6, read 8).
+        if self.buf_size >= 8 {
             let peer_port: u32 = byte_order::read_le_u32(&self.buf().unwrap()[0..]);
             let family: u16 = byte_order::read_le_u16(&self.buf().unwrap()[4..]);
             let _type: u16 = byte_order::read_le_u16(&self.buf().unwrap()[6..]);
@@ -641,7 +672,9 @@ impl VsockPacket {
     }
 
     pub fn read_connect_req(&self) -> Option<TsiConnectReq> {
-        if self.buf_size >= 4 {
+        // smolmachine: peer_port and addr_len come before the address (upstream
+        // checked 4 bytes, read 8, then indexed the address's first byte).
+        if self.buf_size >= 8 {
             let buf = self.buf().unwrap();
             let peer_port: u32 = byte_order::read_le_u32(&buf[0..]);
             let addr_len: u32 = byte_order::read_le_u32(&buf[4..]);
@@ -705,7 +738,8 @@ impl VsockPacket {
     }
 
     pub fn read_sendto_addr(&self) -> Option<TsiSendtoAddr> {
-        if self.buf_size >= 4 {
+        // smolmachine: as read_connect_req.
+        if self.buf_size >= 8 {
             let buf = self.buf().unwrap();
             let peer_port: u32 = byte_order::read_le_u32(&buf[0..]);
             let addr_len: u32 = byte_order::read_le_u32(&buf[4..]);
@@ -718,7 +752,8 @@ impl VsockPacket {
     }
 
     pub fn read_listen_req(&self) -> Option<TsiListenReq> {
-        if self.buf_size >= 12 {
+        // smolmachine: four u32 before the address (upstream checked 12, read 16).
+        if self.buf_size >= 16 {
             let buf = self.buf().unwrap();
             let peer_port: u32 = byte_order::read_le_u32(&buf[0..]);
             let vm_port: u32 = byte_order::read_le_u32(&buf[4..]);

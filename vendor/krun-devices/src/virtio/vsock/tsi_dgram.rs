@@ -1,5 +1,7 @@
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+// smolmachine: for the peer set (vendor/patches/0009-tsi-dgram-only-from-peers.patch).
+use std::collections::{HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::num::Wrapping;
 use std::os::fd::OwnedFd;
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -9,7 +11,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 #[cfg(target_os = "linux")]
 use nix::sys::socket::UnixAddr;
 use nix::sys::socket::{
-    bind, connect, getpeername, recv, send, sendto, socket, AddressFamily, MsgFlags, SockFlag,
+    bind, connect, getpeername, recvfrom, send, socket, AddressFamily, MsgFlags, SockFlag,
     SockType, SockaddrIn, SockaddrLike, SockaddrStorage,
 };
 
@@ -28,6 +30,25 @@ use utils::epoll::EventSet;
 
 use vm_memory::GuestMemoryMmap;
 
+// smolmachine: a datagram socket takes datagrams only from addresses the guest
+// sent to through it, as a NAT does; the rest are read and dropped. A socket
+// remembers this many peers, the oldest forgotten first (a DNS or NTP client
+// talks to a few; the bound keeps a guest from growing the set without end).
+const MAX_DGRAM_PEERS: usize = 256;
+// Strangers' datagrams dropped per wake-up before the epoll loop gets the
+// thread back (the socket is polled level-triggered, so the rest wait).
+const MAX_DROPS_PER_WAKE: usize = 64;
+
+/// An address as a peer set keys it: IPv4-mapped IPv6 as IPv4, without the
+/// IPv6 flow label and scope, which a reply need not repeat.
+fn peer_key(addr: &SockaddrStorage) -> Option<(IpAddr, u16)> {
+    if let Some(sin) = addr.as_sockaddr_in() {
+        return Some((IpAddr::V4(sin.ip()), sin.port()));
+    }
+    let sin6 = addr.as_sockaddr_in6()?;
+    Some((IpAddr::V6(sin6.ip()).to_canonical(), sin6.port()))
+}
+
 pub struct TsiDgramProxy {
     pub id: u64,
     cid: u64,
@@ -45,6 +66,9 @@ pub struct TsiDgramProxy {
     tx_cnt: Wrapping<u32>,
     peer_buf_alloc: u32,
     peer_fwd_cnt: Wrapping<u32>,
+    // smolmachine: see MAX_DGRAM_PEERS.
+    peers: HashSet<(IpAddr, u16)>,
+    peer_order: VecDeque<(IpAddr, u16)>,
 }
 
 impl TsiDgramProxy {
@@ -113,7 +137,31 @@ impl TsiDgramProxy {
             tx_cnt: Wrapping(0),
             peer_buf_alloc: 0,
             peer_fwd_cnt: Wrapping(0),
+            peers: HashSet::new(),
+            peer_order: VecDeque::new(),
         })
+    }
+
+    // smolmachine: remember where the guest sent a datagram (see MAX_DGRAM_PEERS).
+    fn note_peer(&mut self, to: &SockaddrStorage) {
+        let Some(key) = peer_key(to) else { return };
+        if self.peers.insert(key) {
+            self.peer_order.push_back(key);
+            if self.peer_order.len() > MAX_DGRAM_PEERS {
+                if let Some(oldest) = self.peer_order.pop_front() {
+                    self.peers.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    // smolmachine: a connected socket gets datagrams only from its peer (the
+    // kernel filters them); an unconnected one only from a remembered peer.
+    fn accepts_from(&self, from: Option<&SockaddrStorage>) -> bool {
+        self.status == ProxyStatus::Connected
+            || from
+                .and_then(peer_key)
+                .is_some_and(|key| self.peers.contains(&key))
     }
 
     fn init_pkt(&self, pkt: &mut VsockPacket) {
@@ -167,20 +215,29 @@ impl TsiDgramProxy {
             }
             */
 
-            match recv(self.fd.as_raw_fd(), &mut buf[..max_len], MsgFlags::empty()) {
-                Ok(cnt) => {
-                    debug!("recv cnt={cnt}");
-                    if cnt > 0 {
-                        RecvPkt::Read(cnt)
-                    } else {
-                        RecvPkt::Close
+            // smolmachine: recvfrom, and datagrams from strangers are dropped
+            // here (see MAX_DGRAM_PEERS); upstream passed on whatever arrived.
+            for _ in 0..MAX_DROPS_PER_WAKE {
+                match recvfrom::<SockaddrStorage>(self.fd.as_raw_fd(), &mut buf[..max_len]) {
+                    Ok((_, from)) if !self.accepts_from(from.as_ref()) => {
+                        debug!("recv_pkt: dropped a datagram from a stranger");
+                        continue;
+                    }
+                    Ok((cnt, _)) => {
+                        debug!("recv cnt={cnt}");
+                        return if cnt > 0 {
+                            RecvPkt::Read(cnt)
+                        } else {
+                            RecvPkt::Close
+                        };
+                    }
+                    Err(e) => {
+                        debug!("recv_pkt: recv error: {e:?}");
+                        return RecvPkt::Error;
                     }
                 }
-                Err(e) => {
-                    debug!("recv_pkt: recv error: {e:?}");
-                    RecvPkt::Error
-                }
             }
+            RecvPkt::Error
         } else {
             debug!("recv_pkt: pkt without buf");
             RecvPkt::Error
@@ -386,11 +443,32 @@ impl Proxy for TsiDgramProxy {
                 #[cfg(target_os = "linux")]
                 let flags = MsgFlags::MSG_NOSIGNAL;
 
-                match sendto(self.fd.as_raw_fd(), buf, &addr, flags) {
+                // smolmachine: the peer remembered is read back from the very
+                // sockaddr the kernel was given, after the call: a seccomp
+                // supervisor may rewrite it in place before letting the call
+                // through (the guest's DNS address to the host's resolver), and
+                // replies come from where the datagram really went. Passing a
+                // pointer derived from `&mut` makes the compiler assume the call
+                // wrote it.
+                let mut to = addr;
+                // SAFETY: `buf` is valid for buf.len() bytes and `to` is a
+                // SockaddrStorage valid for to.len() bytes; both outlive the call.
+                let ret = unsafe {
+                    libc::sendto(
+                        self.fd.as_raw_fd(),
+                        buf.as_ptr().cast(),
+                        buf.len(),
+                        flags.bits(),
+                        std::ptr::addr_of_mut!(to).cast::<libc::sockaddr>(),
+                        addr.len(),
+                    )
+                };
+                match usize::try_from(ret) {
                     Ok(sent) => {
                         self.tx_cnt += Wrapping(sent as u32);
+                        self.note_peer(&to);
                     }
-                    Err(err) => debug!("error in sendto: {err}"),
+                    Err(_) => debug!("error in sendto: {}", nix::errno::Errno::last()),
                 }
             } else {
                 debug!("sendto_data pkt without buffer");

@@ -206,6 +206,39 @@ impl TsiStreamProxy {
             return 0;
         }
 
+        // smolmachine: the address must be of the proxy's own family. An AF_INET
+        // or AF_INET6 proxy handed a sockaddr_un used to unlink that host path
+        // below before bind() failed; a Unix proxy exists only with HIJACK_UNIX
+        // (muxer.rs). Upstream: not yet filed
+        // (vendor/patches/0007-tsi-listen-family-must-match.patch).
+        if req.addr.family() != Some(self.family) {
+            warn!("listen: id={} address family differs from the proxy's", self.id);
+            return -libc::EINVAL;
+        }
+
+        // smolmachine: only a published port opens a host listener. Upstream bound
+        // a port missing from the map as the guest asked, and port 0 is never in
+        // it: the host got a listener on an ephemeral port of the guest's address
+        // (0.0.0.0 as a rule), reachable from outside, and ~28k of them exhaust
+        // the host's ephemeral ports. Without a port map (krun_set_port_map never
+        // called) every port stays mapped to itself, as upstream, except 0.
+        // Upstream: not yet filed
+        // (vendor/patches/0008-tsi-listen-only-published-ports.patch).
+        let guest_port = match (req.addr.as_sockaddr_in(), req.addr.as_sockaddr_in6()) {
+            (Some(sin), _) => Some(sin.port()),
+            (None, Some(sin6)) => Some(sin6.port()),
+            (None, None) => None,
+        };
+        if let Some(port) = guest_port {
+            let published = host_port_map
+                .as_ref()
+                .is_none_or(|map| map.contains_key(&port));
+            if port == 0 || !published {
+                warn!("listen: id={} guest port {port} is not published", self.id);
+                return -libc::EACCES;
+            }
+        }
+
         let addr: SockaddrStorage = if let Some(port_map) = host_port_map {
             if let Some(sin) = req.addr.as_sockaddr_in() {
                 debug!("sockaddr is ipv4");
