@@ -213,7 +213,7 @@ pub struct Resolver {
 }
 
 /// The resolver's live threads. A thread leaves the set before it ends (its
-/// [`Member`] guard), so a thread id the kernel hands out again later (to a
+/// `Member` guard), so a thread id the kernel hands out again later (to a
 /// libkrun thread, say) is never trusted because a resolver thread once had it.
 #[derive(Clone, Default, Debug)]
 pub struct TrustedThreads(Arc<std::sync::RwLock<HashSet<i32>>>);
