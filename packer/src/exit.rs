@@ -1,5 +1,5 @@
 //! The exit codes of the packer's own error types, for
-//! `smolvm_runtime::exit::exit_code_with` (the one mapping every binary uses).
+//! `smolvm_runtime::error::exit_code_with` (the one mapping every binary uses).
 
 use std::error::Error;
 

@@ -357,7 +357,7 @@ struct Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Self {
-        let code = exit::exit_code_with(error.as_ref(), &packer_exit_code);
+        let code = smolvm_runtime::error::exit_code_with(error.as_ref(), &packer_exit_code);
         Failure { code, error }
     }
 }

@@ -304,3 +304,13 @@ pub fn flock(f: &File, op: libc::c_int) -> std::io::Result<bool> {
         }
     }
 }
+
+impl crate::exit::ExitStatus for CacheError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            // A section that does not decode or hash right failed verification.
+            CacheError::Section { source, .. } => source.exit_code(),
+            _ => crate::exit::USAGE_OR_IO,
+        }
+    }
+}

@@ -83,7 +83,11 @@ pub struct Machine<'a> {
 /// libkrun's virtio-fs server keeps one descriptor open per file or
 /// directory the guest has looked up: a guest listing a share of a few
 /// thousand files passes the usual soft limit of 1024 (EMFILE in the guest).
-/// The hard limit is ours to take.
+/// The soft limit is raised to a fixed budget (or the hard limit, if lower),
+/// not to the hard limit, which can be a million: a guest must not be able
+/// to make the VMM hold that many host descriptors.
+const SHARE_FD_BUDGET: libc::rlim_t = 16384;
+
 fn raise_open_file_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -92,9 +96,12 @@ fn raise_open_file_limit() {
     // SAFETY: getrlimit/setrlimit read and write the one struct passed,
     // which lives for both calls.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            let want = SHARE_FD_BUDGET.min(lim.rlim_max);
+            if lim.rlim_cur < want {
+                lim.rlim_cur = want;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod control;
 pub mod dirs;
 pub mod disk;
+pub mod error;
 pub mod exit;
 pub mod flags;
 pub mod host_env;
@@ -25,6 +26,7 @@ pub mod trace;
 pub mod trust;
 pub mod verify;
 
+pub use error::{exit_code, exit_code_with};
 pub use exit::ExitStatus;
 pub use run::{prepare, run_artifact, Prepared, RunError, RunOptions};
 pub use trace::Trace;

@@ -439,3 +439,24 @@ pub fn run_artifact(file: File, opts: &RunOptions, trace: &Trace) -> Result<(), 
         ))
     }
 }
+
+impl crate::exit::ExitStatus for RunError {
+    fn exit_code(&self) -> u8 {
+        use crate::exit::{INVALID, USAGE_OR_IO};
+        match self {
+            RunError::Verify(e) => e.exit_code(),
+            RunError::Trust(e) => e.exit_code(),
+            RunError::Cache(e) => e.exit_code(),
+            RunError::Config(_) | RunError::Spec(_) | RunError::Rollback { .. } => INVALID,
+            // The signed config's network settings were checked at pack
+            // time; what fails here are run-time publications (usage).
+            RunError::Network(_)
+            | RunError::Unsupported(_)
+            | RunError::Settings(_)
+            | RunError::Io { .. } => USAGE_OR_IO,
+            RunError::Disk(e) => e.exit_code(),
+            #[cfg(feature = "vmm")]
+            RunError::Launch(_) => USAGE_OR_IO,
+        }
+    }
+}

@@ -396,6 +396,12 @@ impl RunSpec {
     }
 }
 
+impl crate::exit::ExitStatus for SpecError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::INVALID
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,7 +351,7 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(e, TrustError::KeyDir { .. }), "{e}");
-        assert_eq!(crate::exit::exit_code(&e), crate::exit::USAGE_OR_IO);
+        assert_eq!(crate::error::exit_code(&e), crate::exit::USAGE_OR_IO);
     }
 
     #[test]

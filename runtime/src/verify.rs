@@ -99,3 +99,23 @@ pub fn verify_artifact<'a, R: ReadAt + Sync + ?Sized>(
     }
     Ok((art, state))
 }
+
+impl crate::exit::ExitStatus for VerifyError {
+    fn exit_code(&self) -> u8 {
+        use crate::exit::INVALID;
+        match self {
+            VerifyError::Format(e) => e.exit_code(),
+            _ => INVALID,
+        }
+    }
+}
+
+impl crate::exit::ExitStatus for TrustError {
+    fn exit_code(&self) -> u8 {
+        use crate::exit::USAGE_OR_IO;
+        match self {
+            TrustError::Key(e) => e.exit_code(),
+            _ => USAGE_OR_IO,
+        }
+    }
+}

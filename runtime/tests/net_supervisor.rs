@@ -194,15 +194,13 @@ fn child() {
     dnsq.send_to(&query("localhost"), ns).unwrap();
     let (n, _) = dnsq.recv_from(&mut buf).unwrap();
     let answers = u16::from_be_bytes([buf[6], buf[7]]);
+    // An allowed name is answered (NOERROR), but an address the policy
+    // refuses (loopback here: only 127.0.0.2/32 is listed) is left out of
+    // the answer and never learned (issue 20).
     check(
-        "allowed name answers",
-        buf[3] & 0xf == 0 && answers >= 1,
+        "allowed name resolving to a refused address: answered, without it",
+        n >= 12 && buf[3] & 0xf == 0 && answers == 0,
         (answers, n),
-    );
-    check(
-        "its address",
-        buf[n - 4..n] == [127, 0, 0, 1],
-        &buf[n - 4..n],
     );
     // ...and resolving to a denied address does not open it.
     let r = TcpStream::connect(unlisted.local_addr().unwrap());
@@ -219,6 +217,13 @@ fn child() {
     check("DNS to another server refused", e == Some(libc::EACCES), e);
 
     // Listening: only published ports, and on their published address.
+    // A stream socket on port 0 would be a listener on a port nobody
+    // published (issue 20); a datagram socket needs port 0 as its source.
+    let r = TcpListener::bind("0.0.0.0:0");
+    let e = r.as_ref().err().map(errno_of);
+    check("stream bind to port 0 refused", e == Some(libc::EACCES), e);
+    let r = UdpSocket::bind("0.0.0.0:0");
+    check("datagram bind to port 0 allowed", r.is_ok(), r.err());
     let r = TcpListener::bind("0.0.0.0:18432");
     let e = r.as_ref().err().map(errno_of);
     check("unpublished listener refused", e == Some(libc::EACCES), e);

@@ -106,7 +106,7 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 
 /// One line with the whole chain, and the code the error means.
 fn fail_with(e: &(dyn std::error::Error + 'static)) -> ExitCode {
-    fail(exit::exit_code(e), exit::chain(e))
+    fail(smolvm_runtime::exit_code(e), exit::chain(e))
 }
 
 fn main() -> ExitCode {
@@ -186,6 +186,6 @@ fn show_info(exe: std::fs::File, trusted: &[smolvm_signing::PublicKey], f: &Stub
     );
     match sig {
         Ok(_) => ExitCode::SUCCESS,
-        Err(e) => ExitCode::from(exit::exit_code(&e)),
+        Err(e) => ExitCode::from(smolvm_runtime::exit_code(&e)),
     }
 }

@@ -308,6 +308,21 @@ pub fn guest_manifest(overlay: bool, volumes: &[String]) -> Vec<u8> {
     out
 }
 
+/// A disk that is too large or a volume path that cannot be bound is the
+/// artifact's; the rest is this host's (a disk in use, I/O).
+impl crate::exit::ExitStatus for DiskError {
+    fn exit_code(&self) -> u8 {
+        use crate::exit::{INVALID, USAGE_OR_IO};
+        match self {
+            DiskError::Size { .. } | DiskError::Volume { .. } => INVALID,
+            DiskError::Io { .. }
+            | DiskError::InUse { .. }
+            | DiskError::NotFormatted { .. }
+            | DiskError::NoDataDir => USAGE_OR_IO,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,7 +209,51 @@ fn respond_using(
 /// supervisor lets their own lookups through).
 pub struct Resolver {
     pub addr: SocketAddr,
-    pub tids: HashSet<i32>,
+    pub tids: TrustedThreads,
+}
+
+/// The resolver's live threads. A thread leaves the set before it ends (its
+/// `Member` guard), so a thread id the kernel hands out again later (to a
+/// libkrun thread, say) is never trusted because a resolver thread once had it.
+#[derive(Clone, Default, Debug)]
+pub struct TrustedThreads(Arc<std::sync::RwLock<HashSet<i32>>>);
+
+impl TrustedThreads {
+    pub fn contains(&self, tid: i32) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&tid)
+    }
+
+    /// Adds the calling thread until the guard is dropped.
+    fn join(&self) -> Member {
+        let tid = gettid();
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tid);
+        Member {
+            set: self.clone(),
+            tid,
+        }
+    }
+}
+
+/// A resolver thread's membership in [`TrustedThreads`].
+struct Member {
+    set: TrustedThreads,
+    tid: i32,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.set
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.tid);
+    }
 }
 
 fn gettid() -> i32 {
@@ -224,20 +268,25 @@ type Job = (Vec<u8>, SocketAddr);
 pub fn start(egress: Arc<Egress>) -> std::io::Result<Resolver> {
     let sock = UdpSocket::bind(("127.0.0.1", 0))?;
     let addr = sock.local_addr()?;
-    let (tid_tx, tid_rx) = sync_channel::<i32>(WORKERS + 2);
+    let trusted = TrustedThreads::default();
+    // Each thread joins the trusted set, then says so: the set is complete
+    // before the supervisor starts deciding.
+    let (tid_tx, tid_rx) = sync_channel::<()>(WORKERS + 2);
     let (job_tx, job_rx): (SyncSender<Job>, Receiver<Job>) = sync_channel(64);
     let job_rx = Arc::new(Mutex::new(job_rx));
     for i in 0..WORKERS {
-        let (sock, egress, jobs, tids) = (
+        let (sock, egress, jobs, tids, set) = (
             sock.try_clone()?,
             egress.clone(),
             job_rx.clone(),
             tid_tx.clone(),
+            trusted.clone(),
         );
         std::thread::Builder::new()
             .name(format!("smolvm-dns-{i}"))
             .spawn(move || {
-                let _ = tids.send(gettid());
+                let _member = set.join();
+                let _ = tids.send(());
                 loop {
                     let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((msg, from)) = job else { return };
@@ -248,11 +297,12 @@ pub fn start(egress: Arc<Egress>) -> std::io::Result<Resolver> {
             })?;
     }
     {
-        let tids = tid_tx.clone();
+        let (tids, set) = (tid_tx.clone(), trusted.clone());
         std::thread::Builder::new()
             .name("smolvm-dns".into())
             .spawn(move || {
-                let _ = tids.send(gettid());
+                let _member = set.join();
+                let _ = tids.send(());
                 let mut buf = [0u8; 1500];
                 loop {
                     match sock.recv_from(&mut buf) {
@@ -267,11 +317,12 @@ pub fn start(egress: Arc<Egress>) -> std::io::Result<Resolver> {
             })?;
     }
     {
-        let tids = tid_tx;
+        let (tids, set) = (tid_tx, trusted.clone());
         std::thread::Builder::new()
             .name("smolvm-dns-refresh".into())
             .spawn(move || {
-                let _ = tids.send(gettid());
+                let _member = set.join();
+                let _ = tids.send(());
                 let names: Vec<String> = egress
                     .policy
                     .hosts
@@ -294,15 +345,15 @@ pub fn start(egress: Arc<Egress>) -> std::io::Result<Resolver> {
                 }
             })?;
     }
-    let mut tids = HashSet::new();
     for _ in 0..WORKERS + 2 {
-        tids.insert(
-            tid_rx.recv().map_err(|_| {
-                std::io::Error::other("a DNS resolver thread ended before it started")
-            })?,
-        );
+        tid_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("a DNS resolver thread ended before it started"))?;
     }
-    Ok(Resolver { addr, tids })
+    Ok(Resolver {
+        addr,
+        tids: trusted,
+    })
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@
 //! until we answer. The notification id is checked valid after reading and
 //! again after a rewrite, so an answer never reaches a different call.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -51,7 +50,7 @@ pub fn available() -> Result<(), String> {
     };
     if r != 0 {
         return Err(format!(
-            "this kernel has no seccomp user notification ({}; Linux 5.5 or later needed)",
+            "this kernel has no seccomp user notification ({}; Linux 5.7 or later needed)",
             std::io::Error::last_os_error()
         ));
     }
@@ -123,7 +122,7 @@ pub struct NetRules {
     pub dns: SocketAddr,
     /// Thread ids whose calls pass unchecked (our own resolver, which does
     /// the host's lookups).
-    pub trusted: HashSet<i32>,
+    pub trusted: super::dns::TrustedThreads,
 }
 
 /// Which Unix socket addresses `connect`/`sendto`/`sendmsg` may name.
@@ -166,7 +165,11 @@ struct Supervisor {
 /// supervisor thread, with the network on and Unix destinations unchecked
 /// (see [`install_rules`] for the general form). `trusted` are thread ids
 /// whose calls pass unchecked (our own resolver).
-pub fn install(egress: Arc<Egress>, dns: SocketAddr, trusted: HashSet<i32>) -> std::io::Result<()> {
+pub fn install(
+    egress: Arc<Egress>,
+    dns: SocketAddr,
+    trusted: super::dns::TrustedThreads,
+) -> std::io::Result<()> {
     install_rules(Rules {
         net: Some(NetRules {
             egress,
@@ -282,6 +285,24 @@ fn write_mem(addr: u64, data: &[u8]) -> bool {
     // range, failing with EFAULT rather than faulting.
     let n = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
     usize::try_from(n).is_ok_and(|n| n == data.len())
+}
+
+/// One line on stderr that never panics: with `SMOLVM_NET_LOG` on and
+/// stderr gone (a closed pipe), `eprintln!` would panic, and with
+/// `panic = "abort"` take the VM down.
+macro_rules! log_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// The IPv4 address an `AF_UNSPEC` sockaddr names when a datagram is sent
+/// to it (bytes laid out as `sockaddr_in`).
+fn unspec_as_inet(b: &[u8]) -> Option<SocketAddr> {
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+    Some(SocketAddr::new(Ipv4Addr::from(ip).into(), port))
 }
 
 /// A socket address read from memory: family and, for IP, the address.
@@ -411,7 +432,7 @@ impl Supervisor {
 
     fn decide(&self, fd: RawFd, req: &libc::seccomp_notif) -> Verdict {
         let pid = i32::try_from(req.pid).unwrap_or(-1);
-        if self.net.as_ref().is_some_and(|n| n.trusted.contains(&pid)) {
+        if self.net.as_ref().is_some_and(|n| n.trusted.contains(pid)) {
             return Verdict::Continue;
         }
         let a = req.data.args;
@@ -435,14 +456,14 @@ impl Supervisor {
 
     fn deny_local(&self, what: &str, to: &str, errno: i32) -> Verdict {
         if self.log >= 1 {
-            eprintln!("smolvm: socket policy refused {what} to {to}: not an allowed local peer");
+            log_line!("smolvm: socket policy refused {what} to {to}: not an allowed local peer");
         }
         Verdict::Errno(errno)
     }
 
     fn deny(&self, what: &str, to: SocketAddr, why: &str, errno: i32) -> Verdict {
         if self.log >= 1 {
-            eprintln!("smolvm: network policy refused {what} to {to}: {why}");
+            log_line!("smolvm: network policy refused {what} to {to}: {why}");
         }
         Verdict::Errno(errno)
     }
@@ -471,7 +492,17 @@ impl Supervisor {
             // The original net-only supervisor: libkrun's own vsock-to-socket
             // ports, disconnects: not the guest's network.
             (Some(_), UnixPeers::Any) => return Verdict::Continue,
-            (Some(Addr::Unspec), UnixPeers::Only(_)) => return Verdict::Continue,
+            // connect(AF_UNSPEC) dissolves an association: nothing is reached.
+            (Some(Addr::Unspec), UnixPeers::Only(_)) if what == "connect" => {
+                return Verdict::Continue
+            }
+            // A datagram sent to AF_UNSPEC goes where its sin_addr and
+            // sin_port say (Linux's udp_sendmsg takes AF_UNSPEC as AF_INET),
+            // so it is judged as that IPv4 address.
+            (Some(Addr::Unspec), UnixPeers::Only(_)) => match unspec_as_inet(&bytes) {
+                Some(to) => to,
+                None => return Verdict::Errno(libc::EINVAL),
+            },
             (Some(Addr::UnixPath(path)), UnixPeers::Only(peers)) => {
                 if peers.contains(&path) {
                     return Verdict::Continue;
@@ -503,7 +534,7 @@ impl Supervisor {
         match net.egress.check(to.ip()) {
             Ok(()) => {
                 if self.log >= 2 {
-                    eprintln!("smolvm: network policy allowed {what} to {to}");
+                    log_line!("smolvm: network policy allowed {what} to {to}");
                 }
                 Verdict::Continue
             }
@@ -528,9 +559,19 @@ impl Supervisor {
         let Some(net) = &self.net else {
             return self.deny("bind", at, "the machine has no network", libc::EACCES);
         };
-        // Port 0: an ephemeral source port for outgoing datagrams.
+        // Port 0: an ephemeral source port for outgoing datagrams. A stream
+        // socket bound to port 0 could only be for a listener on a port
+        // nobody published (libkrun's TSI refuses those too: patch 0008).
         if at.port() == 0 {
-            return Verdict::Continue;
+            return match socket_type(sock) {
+                Some(libc::SOCK_DGRAM) => Verdict::Continue,
+                _ => self.deny(
+                    "bind",
+                    at,
+                    "a stream bind to port 0 (unpublished)",
+                    libc::EACCES,
+                ),
+            };
         }
         let published = net
             .egress
@@ -647,5 +688,12 @@ mod tests {
         assert_eq!(parse_sockaddr(&un(b"")), Some(Addr::UnixOther));
         let unspec = u16::try_from(libc::AF_UNSPEC).unwrap().to_ne_bytes();
         assert_eq!(parse_sockaddr(&unspec), Some(Addr::Unspec));
+        // Sent to, AF_UNSPEC is AF_INET (udp_sendmsg): judged as 10.1.2.3:53.
+        let mut b = unspec.to_vec();
+        b.resize(16, 0);
+        b[2..4].copy_from_slice(&53u16.to_be_bytes());
+        b[4..8].copy_from_slice(&[10, 1, 2, 3]);
+        assert_eq!(unspec_as_inet(&b), Some("10.1.2.3:53".parse().unwrap()));
+        assert_eq!(unspec_as_inet(&b[..6]), None);
     }
 }

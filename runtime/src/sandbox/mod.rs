@@ -204,7 +204,7 @@ pub enum SandboxError {
     },
     #[error("sandbox: starting the DNS resolver; refusing to start with an unenforced network")]
     Resolver(#[source] std::io::Error),
-    #[error("sandbox: installing the socket supervisor (seccomp user notification, Linux 5.5+)")]
+    #[error("sandbox: installing the socket supervisor (seccomp user notification with TSYNC_ESRCH, Linux 5.7+)")]
     Supervisor(#[source] std::io::Error),
     #[error("sandbox: building the system call filter")]
     SeccompBuild(#[source] seccompiler::Error),
