@@ -926,6 +926,12 @@ pub fn pack_signed(dir: &Path, root: &Path, out: &Path, name: &str, smolfile: &s
 /// in /work, prints the console and how long it took, and returns the
 /// scenario results; an L1 run that fails as a whole fails the test here.
 pub fn run_l1(files: &Path, script: &Path, timeout_secs: u32) -> Scenarios {
+    run_l1_with(files, script, timeout_secs, &[])
+}
+
+/// [`run_l1`] with more arguments for tests/harness/run-l1.sh (e.g.
+/// `--append "lsm=..."` to boot L1 with another kernel command line).
+pub fn run_l1_with(files: &Path, script: &Path, timeout_secs: u32, more: &[&str]) -> Scenarios {
     let started = std::time::Instant::now();
     let out = Command::new(repo().join("tests/harness/run-l1.sh"))
         .arg("--files")
@@ -933,6 +939,7 @@ pub fn run_l1(files: &Path, script: &Path, timeout_secs: u32) -> Scenarios {
         .arg("--script")
         .arg(script)
         .args(["--timeout", &timeout_secs.to_string()])
+        .args(more)
         .output()
         .expect("run tests/harness/run-l1.sh");
     let console = String::from_utf8_lossy(&out.stdout).into_owned();
