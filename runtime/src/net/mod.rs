@@ -30,8 +30,10 @@ use smolvm_format::MachineConfig;
 use thiserror::Error;
 
 pub mod agent;
-#[cfg(all(feature = "vmm", target_os = "linux"))]
+// Without `vmm` too: the `dns_query` fuzz target drives its message handling.
+#[cfg(target_os = "linux")]
 pub mod dns;
+pub mod sockaddr;
 #[cfg(all(feature = "vmm", target_os = "linux"))]
 pub mod supervisor;
 
