@@ -103,12 +103,18 @@ impl UnixPeers {
     }
 }
 
-/// The call whose address is screened.
+/// The call whose address is screened: Linux reads AF_UNSPEC differently
+/// in each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
+    /// `connect`: AF_UNSPEC dissolves the socket's peer (reaches nobody).
     Connect,
-    /// `sendto`, `sendmsg`, `sendmmsg`.
+    /// `sendto`, `sendmsg`, `sendmmsg`: an IPv4 UDP or raw socket sends to
+    /// the address in an AF_UNSPEC sockaddr as if it were AF_INET
+    /// (`udp_sendmsg`, `raw_sendmsg`).
     Send,
+    /// `bind`: an IPv4 socket binds an AF_UNSPEC 0.0.0.0 as AF_INET
+    /// (`__inet_bind`).
     Bind,
 }
 
@@ -122,7 +128,8 @@ pub enum Screened {
     Pass,
     /// Too short for its family (EINVAL).
     Malformed,
-    /// Not an allowed local peer; what it names, for the message.
+    /// Not an allowed local peer, or AF_UNSPEC where the kernel would read
+    /// it as IPv4; what it names, for the message.
     Refused(String),
 }
 
@@ -133,6 +140,11 @@ pub fn screen(call: Call, bytes: &[u8], peers: &UnixPeers) -> Screened {
     };
     if let Addr::Ip(to) = addr {
         return Screened::Ip(to);
+    }
+    // Refused rather than read as IPv4 like the kernel: no sender needs it,
+    // and a second reading of the bytes is a second place to get wrong.
+    if call != Call::Connect && addr == Addr::Unspec {
+        return Screened::Refused("an AF_UNSPEC address (Linux reads it as IPv4 here)".into());
     }
     let UnixPeers::Only(peers) = peers else {
         // The original net-only supervisor: libkrun's own vsock-to-socket
@@ -232,5 +244,27 @@ mod tests {
             Screened::Pass
         );
         assert_eq!(screen(Call::Send, &[2], &peers), Screened::Malformed);
+    }
+
+    /// Found by the `sockaddr` fuzz target (regressions/sockaddr/af-unspec-*)
+    /// and shown on the real kernel by tests/net_supervisor.rs: a datagram
+    /// addressed AF_UNSPEC passed unchecked, and Linux sent it to the IPv4
+    /// address inside (127.0.0.1, denied by policy).
+    #[test]
+    fn af_unspec_passes_only_as_a_disconnect() {
+        let mut unspec = with_family(libc::AF_UNSPEC, 16);
+        unspec[2..4].copy_from_slice(&53u16.to_be_bytes());
+        unspec[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        for peers in [UnixPeers::Any, UnixPeers::Only(vec![])] {
+            assert_eq!(screen(Call::Connect, &unspec, &peers), Screened::Pass);
+            assert!(matches!(
+                screen(Call::Send, &unspec, &peers),
+                Screened::Refused(_)
+            ));
+            assert!(matches!(
+                screen(Call::Bind, &unspec, &peers),
+                Screened::Refused(_)
+            ));
+        }
     }
 }
