@@ -266,6 +266,17 @@ fn kill_and_reap(child: libc::pid_t) {
     let _ = reap(child, true);
 }
 
+/// Reads once from the guest's end of the control channel, which poll
+/// found readable, and says whether the guest is still there. This is all
+/// the supervisor ever does with bytes from the guest: the guest init
+/// writes nothing to the channel, so readable means it closed (or the read
+/// failed); anything it does send is dropped unread, at most 64 bytes a
+/// read, never kept. The `control_channel` fuzz target drives it.
+pub fn guest_still_connected(conn: &mut impl Read) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(conn.read(&mut buf), Ok(n) if n > 0)
+}
+
 /// The supervisor's side of a running machine (see the module docs).
 pub struct SignalRelay {
     child: libc::pid_t,
@@ -423,9 +434,7 @@ impl SignalRelay {
                         Err(_) => self.channel = Some(ch),
                     }
                 } else if let Some(c) = &mut self.conn {
-                    // The guest sends nothing; readable means it closed.
-                    let mut buf = [0u8; 64];
-                    if !matches!(c.read(&mut buf), Ok(n) if n > 0) {
+                    if !guest_still_connected(c) {
                         self.conn = None;
                         self.gone = true;
                     }
@@ -550,6 +559,22 @@ mod tests {
             let e = parse_timeout(bad).unwrap_err();
             assert!(e.contains("give seconds, more than 0"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_guest_is_gone_at_end_of_file_or_a_failed_read() {
+        let mut sent: &[u8] = &[7; 100];
+        assert!(guest_still_connected(&mut sent));
+        assert_eq!(sent.len(), 36, "64 bytes a read, dropped");
+        assert!(guest_still_connected(&mut sent));
+        assert!(!guest_still_connected(&mut sent), "end of file");
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::ConnectionReset))
+            }
+        }
+        assert!(!guest_still_connected(&mut Failing));
     }
 
     #[test]

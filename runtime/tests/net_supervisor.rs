@@ -170,6 +170,37 @@ fn child() {
         got.is_ok(),
     );
 
+    // Linux sends a datagram addressed AF_UNSPEC from an IPv4 UDP socket
+    // to the IPv4 address in it (udp_sendmsg): it must not pass unchecked.
+    // SAFETY: sockaddr_in is plain data.
+    let mut unspec: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    unspec.sin_family = libc::sa_family_t::try_from(libc::AF_UNSPEC).unwrap();
+    unspec.sin_port = udp_target.local_addr().unwrap().port().to_be();
+    unspec.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    // SAFETY: sendto reads one byte and a sockaddr_in of the length given.
+    let r = unsafe {
+        libc::sendto(
+            std::os::fd::AsRawFd::as_raw_fd(&u),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+            (&unspec as *const libc::sockaddr_in).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap(),
+        )
+    };
+    let e = std::io::Error::last_os_error().raw_os_error();
+    check(
+        "UDP addressed AF_UNSPEC to a denied address refused",
+        r < 0 && e == Some(libc::EACCES),
+        (r, e),
+    );
+    let got = udp_target.recv_from(&mut b);
+    check(
+        "and nothing arrived from it",
+        got.as_ref().err().map(|e| e.kind()) == Some(ErrorKind::WouldBlock),
+        got.as_ref().map(|(n, from)| (*n, *from)),
+    );
+
     let r = u.connect(udp_target.local_addr().unwrap());
     let e = r.as_ref().err().map(errno_of);
     check(

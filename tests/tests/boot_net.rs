@@ -248,15 +248,17 @@ both agent-none env -u SSH_AUTH_SOCK ./agent --smolvm-ssh-agent 'echo "sock=$SSH
     s.check_both("lists", |rc, t| {
         assert_eq!(rc, 0, "{t}");
         assert_eq!(section(t, "allowed cidr"), ["allowed-server"], "{t}");
-        for denied in [
-            "other address",
-            "loopback",
-            "metadata",
-            "ipv6 loopback",
-            "name resolving to loopback",
-        ] {
+        for denied in ["other address", "loopback", "metadata", "ipv6 loopback"] {
             assert!(refused(&section(t, denied)), "{denied} not refused:\n{t}");
         }
+        // An allowed name resolving to loopback: the answer leaves the
+        // refused address out (issue 20), so the name does not resolve at
+        // all, and nothing is reached.
+        assert_eq!(
+            section(t, "name resolving to loopback"),
+            ["bad address 'loopy.test:8081'"],
+            "{t}"
+        );
         assert_eq!(section(t, "ping"), ["unreachable"], "{t}");
         assert_eq!(section(t, "resolv.conf"), ["nameserver 10.0.2.3"], "{t}");
         assert_eq!(section(t, "dns allowed"), ["Address: 192.0.2.1"], "{t}");

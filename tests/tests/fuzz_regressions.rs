@@ -46,6 +46,21 @@ const TARGETS: &[Target] = &[
         run: exercise::flatten_layers,
         seeds: flatten_seeds,
     },
+    Target {
+        name: "dns_query",
+        run: exercise::dns_query,
+        seeds: dns_query_seeds,
+    },
+    Target {
+        name: "sockaddr",
+        run: exercise::sockaddr,
+        seeds: sockaddr_seeds,
+    },
+    Target {
+        name: "control_channel",
+        run: exercise::control_channel,
+        seeds: control_channel_seeds,
+    },
 ];
 
 fn reader_seeds() -> Seeds {
@@ -175,6 +190,85 @@ fn flatten_seeds() -> Seeds {
     ]
 }
 
+/// A one-question query as a stub resolver sends it (id 0xbeef, RD set),
+/// then `tail` (addresses for the answer, see `exercise::dns_addresses`).
+fn dns_query_bytes(name: &str, qtype: u16, tail: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        m.push(u8::try_from(label.len()).unwrap());
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m.extend_from_slice(tail);
+    m
+}
+
+fn dns_query_seeds() -> Seeds {
+    let mut v6 = vec![1];
+    v6.extend_from_slice(
+        &"2001:db8::7"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    vec![
+        (
+            "seed-a-two-addresses",
+            dns_query_bytes(
+                "Host.Example.com",
+                1,
+                &[0, 192, 0, 2, 7, 0, 198, 51, 100, 1],
+            ),
+        ),
+        ("seed-aaaa", dns_query_bytes("h.test", 28, &v6)),
+        ("seed-root-mx", dns_query_bytes("", 15, &[])),
+    ]
+}
+
+/// A `struct sockaddr` as Linux lays it out on a little-endian host
+/// (family in host order; AF_UNIX 1, AF_INET 2, AF_INET6 10).
+fn sockaddr_bytes(family: u16, rest: &[u8]) -> Vec<u8> {
+    let mut b = family.to_le_bytes().to_vec();
+    b.extend_from_slice(rest);
+    b
+}
+
+fn sockaddr_seeds() -> Seeds {
+    let mut v4 = 53u16.to_be_bytes().to_vec();
+    v4.extend_from_slice(&[10, 0, 2, 3]);
+    v4.extend_from_slice(&[0; 8]);
+    let mut v6 = 443u16.to_be_bytes().to_vec();
+    v6.extend_from_slice(&[0; 4]);
+    v6.extend_from_slice(
+        &"::ffff:10.0.2.3"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v6.extend_from_slice(&[0; 4]);
+    vec![
+        ("seed-inet-guest-dns", sockaddr_bytes(2, &v4)),
+        ("seed-inet6-mapped", sockaddr_bytes(10, &v6)),
+        (
+            "seed-unix-listed-peer",
+            sockaddr_bytes(1, b"/run/smolvm/control.sock\0"),
+        ),
+        ("seed-unix-abstract", sockaddr_bytes(1, b"\0abstract")),
+    ]
+}
+
+fn control_channel_seeds() -> Seeds {
+    vec![
+        ("seed-close", Vec::new()),
+        (
+            "seed-chatty-guest",
+            b"\x02\x0f the guest init never writes here\n".to_vec(),
+        ),
+    ]
+}
+
 fn blessing() -> bool {
     std::env::var_os("SMOLVM_BLESS").is_some_and(|v| v == "1")
 }
@@ -245,6 +339,29 @@ fn packer_seeds_are_accepted_inputs() {
                 .unwrap_or_else(|e| panic!("{name} layer {i}: {e}"));
         }
     }
+}
+
+/// The guest-byte seeds reach the code behind the first check: a query
+/// the resolver parses, addresses of each kind the supervisor tells apart.
+#[test]
+fn guest_byte_seeds_are_accepted_inputs() {
+    use smolvm_runtime::net::sockaddr::{parse, Addr};
+    for (name, bytes) in dns_query_seeds() {
+        assert!(
+            smolvm_runtime::net::dns::parse_query(&bytes).is_some(),
+            "{name}"
+        );
+    }
+    let parsed: Vec<Option<Addr>> = sockaddr_seeds().iter().map(|(_, b)| parse(b)).collect();
+    assert_eq!(
+        parsed,
+        [
+            Some(Addr::Ip("10.0.2.3:53".parse().unwrap())),
+            Some(Addr::Ip("[::ffff:10.0.2.3]:443".parse().unwrap())),
+            Some(Addr::UnixPath(b"/run/smolvm/control.sock".to_vec())),
+            Some(Addr::UnixOther),
+        ]
+    );
 }
 
 #[test]

@@ -24,12 +24,23 @@
 //! until we answer. The notification id is checked valid after reading and
 //! again after a rewrite, so an answer never reaches a different call.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use super::sockaddr::UnixPeers;
+use super::sockaddr::{rewrite, screen, Call, Screened};
 use super::{canonical, Egress, GUEST_DNS};
+
+/// One line on stderr that never panics: with `SMOLVM_NET_LOG` on and
+/// stderr gone (a closed pipe), `eprintln!` would panic, and with
+/// `panic = "abort"` take the VM down.
+macro_rules! log_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xc000_003e;
@@ -123,28 +134,6 @@ pub struct NetRules {
     /// Thread ids whose calls pass unchecked (our own resolver, which does
     /// the host's lookups).
     pub trusted: super::dns::TrustedThreads,
-}
-
-/// Which Unix socket addresses `connect`/`sendto`/`sendmsg` may name.
-pub enum UnixPeers {
-    /// Any (the original net-only supervisor; `bind` is not checked either).
-    Any,
-    /// Exactly these paths (compared byte for byte with the address up to
-    /// its first NUL); abstract and unnamed addresses never, `bind` never.
-    Only(Vec<Vec<u8>>),
-}
-
-impl UnixPeers {
-    /// The paths as the supervisor compares them.
-    pub fn only(paths: &[PathBuf]) -> UnixPeers {
-        use std::os::unix::ffi::OsStrExt;
-        UnixPeers::Only(
-            paths
-                .iter()
-                .map(|p| p.as_os_str().as_bytes().to_vec())
-                .collect(),
-        )
-    }
 }
 
 /// Everything the supervisor decides by.
@@ -287,80 +276,6 @@ fn write_mem(addr: u64, data: &[u8]) -> bool {
     usize::try_from(n).is_ok_and(|n| n == data.len())
 }
 
-/// One line on stderr that never panics: with `SMOLVM_NET_LOG` on and
-/// stderr gone (a closed pipe), `eprintln!` would panic, and with
-/// `panic = "abort"` take the VM down.
-macro_rules! log_line {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
-/// The IPv4 address an `AF_UNSPEC` sockaddr names when a datagram is sent
-/// to it (bytes laid out as `sockaddr_in`).
-fn unspec_as_inet(b: &[u8]) -> Option<SocketAddr> {
-    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
-    let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
-    Some(SocketAddr::new(Ipv4Addr::from(ip).into(), port))
-}
-
-/// A socket address read from memory: family and, for IP, the address.
-#[derive(Debug, PartialEq, Eq)]
-enum Addr {
-    Ip(SocketAddr),
-    /// A pathname Unix socket: the path up to its first NUL.
-    UnixPath(Vec<u8>),
-    /// An abstract (leading NUL) or unnamed (no path) Unix address.
-    UnixOther,
-    /// AF_UNSPEC: `connect` with it dissolves a datagram socket's peer.
-    Unspec,
-    Other,
-}
-
-fn parse_sockaddr(b: &[u8]) -> Option<Addr> {
-    let family = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
-    match family {
-        libc::AF_INET => {
-            let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
-            let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
-            Some(Addr::Ip(SocketAddr::new(Ipv4Addr::from(ip).into(), port)))
-        }
-        libc::AF_INET6 => {
-            let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
-            let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
-            Some(Addr::Ip(SocketAddr::new(Ipv6Addr::from(ip).into(), port)))
-        }
-        libc::AF_UNIX => {
-            let path = b.get(2..).unwrap_or_default();
-            match path.first() {
-                None | Some(0) => Some(Addr::UnixOther),
-                Some(_) => Some(Addr::UnixPath(
-                    path.split(|&c| c == 0).next().unwrap_or_default().to_vec(),
-                )),
-            }
-        }
-        libc::AF_UNSPEC => Some(Addr::Unspec),
-        _ => Some(Addr::Other),
-    }
-}
-
-/// `orig` (the bytes read) with the IP and port replaced, same family.
-fn rewrite(orig: &[u8], to: SocketAddr) -> Option<Vec<u8>> {
-    let mut b = orig.to_vec();
-    let family = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
-    b.get_mut(2..4)?.copy_from_slice(&to.port().to_be_bytes());
-    match (family, to.ip()) {
-        (libc::AF_INET, IpAddr::V4(a)) => b.get_mut(4..8)?.copy_from_slice(&a.octets()),
-        (libc::AF_INET6, IpAddr::V6(a)) => b.get_mut(8..24)?.copy_from_slice(&a.octets()),
-        (libc::AF_INET6, IpAddr::V4(a)) => b
-            .get_mut(8..24)?
-            .copy_from_slice(&a.to_ipv6_mapped().octets()),
-        _ => return None,
-    }
-    Some(b)
-}
-
 fn socket_type(fd: u64) -> Option<i32> {
     let fd = RawFd::try_from(fd).ok()?;
     let mut ty: libc::c_int = 0;
@@ -438,10 +353,26 @@ impl Supervisor {
         let a = req.data.args;
         let nr = libc::c_long::from(req.data.nr);
         let v = match nr {
-            libc::SYS_connect => {
-                self.outbound(fd, req.id, a[0], a[1], a[2], libc::ECONNREFUSED, "connect")
-            }
-            libc::SYS_sendto => self.outbound(fd, req.id, a[0], a[4], a[5], libc::EACCES, "sendto"),
+            libc::SYS_connect => self.outbound(
+                fd,
+                req.id,
+                a[0],
+                a[1],
+                a[2],
+                libc::ECONNREFUSED,
+                Call::Connect,
+                "connect",
+            ),
+            libc::SYS_sendto => self.outbound(
+                fd,
+                req.id,
+                a[0],
+                a[4],
+                a[5],
+                libc::EACCES,
+                Call::Send,
+                "sendto",
+            ),
             libc::SYS_bind => self.bind(fd, req.id, a[0], a[1], a[2]),
             libc::SYS_sendmsg => self.sendmsg(fd, req.id, a[0], a[1]),
             libc::SYS_sendmmsg => self.sendmmsg(fd, req.id, a[0], a[1], a[2]),
@@ -478,6 +409,7 @@ impl Supervisor {
         ptr: u64,
         len: u64,
         errno: i32,
+        call: Call,
         what: &str,
     ) -> Verdict {
         if ptr == 0 {
@@ -486,35 +418,11 @@ impl Supervisor {
         let Some(bytes) = read_mem(ptr, usize::try_from(len.min(MAX_SOCKADDR)).unwrap_or(0)) else {
             return Verdict::Errno(libc::EFAULT);
         };
-        let to = match (parse_sockaddr(&bytes), &self.unix_peers) {
-            (Some(Addr::Ip(to)), _) => to,
-            (None, _) => return Verdict::Errno(libc::EINVAL),
-            // The original net-only supervisor: libkrun's own vsock-to-socket
-            // ports, disconnects: not the guest's network.
-            (Some(_), UnixPeers::Any) => return Verdict::Continue,
-            // connect(AF_UNSPEC) dissolves an association: nothing is reached.
-            (Some(Addr::Unspec), UnixPeers::Only(_)) if what == "connect" => {
-                return Verdict::Continue
-            }
-            // A datagram sent to AF_UNSPEC goes where its sin_addr and
-            // sin_port say (Linux's udp_sendmsg takes AF_UNSPEC as AF_INET),
-            // so it is judged as that IPv4 address.
-            (Some(Addr::Unspec), UnixPeers::Only(_)) => match unspec_as_inet(&bytes) {
-                Some(to) => to,
-                None => return Verdict::Errno(libc::EINVAL),
-            },
-            (Some(Addr::UnixPath(path)), UnixPeers::Only(peers)) => {
-                if peers.contains(&path) {
-                    return Verdict::Continue;
-                }
-                return self.deny_local(what, &String::from_utf8_lossy(&path), errno);
-            }
-            (Some(Addr::UnixOther), UnixPeers::Only(_)) => {
-                return self.deny_local(what, "an abstract or unnamed Unix socket", errno);
-            }
-            (Some(Addr::Other), UnixPeers::Only(_)) => {
-                return self.deny_local(what, "an address of another family", errno);
-            }
+        let to = match screen(call, &bytes, &self.unix_peers) {
+            Screened::Ip(to) => to,
+            Screened::Malformed => return Verdict::Errno(libc::EINVAL),
+            Screened::Pass => return Verdict::Continue,
+            Screened::Refused(name) => return self.deny_local(what, &name, errno),
         };
         let Some(net) = &self.net else {
             return self.deny(what, to, "the machine has no network", errno);
@@ -546,15 +454,11 @@ impl Supervisor {
         let Some(bytes) = read_mem(ptr, usize::try_from(len.min(MAX_SOCKADDR)).unwrap_or(0)) else {
             return Verdict::Errno(libc::EFAULT);
         };
-        let at = match (parse_sockaddr(&bytes), &self.unix_peers) {
-            (Some(Addr::Ip(at)), _) => at,
-            (None, _) => return Verdict::Errno(libc::EINVAL),
-            (Some(_), UnixPeers::Any) => return Verdict::Continue,
-            // A Unix socket bound by the VMM would be a host path (or an
-            // abstract name) the guest made: never.
-            (Some(_), UnixPeers::Only(_)) => {
-                return self.deny_local("bind", "a Unix or other non-IP address", libc::EACCES);
-            }
+        let at = match screen(Call::Bind, &bytes, &self.unix_peers) {
+            Screened::Ip(at) => at,
+            Screened::Malformed => return Verdict::Errno(libc::EINVAL),
+            Screened::Pass => return Verdict::Continue,
+            Screened::Refused(name) => return self.deny_local("bind", &name, libc::EACCES),
         };
         let Some(net) = &self.net else {
             return self.deny("bind", at, "the machine has no network", libc::EACCES);
@@ -612,6 +516,7 @@ impl Supervisor {
             h.msg_name as u64,
             u64::from(h.msg_namelen),
             libc::EACCES,
+            Call::Send,
             "sendmsg",
         )
     }
@@ -648,52 +553,5 @@ mod tests {
             }
         }
         assert_eq!(p.last().unwrap().code, RET);
-    }
-
-    #[test]
-    fn rewrites_keep_the_family_and_map_v4_into_v6() {
-        let v4 = {
-            let mut b = vec![0u8; 16];
-            b[..2].copy_from_slice(&u16::try_from(libc::AF_INET).unwrap().to_ne_bytes());
-            b
-        };
-        let to: SocketAddr = "127.0.0.1:5353".parse().unwrap();
-        let out = rewrite(&v4, to).unwrap();
-        match parse_sockaddr(&out) {
-            Some(Addr::Ip(a)) => assert_eq!(a, to),
-            _ => panic!("not ip"),
-        }
-        let mut v6 = vec![0u8; 28];
-        v6[..2].copy_from_slice(&u16::try_from(libc::AF_INET6).unwrap().to_ne_bytes());
-        let out = rewrite(&v6, to).unwrap();
-        match parse_sockaddr(&out) {
-            Some(Addr::Ip(a)) => assert_eq!(canonical(a.ip()), to.ip()),
-            _ => panic!("not ip"),
-        }
-        assert!(parse_sockaddr(&[2]).is_none());
-    }
-
-    #[test]
-    fn unix_addresses_are_told_apart() {
-        let un = |path: &[u8]| {
-            let mut b = u16::try_from(libc::AF_UNIX).unwrap().to_ne_bytes().to_vec();
-            b.extend_from_slice(path);
-            b
-        };
-        assert_eq!(
-            parse_sockaddr(&un(b"/run/x.sock\0garbage")),
-            Some(Addr::UnixPath(b"/run/x.sock".to_vec()))
-        );
-        assert_eq!(parse_sockaddr(&un(b"\0abstract")), Some(Addr::UnixOther));
-        assert_eq!(parse_sockaddr(&un(b"")), Some(Addr::UnixOther));
-        let unspec = u16::try_from(libc::AF_UNSPEC).unwrap().to_ne_bytes();
-        assert_eq!(parse_sockaddr(&unspec), Some(Addr::Unspec));
-        // Sent to, AF_UNSPEC is AF_INET (udp_sendmsg): judged as 10.1.2.3:53.
-        let mut b = unspec.to_vec();
-        b.resize(16, 0);
-        b[2..4].copy_from_slice(&53u16.to_be_bytes());
-        b[4..8].copy_from_slice(&[10, 1, 2, 3]);
-        assert_eq!(unspec_as_inet(&b), Some("10.1.2.3:53".parse().unwrap()));
-        assert_eq!(unspec_as_inet(&b[..6]), None);
     }
 }

@@ -15,7 +15,7 @@
 //!    network is off (ABI 4).
 //! 2. `PR_SET_NO_NEW_PRIVS`.
 //! 3. Every capability dropped, bounding set included (caps.rs), and the
-//!    process made non-dumpable. libkrun's virtio-fs decides at device
+//!    process left dumpable (its owner may read its /proc files). libkrun's virtio-fs decides at device
 //!    creation (inside `krun_start_enter`, so after this) whether it switches
 //!    uids, by CAP_SETUID/CAP_SETGID/CAP_FOWNER: started as root it now
 //!    behaves as for a non-root user, and files the guest creates belong to

@@ -1,0 +1,9 @@
+//! See `exercise::dns_query` (fuzz/exercise.rs), which the stable regression
+//! replay in tests/tests/fuzz_regressions.rs runs too.
+#![no_main]
+
+#[path = "../exercise.rs"]
+#[allow(dead_code)]
+mod exercise;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| exercise::dns_query(data));
