@@ -639,10 +639,36 @@ fn confined(p: &Path) {
         r.as_deref().ok() == Some(&b"written"[..]),
         errno(&r),
     );
-    // libkrun's virtio-fs opens a share's root as `/proc/self/fd/N/.`.
-    let r = std::fs::read_dir(via(&rw, ".")).map(|d| d.count());
+    // libkrun's virtio-fs, when the guest mounts a share: `/proc/self/fd`
+    // and the share's root `/proc/self/fd/N/.` opened O_PATH | O_NOFOLLOW,
+    // then files reopened relative to the first by descriptor number.
+    let opath = |p: &Path| {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(p)
+    };
+    let r = opath(Path::new("/proc/self/fd")).and_then(|proc_fd| {
+        let share_root = opath(&via(&rw, "."))?;
+        let n = cpath(Path::new(&share_root.as_raw_fd().to_string()));
+        // SAFETY: a descriptor we hold and a NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                proc_fd.as_raw_fd(),
+                n.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: openat just returned it; nothing else owns it.
+        let dir = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())).map(|d| d.count())
+    });
     check(
-        "the rw share lists through /proc/self/fd/N/.",
+        "the rw share opens as virtio-fs does (/proc/self/fd/N/.)",
         r.is_ok(),
         errno(&r),
     );
