@@ -827,6 +827,32 @@ fn confined(p: &Path) {
     };
     let e = std::io::Error::last_os_error().raw_os_error();
     check("mount refused", r != 0 && e == Some(libc::EPERM), e);
+    // Nor can the namespace be left or rebuilt (the allow-list has none of
+    // these; EPERM before any argument is looked at).
+    for (name, nr, a, b) in [
+        ("setns", libc::SYS_setns, -1_i64, 0_i64),
+        (
+            "unshare(CLONE_NEWNS)",
+            libc::SYS_unshare,
+            i64::from(libc::CLONE_NEWNS),
+            0,
+        ),
+        ("chroot", libc::SYS_chroot, 0, 0),
+        ("pivot_root", libc::SYS_pivot_root, 0, 0),
+        ("umount2", libc::SYS_umount2, 0, 0),
+        ("open_tree", libc::SYS_open_tree, -1, 0),
+        ("fsopen", libc::SYS_fsopen, 0, 0),
+    ] {
+        // SAFETY: each refused by the filter before its arguments (NULL or
+        // invalid) are read.
+        let r = unsafe { libc::syscall(nr, a, b, 0) };
+        let e = std::io::Error::last_os_error().raw_os_error();
+        check(
+            &format!("{name} refused"),
+            r != 0 && e == Some(libc::EPERM),
+            e,
+        );
+    }
     let ch = b'x';
     // SAFETY: TIOCSTI reads one byte; refused before the descriptor matters.
     let r = unsafe { libc::ioctl(0, libc::TIOCSTI, &ch as *const u8) };
