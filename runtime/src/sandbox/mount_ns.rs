@@ -36,7 +36,7 @@
 //! Where it cannot be made (unprivileged user namespaces disabled or, as
 //! on Ubuntu 24.04, restricted by AppArmor; a container's seccomp profile;
 //! a kernel before 5.2) the step is skipped quietly and
-//! [`MountNs::Skipped`](super::MountNs::Skipped) says why: Landlock and
+//! [`MountNs::Skipped`] says why: Landlock and
 //! seccomp confine the VMM without it. Anything that fails before
 //! `pivot_root` leaves the host's tree in view (the namespace's private
 //! copy of it), which is the skipped case; a failure after it is an error.
