@@ -229,7 +229,8 @@ fn run(scenario: &str, as_user: bool, root: bool) {
         panic!("{scenario} as {who}: the child never reported READY:\n{report}\n{stderr}");
     }
     if let Some(mounts) = mounts {
-        check_mount_ns(scenario, who, as_user, &report, &mounts, p);
+        // Without root, even the "self" runs need a user namespace.
+        check_mount_ns(scenario, who, as_user || !root, &report, &mounts, p);
     }
     println!("sandbox: {scenario} as {who}: ok");
 }
@@ -263,11 +264,11 @@ impl MountView {
     }
 }
 
-/// Whether this host lets `as_user` make the mount namespace: root always
-/// (the test runs unconfined); a user where unprivileged user namespaces
+/// Whether this host lets the child make the mount namespace: root always
+/// (the test runs unconfined); an unprivileged one where user namespaces
 /// are neither off nor restricted by AppArmor.
-fn namespaces_possible(as_user: bool) -> Result<(), String> {
-    if !as_user {
+fn namespaces_possible(unprivileged: bool) -> Result<(), String> {
+    if !unprivileged {
         return Ok(());
     }
     for (knob, off) in [
@@ -288,7 +289,7 @@ fn namespaces_possible(as_user: bool) -> Result<(), String> {
 fn check_mount_ns(
     scenario: &str,
     who: &str,
-    as_user: bool,
+    unprivileged: bool,
     report: &str,
     view: &MountView,
     p: &Path,
@@ -301,7 +302,7 @@ fn check_mount_ns(
         println!("PASS fallback as {who}: no mount namespace, the host's tree confined by Landlock alone");
         return;
     }
-    if let Err(why) = namespaces_possible(as_user) {
+    if let Err(why) = namespaces_possible(unprivileged) {
         println!("sandbox: {scenario} as {who}: mount namespace not checked ({why})");
         return;
     }
@@ -328,7 +329,12 @@ fn check_mount_ns(
         "/etc/gai.conf",
         "/etc/host.conf",
     ];
-    for (point, _, _) in &view.mounts {
+    for (point, _, opts) in &view.mounts {
+        assert!(
+            point.starts_with("/proc/") || opts.split(',').any(|o| o == "ro"),
+            "{scenario} as {who}: {point} is mounted read-write: {:?}",
+            view.mounts
+        );
         let expected = kept.contains(&point.as_str())
             || point.starts_with("/proc/")
             || (scenario == "net" && net_files.contains(&point.as_str()));
@@ -350,7 +356,7 @@ fn check_mount_ns(
         view.mounts.len(),
         view.mounts
             .iter()
-            .map(|(m, t, _)| format!("{m} {t}"))
+            .map(|(m, t, o)| format!("{m} {t} {o}"))
             .collect::<Vec<_>>()
             .join(", ")
     );

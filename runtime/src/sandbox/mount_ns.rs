@@ -11,8 +11,9 @@
 //! /                  tmpfs: read-only, nosuid, nodev, noexec, mode 0755
 //! |-- proc           a new procfs (read-only, `subset=pid` where the kernel
 //! |                  has it) when this process may mount one (root); else
-//! |                  the host's /proc, bound recursively (a user namespace
-//! |                  cannot mount procfs without a pid namespace of its own)
+//! |                  the host's /proc bound recursively, its top mount
+//! |                  read-only (a user namespace cannot mount procfs
+//! |                  without a pid namespace of its own)
 //! |-- dev/kvm        Policy::by_name: the host's node, bound
 //! |-- <unix_peers>   each socket file, bound at its own path
 //! `-- etc/...        with the network on: the resolver's files present
@@ -417,7 +418,9 @@ fn mount_proc() -> Result<(), Skip> {
             std::ptr::null(),
         )
     };
-    ok(r.into(), "binding /proc")
+    ok(r.into(), "binding /proc")?;
+    remount_read_only(c"proc");
+    Ok(())
 }
 
 /// Best effort: a bind's mount read-only, keeping the flags a user
