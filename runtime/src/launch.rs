@@ -57,6 +57,10 @@ pub enum LaunchError {
 /// The disk the root filesystem image is attached as (`/dev/vda` in the guest).
 const ROOT_DISK_ID: &str = "rootfs";
 
+/// The one host file libkrun opens by name once the VMM is sandboxed (in
+/// `krun_start_enter`): its mount namespace keeps it (crate::sandbox).
+const KVM_DEVICE: &str = "/dev/kvm";
+
 /// What the VM gets.
 pub struct Machine<'a> {
     pub kernel: &'a File,
@@ -437,7 +441,7 @@ impl Vmm {
         let mut grants = vec![
             Grant::of_file(m.kernel, Access::ReadFile, "the kernel")?,
             Grant::of_file(m.root_image, Access::ReadFile, "the root filesystem image")?,
-            Grant::open(Path::new("/dev/kvm"), Access::ReadWriteFile, false)?,
+            Grant::open(Path::new(KVM_DEVICE), Access::ReadWriteFile, false)?,
         ];
         if let Some(f) = &m.disks.overlay {
             grants.push(Grant::of_file(
@@ -482,6 +486,9 @@ impl Vmm {
             .collect();
         Ok(Policy {
             grants,
+            // libkrun opens it in krun_start_enter; everything else it was
+            // handed as /proc/self/fd/N or a Unix peer.
+            by_name: vec![KVM_DEVICE.into()],
             net: m.net.clone().map(|egress| NetGrant { egress }),
             unix_peers,
             allow_without_landlock: m.allow_no_landlock,

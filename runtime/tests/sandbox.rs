@@ -5,21 +5,28 @@
 //! sockets, namespaces, other processes. Each scenario runs in a child of
 //! its own (the restrictions last for the life of the process), as root
 //! and, when run as root, also as uid 1000. The parent checks the child's
-//! report and its /proc/PID/status while it waits.
+//! report and its /proc/PID/status while it waits, and its mount namespace
+//! (/proc/PID/ns/mnt, /proc/PID/mountinfo): where one can be made, the
+//! child's root holds only /proc, /dev/kvm and its Unix peer, so the host's
+//! paths are absent (ENOENT), not only refused; the shares are reached as
+//! the VMM reaches them, through their descriptors (`/proc/self/fd/N/`).
+//! The `fallback` scenario blocks `unshare` first, as a container's
+//! seccomp profile does, and sees the same refusals from Landlock alone.
 //!
 //! Run: `cargo test -p smolvm-runtime --test sandbox`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use smolvm_format::MachineConfig;
 use smolvm_runtime::net::{self, GUEST_DNS};
-use smolvm_runtime::sandbox::{self, Access, Grant, Landlock, NetGrant, Policy};
+use smolvm_runtime::sandbox::{self, Access, Grant, Landlock, MountNs, NetGrant, Policy};
 
 /// The unprivileged user the checks also run as (no passwd entry needed).
 const USER: libc::uid_t = 1000;
@@ -48,6 +55,8 @@ fn main() {
     if root {
         runs.push(("confined", true));
         runs.push(("net", true));
+        runs.push(("fallback", false));
+        runs.push(("fallback", true));
     } else {
         println!("sandbox: not root: the uid {USER} runs and the capability checks are skipped");
     }
@@ -155,10 +164,12 @@ fn run(scenario: &str, as_user: bool, root: bool) {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut report = String::new();
     let mut status = None;
+    let mut mounts = None;
     let mut line = String::new();
     while out.read_line(&mut line).unwrap() > 0 {
         if line.starts_with("READY") {
             status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok();
+            mounts = Some(MountView::of(pid));
             // Closing stdin lets the child end.
             drop(child.stdin.take());
         } else {
@@ -198,22 +209,157 @@ fn run(scenario: &str, as_user: bool, root: bool) {
             .find_map(|l| l.strip_prefix("Seccomp_filters:"))
             .map(|v| v.trim().parse::<u32>().unwrap())
             .unwrap_or(0);
+        // The fallback scenario's own filter (unshare refused) is one more.
+        let extra = if scenario == "fallback" { 3 } else { 2 };
         assert_eq!(
             field("Seccomp_filters:"),
-            (ours + 2).to_string(),
+            (ours + extra).to_string(),
             "{scenario}: {status}"
         );
         for cap in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"] {
             assert_eq!(field(cap), "0000000000000000", "{scenario} {cap}: {status}");
         }
-        if root && !as_user {
+        let entered = report.contains("MOUNT_NS entered");
+        // In its user namespace the user held every capability; all gone.
+        if root && (!as_user || entered) {
             assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
         }
-        println!("PASS {scenario} as {who}: NoNewPrivs 1, Seccomp 2 (two filters more), no capabilities (seen from the parent)");
+        println!("PASS {scenario} as {who}: NoNewPrivs 1, Seccomp 2 ({extra} filters more), no capabilities (seen from the parent)");
     } else if scenario != "threads" {
         panic!("{scenario} as {who}: the child never reported READY:\n{report}\n{stderr}");
     }
+    if let Some(mounts) = mounts {
+        // Without root, even the "self" runs need a user namespace.
+        check_mount_ns(scenario, who, as_user || !root, &report, &mounts, p);
+    }
     println!("sandbox: {scenario} as {who}: ok");
+}
+
+/// The child's mount namespace, seen from the parent while it waits.
+struct MountView {
+    /// `/proc/PID/ns/mnt` differs from ours.
+    own_namespace: bool,
+    /// (mount point, file system type, mount options) of each line of
+    /// `/proc/PID/mountinfo` (mount points are relative to the child's root).
+    mounts: Vec<(String, String, String)>,
+}
+
+impl MountView {
+    fn of(pid: u32) -> MountView {
+        let ns = |p: &str| std::fs::read_link(p).expect("read the ns link");
+        let own_namespace = ns(&format!("/proc/{pid}/ns/mnt")) != ns("/proc/self/ns/mnt");
+        let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+        let mounts = info
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                let sep = f.iter().position(|x| *x == "-").unwrap();
+                (f[4].to_string(), f[sep + 1].to_string(), f[5].to_string())
+            })
+            .collect();
+        MountView {
+            own_namespace,
+            mounts,
+        }
+    }
+}
+
+/// Whether this host lets the child make the mount namespace: root always
+/// (the test runs unconfined); an unprivileged one where user namespaces
+/// are neither off nor restricted by AppArmor.
+fn namespaces_possible(unprivileged: bool) -> Result<(), String> {
+    if !unprivileged {
+        return Ok(());
+    }
+    for (knob, off) in [
+        (
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+        ),
+        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+        ("/proc/sys/user/max_user_namespaces", "0"),
+    ] {
+        if std::fs::read_to_string(knob).is_ok_and(|v| v.trim() == off) {
+            return Err(format!("{knob} = {off}"));
+        }
+    }
+    Ok(())
+}
+
+fn check_mount_ns(
+    scenario: &str,
+    who: &str,
+    unprivileged: bool,
+    report: &str,
+    view: &MountView,
+    p: &Path,
+) {
+    if scenario == "fallback" {
+        assert!(
+            report.contains("MOUNT_NS skipped") && !view.own_namespace,
+            "fallback as {who}: unshare was blocked, so no namespace: {report}"
+        );
+        println!("PASS fallback as {who}: no mount namespace, the host's tree confined by Landlock alone");
+        return;
+    }
+    if let Err(why) = namespaces_possible(unprivileged) {
+        println!("sandbox: {scenario} as {who}: mount namespace not checked ({why})");
+        return;
+    }
+    assert!(
+        report.contains("MOUNT_NS entered") && view.own_namespace,
+        "{scenario} as {who}: the VMM must get a mount namespace of its own here: {report}"
+    );
+    let peer = p.join("sock/allowed.sock");
+    let peer = peer.to_str().unwrap();
+    let (root_point, root_fs, root_opts) = &view.mounts[0];
+    assert!(
+        root_point == "/" && root_fs == "tmpfs" && root_opts.split(',').any(|o| o == "ro"),
+        "{scenario} as {who}: the root is a read-only tmpfs: {:?}",
+        view.mounts
+    );
+    let mut kept = vec!["/", "/proc", peer];
+    if std::path::Path::new("/dev/kvm").exists() {
+        kept.push("/dev/kvm");
+    }
+    let net_files = [
+        "/etc/resolv.conf",
+        "/etc/hosts",
+        "/etc/nsswitch.conf",
+        "/etc/gai.conf",
+        "/etc/host.conf",
+    ];
+    for (point, _, opts) in &view.mounts {
+        assert!(
+            point.starts_with("/proc/") || opts.split(',').any(|o| o == "ro"),
+            "{scenario} as {who}: {point} is mounted read-write: {:?}",
+            view.mounts
+        );
+        let expected = kept.contains(&point.as_str())
+            || point.starts_with("/proc/")
+            || (scenario == "net" && net_files.contains(&point.as_str()));
+        assert!(
+            expected,
+            "{scenario} as {who}: {point} is mounted in the VMM's namespace: {:?}",
+            view.mounts
+        );
+    }
+    for point in &kept {
+        assert!(
+            view.mounts.iter().any(|(m, _, _)| m == point),
+            "{scenario} as {who}: {point} is not in the VMM's namespace: {:?}",
+            view.mounts
+        );
+    }
+    println!(
+        "PASS {scenario} as {who}: own mount namespace, a read-only tmpfs root with only {} mounts ({})",
+        view.mounts.len(),
+        view.mounts
+            .iter()
+            .map(|(m, t, o)| format!("{m} {t} {o}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 fn errno<T>(r: &std::io::Result<T>) -> Option<i32> {
@@ -237,7 +383,87 @@ fn become_user() {
         assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
         assert_eq!(libc::setresgid(USER, USER, USER), 0);
         assert_eq!(libc::setresuid(USER, USER, USER), 0);
+        // Dumpable again, as a process the user started is (the uid change
+        // cleared it, which would leave /proc/self/uid_map root's).
+        assert_eq!(libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0), 0);
     }
+}
+
+/// What a container's seccomp profile does: `unshare` fails with EPERM
+/// (a filter of one test; the process sets no_new_privs first).
+fn block_unshare() {
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    const RET_ERRNO_EPERM: u32 = 0x0005_0000 | 1;
+    let nr = u32::try_from(libc::SYS_unshare).unwrap();
+    let code = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        // Load the system call number (seccomp_data.nr, offset 0).
+        code(0x20, 0, 0, 0),
+        code(0x15, 0, 1, nr),
+        code(0x06, 0, 0, RET_ERRNO_EPERM),
+        code(0x06, 0, 0, RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: 4,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with integer arguments, then with a filter program
+    // that lives across the call.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog
+            ),
+            0
+        );
+    }
+}
+
+/// `/proc/self/fd/N/rel`: how the VMM reaches a share it was given open.
+fn via(fd: &OwnedFd, rel: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{rel}", fd.as_raw_fd()))
+}
+
+fn dir_fd(p: &Path) -> OwnedFd {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(p)
+        .unwrap()
+        .into()
+}
+
+/// The host's `/dev/kvm` when it has one, granted and kept by name as the
+/// VMM's is.
+fn kvm_grant() -> Option<Grant> {
+    Path::new("/dev/kvm")
+        .exists()
+        .then(|| Grant::open(Path::new("/dev/kvm"), Access::ReadWriteFile, false).unwrap())
+}
+
+/// Reports which way `enter` went, for the parent; returns whether the
+/// mount namespace was made.
+fn report_mount_ns(report: &sandbox::Report) -> bool {
+    match &report.mount_ns {
+        MountNs::Entered => {
+            println!("MOUNT_NS entered");
+            true
+        }
+        MountNs::Skipped { why } => {
+            println!("MOUNT_NS skipped: {why}");
+            false
+        }
+    }
+}
+
+/// The errno a host path outside the VMM's view gives: absent in its own
+/// mount namespace, refused by Landlock without one.
+fn outside(entered: bool) -> Option<i32> {
+    Some(if entered { libc::ENOENT } else { libc::EACCES })
 }
 
 fn shares(p: &Path) -> Vec<Grant> {
@@ -261,6 +487,10 @@ fn child(scenario: &str, p: &Path, as_user: bool) {
     }
     match scenario {
         "confined" => confined(p),
+        "fallback" => {
+            block_unshare();
+            confined(p);
+        }
         "net" => networked(p),
         "threads" => threads(p),
         other => panic!("unknown scenario {other}"),
@@ -274,6 +504,7 @@ fn threads(p: &Path) {
     let t = std::thread::spawn(move || rx.recv());
     let r = sandbox::enter(Policy {
         grants: shares(p),
+        by_name: vec![],
         net: None,
         unix_peers: vec![],
         allow_without_landlock: false,
@@ -301,24 +532,89 @@ fn confined(p: &Path) {
     // granted as an open file and reopened the way libkrun opens disks.
     let disk = tempfile::tempfile_in(p.join("home")).unwrap();
     let other_disk = tempfile::tempfile_in(p.join("home")).unwrap();
+    // The shares as the VMM holds them: open directories.
+    let (rw, ro) = (dir_fd(&p.join("rw")), dir_fd(&p.join("ro")));
     let mut grants = shares(p);
     grants.push(Grant::of_file(&disk, Access::ReadWriteFile, "disk").unwrap());
-    sandbox::enter(Policy {
+    grants.extend(kvm_grant());
+    let report = sandbox::enter(Policy {
         grants,
+        by_name: vec!["/dev/kvm".into()],
         net: None,
         unix_peers: vec![allowed.clone()],
         allow_without_landlock: false,
     })
     .expect("enter");
+    let entered = report_mount_ns(&report);
+
+    // The host's tree: absent in the VMM's own mount namespace.
+    // (The scratch tree's `home` is beside the kept `sock/allowed.sock`.)
+    let scratch_home = p.join("home");
+    let scratch_home = scratch_home.to_str().unwrap();
+    for path in ["/home", "/etc/shadow", "/usr/bin", scratch_home] {
+        let c = std::ffi::CString::new(path).unwrap();
+        // SAFETY: statx writes one struct we own; the path is NUL-terminated.
+        let mut st: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_TYPE, &mut st) };
+        let e = std::io::Error::last_os_error().raw_os_error();
+        if entered {
+            check(
+                &format!("{path} does not exist"),
+                r != 0 && e == Some(libc::ENOENT),
+                e,
+            );
+        } else {
+            // Landlock does not restrict stat: the path is there.
+            check(
+                &format!("{path} visible (no namespace)"),
+                r == 0 || e == Some(libc::ENOENT),
+                e,
+            );
+        }
+    }
+    if Path::new("/dev/kvm").exists() || entered {
+        let r = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm");
+        // Root-only on the build machines: the user is refused by its mode,
+        // which shows the node is there.
+        let usable = match &r {
+            Ok(f) => {
+                // SAFETY: KVM_GET_API_VERSION (0xae00) takes no argument.
+                let v = unsafe { libc::ioctl(f.as_raw_fd(), 0xae00, 0) };
+                v == 12
+            }
+            Err(e) => {
+                // SAFETY: geteuid has no preconditions.
+                let user = unsafe { libc::geteuid() } != 0;
+                user && e.raw_os_error() == Some(libc::EACCES)
+            }
+        };
+        check(
+            "/dev/kvm opens (KVM_GET_API_VERSION 12; EACCES by mode as a user)",
+            usable,
+            errno(&r),
+        );
+    }
 
     // Files: only the shares, and the read-only one only for reading.
     let r = std::fs::read(p.join("home/secret.txt"));
     check(
-        "reading outside the shares refused",
+        "reading outside the shares by name refused",
+        errno(&r) == outside(entered),
+        errno(&r),
+    );
+    // Climbing out of a share's descriptor reaches the host's tree even in
+    // the namespace: Landlock refuses it.
+    let r = std::fs::read(via(&rw, "../home/secret.txt"));
+    check(
+        "reading outside the shares through a share's '..' refused",
         errno(&r) == Some(libc::EACCES),
         errno(&r),
     );
-    let r = std::fs::write(p.join("home/new.txt"), "x");
+    let r = std::fs::write(via(&rw, "../home/new.txt"), "x");
     check(
         "creating outside the shares refused",
         errno(&r) == Some(libc::EACCES),
@@ -327,13 +623,13 @@ fn confined(p: &Path) {
     let r = std::fs::read("/etc/shadow");
     check(
         "/etc/shadow refused",
-        errno(&r) == Some(libc::EACCES),
+        errno(&r) == outside(entered),
         errno(&r),
     );
     let r = std::fs::read("/etc/passwd");
     check(
         "/etc/passwd refused",
-        errno(&r) == Some(libc::EACCES),
+        errno(&r) == outside(entered),
         errno(&r),
     );
     let r = std::fs::read_dir("/");
@@ -342,16 +638,49 @@ fn confined(p: &Path) {
         errno(&r) == Some(libc::EACCES),
         errno(&r),
     );
-    let r = std::fs::write(p.join("rw/a.txt"), "written")
-        .and_then(|()| std::fs::read(p.join("rw/a.txt")));
+    let r = std::fs::write(via(&rw, "a.txt"), "written")
+        .and_then(|()| std::fs::read(via(&rw, "a.txt")));
     check(
         "read and write in the rw share",
         r.as_deref().ok() == Some(&b"written"[..]),
         errno(&r),
     );
+    // libkrun's virtio-fs, when the guest mounts a share: `/proc/self/fd`
+    // and the share's root `/proc/self/fd/N/.` opened O_PATH | O_NOFOLLOW,
+    // then files reopened relative to the first by descriptor number.
+    let opath = |p: &Path| {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(p)
+    };
+    let r = opath(Path::new("/proc/self/fd")).and_then(|proc_fd| {
+        let share_root = opath(&via(&rw, "."))?;
+        let n = cpath(Path::new(&share_root.as_raw_fd().to_string()));
+        // SAFETY: a descriptor we hold and a NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                proc_fd.as_raw_fd(),
+                n.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: openat just returned it; nothing else owns it.
+        let dir = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())).map(|d| d.count())
+    });
+    check(
+        "the rw share opens as virtio-fs does (/proc/self/fd/N/.)",
+        r.is_ok(),
+        errno(&r),
+    );
     // The *at forms, as virtio-fs makes them (std's mkdir/rmdir are x86_64's
     // older calls, which the VMM does not use and the allow-list leaves out).
-    let d = cpath(&p.join("rw/d"));
+    let d = cpath(&via(&rw, "d"));
     // SAFETY: NUL-terminated paths.
     let r = unsafe { libc::mkdirat(libc::AT_FDCWD, d.as_ptr(), 0o755) };
     let e = std::io::Error::last_os_error().raw_os_error();
@@ -360,9 +689,9 @@ fn confined(p: &Path) {
     let r = unsafe { libc::unlinkat(libc::AT_FDCWD, d.as_ptr(), libc::AT_REMOVEDIR) };
     let e = std::io::Error::last_os_error().raw_os_error();
     check("unlinkat(AT_REMOVEDIR) in the rw share", r == 0, e);
-    let r = std::fs::read(p.join("ro/file.txt"));
+    let r = std::fs::read(via(&ro, "file.txt"));
     check("read in the ro share", r.is_ok(), errno(&r));
-    let r = std::fs::write(p.join("ro/new.txt"), "x");
+    let r = std::fs::write(via(&ro, "new.txt"), "x");
     check(
         "writing in the ro share refused",
         errno(&r) == Some(libc::EACCES),
@@ -370,13 +699,13 @@ fn confined(p: &Path) {
     );
     let r = std::fs::OpenOptions::new()
         .append(true)
-        .open(p.join("ro/file.txt"));
+        .open(via(&ro, "file.txt"));
     check(
         "opening a ro-share file for writing refused",
         errno(&r) == Some(libc::EACCES),
         errno(&r),
     );
-    let fifo = cpath(&p.join("rw/fifo"));
+    let fifo = cpath(&via(&rw, "fifo"));
     // SAFETY: a NUL-terminated path.
     let r = unsafe { libc::mknodat(libc::AT_FDCWD, fifo.as_ptr(), libc::S_IFIFO | 0o600, 0) };
     let e = std::io::Error::last_os_error().raw_os_error();
@@ -504,6 +833,32 @@ fn confined(p: &Path) {
     };
     let e = std::io::Error::last_os_error().raw_os_error();
     check("mount refused", r != 0 && e == Some(libc::EPERM), e);
+    // Nor can the namespace be left or rebuilt (the allow-list has none of
+    // these; EPERM before any argument is looked at).
+    for (name, nr, a, b) in [
+        ("setns", libc::SYS_setns, -1_i64, 0_i64),
+        (
+            "unshare(CLONE_NEWNS)",
+            libc::SYS_unshare,
+            i64::from(libc::CLONE_NEWNS),
+            0,
+        ),
+        ("chroot", libc::SYS_chroot, 0, 0),
+        ("pivot_root", libc::SYS_pivot_root, 0, 0),
+        ("umount2", libc::SYS_umount2, 0, 0),
+        ("open_tree", libc::SYS_open_tree, -1, 0),
+        ("fsopen", libc::SYS_fsopen, 0, 0),
+    ] {
+        // SAFETY: each refused by the filter before its arguments (NULL or
+        // invalid) are read.
+        let r = unsafe { libc::syscall(nr, a, b, 0) };
+        let e = std::io::Error::last_os_error().raw_os_error();
+        check(
+            &format!("{name} refused"),
+            r != 0 && e == Some(libc::EPERM),
+            e,
+        );
+    }
     let ch = b'x';
     // SAFETY: TIOCSTI reads one byte; refused before the descriptor matters.
     let r = unsafe { libc::ioctl(0, libc::TIOCSTI, &ch as *const u8) };
@@ -550,7 +905,7 @@ fn confined(p: &Path) {
         let r = UnixStream::connect_addr(&addr);
         check("abstract Unix socket refused", r.is_err(), errno(&r));
     }
-    let r = UnixListener::bind(p.join("rw/new.sock"));
+    let r = UnixListener::bind(via(&rw, "new.sock"));
     check(
         "binding a Unix socket refused",
         errno(&r) == Some(libc::EACCES),
@@ -580,13 +935,17 @@ fn networked(p: &Path) {
     c.network.allow_hosts = vec!["localhost".into()];
     let policy = net::Policy::from_config(&c, &[]).unwrap();
     let egress = net::Egress::new(policy, net::host_addresses().unwrap());
-    sandbox::enter(Policy {
-        grants: shares(p),
+    let mut grants = shares(p);
+    grants.extend(kvm_grant());
+    let report = sandbox::enter(Policy {
+        grants,
+        by_name: vec!["/dev/kvm".into()],
         net: Some(NetGrant { egress }),
         unix_peers: vec![p.join("sock/allowed.sock")],
         allow_without_landlock: false,
     })
     .expect("enter");
+    let entered = report_mount_ns(&report);
 
     let r = TcpStream::connect(listed.local_addr().unwrap());
     check("connect to a listed CIDR", r.is_ok(), errno(&r));
@@ -626,7 +985,7 @@ fn networked(p: &Path) {
     let r = std::fs::read("/etc/passwd");
     check(
         "other /etc files stay closed",
-        errno(&r) == Some(libc::EACCES),
+        errno(&r) == outside(entered),
         errno(&r),
     );
     // SAFETY: socket with integer arguments; closed if made.

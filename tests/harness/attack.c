@@ -29,7 +29,11 @@
  *   SMOL_ATTACK_EXEC         the program to execute (default /bin/true)
  *   SMOL_ATTACK_TCP          a host loopback TCP port with a listener
  *   SMOL_ATTACK_UNIX         a host Unix socket path with a listener, not handed to the VM
- *   SMOL_ATTACK_SHARE        a directory shared with the guest (the positive control)
+ *   SMOL_ATTACK_SHARE        a directory shared with the guest (the positive control),
+ *                            used as the VMM uses it: through the descriptor it
+ *                            holds (/proc/self/fd/N, found by device and inode),
+ *                            since in the VMM's own mount namespace the host
+ *                            path does not exist
  *   SMOL_ATTACK_SKIP         comma-separated attack names not to run
  *   SMOL_ATTACK_EXIT=1       _exit(0) right after reporting (natively the
  *                            guest cannot run anyway); else the real ioctl
@@ -55,6 +59,7 @@
 #include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +73,10 @@ static int attacked;
  * sandbox: read later, it shows the process's state then even if opening
  * /proc is refused by then. */
 static int status_fd = -1;
+/* SMOL_ATTACK_SHARE's device and inode, taken at load (before any sandbox). */
+static dev_t share_dev;
+static ino_t share_ino;
+static int share_known;
 
 static void say(const char *fmt, ...) {
     char line[512];
@@ -243,10 +252,26 @@ static void ptrace_parent(const char *name) {
     allowed(name);
 }
 
+/* The VMM's way into the share: the descriptor it holds on the directory,
+ * as libkrun's virtio-fs opens it (/proc/self/fd/N/.); the host path if no
+ * descriptor matches. */
+static void share_path(const char *dir, char *out, size_t cap) {
+    for (int fd = 0; share_known && fd < 4096; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && st.st_dev == share_dev &&
+            st.st_ino == share_ino) {
+            snprintf(out, cap, "/proc/self/fd/%d", fd);
+            return;
+        }
+    }
+    snprintf(out, cap, "%s", dir);
+}
+
 static void share_read_write(const char *name, const char *dir) {
-    char path[4096], buf[32];
+    char via[4096], path[sizeof via + 64], buf[32];
     static const char probe[] = "written-by-the-vmm";
-    snprintf(path, sizeof path, "%s/smol-attack-probe-%d", dir, (int)getpid());
+    share_path(dir, via, sizeof via);
+    snprintf(path, sizeof path, "%s/smol-attack-probe-%d", via, (int)getpid());
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return refused(name, "create", errno);
     ssize_t n = write(fd, probe, sizeof probe - 1);
@@ -343,6 +368,13 @@ __attribute__((constructor)) static void init(void) {
      * opened right after the fork, long before the sandbox. */
     pthread_atfork(NULL, NULL, reopen_status);
     reopen_status();
+    const char *share = getenv("SMOL_ATTACK_SHARE");
+    struct stat st;
+    if (share && *share && stat(share, &st) == 0) {
+        share_dev = st.st_dev;
+        share_ino = st.st_ino;
+        share_known = 1;
+    }
 }
 
 int ioctl(int fd, unsigned long request, ...) {

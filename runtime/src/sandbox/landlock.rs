@@ -24,7 +24,7 @@ const TESTED_ABI: ABI = ABI::V7;
 /// network on. No NSS module can be loaded from /lib: a host whose
 /// nsswitch.conf names e.g. `resolve` or `mdns` falls back to the next
 /// source.
-const RESOLVER_FILES: [&str; 5] = [
+pub(super) const RESOLVER_FILES: [&str; 5] = [
     "/etc/resolv.conf",
     "/etc/hosts",
     "/etc/nsswitch.conf",

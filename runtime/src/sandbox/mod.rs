@@ -7,6 +7,16 @@
 //! does that in the VMM child (crate::control::split) right before
 //! `krun_start_enter`, while the process still runs one thread:
 //!
+//! 0. **A mount namespace** (mount_ns.rs), where one can be made: the
+//!    VMM's root becomes an empty read-only tmpfs holding, at their own
+//!    paths, only what it still opens by name ([`Policy::by_name`]:
+//!    `/dev/kvm`; the `unix_peers`; the resolver's `/etc` files with the
+//!    network on) and `/proc` (through which it reopens the descriptors it
+//!    was given: the kernel, the disks, the shares). Root unshares the
+//!    mount namespace alone; anyone else a user namespace with it, mapping
+//!    only their own uid and gid. Where that is not allowed (Ubuntu 24.04's
+//!    AppArmor restriction, containers) the step is skipped quietly and
+//!    [`Report::mount_ns`] says so: the layers below hold on their own.
 //! 1. **Landlock** (landlock.rs): of the host's files only the grants (the
 //!    shares, disk images, the kernel, `/dev/kvm`, and with the network on
 //!    the resolver's few `/etc` files); no execute anywhere, no device,
@@ -19,7 +29,8 @@
 //!    creation (inside `krun_start_enter`, so after this) whether it switches
 //!    uids, by CAP_SETUID/CAP_SETGID/CAP_FOWNER: started as root it now
 //!    behaves as for a non-root user, and files the guest creates belong to
-//!    the person.
+//!    the person. In step 0's user namespace the process held every
+//!    capability (inside it only); they go the same way.
 //! 4. The socket supervisor (crate::net::supervisor), always: `connect`,
 //!    `bind`, addressed `sendto`, `sendmsg`, `sendmmsg` go to a supervisor
 //!    thread. Unix destinations pass only when they are exactly one of
@@ -54,6 +65,7 @@ use thiserror::Error;
 
 mod caps;
 mod landlock;
+mod mount_ns;
 pub mod seccomp;
 
 /// What a grant lets the VMM do with one host path.
@@ -152,6 +164,13 @@ pub struct NetGrant {
 pub struct Policy {
     /// Shares (directories), disk image files, the kernel file, `/dev/kvm`...
     pub grants: Vec<Grant>,
+    /// The host paths the VMM opens by name after [`enter`] (`/dev/kvm`):
+    /// its mount namespace keeps them at the same path, beside `/proc`, the
+    /// `unix_peers` and, with the network on, the resolver's files; nothing
+    /// else of the host's tree is there. What may be done with them is
+    /// still the grants' (Landlock). Files it was handed as open
+    /// descriptors (`/proc/self/fd/N`) need no entry.
+    pub by_name: Vec<PathBuf>,
     /// `Some`: TSI networking on: IP sockets allowed, each destination
     /// decided by the egress policy. `None`: no IP socket at all.
     pub net: Option<NetGrant>,
@@ -194,6 +213,12 @@ pub enum SandboxError {
     },
     #[error("sandbox: this kernel accepted none of the Landlock file rules; refusing to share host directories unconfined (accept that with {ALLOW_NO_LANDLOCK_FLAG})")]
     LandlockNotEnforced,
+    #[error("sandbox: the VMM's mount namespace ({step}); its new root is half made")]
+    MountNamespace {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("sandbox: setting no_new_privs")]
     NoNewPrivs(#[source] std::io::Error),
     #[error("sandbox: dropping capabilities ({what})")]
@@ -244,6 +269,27 @@ pub fn check_with(
     }
 }
 
+/// Whether the VMM got a mount namespace of its own (step 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountNs {
+    /// Its root holds only /proc and what [`Policy`] names.
+    Entered,
+    /// It sees the host's tree, confined by Landlock alone; `why` is the
+    /// step that was refused (e.g. "unshare(CLONE_NEWUSER | CLONE_NEWNS):
+    /// Operation not permitted").
+    Skipped { why: String },
+}
+
+/// Which of the optional layers [`enter`] applied (the rest always apply,
+/// or `enter` fails).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub mount_ns: MountNs,
+    /// `None`: no Landlock on this kernel (allowed only without shares, or
+    /// with the person's opt-out).
+    pub landlock_abi: Option<u32>,
+}
+
 /// Threads of this process, from /proc/self/status (read before Landlock).
 fn thread_count() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -256,8 +302,8 @@ fn thread_count() -> Option<usize> {
 /// Confines this process (see the module docs for the steps). Call in the
 /// VMM child, single-threaded, right before `krun_start_enter`; the
 /// restrictions last for the life of the process. On error the caller must
-/// not start the VM.
-pub fn enter(policy: Policy) -> Result<(), SandboxError> {
+/// not start the VM. Returns which optional layers applied.
+pub fn enter(policy: Policy) -> Result<Report, SandboxError> {
     match thread_count() {
         Some(1) => {}
         Some(threads) => return Err(SandboxError::NotSingleThreaded { threads }),
@@ -266,8 +312,20 @@ pub fn enter(policy: Policy) -> Result<(), SandboxError> {
         None => return Err(SandboxError::NotSingleThreaded { threads: 0 }),
     }
     let has_shares = policy.grants.iter().any(|g| g.share);
+    // 0. The mount namespace, while this process may still mount.
+    let mut by_name = policy.by_name.clone();
+    by_name.extend(policy.unix_peers.iter().cloned());
+    if policy.net.is_some() {
+        by_name.extend(landlock::RESOLVER_FILES.iter().map(PathBuf::from));
+    }
+    let mount_ns = mount_ns::enter(&by_name)?;
     // 1. Landlock.
-    match probe() {
+    let landlock = probe();
+    let landlock_abi = match &landlock {
+        Landlock::Full { abi } => Some(*abi),
+        Landlock::Unavailable { .. } => None,
+    };
+    match landlock {
         Landlock::Full { .. } => landlock::restrict(&policy)?,
         unavailable @ Landlock::Unavailable { .. } => {
             check_with(&unavailable, has_shares, policy.allow_without_landlock)?;
@@ -307,5 +365,8 @@ pub fn enter(policy: Policy) -> Result<(), SandboxError> {
     // 5. The allow-list, on every thread (the resolver's and the
     // supervisor's included).
     seccomp::install(with_net)?;
-    Ok(())
+    Ok(Report {
+        mount_ns,
+        landlock_abi,
+    })
 }
