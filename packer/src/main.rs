@@ -151,6 +151,12 @@ enum Pack {
         /// asks for it (`[auth] ssh_agent`); keys never enter the guest.
         #[arg(long)]
         ssh_agent: bool,
+        /// Share your current directory with a machine packed with
+        /// `share_cwd = true` (at /cwd, read-write) without being asked.
+        /// Without it (or SMOLVM_SHARE_CWD=1) you are asked on the terminal,
+        /// and with no terminal the machine does not start (exit 2).
+        #[arg(long)]
+        share_cwd: bool,
         /// Serve shares (volumes, the current directory) even on a kernel
         /// without Landlock, where the VMM could reach every file you can
         /// (machines without shares start there anyway).
@@ -468,6 +474,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             dry_run,
             publish,
             ssh_agent,
+            share_cwd,
             allow_no_landlock,
             reset_storage,
             timeout,
@@ -494,6 +501,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     timeout,
                     publish,
                     ssh_agent,
+                    share_cwd,
+                    consent_file: smolvm_runtime::consent::default_consent_file(),
+                    ask_consent: smolvm_runtime::consent::ask_on_tty,
                     min_version,
                     version_state: default_state_file(),
                     reset_storage,

@@ -129,6 +129,14 @@ impl ExitStatus for crate::disk::DiskError {
     }
 }
 
+/// Consent is the person's: without it, or with a "no", the request is
+/// what is missing (exit 2), as for any other usage error.
+impl ExitStatus for crate::consent::ConsentError {
+    fn exit_code(&self) -> u8 {
+        USAGE_OR_IO
+    }
+}
+
 impl ExitStatus for RunError {
     fn exit_code(&self) -> u8 {
         match self {
@@ -143,6 +151,7 @@ impl ExitStatus for RunError {
             | RunError::Settings(_)
             | RunError::Io { .. } => USAGE_OR_IO,
             RunError::Disk(e) => e.exit_code(),
+            RunError::Consent(e) => e.exit_code(),
             #[cfg(feature = "vmm")]
             RunError::Launch(_) => USAGE_OR_IO,
         }
@@ -186,6 +195,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<u8> {
         TrustError,
         CacheError,
         crate::disk::DiskError,
+        crate::consent::ConsentError,
         SpecError,
         FormatError,
         SigningError,
