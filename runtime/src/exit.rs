@@ -93,6 +93,8 @@ impl ExitStatus for TrustError {
     fn exit_code(&self) -> u8 {
         match self {
             TrustError::Key(e) => e.exit_code(),
+            // The artifact is not the one this name was trusted as.
+            TrustError::SignerChanged { .. } => INVALID,
             _ => USAGE_OR_IO,
         }
     }
@@ -126,6 +128,13 @@ impl ExitStatus for crate::disk::DiskError {
             | DiskError::NotFormatted { .. }
             | DiskError::NoDataDir => USAGE_OR_IO,
         }
+    }
+}
+
+/// A state file that cannot be read or written is this host's.
+impl ExitStatus for crate::state_file::StateError {
+    fn exit_code(&self) -> u8 {
+        USAGE_OR_IO
     }
 }
 
@@ -196,6 +205,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<u8> {
         CacheError,
         crate::disk::DiskError,
         crate::consent::ConsentError,
+        crate::state_file::StateError,
         SpecError,
         FormatError,
         SigningError,

@@ -12,6 +12,7 @@ pub mod host_env;
 pub mod inspect;
 #[cfg(feature = "vmm")]
 pub mod kernel_map;
+pub mod known_signers;
 #[cfg(feature = "vmm")]
 pub mod launch;
 pub mod net;

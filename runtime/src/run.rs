@@ -108,6 +108,9 @@ pub struct RunOptions {
     /// Puts the consent question to the person: [`crate::consent::ask_on_tty`]
     /// (called only when `host.terminal`).
     pub ask_consent: crate::consent::AskFn,
+    /// Where the first signer of each name is remembered and checked when
+    /// no trusted keys are configured (`None`: neither; crate::known_signers).
+    pub known_signers: Option<PathBuf>,
     /// Refuse versions older than this (`--smolvm-min-version`, `pack run --min-version`).
     pub min_version: Option<String>,
     /// Where the highest version started with a trusted key is remembered
@@ -200,6 +203,7 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         .expect("an unsigned artifact was refused above");
     trace.mark("signature verified");
     let (name, version) = (&art.manifest.name, &art.manifest.version);
+    let mut first_signer = check_first_signer(name, &state, opts)?;
     let mut remembered = check_rollback(name, version, &state, opts)?;
 
     // The person's settings over the artifact's, and what they make.
@@ -287,6 +291,14 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     if let Some(c) = cwd {
         c.remember(name, key_id);
     }
+    if let Some(k) = first_signer.as_mut() {
+        if let Err(e) = k.remember(name, key_id) {
+            eprintln!(
+                "warning: the signer of {name} is not remembered: {}",
+                crate::exit::chain(&e)
+            );
+        }
+    }
     Ok(Prepared {
         config,
         spec,
@@ -301,6 +313,35 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         allow_no_landlock: opts.allow_no_landlock,
         host: opts.host.clone(),
     })
+}
+
+/// Trust on first use (crate::known_signers): without trusted keys, a name
+/// started here before must carry the same signer. Returns the state to pin
+/// this signer in once the start is prepared, for a name seen first.
+fn check_first_signer(
+    name: &str,
+    state: &SignatureState,
+    opts: &RunOptions,
+) -> Result<Option<crate::known_signers::KnownSigners>, RunError> {
+    use crate::known_signers::{KnownSigners, PinCheck};
+    // A trusted start is the person's explicit choice: pins are neither
+    // checked nor changed (that is how one run accepts a new signer).
+    let (SignatureState::SelfConsistent { key_id }, Some(path)) = (state, &opts.known_signers)
+    else {
+        return Ok(None);
+    };
+    let known = KnownSigners::load(path).map_err(TrustError::from)?;
+    match known.check(name, *key_id) {
+        PinCheck::First => Ok(Some(known)),
+        PinCheck::Same => Ok(None),
+        PinCheck::Changed { pinned } => Err(TrustError::SignerChanged {
+            name: name.to_string(),
+            signer: *key_id,
+            pinned,
+            path: path.clone(),
+        }
+        .into()),
+    }
 }
 
 /// The minimum-version checks: `--smolvm-min-version`, and the highest

@@ -17,6 +17,7 @@ use smolvm_runtime::consent;
 use smolvm_runtime::exit::{self, USAGE_OR_IO};
 use smolvm_runtime::flags::{self, Command, StubFlags};
 use smolvm_runtime::host_env::HostEnv;
+use smolvm_runtime::known_signers::{default_known_signers_file, KnownSigners};
 use smolvm_runtime::trust::{default_key_dirs, default_state_file, env_key_files, resolve_trusted};
 use smolvm_runtime::{check_signature, inspect, run_artifact, RunOptions, Trace};
 
@@ -85,7 +86,11 @@ directory or /), [N]o. With no terminal and no flag it does not start (exit 2).
 Trust: without --smolvm-key or SMOLVM_TRUSTED_KEYS, the *.pub keys in
 $XDG_CONFIG_HOME/smolvm/trusted-keys (default ~/.config/smolvm/trusted-keys)
 and /etc/smolvm/trusted-keys are required when either holds one; with no
-trusted key anywhere, the key the program carries is checked (integrity only).
+trusted key anywhere, the key the program carries is checked, and the first
+start of each name remembers that key (in $XDG_STATE_HOME/smolvm/
+known-signers.json): a program of the same name signed by another key is
+refused (exit 1). To accept the new signer for one run, give its public key
+(--smolvm-key=NEW.pub); for good, run `smolvm pack trust forget NAME`.
 After a start with a trusted key, older versions of the same name and signer
 are refused (remembered in $XDG_STATE_HOME/smolvm/min-versions.json, default
 ~/.local/state/smolvm; remove it to allow them again).
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
         ssh_agent: f.ssh_agent,
         share_cwd: f.share_cwd,
         consent_file: consent::default_consent_file(),
+        known_signers: default_known_signers_file(),
         ask_consent: consent::ask_on_tty,
         min_version: f.min_version,
         version_state: default_state_file(),
@@ -193,12 +199,26 @@ fn show_info(exe: std::fs::File, trusted: &[smolvm_signing::PublicKey], f: &Stub
         .cloned()
         .map_err(|e| exit::chain(e).to_string());
     let effective = f.settings.apply(&art.manifest.config);
+    let pinned = match pinned_signer(&art.manifest.name) {
+        Ok(p) => p,
+        Err(e) => return fail_with(&e),
+    };
     print!(
         "{}",
-        inspect::render_human_with(&art, &shown, &effective, &f.settings.volumes)
+        inspect::render_human_with(&art, &shown, &effective, &f.settings.volumes, pinned)
     );
     match sig {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => ExitCode::from(exit::exit_code(&e)),
     }
+}
+
+/// The first signer remembered here for `name` (trust on first use).
+fn pinned_signer(
+    name: &str,
+) -> Result<Option<smolvm_signing::KeyId>, smolvm_runtime::state_file::StateError> {
+    let Some(path) = default_known_signers_file() else {
+        return Ok(None);
+    };
+    Ok(KnownSigners::load(&path)?.pinned(name))
 }

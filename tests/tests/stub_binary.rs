@@ -285,6 +285,99 @@ fn stub_remembers_the_version_of_a_trusted_start_per_signer_and_name() {
     expect(&m.run(&old, &[]), 0, &[]);
 }
 
+/// Trust on first use (issue 21, checklist 23): without trusted keys the
+/// first start of a name remembers its signer; another signer's artifact of
+/// that name is refused (exit 1, naming both key ids and both ways to
+/// accept it) until `--smolvm-key` (one run) or `pack trust forget` (for
+/// good); `--smolvm-info` and `pack inspect` show the pin; with trusted
+/// keys nothing is pinned.
+#[test]
+fn stub_remembers_the_first_signer_of_a_name() {
+    let Some(m) = Machine::new() else { return };
+    let mine = m.pack("notes", "1.0.0", "test");
+    let theirs = m.pack("notes", "1.0.0", "other");
+    let id = |k: &str| {
+        smolvm_signing::PublicKey::read_file(&m.pubkey(k))
+            .unwrap()
+            .key_id()
+            .to_string()
+    };
+    let (mine_id, their_id) = (id("test"), id("other"));
+    let known = m.path("state/smolvm/known-signers.json");
+    let smolvm_here = || {
+        let mut c = smolvm_tests::smolvm();
+        c.env("HOME", m.path("home"))
+            .env("XDG_STATE_HOME", m.path("state"));
+        c
+    };
+    expect(&m.run(&mine, &[]), 0, &[]);
+    let text = std::fs::read_to_string(&known).unwrap();
+    assert!(
+        text.contains(&format!("\"notes\": \"{mine_id}\"")),
+        "{text}"
+    );
+    expect(
+        &m.run(&theirs, &[]),
+        1,
+        &[
+            &format!("notes is signed by key {their_id}"),
+            &format!("first started here signed by key {mine_id}"),
+            "--smolvm-key=NEW.pub",
+            "smolvm pack trust forget notes",
+        ],
+    );
+    let info = m.run(&theirs, &["--smolvm-info"]);
+    let shown = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        shown.contains(&format!("first seen  key {mine_id}"))
+            && shown.contains("NOT this artifact's signer"),
+        "{shown}"
+    );
+    let out = smolvm_here()
+        .args(["pack", "inspect"])
+        .arg(&mine)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("the first signer of notes started here: this artifact's signer"),
+        "{shown}"
+    );
+    // For one run: the new signer's key. The pin stays.
+    expect(&m.run(&theirs, &[&m.key_flag("other")]), 0, &[]);
+    expect(&m.run(&theirs, &[]), 1, &[&their_id]);
+    expect(&m.run(&mine, &[]), 0, &[]);
+    // For good: forget, and the next start pins the new signer.
+    let out = smolvm_here()
+        .args(["pack", "trust", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("notes  {mine_id}\n")
+    );
+    smolvm_here()
+        .args(["pack", "trust", "forget", "notes"])
+        .assert()
+        .success();
+    smolvm_here()
+        .args(["pack", "trust", "forget", "notes"])
+        .assert()
+        .code(2);
+    expect(&m.run(&theirs, &[]), 0, &[]);
+    expect(
+        &m.run(&mine, &[]),
+        1,
+        &[&format!("signed by key {their_id}")],
+    );
+    // With trusted keys, the keys decide and nothing is pinned.
+    m.trust(&["test"]);
+    let tool = m.pack("tool", "1.0.0", "test");
+    expect(&m.run(&tool, &[]), 0, &[]);
+    expect(&m.run(&mine, &[]), 0, &[]);
+    assert!(!std::fs::read_to_string(&known).unwrap().contains("tool"));
+}
+
 /// Exit codes: 2 for usage and I/O errors, 1 when verification fails; one
 /// line each, the cause printed once.
 #[test]
