@@ -164,8 +164,8 @@ enum Pack {
         #[arg(long)]
         allow_no_landlock: bool,
         /// Start the machine's persistent storage (its guest-only `volumes`,
-        /// one disk per machine name in ~/.local/share/smolvm/storage) over,
-        /// empty.
+        /// one disk per signer and machine name in
+        /// ~/.local/share/smolvm/storage/KEYID) over, empty.
         #[arg(long)]
         reset_storage: bool,
         /// Stop the machine after SECONDS (2.5 is fine): the

@@ -263,10 +263,14 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     let disks = crate::disk::Disks::prepare(
         &config,
         name,
+        key_id,
         cache.root(),
         crate::disk::default_storage_dir,
         opts.reset_storage,
     )?;
+    if let Some(note) = disks.migration.as_ref().and_then(|m| m.note(name)) {
+        eprintln!("{note}");
+    }
     trace.mark("disks ready");
 
     let net = if policy.net {

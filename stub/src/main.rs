@@ -44,9 +44,9 @@ is dropped, so `./tool -- --smolvm-x` gives the workload `--smolvm-x`):
   --smolvm-share-cwd     share your current directory with a machine that asks for
                          it (packed with share_cwd = true), without being asked
   --smolvm-reset-storage start the machine's persistent storage over, empty (the
-                         guest-only volumes it keeps, one disk per machine name,
-                         in $XDG_DATA_HOME/smolvm/storage, default
-                         ~/.local/share/smolvm/storage)
+                         guest-only volumes it keeps, one disk per signer and
+                         machine name, in $XDG_DATA_HOME/smolvm/storage/KEYID,
+                         default ~/.local/share/smolvm/storage/KEYID)
   --smolvm-allow-no-landlock
                          serve your shares (volumes, the current directory) even on a
                          kernel without Landlock (Linux < 5.13 or Landlock disabled),

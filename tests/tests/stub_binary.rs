@@ -378,6 +378,59 @@ fn stub_remembers_the_first_signer_of_a_name() {
     assert!(!std::fs::read_to_string(&known).unwrap().contains("tool"));
 }
 
+/// State belongs to a signer (issue 21, checklist 23): a dry run prepares
+/// the storage disk at `storage/<key id>/NAME.ext4`; another signer's
+/// artifact of that name gets its own; a disk from before
+/// (`storage/NAME.ext4`) moves to the first signer that starts the name,
+/// and is left alone (one note line) when another signer has one.
+#[test]
+fn stub_keeps_storage_per_signer_and_moves_an_old_disk() {
+    let Some(m) = Machine::new() else { return };
+    let smolfile = "volumes = [\"/state\"]\nstorage = 1\n";
+    let mine = m.pack_with("notes", "1.0.0", "test", smolfile);
+    let theirs = m.pack_with("notes", "1.0.0", "other", smolfile);
+    let id = |k: &str| {
+        smolvm_signing::PublicKey::read_file(&m.pubkey(k))
+            .unwrap()
+            .key_id()
+            .to_string()
+    };
+    let storage = m.path("data/smolvm/storage");
+    let own = storage.join(format!("{}/notes.ext4", id("test")));
+    let legacy = storage.join("notes.ext4");
+    expect(&m.run(&mine, &[]), 0, &[]);
+    assert!(own.is_file(), "no {}", own.display());
+    // The disk as an older runtime left it: moved back on the next start,
+    // the same file (a mark in it survives).
+    std::fs::rename(&own, &legacy).unwrap();
+    std::fs::remove_dir(own.parent().unwrap()).unwrap();
+    let marked = std::fs::metadata(&legacy).unwrap();
+    let err = expect(&m.run(&mine, &[]), 0, &[]);
+    assert!(
+        err.contains("note: the storage of notes moved from"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!legacy.exists());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&own).unwrap().ino(), marked.ino());
+    // Another signer of "notes" (trusted for the run): its own disk.
+    expect(&m.run(&theirs, &[&m.key_flag("other")]), 0, &[]);
+    assert!(storage
+        .join(format!("{}/notes.ext4", id("other")))
+        .is_file());
+    // An old disk while another signer has one: left alone, one note.
+    std::fs::copy(&own, &legacy).unwrap();
+    std::fs::remove_file(&own).unwrap();
+    let err = expect(&m.run(&mine, &[]), 0, &[]);
+    assert!(
+        err.contains("is left alone") && err.contains(&id("other")),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(legacy.is_file() && own.is_file());
+}
+
 /// Exit codes: 2 for usage and I/O errors, 1 when verification fails; one
 /// line each, the cause printed once.
 #[test]
