@@ -119,7 +119,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("x.json") && e.ends_with("remove it"), "{e}");
-        std::fs::write(&path, vec![b' '; (MAX_STATE_LEN + 1) as usize]).unwrap();
+        std::fs::write(
+            &path,
+            vec![b' '; usize::try_from(MAX_STATE_LEN + 1).unwrap()],
+        )
+        .unwrap();
         let e = load::<BTreeMap<String, String>>(&path, "x", "fix").unwrap_err();
         assert!(e.to_string().contains("larger than"), "{e}");
     }
