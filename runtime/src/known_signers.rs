@@ -86,8 +86,13 @@ impl KnownSigners {
         self.pins.iter().map(|(n, k)| (n.as_str(), *k))
     }
 
-    /// Pins `signer` for `name` (when none is) and writes the file.
+    /// Pins `signer` for `name` (when none is) and writes the file. The
+    /// file is read again first: a pin another start wrote since [`load`]
+    /// is kept, and wins over this one.
+    ///
+    /// [`load`]: KnownSigners::load
     pub fn remember(&mut self, name: &str, signer: KeyId) -> Result<(), StateError> {
+        self.pins = KnownSigners::load(&self.path)?.pins;
         if self.pins.contains_key(name) {
             return Ok(());
         }

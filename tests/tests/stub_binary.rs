@@ -343,6 +343,13 @@ fn stub_remembers_the_first_signer_of_a_name() {
         shown.contains("the first signer of notes started here: this artifact's signer"),
         "{shown}"
     );
+    let out = smolvm_here()
+        .args(["pack", "inspect", "--json"])
+        .arg(&theirs)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["first_signer"]["key_id"], mine_id.as_str(), "{v}");
     // For one run: the new signer's key. The pin stays.
     expect(&m.run(&theirs, &[&m.key_flag("other")]), 0, &[]);
     expect(&m.run(&theirs, &[]), 1, &[&their_id]);
