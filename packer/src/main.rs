@@ -23,6 +23,7 @@ use smolvm_packer::image::registry::RegistryOptions;
 use smolvm_packer::remote::{remote_reference, RemoteArtifact, RemoteOptions};
 use smolvm_runtime::exit::{self, ExitStatus};
 use smolvm_runtime::inspect;
+use smolvm_runtime::known_signers;
 use smolvm_runtime::trust::{
     default_key_dirs, default_state_file, env_key_files, resolve_trusted, version_at_least,
 };
@@ -151,14 +152,20 @@ enum Pack {
         /// asks for it (`[auth] ssh_agent`); keys never enter the guest.
         #[arg(long)]
         ssh_agent: bool,
+        /// Share your current directory with a machine packed with
+        /// `share_cwd = true` (at /cwd, read-write) without being asked.
+        /// Without it (or SMOLVM_SHARE_CWD=1) you are asked on the terminal,
+        /// and with no terminal the machine does not start (exit 2).
+        #[arg(long)]
+        share_cwd: bool,
         /// Serve shares (volumes, the current directory) even on a kernel
         /// without Landlock, where the VMM could reach every file you can
         /// (machines without shares start there anyway).
         #[arg(long)]
         allow_no_landlock: bool,
         /// Start the machine's persistent storage (its guest-only `volumes`,
-        /// one disk per machine name in ~/.local/share/smolvm/storage) over,
-        /// empty.
+        /// one disk per signer and machine name in
+        /// ~/.local/share/smolvm/storage/KEYID) over, empty.
         #[arg(long)]
         reset_storage: bool,
         /// Stop the machine after SECONDS (2.5 is fine): the
@@ -223,6 +230,20 @@ enum Pack {
     /// What the per-user cache holds (kernels, root images, registry blobs).
     #[command(subcommand)]
     Cache(CacheCmd),
+    /// The signers remembered on first use (trust on first use).
+    ///
+    /// With no trusted keys configured, the first start of each name
+    /// remembers its signer's key id ($XDG_STATE_HOME/smolvm/known-signers.json,
+    /// default ~/.local/state/smolvm); an artifact of that name signed by
+    /// another key is refused (exit 1). To accept a new signer for one run,
+    /// give its public key (--smolvm-key=NEW.pub, pack run --key NEW.pub);
+    /// for good, forget the old one here.
+    ///
+    /// Example:
+    ///   smolvm pack trust list
+    ///   smolvm pack trust forget notes
+    #[command(subcommand, verbatim_doc_comment)]
+    Trust(TrustCmd),
     /// Remove cache entries no running machine holds.
     ///
     /// The cache ($SMOLVM_CACHE_DIR, else $XDG_CACHE_HOME/smolvm, else
@@ -284,6 +305,18 @@ enum Pack {
         /// Allow plain HTTP to a registry not on this machine.
         #[arg(long)]
         insecure: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrustCmd {
+    /// List each name and the key id of its first signer.
+    List,
+    /// Forget the remembered signer of NAME: its next start (without
+    /// trusted keys) remembers the signer that artifact carries.
+    Forget {
+        /// The artifact name, as `pack inspect` shows it.
+        name: String,
     },
 }
 
@@ -419,13 +452,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let src = open(&file)?;
             let art = Artifact::parse(&src).map_err(|e| format_failure(&file, e))?;
             let sig = check_signature(&art, &[]).map_err(|e| exit::chain(&e).to_string());
+            let pinned = pinned_signer(&art.manifest.name)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&inspect::render_json(&art, &sig)).expect("json")
-                );
+                let mut v = inspect::render_json(&art, &sig);
+                add_pin_json(&mut v, pinned);
+                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
             } else {
-                print!("{}", inspect::render_human(&art, &sig));
+                print!(
+                    "{}",
+                    inspect::render_human_with(&art, &sig, &art.manifest.config, &[], pinned)
+                );
             }
             Ok(0)
         }
@@ -448,6 +484,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             insecure,
         }) => pull(&reference, &output, &keys, insecure),
         Top::Pack(Pack::Cache(CacheCmd::Ls)) => cache_ls(),
+        Top::Pack(Pack::Trust(cmd)) => trust(cmd),
         Top::Pack(Pack::Prune {
             keep_last,
             older_than,
@@ -468,6 +505,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             dry_run,
             publish,
             ssh_agent,
+            share_cwd,
             allow_no_landlock,
             reset_storage,
             timeout,
@@ -494,6 +532,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     timeout,
                     publish,
                     ssh_agent,
+                    share_cwd,
+                    consent_file: smolvm_runtime::consent::default_consent_file(),
+                    known_signers: smolvm_runtime::known_signers::default_known_signers_file(),
+                    ask_consent: smolvm_runtime::consent::ask_on_tty,
                     min_version,
                     version_state: default_state_file(),
                     reset_storage,
@@ -777,8 +819,10 @@ fn inspect_remote(r: &RegistryRef, json: bool, insecure: bool) -> Result<u8, Fai
     let remote = RemoteArtifact::open(&conn, r).map_err(anyhow::Error::from)?;
     let art = Artifact::parse(&remote).map_err(|e| anyhow::Error::new(e).context(r.to_string()))?;
     let sig = check_signature(&art, &[]).map_err(|e| exit::chain(&e).to_string());
+    let pinned = pinned_signer(&art.manifest.name)?;
     if json {
         let mut v = inspect::render_json(&art, &sig);
+        add_pin_json(&mut v, pinned);
         if let Some(o) = v.as_object_mut() {
             o.insert(
                 "registry".into(),
@@ -793,7 +837,10 @@ fn inspect_remote(r: &RegistryRef, json: bool, insecure: bool) -> Result<u8, Fai
         }
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
-        print!("{}", inspect::render_human(&art, &sig));
+        print!(
+            "{}",
+            inspect::render_human_with(&art, &sig, &art.manifest.config, &[], pinned)
+        );
         println!(
             "registry:  {r} ({}), manifest {}, blob {}; {} bytes of it read",
             remote.form.describe(),
@@ -808,6 +855,58 @@ fn inspect_remote(r: &RegistryRef, json: bool, insecure: bool) -> Result<u8, Fai
 fn open_cache() -> Result<smolvm_runtime::cache::Cache, Failure> {
     let dir = smolvm_runtime::cache::default_cache_dir().map_err(anyhow::Error::from)?;
     Ok(smolvm_runtime::cache::Cache::open(dir).map_err(anyhow::Error::from)?)
+}
+
+/// The first signer remembered on this machine for `name` (trust on first
+/// use; smolvm_runtime::known_signers).
+fn pinned_signer(name: &str) -> Result<Option<smolvm_signing::KeyId>, Failure> {
+    let Some(path) = known_signers::default_known_signers_file() else {
+        return Ok(None);
+    };
+    Ok(known_signers::KnownSigners::load(&path)
+        .map_err(anyhow::Error::from)?
+        .pinned(name))
+}
+
+/// `first_signer` in `pack inspect --json`, when a pin exists.
+fn add_pin_json(v: &mut serde_json::Value, pinned: Option<smolvm_signing::KeyId>) {
+    if let (Some(pin), Some(o)) = (pinned, v.as_object_mut()) {
+        o.insert(
+            "first_signer".into(),
+            serde_json::json!({ "key_id": pin.to_string() }),
+        );
+    }
+}
+
+/// `pack trust list` / `pack trust forget NAME`.
+fn trust(cmd: TrustCmd) -> Result<u8, Failure> {
+    let path = known_signers::default_known_signers_file().ok_or_else(|| {
+        anyhow::Error::new(exit::UsageError(
+            "no state directory: set XDG_STATE_HOME or HOME".into(),
+        ))
+    })?;
+    let mut known = known_signers::KnownSigners::load(&path).map_err(anyhow::Error::from)?;
+    match cmd {
+        TrustCmd::List => {
+            for (name, key_id) in known.list() {
+                println!("{name}  {key_id}");
+            }
+            Ok(0)
+        }
+        TrustCmd::Forget { name } => match known.forget(&name).map_err(anyhow::Error::from)? {
+            Some(old) => {
+                eprintln!(
+                    "forgot key {old} as the signer of {name}; its next start (without trusted keys) remembers the signer it carries"
+                );
+                Ok(0)
+            }
+            None => Err(anyhow::Error::new(exit::UsageError(format!(
+                "no signer is remembered for {name:?} in {} (`smolvm pack trust list` shows them)",
+                path.display()
+            )))
+            .into()),
+        },
+    }
 }
 
 fn cache_ls() -> Result<u8, Failure> {

@@ -52,6 +52,8 @@ fn known(e: &(dyn Error + 'static)) -> Option<u8> {
         TrustError,
         CacheError,
         crate::disk::DiskError,
+        crate::consent::ConsentError,
+        crate::state_file::StateError,
         SpecError,
         FormatError,
         SigningError,

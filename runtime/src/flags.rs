@@ -40,6 +40,9 @@ pub struct StubFlags {
     pub timeout: Option<Duration>,
     pub publish: Vec<String>,
     pub ssh_agent: bool,
+    /// Share the current directory with a machine that asks for it
+    /// (`--smolvm-share-cwd`; crate::consent).
+    pub share_cwd: bool,
     pub reset_storage: bool,
     pub dry_run: bool,
     /// Serve host shares without Landlock on a kernel that lacks it
@@ -107,6 +110,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             b"ssh-agent" => {
                 switch()?;
                 f.ssh_agent = true;
+            }
+            b"share-cwd" => {
+                switch()?;
+                f.share_cwd = true;
             }
             b"reset-storage" => {
                 switch()?;
@@ -229,6 +236,7 @@ mod tests {
             "--smolvm-env=A=1",
             "--smolvm-min-version=1.2.0",
             "--smolvm-allow-no-landlock",
+            "--smolvm-share-cwd",
         ]);
         assert_eq!(f.keys, [PathBuf::from("a.pub"), PathBuf::from("b.pub")]);
         assert_eq!(f.timeout, Some(Duration::from_millis(2500)));
@@ -236,6 +244,8 @@ mod tests {
         assert_eq!(f.settings.env, ["A=1"]);
         assert_eq!(f.min_version.as_deref(), Some("1.2.0"));
         assert!(f.allow_no_landlock);
+        assert!(f.share_cwd);
+        assert!(err(&["--smolvm-share-cwd=yes"]).contains("takes no value"));
     }
 
     #[test]

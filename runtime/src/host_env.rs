@@ -18,6 +18,13 @@ pub struct HostEnv {
     pub ssh_auth_sock: Option<OsString>,
     /// `SMOLVM_SSH_AGENT=1`: like `--smolvm-ssh-agent`.
     pub ssh_agent: bool,
+    /// `SMOLVM_SHARE_CWD=1`: like `--smolvm-share-cwd` (crate::consent).
+    pub share_cwd: bool,
+    /// Stdin and stderr are terminals: the person can be asked
+    /// (crate::consent) on `/dev/tty`.
+    pub terminal: bool,
+    /// `HOME`, when absolute: consent to share it is never remembered.
+    pub home: Option<PathBuf>,
     /// `SMOLVM_NET_LOG`: 1 prints each connection the policy refuses, 2 also
     /// each one it lets through.
     pub net_log: u8,
@@ -49,6 +56,14 @@ impl HostEnv {
             term: std::env::var_os("TERM"),
             ssh_auth_sock: std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()),
             ssh_agent: is_one("SMOLVM_SSH_AGENT"),
+            share_cwd: is_one("SMOLVM_SHARE_CWD"),
+            terminal: {
+                use std::io::IsTerminal;
+                std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+            },
+            home: std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|h| h.is_absolute()),
             net_log: std::env::var("SMOLVM_NET_LOG")
                 .ok()
                 .and_then(|v| v.parse().ok())

@@ -87,18 +87,20 @@ pub fn render_human<R: ReadAt + ?Sized>(
     art: &Artifact<'_, R>,
     sig: &Result<SignatureState, String>,
 ) -> String {
-    render_human_with(art, sig, &art.manifest.config, &[])
+    render_human_with(art, sig, &art.manifest.config, &[], None)
 }
 
 /// [`render_human`] with the config a start would use (`config`: the
 /// manifest's with run-time settings applied, values marked
 /// [`crate::settings::RUN_TIME`]) and the run-time volumes: what
-/// `--smolvm-info` shows.
+/// `--smolvm-info` shows; `pinned`: the first signer remembered here for
+/// this name (crate::known_signers), shown when there is one.
 pub fn render_human_with<R: ReadAt + ?Sized>(
     art: &Artifact<'_, R>,
     sig: &Result<SignatureState, String>,
     config: &smolvm_format::MachineConfig,
     volumes: &[crate::settings::Volume],
+    pinned: Option<smolvm_signing::KeyId>,
 ) -> String {
     let m = &art.manifest;
     let mut o = String::new();
@@ -126,6 +128,14 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
     );
     let _ = writeln!(o, "  created     {} ({})", created(m.created), m.created);
     let _ = writeln!(o, "  signature   {}", signature_line(sig));
+    if let Some(pin) = pinned {
+        let signer = sig.as_ref().ok().and_then(SignatureState::key_id);
+        let _ = writeln!(
+            o,
+            "  first seen  {}",
+            crate::known_signers::describe(&escape_untrusted(&m.name), pin, signer)
+        );
+    }
     let _ = writeln!(
         o,
         "sections (hashes not checked here; `smolvm pack verify` checks them)"
@@ -217,7 +227,7 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
     if c.share_cwd {
         let _ = writeln!(
             o,
-            "  share_cwd   on: your current directory at {} (read-write), the workload starts there",
+            "  share_cwd   asks for your current directory, at {} (read-write, the workload starts there), shared only with your consent (--smolvm-share-cwd, or your answer on a terminal)",
             crate::settings::CWD_GUEST_PATH
         );
     }

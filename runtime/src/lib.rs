@@ -2,6 +2,7 @@
 //! "the guest runs", shared by the stub executable and `smolvm pack run`.
 
 pub mod cache;
+pub mod consent;
 pub mod control;
 pub mod dirs;
 pub mod disk;
@@ -12,6 +13,7 @@ pub mod host_env;
 pub mod inspect;
 #[cfg(feature = "vmm")]
 pub mod kernel_map;
+pub mod known_signers;
 #[cfg(feature = "vmm")]
 pub mod launch;
 pub mod net;
@@ -22,6 +24,7 @@ pub mod sandbox;
 pub mod seal;
 pub mod settings;
 pub mod spec;
+pub mod state_file;
 pub mod trace;
 pub mod trust;
 pub mod verify;

@@ -60,6 +60,9 @@ pub enum RunError {
     /// The overlay or storage disk (crate::disk).
     #[error(transparent)]
     Disk(#[from] crate::disk::DiskError),
+    /// The current directory a machine asks for, not shared (crate::consent).
+    #[error(transparent)]
+    Consent(#[from] crate::consent::ConsentError),
     /// A run-time setting that cannot be applied (the current directory a
     /// machine shares is gone, two volumes at one guest path).
     #[error("{0}")]
@@ -95,6 +98,19 @@ pub struct RunOptions {
     /// `SMOLVM_SSH_AGENT=1`, `pack run --ssh-agent`); it happens only if the
     /// machine also asks for it (`[auth] ssh_agent = true`).
     pub ssh_agent: bool,
+    /// The person shares the current directory with a machine that asks for
+    /// it (`--smolvm-share-cwd`, `pack run --share-cwd`; `SMOLVM_SHARE_CWD=1`
+    /// is `host.share_cwd`). Without it they are asked (crate::consent).
+    pub share_cwd: bool,
+    /// Where "always share this directory" answers are remembered and
+    /// looked up (`None`: neither; crate::consent).
+    pub consent_file: Option<PathBuf>,
+    /// Puts the consent question to the person: [`crate::consent::ask_on_tty`]
+    /// (called only when `host.terminal`).
+    pub ask_consent: crate::consent::AskFn,
+    /// Where the first signer of each name is remembered and checked when
+    /// no trusted keys are configured (`None`: neither; crate::known_signers).
+    pub known_signers: Option<PathBuf>,
     /// Refuse versions older than this (`--smolvm-min-version`, `pack run --min-version`).
     pub min_version: Option<String>,
     /// Where the highest version started with a trusted key is remembered
@@ -182,15 +198,25 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         // Fail closed: nothing vouches for the hashes of an unsigned artifact.
         return Err(VerifyError::Unsigned.into());
     }
+    let key_id = state
+        .key_id()
+        .expect("an unsigned artifact was refused above");
     trace.mark("signature verified");
     let (name, version) = (&art.manifest.name, &art.manifest.version);
+    let mut first_signer = check_first_signer(name, &state, opts)?;
     let mut remembered = check_rollback(name, version, &state, opts)?;
 
     // The person's settings over the artifact's, and what they make.
     let config = opts.settings.apply(&art.manifest.config);
+    // The artifact only asks for the current directory; the person decides.
+    let cwd = if config.share_cwd {
+        Some(consent_to_cwd(name, key_id, opts)?)
+    } else {
+        None
+    };
     let volumes = opts
         .settings
-        .volumes_for(&config, opts.host.cwd.as_deref())
+        .volumes_for(&config, cwd.as_ref().map(|c| c.dir.as_path()))
         .map_err(|e| RunError::Settings(e.0))?;
     let mut spec = build_spec(&config, &opts.args, opts.host.term.clone())?;
     spec.set_volumes(&volumes)?;
@@ -237,10 +263,14 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     let disks = crate::disk::Disks::prepare(
         &config,
         name,
+        key_id,
         cache.root(),
         crate::disk::default_storage_dir,
         opts.reset_storage,
     )?;
+    if let Some(note) = disks.migration.as_ref().and_then(|m| m.note(name)) {
+        eprintln!("{note}");
+    }
     trace.mark("disks ready");
 
     let net = if policy.net {
@@ -262,6 +292,17 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
             );
         }
     }
+    if let Some(c) = cwd {
+        c.remember(name, key_id);
+    }
+    if let Some(k) = first_signer.as_mut() {
+        if let Err(e) = k.remember(name, key_id) {
+            eprintln!(
+                "warning: the signer of {name} is not remembered: {}",
+                crate::exit::chain(&e)
+            );
+        }
+    }
     Ok(Prepared {
         config,
         spec,
@@ -276,6 +317,35 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         allow_no_landlock: opts.allow_no_landlock,
         host: opts.host.clone(),
     })
+}
+
+/// Trust on first use (crate::known_signers): without trusted keys, a name
+/// started here before must carry the same signer. Returns the state to pin
+/// this signer in once the start is prepared, for a name seen first.
+fn check_first_signer(
+    name: &str,
+    state: &SignatureState,
+    opts: &RunOptions,
+) -> Result<Option<crate::known_signers::KnownSigners>, RunError> {
+    use crate::known_signers::{KnownSigners, PinCheck};
+    // A trusted start is the person's explicit choice: pins are neither
+    // checked nor changed (that is how one run accepts a new signer).
+    let (SignatureState::SelfConsistent { key_id }, Some(path)) = (state, &opts.known_signers)
+    else {
+        return Ok(None);
+    };
+    let known = KnownSigners::load(path).map_err(TrustError::from)?;
+    match known.check(name, *key_id) {
+        PinCheck::First => Ok(Some(known)),
+        PinCheck::Same => Ok(None),
+        PinCheck::Changed { pinned } => Err(TrustError::SignerChanged {
+            name: name.to_string(),
+            signer: *key_id,
+            pinned,
+            path: path.clone(),
+        }
+        .into()),
+    }
 }
 
 /// The minimum-version checks: `--smolvm-min-version`, and the highest
@@ -316,6 +386,72 @@ fn check_rollback(
         }
     }
     Ok(Some((s, *key_id)))
+}
+
+/// The person's consent to share the current directory, and what to
+/// remember once the start is prepared.
+struct CwdConsent {
+    /// Canonical.
+    dir: PathBuf,
+    /// Set when the answer was "always".
+    remember: Option<crate::consent::Consents>,
+}
+
+impl CwdConsent {
+    /// Remembers an "always" answer; a state that cannot be written means
+    /// the person is asked again next time.
+    fn remember(self, name: &str, key_id: smolvm_signing::KeyId) {
+        if let Some(mut consents) = self.remember {
+            if let Err(e) = consents.remember(key_id, name, &self.dir) {
+                eprintln!(
+                    "warning: sharing {} with {name} is not remembered: {}",
+                    self.dir.display(),
+                    crate::exit::chain(&e)
+                );
+            }
+        }
+    }
+}
+
+/// Decides whether the machine gets the current directory
+/// (crate::consent::decide): the flag or environment, a remembered answer,
+/// or the person's answer on the terminal; refused otherwise.
+fn consent_to_cwd(
+    name: &str,
+    key_id: smolvm_signing::KeyId,
+    opts: &RunOptions,
+) -> Result<CwdConsent, RunError> {
+    use crate::consent::{self, Consents, Grant, Question};
+    let dir = crate::settings::canonical_cwd(opts.host.cwd.as_deref())
+        .map_err(|e| RunError::Settings(e.0))?;
+    let home = opts
+        .host
+        .home
+        .as_deref()
+        .and_then(|h| std::fs::canonicalize(h).ok());
+    let question = Question {
+        dir: &dir,
+        name,
+        key_id,
+        can_remember: opts.consent_file.is_some() && consent::can_remember(&dir, home.as_deref()),
+    };
+    let given = opts.share_cwd || opts.host.share_cwd;
+    let consents = match (&opts.consent_file, given) {
+        (Some(path), false) => Some(Consents::load(path)?),
+        _ => None,
+    };
+    let remembered = consents
+        .as_ref()
+        .is_some_and(|c| c.allows(key_id, name, &dir));
+    let grant = consent::decide(&question, remembered, given, opts.host.terminal, &mut |q| {
+        (opts.ask_consent)(q)
+    })?;
+    let remember = if grant == Grant::Always {
+        consents
+    } else {
+        None
+    };
+    Ok(CwdConsent { dir, remember })
 }
 
 /// What this host must offer to run the machine: a network policy it can
@@ -455,6 +591,7 @@ impl crate::exit::ExitStatus for RunError {
             | RunError::Settings(_)
             | RunError::Io { .. } => USAGE_OR_IO,
             RunError::Disk(e) => e.exit_code(),
+            RunError::Consent(e) => e.exit_code(),
             #[cfg(feature = "vmm")]
             RunError::Launch(_) => USAGE_OR_IO,
         }

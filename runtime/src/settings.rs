@@ -245,11 +245,31 @@ pub fn parse_workdir(value: &str) -> Result<String, UsageError> {
     Ok(value.to_string())
 }
 
+/// The current directory (`cwd`, read at the edge), canonical: what a
+/// machine packed with `share_cwd` would be shared, and what the person is
+/// asked about.
+pub fn canonical_cwd(cwd: Option<&Path>) -> Result<PathBuf, UsageError> {
+    let dir = cwd.ok_or_else(|| {
+        usage(
+            "this machine shares the current directory, and it cannot be read (was it deleted?); cd to a directory and start again".into(),
+        )
+    })?;
+    std::fs::canonicalize(dir).map_err(|e| {
+        usage(format!(
+            "the current directory {}: {e}; this machine shares it",
+            dir.display()
+        ))
+    })
+}
+
 impl RunSettings {
     /// The volumes a start mounts: the current directory at
     /// [`CWD_GUEST_PATH`] when the machine shares it (`cwd` is the host's
     /// current directory), then the run-time ones. Two at one guest path,
     /// or more than [`MAX_VOLUMES`], are refused.
+    /// Every volume of a start: the current directory when the machine
+    /// shares it (the caller has the person's consent, crate::consent), then
+    /// the run-time volumes.
     pub fn volumes_for(
         &self,
         config: &MachineConfig,
@@ -257,19 +277,8 @@ impl RunSettings {
     ) -> Result<Vec<Volume>, UsageError> {
         let mut all = Vec::with_capacity(self.volumes.len() + 1);
         if config.share_cwd {
-            let dir = cwd.ok_or_else(|| {
-                usage(
-                    "this machine shares the current directory, and it cannot be read (was it deleted?); cd to a directory and start again".into(),
-                )
-            })?;
-            let host = std::fs::canonicalize(dir).map_err(|e| {
-                usage(format!(
-                    "the current directory {}: {e}; this machine shares it",
-                    dir.display()
-                ))
-            })?;
             all.push(Volume {
-                host,
+                host: canonical_cwd(cwd)?,
                 guest: CWD_GUEST_PATH.into(),
                 read_only: false,
             });

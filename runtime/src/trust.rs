@@ -47,6 +47,17 @@ pub enum TrustError {
     },
     #[error("version state {}: {fault}; remove the file to forget every remembered minimum version", path.display())]
     StateSyntax { path: PathBuf, fault: String },
+    /// Trust on first use (crate::known_signers): another signer for a name
+    /// first started here with a different key.
+    #[error("{name} is signed by key {signer}, but {name} first started here signed by key {pinned} (remembered in {}); refusing another signer for the same name. If you trust the new signer: for one run, give its public key with --smolvm-key=NEW.pub (smolvm pack run: --key NEW.pub); for good, run `smolvm pack trust forget {name}` and start it again", path.display())]
+    SignerChanged {
+        name: String,
+        signer: KeyId,
+        pinned: KeyId,
+        path: PathBuf,
+    },
+    #[error(transparent)]
+    KnownSigners(#[from] crate::state_file::StateError),
 }
 
 /// Where the trusted keys of a start came from.

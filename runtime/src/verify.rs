@@ -36,6 +36,18 @@ pub enum SignatureState {
     },
 }
 
+impl SignatureState {
+    /// The signer's key id (`None` when unsigned).
+    pub fn key_id(&self) -> Option<KeyId> {
+        match self {
+            SignatureState::Unsigned => None,
+            SignatureState::SelfConsistent { key_id } | SignatureState::Trusted { key_id } => {
+                Some(*key_id)
+            }
+        }
+    }
+}
+
 /// How much to check.
 pub struct VerifyOptions<'k> {
     /// Keys to trust. Empty: check the signature against the key the
@@ -115,6 +127,8 @@ impl crate::exit::ExitStatus for TrustError {
         use crate::exit::USAGE_OR_IO;
         match self {
             TrustError::Key(e) => e.exit_code(),
+            // The artifact is not the one this name was trusted as.
+            TrustError::SignerChanged { .. } => crate::exit::INVALID,
             _ => USAGE_OR_IO,
         }
     }

@@ -13,9 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use smolvm_format::{Artifact, FileSource};
+use smolvm_runtime::consent;
 use smolvm_runtime::exit::{self, USAGE_OR_IO};
 use smolvm_runtime::flags::{self, Command, StubFlags};
 use smolvm_runtime::host_env::HostEnv;
+use smolvm_runtime::known_signers::{default_known_signers_file, KnownSigners};
 use smolvm_runtime::trust::{default_key_dirs, default_state_file, env_key_files, resolve_trusted};
 use smolvm_runtime::{check_signature, inspect, run_artifact, RunOptions, Trace};
 
@@ -39,10 +41,12 @@ is dropped, so `./tool -- --smolvm-x` gives the workload `--smolvm-x`):
                          (repeatable; adds to the ports the machine declares)
   --smolvm-ssh-agent     let the workload use your SSH agent ($SSH_AUTH_SOCK), if
                          the machine asks for it; keys never enter the guest
+  --smolvm-share-cwd     share your current directory with a machine that asks for
+                         it (packed with share_cwd = true), without being asked
   --smolvm-reset-storage start the machine's persistent storage over, empty (the
-                         guest-only volumes it keeps, one disk per machine name,
-                         in $XDG_DATA_HOME/smolvm/storage, default
-                         ~/.local/share/smolvm/storage)
+                         guest-only volumes it keeps, one disk per signer and
+                         machine name, in $XDG_DATA_HOME/smolvm/storage/KEYID,
+                         default ~/.local/share/smolvm/storage/KEYID)
   --smolvm-allow-no-landlock
                          serve your shares (volumes, the current directory) even on a
                          kernel without Landlock (Linux < 5.13 or Landlock disabled),
@@ -68,15 +72,25 @@ Run-time settings (each wins over the machine's own; repeatable ones add up):
   --smolvm-memory=MIB    guest memory in MiB, 64 up to this host's memory
   --smolvm-workdir=DIR   the workload's working directory (absolute guest path)
 Precedence: these flags > the machine's Smolfile > its image > defaults;
---smolvm-info shows each value and where it came from. A machine packed with
-share_cwd = true sees your current directory at /cwd and starts there, so
-relative file arguments (./tool notes.txt) name your files; nothing else of
-this host is visible to it.
+--smolvm-info shows each value and where it came from.
+
+Your current directory: a machine packed with share_cwd = true asks for it
+(at /cwd, read-write, where the workload starts, so ./tool notes.txt names
+your file); nothing else of this host is visible to it. It is shared only
+with --smolvm-share-cwd or SMOLVM_SHARE_CWD=1, or when you answer the
+question asked on your terminal naming the directory, the tool and its
+signer: [y]es once, [a]lways for this directory (remembered per signer, name
+and directory in $XDG_STATE_HOME/smolvm/consent.json; never for your home
+directory or /), [N]o. With no terminal and no flag it does not start (exit 2).
 
 Trust: without --smolvm-key or SMOLVM_TRUSTED_KEYS, the *.pub keys in
 $XDG_CONFIG_HOME/smolvm/trusted-keys (default ~/.config/smolvm/trusted-keys)
 and /etc/smolvm/trusted-keys are required when either holds one; with no
-trusted key anywhere, the key the program carries is checked (integrity only).
+trusted key anywhere, the key the program carries is checked, and the first
+start of each name remembers that key (in $XDG_STATE_HOME/smolvm/
+known-signers.json): a program of the same name signed by another key is
+refused (exit 1). To accept the new signer for one run, give its public key
+(--smolvm-key=NEW.pub); for good, run `smolvm pack trust forget NAME`.
 After a start with a trusted key, older versions of the same name and signer
 are refused (remembered in $XDG_STATE_HOME/smolvm/min-versions.json, default
 ~/.local/state/smolvm; remove it to allow them again).
@@ -87,6 +101,7 @@ Environment:
                                     (default $XDG_CACHE_HOME/smolvm or ~/.cache/smolvm)
   SMOLVM_TRACE=1                    print start-up phase timings to stderr
   SMOLVM_SSH_AGENT=1                like --smolvm-ssh-agent
+  SMOLVM_SHARE_CWD=1                like --smolvm-share-cwd
   SMOLVM_NET_LOG=1                  print each connection the network policy refuses
                                     (2: also each one it lets through)
 ";
@@ -148,6 +163,10 @@ fn main() -> ExitCode {
         timeout: f.timeout,
         publish: f.publish,
         ssh_agent: f.ssh_agent,
+        share_cwd: f.share_cwd,
+        consent_file: consent::default_consent_file(),
+        known_signers: default_known_signers_file(),
+        ask_consent: consent::ask_on_tty,
         min_version: f.min_version,
         version_state: default_state_file(),
         reset_storage: f.reset_storage,
@@ -180,12 +199,26 @@ fn show_info(exe: std::fs::File, trusted: &[smolvm_signing::PublicKey], f: &Stub
         .cloned()
         .map_err(|e| exit::chain(e).to_string());
     let effective = f.settings.apply(&art.manifest.config);
+    let pinned = match pinned_signer(&art.manifest.name) {
+        Ok(p) => p,
+        Err(e) => return fail_with(&e),
+    };
     print!(
         "{}",
-        inspect::render_human_with(&art, &shown, &effective, &f.settings.volumes)
+        inspect::render_human_with(&art, &shown, &effective, &f.settings.volumes, pinned)
     );
     match sig {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => ExitCode::from(smolvm_runtime::exit_code(&e)),
     }
+}
+
+/// The first signer remembered here for `name` (trust on first use).
+fn pinned_signer(
+    name: &str,
+) -> Result<Option<smolvm_signing::KeyId>, smolvm_runtime::state_file::StateError> {
+    let Some(path) = default_known_signers_file() else {
+        return Ok(None);
+    };
+    Ok(KnownSigners::load(&path)?.pinned(name))
 }

@@ -827,7 +827,12 @@ impl HostUser {
         use std::os::unix::fs::PermissionsExt;
         match self.ids {
             None => {
-                c.env("SMOLVM_CACHE_DIR", self.cache_dir(cache));
+                // What a start remembers (the first signer of each name,
+                // runtime::known_signers) stays in the scratch directory too.
+                c.env("SMOLVM_CACHE_DIR", self.cache_dir(cache)).env(
+                    "XDG_STATE_HOME",
+                    self.scratch.join(format!("state-{}-{cache}", self.label)),
+                );
             }
             Some((uid, gid)) => {
                 let home = self.home(cache);
@@ -839,7 +844,8 @@ impl HostUser {
                     .env("USER", "user")
                     .env("LOGNAME", "user")
                     .env_remove("SMOLVM_CACHE_DIR")
-                    .env_remove("XDG_CACHE_HOME");
+                    .env_remove("XDG_CACHE_HOME")
+                    .env_remove("XDG_STATE_HOME");
             }
         }
     }

@@ -66,10 +66,15 @@ exit $rc
 "#;
 
 /// The tool case: a machine packed with `share_cwd = true` and
-/// `entrypoint = ["wc", "-l"]`, run from the directory holding the file.
+/// `entrypoint = ["wc", "-l"]`, run from the directory holding the file,
+/// with the person's consent (`--smolvm-share-cwd`).
 const TOOL: &str = r#"d=$HOME/proj; rm -rf "$d"; mkdir -p "$d"; printf 'one\ntwo\nthree\n' >"$d/notes.txt"
-cd "$d" && /work/tool notes.txt
+cd "$d" && /work/tool --smolvm-share-cwd notes.txt
 "#;
+
+/// The same without consent, and no terminal to ask on (the harness's
+/// stdin is /dev/null): refused before anything boots.
+const TOOL_NO_CONSENT: &str = r#"cd "$HOME/proj" && /work/tool notes.txt"#;
 
 /// What is outside the share stays outside: a secret beside the shared
 /// directory, reached by `..`, by a relative and an absolute symlink in the
@@ -79,7 +84,7 @@ secret=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 echo "$secret" >"$HOME/secret.txt"
 echo "$secret" >"$d/needle"
 ln -s ../secret.txt "$d/rel"; ln -s "$HOME/secret.txt" "$d/abs"
-cd "$d" && /work/shcwd 'echo "pwd=$(pwd)"
+cd "$d" && /work/shcwd --smolvm-share-cwd 'echo "pwd=$(pwd)"
 cat ../secret.txt rel abs 2>&1
 echo "root: $(ls / | tr "\n" " ")"
 echo "found in:"; for x in /*; do case $x in /proc|/sys|/dev) ;; *) grep -rlF -f /cwd/needle "$x" 2>/dev/null ;; esac; done; true'
@@ -110,6 +115,7 @@ both volume-rw sh -c @VOLUME_RW@
 both volume-ro sh -c @VOLUME_RO@
 both volume-missing ./vol --smolvm-volume=/nonexistent:/data true
 both tool sh -c @TOOL@
+both tool-no-consent sh -c @TOOL_NO_CONSENT@
 both outside sh -c @OUTSIDE@
 both many-files sh -c @MANY_FILES@
 both settings-packed ./settings @SETTINGS@
@@ -203,6 +209,7 @@ fn volumes_settings_and_init_commands_in_a_real_guest() {
             .replace("@VOLUME_RW@", &quote(VOLUME_RW))
             .replace("@VOLUME_RO@", &quote(VOLUME_RO))
             .replace("@TOOL@", &quote(TOOL))
+            .replace("@TOOL_NO_CONSENT@", &quote(TOOL_NO_CONSENT))
             .replace("@OUTSIDE@", &quote(OUTSIDE))
             .replace("@MANY_FILES@", &quote(MANY_FILES))
             .replace("@SETTINGS@", &quote(SETTINGS_GUEST)),
@@ -238,6 +245,13 @@ fn volumes_settings_and_init_commands_in_a_real_guest() {
         );
     });
     s.expect_both("tool", 0, "3 notes.txt\n");
+    s.check_both("tool-no-consent", |rc, t| {
+        assert_eq!(rc, 2, "{t}");
+        assert!(
+            t.contains("no terminal") && t.contains("--smolvm-share-cwd"),
+            "{t}"
+        );
+    });
     s.check_both("outside", |rc, t| {
         assert_eq!(rc, 0, "{t}");
         let mut lines = t.lines();

@@ -525,6 +525,7 @@ fn network_policy_is_shown_and_fails_closed() {
     let cache = f.path("cache");
     let a = smolvm()
         .env("SMOLVM_CACHE_DIR", &cache)
+        .env("XDG_STATE_HOME", f.path("state"))
         .env("SMOLVM_TEST_NO_SECCOMP_NOTIFY", "1")
         .args(["pack", "run", "--dry-run"])
         .arg(&out)
@@ -539,6 +540,7 @@ fn network_policy_is_shown_and_fails_closed() {
     assert!(!cache.exists(), "refused before touching the cache");
     let a = smolvm()
         .env("SMOLVM_CACHE_DIR", &cache)
+        .env("XDG_STATE_HOME", f.path("state"))
         .args(["pack", "run", "--dry-run", "-p", "8080:81"])
         .arg(&out)
         .assert()
@@ -550,6 +552,7 @@ fn network_policy_is_shown_and_fails_closed() {
     );
     let a = smolvm()
         .env("SMOLVM_CACHE_DIR", &cache)
+        .env("XDG_STATE_HOME", f.path("state"))
         .args(["pack", "run", "--dry-run", "-p", "99999:80"])
         .arg(&out)
         .assert()
@@ -557,6 +560,7 @@ fn network_policy_is_shown_and_fails_closed() {
     assert!(stderr(&a).contains("\"99999:80\""), "{}", stderr(&a));
     smolvm()
         .env("SMOLVM_CACHE_DIR", &cache)
+        .env("XDG_STATE_HOME", f.path("state"))
         .args(["pack", "run", "--dry-run", "-p", "9090:80"])
         .arg(&out)
         .assert()
@@ -568,6 +572,7 @@ fn network_policy_is_shown_and_fails_closed() {
         .success();
     smolvm()
         .env("SMOLVM_CACHE_DIR", &cache)
+        .env("XDG_STATE_HOME", f.path("state"))
         .env("SMOLVM_TEST_NO_SECCOMP_NOTIFY", "1")
         .args(["pack", "run", "--dry-run"])
         .arg(&out)
@@ -684,6 +689,7 @@ fn workloads_past_the_guests_limits_are_refused_at_pack_and_at_run_time() {
     let cache = f.path("cache");
     let a = smolvm()
         .env("SMOLVM_CACHE_DIR", &cache)
+        .env("XDG_STATE_HOME", f.path("state"))
         .args(["pack", "run", "--dry-run"])
         .arg(&out)
         .arg("--")
@@ -698,6 +704,7 @@ fn workloads_past_the_guests_limits_are_refused_at_pack_and_at_run_time() {
     assert!(!cache.exists(), "refused before touching the cache");
     smolvm()
         .env("SMOLVM_CACHE_DIR", &cache)
+        .env("XDG_STATE_HOME", f.path("state"))
         .args(["pack", "run", "--dry-run"])
         .arg(&out)
         .arg("--")

@@ -109,7 +109,11 @@ impl Inputs {
 
 fn inspect(file: &Path, json: bool) -> String {
     let mut cmd = smolvm();
-    cmd.args(["pack", "inspect"]).arg(file);
+    // `pack inspect` shows the signer this machine remembers for the name
+    // (runtime::known_signers): none in an empty state directory.
+    cmd.env("XDG_STATE_HOME", file.with_file_name("no-state"))
+        .args(["pack", "inspect"])
+        .arg(file);
     if json {
         cmd.arg("--json");
     }

@@ -7,10 +7,12 @@
 //! exit codes (issue 10). The kernel in those payloads is a fake that is
 //! checked and cached but never booted.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use smolvm_tests::{fake_kernel, layout_of, other_key, smolvm, test_key, write_key_files};
+use std::process::Command;
+
+use common::{code, err_text, expect, stub, Machine};
+use smolvm_tests::{fake_kernel, layout_of, test_key, write_key_files};
 
 /// The stub's size limit: 3 MiB (issues 7 and 11). It had grown to
 /// 3,424,696 bytes with issue 9's features and the zero-copy kernel; 0.85 MB
@@ -21,20 +23,6 @@ use smolvm_tests::{fake_kernel, layout_of, other_key, smolvm, test_key, write_ke
 /// 282 KB, imago (virtio-blk) 205 KB, std 200 KB, core 173 KB, zstd 154 KB,
 /// smolvm-runtime 111 KB.
 const MAX_STUB_BYTES: usize = 3 * 1024 * 1024;
-
-fn stub() -> Option<PathBuf> {
-    let path = smolvm_tests::stub_bin();
-    if path.exists() {
-        return Some(path);
-    }
-    let why = format!(
-        "{} missing (cargo build --release -p smolvm-stub)",
-        path.display()
-    );
-    assert!(std::env::var_os("SMOLVM_REQUIRE_BOOT").is_none(), "{why}");
-    eprintln!("SKIPPING: {why}");
-    None
-}
 
 #[test]
 fn stub_is_small_and_needs_only_glibc() {
@@ -143,152 +131,6 @@ fn needed_libraries(bytes: &[u8]) -> Vec<String> {
         .filter(|d| d.tag32(endian) == Some(object::elf::DT_NEEDED))
         .map(|d| String::from_utf8_lossy(d.string(endian, strings).unwrap()).into_owned())
         .collect()
-}
-
-/// A scratch directory standing in for a user's machine: keys, inputs,
-/// packed executables, and HOME, XDG_CONFIG_HOME, XDG_STATE_HOME and the
-/// cache all under it, so no test reads or writes the real user's files.
-struct Machine {
-    dir: tempfile::TempDir,
-    stub: PathBuf,
-}
-
-impl Machine {
-    /// `None` (the test skips) without the stub binary, or when the system
-    /// trusted-keys directory holds keys: they would be trusted beside the
-    /// ones each test sets up.
-    fn new() -> Option<Machine> {
-        let stub = stub()?;
-        let system = Path::new(smolvm_runtime::trust::SYSTEM_KEY_DIR);
-        let system_keys = std::fs::read_dir(system).map_or(0, |d| {
-            d.filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "pub"))
-            })
-            .count()
-        });
-        if system_keys > 0 {
-            eprintln!("SKIPPING: {} holds keys", system.display());
-            return None;
-        }
-        let m = Machine {
-            dir: tempfile::tempdir().unwrap(),
-            stub,
-        };
-        write_key_files(&m.path("keys"), "test", &test_key());
-        write_key_files(&m.path("keys"), "other", &other_key());
-        std::fs::write(m.path("vmlinux"), fake_kernel()).unwrap();
-        let root = m.path("root");
-        std::fs::create_dir_all(root.join("bin")).unwrap();
-        std::fs::write(root.join("bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
-        std::fs::create_dir_all(m.user_keys()).unwrap();
-        Some(m)
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// `keys/NAME.pub`, as a `--smolvm-key=` argument.
-    fn key_flag(&self, name: &str) -> String {
-        format!("--smolvm-key={}", self.pubkey(name).display())
-    }
-
-    fn pubkey(&self, name: &str) -> PathBuf {
-        self.path(&format!("keys/{name}.pub"))
-    }
-
-    /// The user's trusted-keys directory ($XDG_CONFIG_HOME/smolvm/trusted-keys).
-    fn user_keys(&self) -> PathBuf {
-        self.path("config/smolvm/trusted-keys")
-    }
-
-    /// Trusts exactly the keys `names` through the user's directory.
-    fn trust(&self, names: &[&str]) {
-        let dir = self.user_keys();
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for n in names {
-            std::fs::copy(self.pubkey(n), dir.join(format!("{n}.pub"))).unwrap();
-        }
-    }
-
-    /// The remembered minimum versions ($XDG_STATE_HOME/smolvm/min-versions.json).
-    fn state_file(&self) -> PathBuf {
-        self.path("state/smolvm/min-versions.json")
-    }
-
-    /// Packs `name` at `version`, signed with `keys/KEY.key`, as an executable.
-    fn pack(&self, name: &str, version: &str, key: &str) -> PathBuf {
-        let out = self.path(&format!("{name}-{version}-{key}"));
-        smolvm()
-            .args(["pack", "create", "--rootfs"])
-            .arg(self.path("root"))
-            .arg("--kernel")
-            .arg(self.path("vmlinux"))
-            .arg("--stub")
-            .arg(&self.stub)
-            .arg("--key")
-            .arg(self.path(&format!("keys/{key}.key")))
-            .args(["--name", name, "--artifact-version", version, "-o"])
-            .arg(&out)
-            .assert()
-            .success();
-        out
-    }
-
-    /// `exe --smolvm-dry-run ARGS` with this machine's environment.
-    fn run(&self, exe: &Path, args: &[&str]) -> Output {
-        self.run_with(exe, args, |_| {})
-    }
-
-    /// [`Machine::run`], with a change to the command first.
-    fn run_with(&self, exe: &Path, args: &[&str], change: impl Fn(&mut Command)) -> Output {
-        let mut cmd = Command::new(exe);
-        cmd.arg("--smolvm-dry-run")
-            .args(args)
-            .env("HOME", self.path("home"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("XDG_STATE_HOME", self.path("state"))
-            .env("SMOLVM_CACHE_DIR", self.path("cache"))
-            .env_remove("SMOLVM_TRUSTED_KEYS")
-            .env_remove("SMOLVM_DRY_RUN");
-        change(&mut cmd);
-        // Another test thread may fork while a file we exec is still open
-        // for writing in this process (ETXTBSY); that passes.
-        for _ in 0..50 {
-            match cmd.output() {
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => return r.unwrap(),
-            }
-        }
-        panic!("{}: text file busy", exe.display())
-    }
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
-}
-
-fn err_text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit code, and for failures one stderr line containing each
-/// of `needles`; returns stderr.
-#[track_caller]
-fn expect(out: &Output, want: i32, needles: &[&str]) -> String {
-    let err = err_text(out);
-    assert_eq!(code(out), want, "stderr: {err}");
-    if want != 0 {
-        assert_eq!(err.lines().count(), 1, "one line: {err}");
-    }
-    for n in needles {
-        assert!(err.contains(n), "{n:?} not in: {err}");
-    }
-    err
 }
 
 /// Whom the stub trusts, first match wins: keys given for this start
@@ -441,6 +283,159 @@ fn stub_remembers_the_version_of_a_trusted_start_per_signer_and_name() {
     // Removing the file forgets every floor.
     std::fs::remove_file(&state).unwrap();
     expect(&m.run(&old, &[]), 0, &[]);
+}
+
+/// Trust on first use (issue 21, checklist 23): without trusted keys the
+/// first start of a name remembers its signer; another signer's artifact of
+/// that name is refused (exit 1, naming both key ids and both ways to
+/// accept it) until `--smolvm-key` (one run) or `pack trust forget` (for
+/// good); `--smolvm-info` and `pack inspect` show the pin; with trusted
+/// keys nothing is pinned.
+#[test]
+fn stub_remembers_the_first_signer_of_a_name() {
+    let Some(m) = Machine::new() else { return };
+    let mine = m.pack("notes", "1.0.0", "test");
+    let theirs = m.pack("notes", "1.0.0", "other");
+    let id = |k: &str| {
+        smolvm_signing::PublicKey::read_file(&m.pubkey(k))
+            .unwrap()
+            .key_id()
+            .to_string()
+    };
+    let (mine_id, their_id) = (id("test"), id("other"));
+    let known = m.path("state/smolvm/known-signers.json");
+    let smolvm_here = || {
+        let mut c = smolvm_tests::smolvm();
+        c.env("HOME", m.path("home"))
+            .env("XDG_STATE_HOME", m.path("state"));
+        c
+    };
+    expect(&m.run(&mine, &[]), 0, &[]);
+    let text = std::fs::read_to_string(&known).unwrap();
+    assert!(
+        text.contains(&format!("\"notes\": \"{mine_id}\"")),
+        "{text}"
+    );
+    expect(
+        &m.run(&theirs, &[]),
+        1,
+        &[
+            &format!("notes is signed by key {their_id}"),
+            &format!("first started here signed by key {mine_id}"),
+            "--smolvm-key=NEW.pub",
+            "smolvm pack trust forget notes",
+        ],
+    );
+    let info = m.run(&theirs, &["--smolvm-info"]);
+    let shown = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        shown.contains(&format!("first seen  key {mine_id}"))
+            && shown.contains("NOT this artifact's signer"),
+        "{shown}"
+    );
+    let out = smolvm_here()
+        .args(["pack", "inspect"])
+        .arg(&mine)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("the first signer of notes started here: this artifact's signer"),
+        "{shown}"
+    );
+    let out = smolvm_here()
+        .args(["pack", "inspect", "--json"])
+        .arg(&theirs)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["first_signer"]["key_id"], mine_id.as_str(), "{v}");
+    // For one run: the new signer's key. The pin stays.
+    expect(&m.run(&theirs, &[&m.key_flag("other")]), 0, &[]);
+    expect(&m.run(&theirs, &[]), 1, &[&their_id]);
+    expect(&m.run(&mine, &[]), 0, &[]);
+    // For good: forget, and the next start pins the new signer.
+    let out = smolvm_here()
+        .args(["pack", "trust", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("notes  {mine_id}\n")
+    );
+    smolvm_here()
+        .args(["pack", "trust", "forget", "notes"])
+        .assert()
+        .success();
+    smolvm_here()
+        .args(["pack", "trust", "forget", "notes"])
+        .assert()
+        .code(2);
+    expect(&m.run(&theirs, &[]), 0, &[]);
+    expect(
+        &m.run(&mine, &[]),
+        1,
+        &[&format!("signed by key {their_id}")],
+    );
+    // With trusted keys, the keys decide and nothing is pinned.
+    m.trust(&["test"]);
+    let tool = m.pack("tool", "1.0.0", "test");
+    expect(&m.run(&tool, &[]), 0, &[]);
+    expect(&m.run(&mine, &[]), 0, &[]);
+    assert!(!std::fs::read_to_string(&known).unwrap().contains("tool"));
+}
+
+/// State belongs to a signer (issue 21, checklist 23): a dry run prepares
+/// the storage disk at `storage/<key id>/NAME.ext4`; another signer's
+/// artifact of that name gets its own; a disk from before
+/// (`storage/NAME.ext4`) moves to the first signer that starts the name,
+/// and is left alone (one note line) when another signer has one.
+#[test]
+fn stub_keeps_storage_per_signer_and_moves_an_old_disk() {
+    let Some(m) = Machine::new() else { return };
+    let smolfile = "volumes = [\"/state\"]\nstorage = 1\n";
+    let mine = m.pack_with("notes", "1.0.0", "test", smolfile);
+    let theirs = m.pack_with("notes", "1.0.0", "other", smolfile);
+    let id = |k: &str| {
+        smolvm_signing::PublicKey::read_file(&m.pubkey(k))
+            .unwrap()
+            .key_id()
+            .to_string()
+    };
+    let storage = m.path("data/smolvm/storage");
+    let own = storage.join(format!("{}/notes.ext4", id("test")));
+    let legacy = storage.join("notes.ext4");
+    expect(&m.run(&mine, &[]), 0, &[]);
+    assert!(own.is_file(), "no {}", own.display());
+    // The disk as an older runtime left it: moved back on the next start,
+    // the same file (a mark in it survives).
+    std::fs::rename(&own, &legacy).unwrap();
+    std::fs::remove_dir(own.parent().unwrap()).unwrap();
+    let marked = std::fs::metadata(&legacy).unwrap();
+    let err = expect(&m.run(&mine, &[]), 0, &[]);
+    assert!(
+        err.contains("note: the storage of notes moved from"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!legacy.exists());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&own).unwrap().ino(), marked.ino());
+    // Another signer of "notes" (trusted for the run): its own disk.
+    expect(&m.run(&theirs, &[&m.key_flag("other")]), 0, &[]);
+    assert!(storage
+        .join(format!("{}/notes.ext4", id("other")))
+        .is_file());
+    // An old disk while another signer has one: left alone, one note.
+    std::fs::copy(&own, &legacy).unwrap();
+    std::fs::remove_file(&own).unwrap();
+    let err = expect(&m.run(&mine, &[]), 0, &[]);
+    assert!(
+        err.contains("is left alone") && err.contains(&id("other")),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(legacy.is_file() && own.is_file());
 }
 
 /// Exit codes: 2 for usage and I/O errors, 1 when verification fails; one

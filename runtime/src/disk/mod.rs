@@ -6,9 +6,13 @@
 //!   however it ends.
 //! * the **storage disk**: the machine's persistent state, for each
 //!   `volumes` entry that names only a guest path (`volumes = ["/state"]`).
-//!   One sparse disk per artifact name,
-//!   `$XDG_DATA_HOME/smolvm/storage/NAME.ext4` (default
-//!   `~/.local/share/smolvm/storage`), of `storage = N` GiB or
+//!   One sparse disk per signer and artifact name,
+//!   `$XDG_DATA_HOME/smolvm/storage/<signer key id>/NAME.ext4` (default
+//!   `~/.local/share/smolvm/storage`): state belongs to a signer, so a
+//!   stranger's artifact that borrows a name never opens it
+//!   (SECURITY-CHECKLIST item 23; a disk from before, `storage/NAME.ext4`,
+//!   moves to the first signer that starts the name, [`migrate_legacy`]).
+//!   Of `storage = N` GiB or
 //!   [`DEFAULT_STORAGE_GIB`], kept across runs and new versions; every
 //!   volume is a directory on it (`volumes/<guest path>`) that the guest
 //!   init binds at its path. A run holds an exclusive `flock` on it: a
@@ -26,6 +30,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use smolvm_signing::KeyId;
 use thiserror::Error;
 
 /// The storage disk's size when the machine sets none. The file is sparse:
@@ -83,6 +88,103 @@ pub fn default_storage_dir() -> Result<PathBuf, DiskError> {
     crate::dirs::data()
         .map(|d| d.join("storage"))
         .ok_or(DiskError::NoDataDir)
+}
+
+/// The directory of one signer's storage disks: `dir/<key id>`.
+pub fn signer_storage_dir(dir: &Path, signer: KeyId) -> PathBuf {
+    dir.join(signer.to_string())
+}
+
+/// What became of a storage disk from before disks belonged to a signer
+/// (`storage/NAME.ext4`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Migration {
+    /// There is none, or this signer has its own disk already.
+    Nothing,
+    /// Moved to this signer's directory.
+    Moved { from: PathBuf, to: PathBuf },
+    /// Left where it is: another signer (`claimed_by`, a key id) has a
+    /// disk of this name, so whose it is cannot be told.
+    LeftAlone { legacy: PathBuf, claimed_by: String },
+}
+
+impl Migration {
+    /// The one line a start prints about it, if any.
+    pub fn note(&self, name: &str) -> Option<String> {
+        match self {
+            Migration::Nothing => None,
+            Migration::Moved { from, to } => Some(format!(
+                "note: the storage of {name} moved from {} to {} (storage now belongs to a signer)",
+                from.display(),
+                to.display()
+            )),
+            Migration::LeftAlone { legacy, claimed_by } => Some(format!(
+                "note: {} (storage of {name} from before storage belonged to a signer) is left alone, since key {claimed_by} also has storage for {name}; this start uses its signer's own disk (move the old one into the right key id's directory if it is that signer's)",
+                legacy.display()
+            )),
+        }
+    }
+}
+
+/// Moves `dir/NAME.ext4` (a regular file, never a link) to
+/// `dir/<signer>/NAME.ext4` when `signer` has no disk of that name yet and
+/// no other signer has one either. Linked into place without replacing,
+/// then unlinked: two first starts at once move it once.
+pub fn migrate_legacy(dir: &Path, signer: KeyId, name: &str) -> Result<Migration, DiskError> {
+    let file = format!("{name}.ext4");
+    let legacy = dir.join(&file);
+    match std::fs::symlink_metadata(&legacy) {
+        Ok(m) if m.file_type().is_file() => {}
+        Ok(_) => return Ok(Migration::Nothing),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Migration::Nothing),
+        Err(e) => return Err(io_at("looking at the old storage disk", &legacy)(e)),
+    }
+    let own = signer_storage_dir(dir, signer);
+    let target = own.join(&file);
+    if std::fs::symlink_metadata(&target).is_ok() {
+        return Ok(Migration::Nothing);
+    }
+    let own_name = signer.to_string();
+    for entry in std::fs::read_dir(dir).map_err(io_at("listing the storage directory", dir))? {
+        let entry = entry.map_err(io_at("listing the storage directory", dir))?;
+        let key = entry.file_name();
+        if key.to_str() == Some(own_name.as_str()) {
+            continue;
+        }
+        if std::fs::symlink_metadata(entry.path().join(&file)).is_ok() {
+            return Ok(Migration::LeftAlone {
+                legacy,
+                claimed_by: key.to_string_lossy().into_owned(),
+            });
+        }
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&own)
+        .map_err(io_at("creating the storage directory", &own))?;
+    match std::fs::hard_link(&legacy, &target) {
+        Ok(()) => {}
+        // Another start moved it (or made a disk) first.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::AlreadyExists | io::ErrorKind::NotFound
+            ) =>
+        {
+            return Ok(Migration::Nothing)
+        }
+        Err(e) => return Err(io_at("moving the old storage disk to", &target)(e)),
+    }
+    match std::fs::remove_file(&legacy) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_at("removing the moved storage disk", &legacy)(e)),
+    }
+    Ok(Migration::Moved {
+        from: legacy,
+        to: target,
+    })
 }
 
 /// The persistent volumes of a machine: its `volumes` entries that name
@@ -243,26 +345,33 @@ pub struct Disks {
     pub storage: Option<Storage>,
     /// Their guest paths.
     pub volumes: Vec<String>,
+    /// What became of an old disk of this name ([`migrate_legacy`]).
+    pub migration: Option<Migration>,
 }
 
 impl Disks {
     /// Checks the machine's volumes and sizes, then creates the overlay
     /// disk in `scratch` (the cache directory: on disk, unlike a tmpfs
     /// /tmp) and opens, locks and (with `reset`) empties the storage disk of
-    /// `name` in `storage_dir`.
+    /// `signer` and `name` in `storage_dir` (moving an old one there first,
+    /// [`migrate_legacy`]).
     pub fn prepare(
         config: &smolvm_format::MachineConfig,
         name: &str,
+        signer: KeyId,
         scratch: &Path,
         storage_dir: impl FnOnce() -> Result<PathBuf, DiskError>,
         reset: bool,
     ) -> Result<Disks, DiskError> {
         let volumes = persistent_volumes(&config.volumes)?;
+        let mut migration = None;
         let storage = if volumes.is_empty() {
             None
         } else {
+            let dir = storage_dir()?;
+            migration = Some(migrate_legacy(&dir, signer, name)?);
             Some(open_storage(
-                &storage_dir()?,
+                &signer_storage_dir(&dir, signer),
                 name,
                 config.storage_gib,
                 reset,
@@ -276,6 +385,7 @@ impl Disks {
             overlay,
             storage,
             volumes,
+            migration,
         })
     }
 
@@ -393,6 +503,121 @@ mod tests {
             std::fs::read(dir.path().join("demo.ext4")).unwrap(),
             b"precious"
         );
+    }
+
+    const A: KeyId = KeyId::from_bytes([0xa; 8]);
+    const B: KeyId = KeyId::from_bytes([0xb; 8]);
+
+    fn files_under(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().unwrap().is_dir() {
+                out.extend(
+                    files_under(&e.path())
+                        .into_iter()
+                        .map(|f| format!("{name}/{f}")),
+                );
+            } else {
+                out.push(name);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn storage_is_per_signer_and_an_old_disk_moves_to_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = smolvm_format::MachineConfig {
+            volumes: vec!["/state".into()],
+            storage_gib: Some(1),
+            ..Default::default()
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let prepare = |signer| {
+            Disks::prepare(
+                &config,
+                "notes",
+                signer,
+                scratch.path(),
+                || Ok(dir.path().to_path_buf()),
+                false,
+            )
+        };
+        let a = prepare(A).unwrap();
+        let path = a.storage.as_ref().unwrap().path.clone();
+        assert_eq!(path, dir.path().join("0a0a0a0a0a0a0a0a/notes.ext4"));
+        assert_eq!(a.migration, Some(Migration::Nothing));
+        drop(a);
+        // Another signer of the same name: its own, fresh disk.
+        let b = prepare(B).unwrap();
+        assert!(b.storage.as_ref().unwrap().fresh);
+        drop(b);
+        assert_eq!(
+            files_under(dir.path()),
+            ["0a0a0a0a0a0a0a0a/notes.ext4", "0b0b0b0b0b0b0b0b/notes.ext4"]
+        );
+    }
+
+    #[test]
+    fn an_old_disk_moves_only_when_no_other_signer_claimed_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join("notes.ext4");
+        std::fs::write(&legacy, b"old disk").unwrap();
+        // Moved to the first signer, with its bytes.
+        let m = migrate_legacy(dir.path(), A, "notes").unwrap();
+        let to = dir.path().join("0a0a0a0a0a0a0a0a/notes.ext4");
+        assert_eq!(
+            m,
+            Migration::Moved {
+                from: legacy.clone(),
+                to: to.clone()
+            }
+        );
+        assert!(m
+            .note("notes")
+            .unwrap()
+            .starts_with("note: the storage of notes moved"));
+        assert_eq!(std::fs::read(&to).unwrap(), b"old disk");
+        assert!(!legacy.exists());
+        assert_eq!(
+            migrate_legacy(dir.path(), A, "notes").unwrap(),
+            Migration::Nothing
+        );
+        // Another old disk of that name: B may not take it (A has one),
+        // and A keeps its own (the old one is left, quietly).
+        std::fs::write(&legacy, b"older").unwrap();
+        let m = migrate_legacy(dir.path(), B, "notes").unwrap();
+        assert_eq!(
+            m,
+            Migration::LeftAlone {
+                legacy: legacy.clone(),
+                claimed_by: "0a0a0a0a0a0a0a0a".into()
+            }
+        );
+        let note = m.note("notes").unwrap();
+        assert!(
+            note.contains("is left alone") && note.lines().count() == 1,
+            "{note}"
+        );
+        assert_eq!(
+            migrate_legacy(dir.path(), A, "notes").unwrap(),
+            Migration::Nothing
+        );
+        assert_eq!(std::fs::read(&legacy).unwrap(), b"older");
+        // A link is never followed or moved.
+        std::fs::remove_file(&legacy).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &legacy).unwrap();
+        assert_eq!(
+            migrate_legacy(dir.path(), B, "notes").unwrap(),
+            Migration::Nothing
+        );
+        assert!(std::fs::symlink_metadata(&legacy)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]

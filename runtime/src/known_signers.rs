@@ -1,0 +1,180 @@
+//! Trust on first use (SECURITY-CHECKLIST item 23), as SSH's known_hosts:
+//! with no trusted keys configured (crate::trust, source
+//! [`crate::trust::KeySource::None`]), the first start of a name remembers
+//! its signer's key id, and a later artifact of that name signed by another
+//! key is refused (exit 1) until the person says otherwise:
+//!
+//! * for one run: `--smolvm-key=NEW.pub` (`pack run --key`), which makes
+//!   the start a trusted one, where pins are neither checked nor changed;
+//! * for good: `smolvm pack trust forget NAME`, after which the next start
+//!   pins the new signer.
+//!
+//! Stored in `$XDG_STATE_HOME/smolvm/known-signers.json` as
+//! `{"NAME": "KEY_ID"}`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use smolvm_signing::KeyId;
+
+use crate::state_file::{self, StateError};
+
+const WHAT: &str = "known signers";
+const FIX: &str =
+    "`smolvm pack trust forget NAME` forgets one name, removing the file forgets them all";
+
+/// `$XDG_STATE_HOME/smolvm/known-signers.json`, else under `$HOME/.local/state`.
+pub fn default_known_signers_file() -> Option<PathBuf> {
+    crate::dirs::state().map(|d| d.join("known-signers.json"))
+}
+
+/// The first signer seen per name.
+pub struct KnownSigners {
+    path: PathBuf,
+    pins: BTreeMap<String, KeyId>,
+}
+
+/// What the pin says about a start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinCheck {
+    /// The name was never started here: pin this signer.
+    First,
+    /// Signed by the pinned key.
+    Same,
+    /// Signed by another key than the pinned one.
+    Changed { pinned: KeyId },
+}
+
+impl KnownSigners {
+    pub fn load(path: &Path) -> Result<KnownSigners, StateError> {
+        let text: BTreeMap<String, String> = state_file::load(path, WHAT, FIX)?;
+        let mut pins = BTreeMap::new();
+        for (name, id) in text {
+            let key_id = id.parse().map_err(|_| StateError::Syntax {
+                what: WHAT,
+                path: path.to_path_buf(),
+                fault: format!("{name:?} has {id:?}, not a key id"),
+                fix: FIX,
+            })?;
+            pins.insert(name, key_id);
+        }
+        Ok(KnownSigners {
+            path: path.to_path_buf(),
+            pins,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The key id first seen for `name`.
+    pub fn pinned(&self, name: &str) -> Option<KeyId> {
+        self.pins.get(name).copied()
+    }
+
+    pub fn check(&self, name: &str, signer: KeyId) -> PinCheck {
+        match self.pinned(name) {
+            None => PinCheck::First,
+            Some(k) if k == signer => PinCheck::Same,
+            Some(pinned) => PinCheck::Changed { pinned },
+        }
+    }
+
+    /// Every pin, by name.
+    pub fn list(&self) -> impl Iterator<Item = (&str, KeyId)> {
+        self.pins.iter().map(|(n, k)| (n.as_str(), *k))
+    }
+
+    /// Pins `signer` for `name` (when none is) and writes the file. The
+    /// file is read again first: a pin another start wrote since [`load`]
+    /// is kept, and wins over this one.
+    ///
+    /// [`load`]: KnownSigners::load
+    pub fn remember(&mut self, name: &str, signer: KeyId) -> Result<(), StateError> {
+        self.pins = KnownSigners::load(&self.path)?.pins;
+        if self.pins.contains_key(name) {
+            return Ok(());
+        }
+        self.pins.insert(name.to_string(), signer);
+        self.store()
+    }
+
+    /// Forgets the pin of `name`; returns the key id it had.
+    pub fn forget(&mut self, name: &str) -> Result<Option<KeyId>, StateError> {
+        let old = self.pins.remove(name);
+        if old.is_some() {
+            self.store()?;
+        }
+        Ok(old)
+    }
+
+    fn store(&self) -> Result<(), StateError> {
+        let text: BTreeMap<&str, String> = self
+            .pins
+            .iter()
+            .map(|(n, k)| (n.as_str(), k.to_string()))
+            .collect();
+        state_file::store(&self.path, WHAT, &text)
+    }
+}
+
+/// The `--smolvm-info` / `pack inspect` line for a pin of `name` (`signer`:
+/// this artifact's key id, when signed).
+pub fn describe(name: &str, pinned: KeyId, signer: Option<KeyId>) -> String {
+    let verdict = match signer {
+        Some(s) if s == pinned => "this artifact's signer".to_string(),
+        Some(s) => format!(
+            "NOT this artifact's signer ({s}): a start without trusted keys is refused (docs/running.md)"
+        ),
+        None => "this artifact is unsigned".to_string(),
+    };
+    format!("key {pinned}, the first signer of {name} started here: {verdict}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_signer_is_pinned_until_forgotten() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("state/known-signers.json");
+        let (a, b) = (KeyId::from_bytes([1; 8]), KeyId::from_bytes([2; 8]));
+        let mut k = KnownSigners::load(&path).unwrap();
+        assert_eq!(k.check("notes", a), PinCheck::First);
+        k.remember("notes", a).unwrap();
+        // A second remember does not move the pin.
+        k.remember("notes", b).unwrap();
+        let mut k = KnownSigners::load(&path).unwrap();
+        assert_eq!(k.check("notes", a), PinCheck::Same);
+        assert_eq!(k.check("notes", b), PinCheck::Changed { pinned: a });
+        assert_eq!(k.check("other", b), PinCheck::First, "per name");
+        assert_eq!(k.list().collect::<Vec<_>>(), [("notes", a)]);
+        assert_eq!(k.forget("notes").unwrap(), Some(a));
+        assert_eq!(k.forget("notes").unwrap(), None);
+        let k = KnownSigners::load(&path).unwrap();
+        assert_eq!(k.check("notes", b), PinCheck::First);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.trim(), "{}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_ours_is_an_error_naming_the_fix() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("known-signers.json");
+        std::fs::write(&path, r#"{"notes": "zz"}"#).unwrap();
+        let e = KnownSigners::load(&path).err().unwrap().to_string();
+        assert!(
+            e.contains("not a key id") && e.contains("pack trust forget"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_info_line_says_whether_the_pin_matches() {
+        let (a, b) = (KeyId::from_bytes([1; 8]), KeyId::from_bytes([2; 8]));
+        assert!(describe("n", a, Some(a)).ends_with("this artifact's signer"));
+        assert!(describe("n", a, Some(b)).contains("NOT this artifact's signer (0202020202020202)"));
+    }
+}

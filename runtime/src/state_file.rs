@@ -1,0 +1,137 @@
+//! The small JSON files a start remembers between runs in the state
+//! directory (crate::dirs::state): the signer first seen per name
+//! (crate::known_signers) and the remembered consents (crate::consent).
+//! Read with a size cap (a file that large is not ours), written
+//! atomically (temporary file, fsync, rename), so a crash mid-write leaves
+//! the old file or the new one, never half of one.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+/// A state file bigger than this is not ours (a few dozen bytes an entry).
+pub const MAX_STATE_LEN: u64 = 1 << 20;
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("{what} {}: cannot {action} it", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} {}: {fault}; {fix}", path.display())]
+    Syntax {
+        what: &'static str,
+        path: PathBuf,
+        fault: String,
+        /// How the person gets past it (which command, or which file to remove).
+        fix: &'static str,
+    },
+}
+
+/// Reads `path` (none yet: the default value). `what` names the file in
+/// errors, `fix` says how to get past a file that does not parse.
+pub fn load<T: DeserializeOwned + Default>(
+    path: &Path,
+    what: &'static str,
+    fix: &'static str,
+) -> Result<T, StateError> {
+    let io = |action| {
+        move |source| StateError::Io {
+            what,
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
+        Err(e) => return Err(io("open")(e)),
+    };
+    let mut text = String::new();
+    file.take(MAX_STATE_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(io("read"))?;
+    let syntax = |fault: String| StateError::Syntax {
+        what,
+        path: path.to_path_buf(),
+        fault,
+        fix,
+    };
+    if text.len() as u64 > MAX_STATE_LEN {
+        return Err(syntax(format!("larger than {MAX_STATE_LEN} bytes")));
+    }
+    serde_json::from_str(&text).map_err(|e| syntax(format!("not what smolvm writes there: {e}")))
+}
+
+/// Writes `value` to `path` atomically, creating the directory (0700: what a
+/// person trusts and allows is nobody else's business).
+pub fn store<T: Serialize>(path: &Path, what: &'static str, value: &T) -> Result<(), StateError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io = |action| {
+        move |source| StateError::Io {
+            what,
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+        .map_err(io("create the directory of"))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("write"))?;
+    let json = serde_json::to_vec_pretty(value).map_err(|e| io("encode")(e.into()))?;
+    tmp.write_all(&json).map_err(io("write"))?;
+    tmp.as_file().sync_all().map_err(io("write"))?;
+    tmp.persist(path).map_err(|e| io("replace")(e.error))?;
+    Ok(())
+}
+
+/// A state file that cannot be read or written is this host's.
+impl crate::exit::ExitStatus for StateError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::USAGE_OR_IO
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn round_trips_and_refuses_what_is_not_ours() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("state/x.json");
+        let empty: BTreeMap<String, String> = load(&path, "x", "remove it").unwrap();
+        assert!(empty.is_empty());
+        let v = BTreeMap::from([("a".to_string(), "b".to_string())]);
+        store(&path, "x", &v).unwrap();
+        assert_eq!(
+            load::<BTreeMap<String, String>>(&path, "x", "fix").unwrap(),
+            v
+        );
+        std::fs::write(&path, "[1]").unwrap();
+        let e = load::<BTreeMap<String, String>>(&path, "x", "remove it")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.json") && e.ends_with("remove it"), "{e}");
+        std::fs::write(
+            &path,
+            vec![b' '; usize::try_from(MAX_STATE_LEN + 1).unwrap()],
+        )
+        .unwrap();
+        let e = load::<BTreeMap<String, String>>(&path, "x", "fix").unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+    }
+}
