@@ -35,6 +35,21 @@ pub enum StateError {
     },
 }
 
+/// `StateError::Io` for `action` on the state file `path`.
+fn io_error<'a>(
+    path: &'a Path,
+    what: &'static str,
+) -> impl Fn(&'static str) -> Box<dyn FnOnce(std::io::Error) -> StateError + 'a> + 'a {
+    move |action| {
+        Box::new(move |source| StateError::Io {
+            what,
+            path: path.to_path_buf(),
+            action,
+            source,
+        })
+    }
+}
+
 /// Reads `path` (none yet: the default value). `what` names the file in
 /// errors, `fix` says how to get past a file that does not parse.
 pub fn load<T: DeserializeOwned + Default>(
@@ -42,14 +57,7 @@ pub fn load<T: DeserializeOwned + Default>(
     what: &'static str,
     fix: &'static str,
 ) -> Result<T, StateError> {
-    let io = |action| {
-        move |source| StateError::Io {
-            what,
-            path: path.to_path_buf(),
-            action,
-            source,
-        }
-    };
+    let io = io_error(path, what);
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
@@ -75,14 +83,7 @@ pub fn load<T: DeserializeOwned + Default>(
 /// person trusts and allows is nobody else's business).
 pub fn store<T: Serialize>(path: &Path, what: &'static str, value: &T) -> Result<(), StateError> {
     use std::os::unix::fs::DirBuilderExt;
-    let io = |action| {
-        move |source| StateError::Io {
-            what,
-            path: path.to_path_buf(),
-            action,
-            source,
-        }
-    };
+    let io = io_error(path, what);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::DirBuilder::new()
         .mode(0o700)
