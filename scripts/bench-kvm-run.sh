@@ -35,6 +35,11 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+# The machines packed here carry fresh keys each run: a start with no trusted
+# keys pins a name's first signer (trust on first use) in XDG_STATE_HOME, so
+# the benchmark keeps its own state instead of the person's.
+XDG_STATE_HOME=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-bench-state.XXXXXX")
+export XDG_STATE_HOME
 
 runs=15 pause=0.3 build=1 keep=0 baseline=
 while [ $# -gt 0 ]; do

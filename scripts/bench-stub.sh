@@ -51,6 +51,11 @@ done
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
+# The machines packed here carry fresh keys each run: a start with no trusted
+# keys pins a name's first signer (trust on first use) in XDG_STATE_HOME, so
+# the benchmark keeps its own state instead of the person's.
+XDG_STATE_HOME=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-bench-state.XXXXXX")
+export XDG_STATE_HOME
 
 need=()
 for p in hyperfine zstd jq busybox-static gcc libc6-dev; do
