@@ -1,6 +1,7 @@
 //! The small JSON files a start remembers between runs in the state
 //! directory (crate::dirs::state): the signer first seen per name
-//! (crate::known_signers) and the remembered consents (crate::consent).
+//! (crate::known_signers), the remembered consents (crate::consent) and the
+//! minimum versions (crate::trust).
 //! Read with a size cap (a file that large is not ours), written
 //! atomically (temporary file, fsync, rename), so a crash mid-write leaves
 //! the old file or the new one, never half of one.

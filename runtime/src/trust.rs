@@ -15,7 +15,6 @@
 //! `~/.local/state/smolvm/`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use smolvm_signing::{KeyId, PublicKey, SigningError};
@@ -23,9 +22,6 @@ use thiserror::Error;
 
 /// The system-wide trusted-keys directory.
 pub const SYSTEM_KEY_DIR: &str = "/etc/smolvm/trusted-keys";
-
-/// A state file bigger than this is not ours (a few bytes per artifact).
-const MAX_STATE_LEN: u64 = 1 << 20;
 
 #[derive(Debug, Error)]
 pub enum TrustError {
@@ -227,37 +223,35 @@ fn state_key(key_id: KeyId, name: &str) -> String {
     format!("{key_id} {name}")
 }
 
+/// What the minimum-version state is called in messages, and how to get
+/// past a file that is not ours.
+const VERSION_STATE: &str = "version state";
+const VERSION_STATE_FIX: &str = "remove the file to forget every remembered minimum version";
+
+/// The shared state-file errors in this module's words (crate::state_file
+/// reads and writes; the variants and messages stay this module's).
+fn state_error(e: crate::state_file::StateError) -> TrustError {
+    use crate::state_file::StateError;
+    match e {
+        StateError::Io {
+            path,
+            action,
+            source,
+            ..
+        } => TrustError::State {
+            path,
+            action,
+            source,
+        },
+        StateError::Syntax { path, fault, .. } => TrustError::StateSyntax { path, fault },
+    }
+}
+
 impl VersionState {
     /// Reads the state at `path` (none yet: empty).
     pub fn load(path: &Path) -> Result<VersionState, TrustError> {
-        let io = |action| {
-            move |source| TrustError::State {
-                path: path.to_path_buf(),
-                action,
-                source,
-            }
-        };
-        let seen = match std::fs::File::open(path) {
-            Ok(f) => {
-                use std::io::Read;
-                let mut text = String::new();
-                f.take(MAX_STATE_LEN + 1)
-                    .read_to_string(&mut text)
-                    .map_err(io("read"))?;
-                if text.len() as u64 > MAX_STATE_LEN {
-                    return Err(TrustError::StateSyntax {
-                        path: path.to_path_buf(),
-                        fault: format!("larger than {MAX_STATE_LEN} bytes"),
-                    });
-                }
-                serde_json::from_str(&text).map_err(|e| TrustError::StateSyntax {
-                    path: path.to_path_buf(),
-                    fault: format!("not a JSON object of strings: {e}"),
-                })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(io("open")(e)),
-        };
+        let seen =
+            crate::state_file::load(path, VERSION_STATE, VERSION_STATE_FIX).map_err(state_error)?;
         Ok(VersionState {
             path: path.to_path_buf(),
             seen,
@@ -280,22 +274,7 @@ impl VersionState {
         }
         self.seen
             .insert(state_key(key_id, name), version.to_string());
-        let path = &self.path;
-        let io = |action| {
-            move |source| TrustError::State {
-                path: path.clone(),
-                action,
-                source,
-            }
-        };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("write"))?;
-        let json = serde_json::to_vec_pretty(&self.seen).expect("strings encode");
-        tmp.write_all(&json).map_err(io("write"))?;
-        tmp.as_file().sync_all().map_err(io("write"))?;
-        tmp.persist(path).map_err(|e| io("replace")(e.error))?;
-        Ok(())
+        crate::state_file::store(&self.path, VERSION_STATE, &self.seen).map_err(state_error)
     }
 }
 
