@@ -98,7 +98,16 @@ fn child() {
     connects(20); // warm-up
     let without = connects(200);
 
-    supervisor::install(egress, resolver.addr, resolver.tids).unwrap();
+    // Unix destinations unchecked: this test is about the network policy.
+    supervisor::install_rules(supervisor::Rules {
+        net: Some(supervisor::NetRules {
+            egress,
+            dns: resolver.addr,
+            trusted: resolver.tids,
+        }),
+        unix_peers: supervisor::UnixPeers::Any,
+    })
+    .unwrap();
     let with = connects(200);
     println!(
         "FIGURE connect latency (mean of 200 connects): without supervisor {:.1} us, with {:.1} us, ratio {:.2}",

@@ -11,8 +11,8 @@
 //! the allowed peers byte for byte ([`UnixPeers::Only`]: the control
 //! channel, the SSH agent), so TSI's Unix-socket proxying cannot reach any
 //! other host socket, abstract ones included, and no Unix socket can be
-//! bound. [`install`] keeps the original net-only form (Unix destinations
-//! unchecked) for callers that have not moved to [`install_rules`].
+//! bound. The runtime always restricts Unix peers; [`UnixPeers::Any`] is
+//! for tests of the network policy alone.
 //!
 //! Installed right before `krun_start_enter` with TSYNC, so every libkrun
 //! thread, present or future, is under it. Never SECCOMP_RET_TRAP: libkrun
@@ -148,25 +148,6 @@ struct Supervisor {
     unix_peers: UnixPeers,
     /// SMOLVM_NET_LOG: 1 prints refusals, 2 also what passed.
     log: u8,
-}
-
-/// Installs the filter on every thread of this process and starts the
-/// supervisor thread, with the network on and Unix destinations unchecked
-/// (see [`install_rules`] for the general form). `trusted` are thread ids
-/// whose calls pass unchecked (our own resolver).
-pub fn install(
-    egress: Arc<Egress>,
-    dns: SocketAddr,
-    trusted: super::dns::TrustedThreads,
-) -> std::io::Result<()> {
-    install_rules(Rules {
-        net: Some(NetRules {
-            egress,
-            dns,
-            trusted,
-        }),
-        unix_peers: UnixPeers::Any,
-    })
 }
 
 /// Installs the filter on every thread of this process and starts the
