@@ -147,11 +147,6 @@ pub fn prepare(kernel: &File, copy: bool) -> std::io::Result<HandOff> {
     })
 }
 
-/// [`prepare`] as the tests knew it: `Ok(true)` when mapped.
-pub fn hand_off(kernel: &File) -> std::io::Result<bool> {
-    Ok(prepare(kernel, false)? == HandOff::Mapped)
-}
-
 /// Maps the kernel's one segment and points the shim's variables at it.
 /// `Ok(false)`: the file is not one that maps as is.
 fn map_segment(kernel: &File, vars: ShimVars) -> std::io::Result<bool> {

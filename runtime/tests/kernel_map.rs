@@ -1,10 +1,12 @@
 //! The zero-copy kernel hand-off, checked the way libkrun uses it: after
-//! `hand_off`, `dlopen("libkrunfw.so.5")` (libkrun's lookup, by soname) must
+//! `kernel_map::prepare`, `dlopen("libkrunfw.so.5")` (libkrun's lookup, by soname) must
 //! give the shim, whose `krunfw_get_kernel` returns a mapping of exactly
 //! the kernel file's segment at the ELF's load address and entry. One
 //! process, no harness: the shim loads once per process.
 
 use std::io::Write;
+
+use smolvm_runtime::kernel_map::HandOff;
 
 fn main() {
     // A kernel file as the packer writes it: one PT_LOAD at file offset
@@ -41,7 +43,7 @@ fn main() {
     // Before the hand-off nothing answers to the soname (unless the host
     // has a real libkrunfw installed, which the check below tells apart).
     assert!(
-        smolvm_runtime::kernel_map::hand_off(&file).unwrap(),
+        smolvm_runtime::kernel_map::prepare(&file, false).unwrap() == HandOff::Mapped,
         "the hand-off is available on this host"
     );
     // SAFETY: dlopen/dlsym by name, as libkrun's libloading does.
@@ -76,6 +78,6 @@ fn main() {
     // After libkrun has created a context, its lookup is done: the copying
     // path must be used from then on.
     smolvm_runtime::kernel_map::context_created();
-    assert!(!smolvm_runtime::kernel_map::hand_off(&file).unwrap());
+    assert!(smolvm_runtime::kernel_map::prepare(&file, false).unwrap() != HandOff::Mapped);
     println!("kernel_map: 6 checks passed (soname lookup, placement, bytes, privacy, fallback)");
 }
