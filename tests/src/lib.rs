@@ -50,6 +50,21 @@ const fn hex_32(s: &str) -> [u8; 32] {
     out
 }
 
+/// `cmd.output()`, tried again while the program is busy (ETXTBSY): another
+/// test thread may fork while a file we exec is still open for writing in
+/// this process; that passes.
+pub fn output_when_not_busy(cmd: &mut Command, what: &Path) -> std::process::Output {
+    for _ in 0..50 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("{}: text file busy", what.display())
+}
+
 /// The repository root (the parent of this crate).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

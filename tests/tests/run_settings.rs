@@ -61,15 +61,7 @@ impl Fixture {
             .env("SMOLVM_CACHE_DIR", self.path("cache"))
             .env_remove("SMOLVM_TRUSTED_KEYS")
             .env_remove("SMOLVM_DRY_RUN");
-        for _ in 0..50 {
-            match cmd.output() {
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => return r.unwrap(),
-            }
-        }
-        panic!("{}: text file busy", exe.display())
+        smolvm_tests::output_when_not_busy(&mut cmd, exe)
     }
 }
 

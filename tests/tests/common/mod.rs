@@ -153,17 +153,7 @@ impl Machine {
     pub fn run_with(&self, exe: &Path, args: &[&str], change: impl Fn(&mut Command)) -> Output {
         let mut cmd = self.command(exe, args);
         change(&mut cmd);
-        // Another test thread may fork while a file we exec is still open
-        // for writing in this process (ETXTBSY); that passes.
-        for _ in 0..50 {
-            match cmd.output() {
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => return r.unwrap(),
-            }
-        }
-        panic!("{}: text file busy", exe.display())
+        smolvm_tests::output_when_not_busy(&mut cmd, exe)
     }
 }
 
