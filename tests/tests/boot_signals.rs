@@ -56,9 +56,11 @@ wait_for() {
 send() { $T send-keys -t t "$@"; }
 wait_for '^guest>$' 600 &&
 send 'stty size; tty' Enter && wait_for '^30 100$' &&
-send 'sleep 100' Enter && sleep 1 && send C-c && sleep 1 &&
+# Ctrl-C and Ctrl-Z only once the job runs (a loaded L1 can take more
+# than a second to fork it; seen in CI): it prints run-N, then execs sleep.
+send 'sh -c "echo run-$((40+1)); exec sleep 100"' Enter && wait_for '^run-41$' && send C-c &&
 send 'echo alive-$((6*7))' Enter && wait_for '^alive-42$' &&
-send 'sleep 50' Enter && sleep 1 && send C-z && wait_for 'Stopped' &&
+send 'sh -c "echo run-$((41+1)); exec sleep 50"' Enter && wait_for '^run-42$' && send C-z && wait_for 'Stopped' &&
 send 'kill -9 %1; echo killed-job' Enter && wait_for '^killed-job$' &&
 send 'echo helo' Left l Enter && wait_for '^hello$' &&
 $T resize-window -t t -x 90 -y 20 && sleep 1 &&
