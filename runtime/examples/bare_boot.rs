@@ -161,14 +161,17 @@ fn enter_sandbox(a: &Args) -> Result<(), String> {
     .map(|(p, access, share)| Grant::open(&p, access, share))
     .collect::<Result<Vec<_>, _>>()
     .map_err(|e| smolvm_runtime::exit::chain(&e).to_string())?;
-    sandbox::enter(Policy {
-        grants,
-        // libkrun opens all three by name here (no descriptors).
-        by_name: vec![path(&a.kernel), path(&a.root), "/dev/kvm".into()],
-        net: None,
-        unix_peers: Vec::new(),
-        allow_without_landlock: false,
-    })
+    sandbox::enter(
+        Policy {
+            grants,
+            // libkrun opens all three by name here (no descriptors).
+            by_name: vec![path(&a.kernel), path(&a.root), "/dev/kvm".into()],
+            net: None,
+            unix_peers: Vec::new(),
+            allow_without_landlock: false,
+        },
+        &smolvm_runtime::trace::Trace::new(),
+    )
     .map(drop)
     .map_err(|e| smolvm_runtime::exit::chain(&e).to_string())
 }

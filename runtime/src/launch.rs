@@ -417,8 +417,11 @@ impl Vmm {
     /// Confines this process (crate::sandbox) and hands it to the VM: on
     /// success the process exits with the guest's status, so this returns
     /// only the reason it could not.
-    pub fn enter(self, m: &Machine<'_>) -> LaunchError {
-        if let Err(e) = self.sandbox_policy(m).and_then(crate::sandbox::enter) {
+    pub fn enter(self, m: &Machine<'_>, trace: &crate::trace::Trace) -> LaunchError {
+        if let Err(e) = self
+            .sandbox_policy(m)
+            .and_then(|policy| crate::sandbox::enter(policy, trace))
+        {
             return e.into();
         }
         // The overlay data the context points into is `self.files`, alive

@@ -517,7 +517,9 @@ impl Prepared {
     pub fn start(mut self, trace: &Trace) -> Result<std::convert::Infallible, RunError> {
         use crate::control::{fork_vmm, Side};
         let pending = self.pending.take();
-        match fork_vmm().map_err(crate::launch::LaunchError::Control)? {
+        let side = fork_vmm().map_err(crate::launch::LaunchError::Control)?;
+        trace.mark("control channel made, VMM forked");
+        match side {
             Side::Supervisor(supervisor) => {
                 if let Err(e) = Self::publish_rootfs(pending) {
                     eprintln!(
@@ -531,8 +533,8 @@ impl Prepared {
                 drop(pending);
                 let machine = self.machine();
                 let vmm = crate::launch::configure(&machine, Some(&control_socket))?;
-                trace.mark("entering the VM");
-                Err(vmm.enter(&machine).into())
+                trace.mark("libkrun configured");
+                Err(vmm.enter(&machine, trace).into())
             }
         }
     }

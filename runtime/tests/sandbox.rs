@@ -502,13 +502,16 @@ fn child(scenario: &str, p: &Path, as_user: bool) {
 fn threads(p: &Path) {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let t = std::thread::spawn(move || rx.recv());
-    let r = sandbox::enter(Policy {
-        grants: shares(p),
-        by_name: vec![],
-        net: None,
-        unix_peers: vec![],
-        allow_without_landlock: false,
-    });
+    let r = sandbox::enter(
+        Policy {
+            grants: shares(p),
+            by_name: vec![],
+            net: None,
+            unix_peers: vec![],
+            allow_without_landlock: false,
+        },
+        &smolvm_runtime::trace::Trace::new(),
+    );
     check(
         "entering with two threads refused",
         matches!(
@@ -537,13 +540,16 @@ fn confined(p: &Path) {
     let mut grants = shares(p);
     grants.push(Grant::of_file(&disk, Access::ReadWriteFile, "disk").unwrap());
     grants.extend(kvm_grant());
-    let report = sandbox::enter(Policy {
-        grants,
-        by_name: vec!["/dev/kvm".into()],
-        net: None,
-        unix_peers: vec![allowed.clone()],
-        allow_without_landlock: false,
-    })
+    let report = sandbox::enter(
+        Policy {
+            grants,
+            by_name: vec!["/dev/kvm".into()],
+            net: None,
+            unix_peers: vec![allowed.clone()],
+            allow_without_landlock: false,
+        },
+        &smolvm_runtime::trace::Trace::new(),
+    )
     .expect("enter");
     let entered = report_mount_ns(&report);
 
@@ -638,6 +644,30 @@ fn confined(p: &Path) {
         errno(&r) == Some(libc::EACCES),
         errno(&r),
     );
+    // The host's tree stays mounted in the VMM's namespace (chroot, not
+    // pivot_root: mount_ns.rs): no way back to it through another
+    // process's root, the parent's (same user, unconfined) or init's.
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    for pid in [parent, 1] {
+        for path in ["root/etc/passwd", "cwd", "root"] {
+            let path = format!("/proc/{pid}/{path}");
+            let r = std::fs::read(&path).map(drop).or_else(|e| {
+                // A directory "reads" as EISDIR once opened: opened is the fault.
+                if e.raw_os_error() == Some(libc::EISDIR) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            });
+            let listed = std::fs::read_dir(&path).is_ok();
+            check(
+                &format!("{path} refused"),
+                r.is_err() && !listed,
+                (errno(&r), listed),
+            );
+        }
+    }
     let r = std::fs::write(via(&rw, "a.txt"), "written")
         .and_then(|()| std::fs::read(via(&rw, "a.txt")));
     check(
@@ -937,13 +967,16 @@ fn networked(p: &Path) {
     let egress = net::Egress::new(policy, net::host_addresses().unwrap());
     let mut grants = shares(p);
     grants.extend(kvm_grant());
-    let report = sandbox::enter(Policy {
-        grants,
-        by_name: vec!["/dev/kvm".into()],
-        net: Some(NetGrant { egress }),
-        unix_peers: vec![p.join("sock/allowed.sock")],
-        allow_without_landlock: false,
-    })
+    let report = sandbox::enter(
+        Policy {
+            grants,
+            by_name: vec!["/dev/kvm".into()],
+            net: Some(NetGrant { egress }),
+            unix_peers: vec![p.join("sock/allowed.sock")],
+            allow_without_landlock: false,
+        },
+        &smolvm_runtime::trace::Trace::new(),
+    )
     .expect("enter");
     let entered = report_mount_ns(&report);
 

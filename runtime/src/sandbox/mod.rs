@@ -231,8 +231,8 @@ pub enum SandboxError {
     Resolver(#[source] std::io::Error),
     #[error("sandbox: installing the socket supervisor (seccomp user notification with TSYNC_ESRCH, Linux 5.7+)")]
     Supervisor(#[source] std::io::Error),
-    #[error("sandbox: building the system call filter")]
-    SeccompBuild(#[source] seccompiler::Error),
+    #[error("sandbox: building the system call filter: {0}")]
+    SeccompBuild(String),
     #[error("sandbox: installing the system call filter (seccomp, TSYNC)")]
     SeccompInstall(#[source] std::io::Error),
     #[error("sandbox: thread {tid} could not take the system call filter (TSYNC); nothing was installed")]
@@ -303,7 +303,7 @@ fn thread_count() -> Option<usize> {
 /// VMM child, single-threaded, right before `krun_start_enter`; the
 /// restrictions last for the life of the process. On error the caller must
 /// not start the VM. Returns which optional layers applied.
-pub fn enter(policy: Policy) -> Result<Report, SandboxError> {
+pub fn enter(policy: Policy, trace: &crate::trace::Trace) -> Result<Report, SandboxError> {
     match thread_count() {
         Some(1) => {}
         Some(threads) => return Err(SandboxError::NotSingleThreaded { threads }),
@@ -319,6 +319,7 @@ pub fn enter(policy: Policy) -> Result<Report, SandboxError> {
         by_name.extend(landlock::RESOLVER_FILES.iter().map(PathBuf::from));
     }
     let mount_ns = mount_ns::enter(&by_name)?;
+    trace.mark("sandbox: mount namespace");
     // 1. Landlock.
     let landlock = probe();
     let landlock_abi = match &landlock {
@@ -336,6 +337,7 @@ pub fn enter(policy: Policy) -> Result<Report, SandboxError> {
             }
         }
     }
+    trace.mark("sandbox: Landlock");
     // 2. no_new_privs (Landlock set it already when it ran; idempotent).
     // SAFETY: plain prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -343,6 +345,7 @@ pub fn enter(policy: Policy) -> Result<Report, SandboxError> {
     }
     // 3. Capabilities.
     caps::drop_all()?;
+    trace.mark("sandbox: no_new_privs, capabilities");
     // 4. The socket supervisor (and the resolver, which it trusts).
     let net = match &policy.net {
         Some(net) => {
@@ -362,9 +365,11 @@ pub fn enter(policy: Policy) -> Result<Report, SandboxError> {
         unix_peers: crate::net::supervisor::UnixPeers::only(&policy.unix_peers),
     })
     .map_err(SandboxError::Supervisor)?;
+    trace.mark("sandbox: socket supervisor");
     // 5. The allow-list, on every thread (the resolver's and the
     // supervisor's included).
     seccomp::install(with_net)?;
+    trace.mark("sandbox: system call filter");
     Ok(Report {
         mount_ns,
         landlock_abi,
