@@ -910,7 +910,7 @@ fn trust(cmd: TrustCmd) -> Result<u8, Failure> {
 }
 
 fn cache_ls() -> Result<u8, Failure> {
-    use smolvm_packer::prune::human_size;
+    use smolvm_runtime::units::human_size;
     let cache = open_cache()?;
     let mut entries = cache.entries().map_err(anyhow::Error::from)?;
     entries.sort_by(|a, b| (a.kind, b.last_used).cmp(&(b.kind, a.last_used)));
@@ -941,7 +941,8 @@ fn cache_ls() -> Result<u8, Failure> {
 }
 
 fn prune(policy: &smolvm_packer::prune::Policy, dry_run: bool) -> Result<u8, Failure> {
-    use smolvm_packer::prune::{execute, human_size, plan, Outcome};
+    use smolvm_packer::prune::{execute, plan, Outcome};
+    use smolvm_runtime::units::human_size;
     let cache = open_cache()?;
     let entries = cache.entries().map_err(anyhow::Error::from)?;
     let before: u64 = entries.iter().map(|e| e.size).sum();

@@ -89,13 +89,20 @@ pub struct Chain<'a>(&'a (dyn Error + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        // Our own messages never repeat their source; some libraries'
+        // do (reqwest's "error sending request for url (...)" holds its
+        // source's text): a source already said is not said again.
+        let mut said = self.0.to_string();
         let mut link = self.0.source();
         while let Some(e) = link {
-            write!(f, ": {e}")?;
+            let text = e.to_string();
+            if !said.contains(&text) {
+                said.push_str(": ");
+                said.push_str(&text);
+            }
             link = e.source();
         }
-        Ok(())
+        f.write_str(&said)
     }
 }
 
@@ -111,5 +118,35 @@ mod tests {
         };
         let line = chain(&f).to_string();
         assert_eq!(line.matches("unexpected end of file").count(), 1, "{line}");
+    }
+
+    /// An error that, like reqwest's, prints its source inside its own text.
+    #[derive(Debug)]
+    struct Wrapping(std::io::Error);
+
+    impl fmt::Display for Wrapping {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "error sending request ({})", self.0)
+        }
+    }
+
+    impl Error for Wrapping {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_source_a_library_already_printed_is_not_printed_again() {
+        let e = Wrapping(std::io::Error::other("connection refused"));
+        assert_eq!(
+            chain(&e).to_string(),
+            "error sending request (connection refused)"
+        );
+        let e = FormatError::Io {
+            what: "trailer",
+            source: std::io::Error::other("disk on fire"),
+        };
+        assert!(chain(&e).to_string().ends_with(": disk on fire"));
     }
 }

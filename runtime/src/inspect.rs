@@ -1,5 +1,6 @@
 //! `pack inspect` and `pack verify` output, for people and for pipelines.
 
+use crate::units::human_size;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
@@ -30,23 +31,6 @@ pub fn escape_untrusted(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
-}
-
-fn human_size(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
 }
 
 fn ratio(stored: u64, size: u64) -> f64 {

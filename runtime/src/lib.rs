@@ -27,6 +27,7 @@ pub mod spec;
 pub mod state_file;
 pub mod trace;
 pub mod trust;
+pub mod units;
 pub mod verify;
 
 pub use error::{exit_code, exit_code_with};

@@ -29,6 +29,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
+use smolvm_runtime::exit::chain;
+use smolvm_runtime::units::human_size;
 
 use super::digest::{Digest, HashingReader};
 use super::oci_layout::{image_from_manifest, resolve_manifest};
@@ -761,7 +763,7 @@ impl<'a> Puller<'a> {
             scheme(self.r, self.opts.insecure),
             self.r.registry
         );
-        let detail = chain(re);
+        let detail = chain(re).to_string();
         let fault = if re.is_timeout() {
             format!(
                 "no answer from {base} within the time limit ({detail}); check that the registry is up and reachable"
@@ -912,21 +914,6 @@ fn looks_like_tls_failure(detail: &str) -> bool {
     .any(|k| d.contains(k))
 }
 
-/// An error and its sources, joined: reqwest's own message is only "error
-/// sending request".
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
 /// Where a download picks up: the first `offset` bytes of the blob are on
 /// disk already, and `hasher` has seen them.
 pub struct Resume {
@@ -967,12 +954,6 @@ fn range_start(content_range: &str) -> Option<u64> {
         .strip_prefix("bytes ")?
         .split_once('-')?;
     first.trim().parse().ok()
-}
-
-fn human_size(n: u64) -> String {
-    #[allow(clippy::cast_precision_loss)] // a display value
-    let mib = n as f64 / (1024.0 * 1024.0);
-    format!("{mib:.1} MiB")
 }
 
 /// The content-addressed blob cache.

@@ -7,7 +7,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{client_runtime, human_size, Failure, Puller, Scope};
+use smolvm_runtime::units::human_size;
+
+use super::{client_runtime, Failure, Puller, Scope};
 use crate::image::digest::Digest;
 use crate::image::reference::RegistryRef;
 use crate::image::spec::Platform;
