@@ -31,6 +31,10 @@
  * binary, and the stub carries this file inside itself.
  */
 
+/* The names and numbers shared with the host: runtime/src/guest_abi.rs,
+ * written out by runtime/build.rs. */
+#include "guest_abi.h"
+
 typedef unsigned long size_t;
 
 #if defined(__x86_64__)
@@ -308,7 +312,7 @@ static long resolv_len;
 
 static void read_resolv_conf(void)
 {
-    long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/resolv.conf", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    long fd = syscall6(SYS_openat, AT_FDCWD, (long)SMOLVM_RESOLV_CONF, O_RDONLY | O_CLOEXEC, 0, 0, 0);
     if (fd < 0)
         return;
     long n = syscall6(SYS_read, fd, (long)resolv, (long)sizeof(resolv), 0, 0, 0);
@@ -377,7 +381,7 @@ struct kernel_sigaction_min {
 static void read_agent_port(void)
 {
     char buf[16];
-    long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/ssh-agent", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    long fd = syscall6(SYS_openat, AT_FDCWD, (long)SMOLVM_SSH_AGENT, O_RDONLY | O_CLOEXEC, 0, 0, 0);
     if (fd < 0)
         return;
     long n = syscall6(SYS_read, fd, (long)buf, sizeof(buf) - 1, 0, 0, 0);
@@ -575,15 +579,14 @@ static void bind_into_root(const char *src, const char *dst)
         die("cannot bind the system mounts into the overlay root", r);
 }
 
-/* The host's end of the control channel: runtime/src/control.rs sends each
- * signal it gets (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) as one
- * byte holding its number. Same number as control::VSOCK_PORT. */
-#define CONTROL_PORT 0x5343
+/* The host's end of the control channel (vsock port SMOLVM_CONTROL_PORT):
+ * runtime/src/control.rs sends each signal it gets (SIGINT, SIGTERM, SIGHUP,
+ * SIGQUIT, SIGUSR1, SIGUSR2) as one byte holding its number. */
 
 /* Connected to the host, or -1 (a host that did not set the channel up). */
 static long control_connect(void)
 {
-    struct sockaddr_vm_min vm = {AF_VSOCK, 0, CONTROL_PORT, VMADDR_CID_HOST, 0, {0, 0, 0}};
+    struct sockaddr_vm_min vm = {AF_VSOCK, 0, SMOLVM_CONTROL_PORT, VMADDR_CID_HOST, 0, {0, 0, 0}};
     long s = syscall6(SYS_socket, AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0, 0, 0, 0);
     if (s < 0)
         return -1;
@@ -704,7 +707,7 @@ static long storage_fd = -1;
 
 static void read_disks(void)
 {
-    long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/disks", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    long fd = syscall6(SYS_openat, AT_FDCWD, (long)SMOLVM_DISKS, O_RDONLY | O_CLOEXEC, 0, 0, 0);
     if (fd < 0)
         return;
     long n = syscall6(SYS_read, fd, (long)disks, sizeof(disks) - 1, 0, 0, 0);
@@ -717,13 +720,13 @@ static void read_disks(void)
         fields[count] = &disks[at];
         at += (long)str_len(&disks[at]) + 1;
     }
-    if (count < 4 || !str_eq(fields[0], "smolvm-disks-1"))
-        die("/.smolvm/disks has an unknown version", 0);
+    if (count < 4 || !str_eq(fields[0], SMOLVM_DISKS_VERSION))
+        die(SMOLVM_DISKS " has an unknown version", 0);
     overlay_disk = str_eq(fields[1], "1");
     storage_disk = str_eq(fields[2], "1");
     pvol_count = parse_num(fields[3]);
     if (pvol_count < 0 || pvol_count > MAX_DISK_VOLUMES || pvol_count != count - 4)
-        die("/.smolvm/disks has a bad volume count", 0);
+        die(SMOLVM_DISKS " has a bad volume count", 0);
     for (long i = 0; i < pvol_count; i++)
         pvol[i] = fields[4 + i];
 }
@@ -761,7 +764,7 @@ static void storage_prepare(void)
     if (!storage_disk)
         return;
     syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/storage", 0700, 0, 0, 0);
-    long r = mount_disk("smolvm-storage", "/.smolvm/storage");
+    long r = mount_disk(SMOLVM_STORAGE_SERIAL, "/.smolvm/storage");
     if (r < 0)
         die("cannot mount the storage disk (ext4)", r);
     syscall6(SYS_mkdirat, AT_FDCWD, (long)"/.smolvm/storage/volumes", 0755, 0, 0, 0);
@@ -849,7 +852,7 @@ static void storage_bind(long uid, long gid)
 
 void init_main(void)
 {
-    long fd = syscall6(SYS_openat, AT_FDCWD, (long)"/.smolvm/spec", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    long fd = syscall6(SYS_openat, AT_FDCWD, (long)SMOLVM_SPEC, O_RDONLY | O_CLOEXEC, 0, 0, 0);
     if (fd < 0)
         die("cannot open /.smolvm/spec", fd);
     for (;;) {
@@ -864,7 +867,7 @@ void init_main(void)
     }
     syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
 
-    if (!str_eq(next(), "smolvm-spec-2"))
+    if (!str_eq(next(), SMOLVM_SPEC_VERSION))
         die("run spec has an unknown version", 0);
     char *workdir = next();
     long uid = parse_num(next());
@@ -889,7 +892,7 @@ void init_main(void)
 
     /* The per-run writable layer: the overlay disk when the machine has
      * one, else a tmpfs in guest RAM. */
-    long r = overlay_disk ? mount_disk("smolvm-overlay", "/.smolvm")
+    long r = overlay_disk ? mount_disk(SMOLVM_OVERLAY_SERIAL, "/.smolvm")
                           : syscall6(SYS_mount, (long)"tmpfs", (long)"/.smolvm", (long)"tmpfs", MS_NOSUID | MS_NODEV,
                                      (long)"mode=0755", 0);
     if (r < 0)

@@ -16,7 +16,7 @@
 //!   terminal and exits with the VMM's status, which is the workload's.
 //!
 //! The control channel is a Unix socket in a private (0700) temporary
-//! directory; libkrun connects it to guest vsock port [`VSOCK_PORT`] when the
+//! directory; libkrun connects it to guest vsock port [`crate::guest_abi::CONTROL_PORT`] when the
 //! guest init connects there. The directory is removed as soon as the guest
 //! is connected, and on every exit of the supervisor.
 //!
@@ -33,9 +33,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// The guest vsock port of the control channel ("SC").
-pub const VSOCK_PORT: u32 = 0x5343;
 
 /// The signals a running machine passes on to its workload.
 pub const FORWARDED: [libc::c_int; 6] = [

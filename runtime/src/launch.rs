@@ -289,19 +289,19 @@ impl Vmm {
         }
         self.add_file(
             "krun_fs_add_overlay_file(init)",
-            "/.smolvm/init",
+            crate::guest_abi::INIT,
             GUEST_INIT.to_vec(),
             0o555,
         )?;
         self.add_file(
             "krun_fs_add_overlay_file(spec)",
-            "/.smolvm/spec",
+            crate::guest_abi::SPEC,
             spec.encode(),
             0o400,
         )?;
         // Arguments and environment travel in the spec file: an empty (not
         // NULL) envp, or libkrun would forward the host's environment.
-        let exec = cstr("/.smolvm/init")?;
+        let exec = cstr(crate::guest_abi::INIT)?;
         let empty: [*const libc::c_char; 1] = [std::ptr::null()];
         // SAFETY: a NUL-terminated path and two NULL-terminated arrays that
         // outlive the call.
@@ -337,7 +337,7 @@ impl Vmm {
         })?;
         self.add_file(
             "krun_fs_add_overlay_file(resolv.conf)",
-            "/.smolvm/resolv.conf",
+            crate::guest_abi::RESOLV_CONF,
             resolv_conf(),
             0o444,
         )
@@ -372,17 +372,17 @@ impl Vmm {
     /// The host's SSH agent on its vsock port; the guest init starts its
     /// forwarder when `/.smolvm/ssh-agent` exists.
     fn attach_ssh_agent(&mut self, agent: Option<&Path>) -> Result<(), LaunchError> {
-        use crate::net::agent::VSOCK_PORT;
+        use crate::guest_abi::{AGENT_PORT, SSH_AGENT};
         let Some(agent) = agent else { return Ok(()) };
         let sock = cstr(agent)?;
         // SAFETY: a NUL-terminated path that outlives the call.
         check("krun_add_vsock_port2", unsafe {
-            krun::krun_add_vsock_port2(self.ctx, VSOCK_PORT, sock.as_ptr(), false)
+            krun::krun_add_vsock_port2(self.ctx, AGENT_PORT, sock.as_ptr(), false)
         })?;
         self.add_file(
             "krun_fs_add_overlay_file(ssh-agent)",
-            "/.smolvm/ssh-agent",
-            VSOCK_PORT.to_string().into_bytes(),
+            SSH_AGENT,
+            AGENT_PORT.to_string().into_bytes(),
             0o444,
         )
     }
@@ -394,7 +394,12 @@ impl Vmm {
         let sock = cstr(path)?;
         // SAFETY: a NUL-terminated path that outlives the call.
         check("krun_add_vsock_port2(control)", unsafe {
-            krun::krun_add_vsock_port2(self.ctx, crate::control::VSOCK_PORT, sock.as_ptr(), false)
+            krun::krun_add_vsock_port2(
+                self.ctx,
+                crate::guest_abi::CONTROL_PORT,
+                sock.as_ptr(),
+                false,
+            )
         })
     }
 
@@ -501,7 +506,7 @@ impl Vmm {
     /// The writable disks as raw virtio-blk devices the guest init finds
     /// by serial, and the list of them it reads (`/.smolvm/disks`).
     fn attach_disks(&mut self, disks: &crate::disk::Disks) -> Result<(), LaunchError> {
-        use crate::disk::{OVERLAY_SERIAL, STORAGE_SERIAL};
+        use crate::guest_abi::{DISKS, OVERLAY_SERIAL, STORAGE_SERIAL};
         let Some(manifest) = disks.guest_manifest() else {
             return Ok(());
         };
@@ -528,12 +533,7 @@ impl Vmm {
                 )
             })?;
         }
-        self.add_file(
-            "krun_fs_add_overlay_file(disks)",
-            "/.smolvm/disks",
-            manifest,
-            0o444,
-        )
+        self.add_file("krun_fs_add_overlay_file(disks)", DISKS, manifest, 0o444)
     }
 }
 

@@ -9,6 +9,9 @@ pub mod disk;
 pub mod error;
 pub mod exit;
 pub mod flags;
+/// The names and numbers the host and the guest init agree on (shared
+/// with guest-init/init.c through a header build.rs writes).
+pub mod guest_abi;
 pub mod host_env;
 pub mod inspect;
 #[cfg(feature = "vmm")]

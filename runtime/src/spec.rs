@@ -44,7 +44,7 @@ pub const MAX_SPEC_VOLUMES: usize = crate::settings::MAX_VOLUMES;
 /// `init` commands the guest init takes (`MAX_INIT` in guest-init/init.c).
 pub const MAX_INIT_COMMANDS: usize = 1024;
 /// The spec's version string; guest-init/init.c checks it.
-const SPEC_VERSION: &[u8] = b"smolvm-spec-2";
+const SPEC_VERSION: &[u8] = crate::guest_abi::SPEC_VERSION.as_bytes();
 
 /// A workload the guest cannot run as given.
 #[derive(Debug, Error, PartialEq, Eq)]

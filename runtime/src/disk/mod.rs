@@ -44,11 +44,6 @@ const MAX_VOLUME_PATH: usize = 1024;
 /// runtime's own directory.
 const RESERVED: &[&str] = &["/proc", "/sys", "/dev", "/.smolvm"];
 
-/// virtio-blk serials the guest init finds the disks by
-/// (`/sys/block/vdX/serial`).
-pub const OVERLAY_SERIAL: &str = "smolvm-overlay";
-pub const STORAGE_SERIAL: &str = "smolvm-storage";
-
 #[derive(Debug, Error)]
 pub enum DiskError {
     #[error("{what} {}", path.display())]
@@ -403,7 +398,7 @@ pub fn guest_manifest(overlay: bool, volumes: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
     let storage = !volumes.is_empty();
     for s in [
-        "smolvm-disks-1",
+        crate::guest_abi::DISKS_VERSION,
         if overlay { "1" } else { "0" },
         if storage { "1" } else { "0" },
         &volumes.len().to_string(),

@@ -15,9 +15,6 @@ use std::path::PathBuf;
 /// init's forwarder (guest-init/init.c).
 pub const GUEST_SOCKET: &str = "/run/smolvm/ssh-agent.sock";
 
-/// The vsock port libkrun connects to the host's agent socket.
-pub const VSOCK_PORT: u32 = 0x5348; // "SH"
-
 /// The host agent socket to forward, if the machine asks, the user allows
 /// and there is an agent; otherwise says why not in one line on stderr
 /// (only when the machine asked or the user allowed).
