@@ -237,16 +237,16 @@ static __attribute__((noreturn)) void die(const char *what, long err)
     __builtin_unreachable();
 }
 
-#define SPEC_MAX (1 << 20)
-#define MAX_STRINGS 8192
+#define SPEC_MAX SMOLVM_SPEC_BUFFER
+#define MAX_STRINGS SMOLVM_SPEC_STRINGS
 static char spec[SPEC_MAX];
 static char *argv_buf[MAX_STRINGS + 1];
 static char *envp_buf[MAX_STRINGS + 1];
 static char path_buf[4096];
 
 /* Volumes (virtio-fs shares) and init commands: the spec's records. */
-#define MAX_VOLUMES 16
-#define MAX_INIT 1024
+#define MAX_VOLUMES SMOLVM_VOLUMES
+#define MAX_INIT SMOLVM_INIT_COMMANDS
 static char *vol_tag[MAX_VOLUMES], *vol_path[MAX_VOLUMES];
 static int vol_ro[MAX_VOLUMES];
 static long vol_count;
@@ -254,7 +254,7 @@ static char *init_cmd[MAX_INIT];
 static long init_count;
 /* The workload's groups (smolvm_format::manifest::MAX_GROUPS); gid_t is
  * 32-bit on every Linux ABI. */
-#define MAX_GROUPS 256
+#define MAX_GROUPS SMOLVM_GROUPS
 static unsigned int group_ids[MAX_GROUPS];
 static long group_count;
 

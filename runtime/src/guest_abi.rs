@@ -32,6 +32,22 @@ pub const DISKS_VERSION: &str = "smolvm-disks-1";
 pub const OVERLAY_SERIAL: &str = "smolvm-overlay";
 pub const STORAGE_SERIAL: &str = "smolvm-storage";
 
+/// The guest init's buffer for the spec (it refuses a spec that reaches
+/// one byte less).
+pub const SPEC_BUFFER: u32 = 1 << 20;
+/// Arguments, and separately environment entries, the guest init takes.
+pub const SPEC_STRINGS: u32 = 8192;
+/// Volumes the guest init mounts.
+pub const VOLUMES: u32 = 16;
+/// `init` commands the guest init runs.
+pub const INIT_COMMANDS: u32 = 1024;
+/// Supplementary groups the guest init sets (smolvm_format's MAX_GROUPS;
+/// a test keeps them equal).
+pub const GROUPS: u32 = 256;
+/// Longest working directory chdir takes (the guest's `PATH_MAX`, counting
+/// the NUL).
+pub const WORKDIR_LEN: u32 = 4095;
+
 /// One constant as C sees it.
 pub enum CValue {
     Number(u32),
@@ -51,4 +67,9 @@ pub const FOR_C: &[(&str, CValue)] = &[
     ("DISKS_VERSION", CValue::Text(DISKS_VERSION)),
     ("OVERLAY_SERIAL", CValue::Text(OVERLAY_SERIAL)),
     ("STORAGE_SERIAL", CValue::Text(STORAGE_SERIAL)),
+    ("SPEC_BUFFER", CValue::Number(SPEC_BUFFER)),
+    ("SPEC_STRINGS", CValue::Number(SPEC_STRINGS)),
+    ("VOLUMES", CValue::Number(VOLUMES)),
+    ("INIT_COMMANDS", CValue::Number(INIT_COMMANDS)),
+    ("GROUPS", CValue::Number(GROUPS)),
 ];

@@ -24,8 +24,10 @@ use crate::exit::UsageError;
 /// packed with `share_cwd = true`; the workload starts there.
 pub const CWD_GUEST_PATH: &str = "/cwd";
 /// Run-time volumes a machine takes (each is a virtio-fs device; the share
-/// of the current directory counts).
-pub const MAX_VOLUMES: usize = 16;
+/// of the current directory counts): as many as the guest init mounts.
+pub const MAX_VOLUMES: usize = crate::guest_abi::VOLUMES as usize;
+/// Longest working directory the guest takes.
+const MAX_WORKDIR_LEN: usize = crate::guest_abi::WORKDIR_LEN as usize;
 /// The smallest guest memory the kernel and init start in (as `memory` in a
 /// Smolfile).
 pub const MIN_MEMORY_MIB: u32 = 64;
@@ -176,11 +178,11 @@ pub fn check_guest_path(what: &str, path: &str) -> Result<String, UsageError> {
             }
         )));
     }
-    if normal.len() > crate::spec::MAX_WORKDIR_LEN {
+    if normal.len() > MAX_WORKDIR_LEN {
         return Err(usage(format!(
             "{what} is {} bytes; the guest's limit (PATH_MAX) is {}",
             normal.len(),
-            crate::spec::MAX_WORKDIR_LEN
+            MAX_WORKDIR_LEN
         )));
     }
     Ok(normal)
@@ -235,11 +237,11 @@ pub fn parse_workdir(value: &str) -> Result<String, UsageError> {
             "workdir {value:?} is not an absolute guest path; start it with '/'"
         )));
     }
-    if value.len() > crate::spec::MAX_WORKDIR_LEN {
+    if value.len() > MAX_WORKDIR_LEN {
         return Err(usage(format!(
             "workdir is {} bytes; the guest's limit (PATH_MAX) is {}",
             value.len(),
-            crate::spec::MAX_WORKDIR_LEN
+            MAX_WORKDIR_LEN
         )));
     }
     Ok(value.to_string())

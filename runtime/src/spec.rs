@@ -27,24 +27,24 @@ use std::os::unix::ffi::OsStrExt;
 use smolvm_format::MachineConfig;
 use thiserror::Error;
 
+use crate::guest_abi;
+
 /// Encoded spec bytes the guest init accepts: it reads into a 1 MiB buffer
-/// (`SPEC_MAX` in guest-init/init.c) and refuses a spec that reaches
-/// `SPEC_MAX - 1` bytes.
-pub const MAX_SPEC_BYTES: usize = (1 << 20) - 2;
-/// Arguments, and separately environment entries, the guest init accepts
-/// (`MAX_STRINGS` in guest-init/init.c).
-pub const MAX_SPEC_STRINGS: usize = 8192;
+/// and refuses a spec that reaches one byte less.
+pub const MAX_SPEC_BYTES: usize = guest_abi::SPEC_BUFFER as usize - 2;
+/// Arguments, and separately environment entries, the guest init accepts.
+pub const MAX_SPEC_STRINGS: usize = guest_abi::SPEC_STRINGS as usize;
 /// Longest single argument or environment entry execve takes (Linux's
 /// `MAX_ARG_STRLEN`, 32 pages, counting the terminating NUL).
 pub const MAX_ARG_LEN: usize = 32 * 4096 - 1;
 /// Longest working directory chdir takes (`PATH_MAX`, counting the NUL).
-pub const MAX_WORKDIR_LEN: usize = 4095;
-/// Volume records the guest init takes (`MAX_VOLUMES` in guest-init/init.c).
-pub const MAX_SPEC_VOLUMES: usize = crate::settings::MAX_VOLUMES;
-/// `init` commands the guest init takes (`MAX_INIT` in guest-init/init.c).
-pub const MAX_INIT_COMMANDS: usize = 1024;
+pub const MAX_WORKDIR_LEN: usize = guest_abi::WORKDIR_LEN as usize;
+/// Volume records the guest init takes.
+pub const MAX_SPEC_VOLUMES: usize = guest_abi::VOLUMES as usize;
+/// `init` commands the guest init takes.
+pub const MAX_INIT_COMMANDS: usize = guest_abi::INIT_COMMANDS as usize;
 /// The spec's version string; guest-init/init.c checks it.
-const SPEC_VERSION: &[u8] = crate::guest_abi::SPEC_VERSION.as_bytes();
+const SPEC_VERSION: &[u8] = guest_abi::SPEC_VERSION.as_bytes();
 
 /// A workload the guest cannot run as given.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -405,6 +405,14 @@ impl crate::exit::ExitStatus for SpecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guest_takes_as_many_groups_as_a_manifest_may_hold() {
+        assert_eq!(
+            guest_abi::GROUPS as usize,
+            smolvm_format::manifest::MAX_GROUPS
+        );
+    }
 
     #[test]
     fn args_replace_cmd_and_keep_entrypoint() {
