@@ -1,6 +1,6 @@
 //! What each fuzz target does with its input, in one place: the targets in
 //! fuzz_targets/ call these under libFuzzer, and
-//! tests/tests/fuzz_regressions.rs calls them on stable for every file in
+//! tests/tests/integration/fuzz_regressions.rs calls them on stable for every file in
 //! fuzz/regressions/<target>/ (`#[path]`-included by both). Nothing here
 //! may panic, loop without bound or allocate without bound.
 

@@ -47,7 +47,9 @@ for f in tests/tests/boot*.rs; do
     b=$(basename "$f" .rs)
     [[ " ${boots[*]} " == *" $b "* ]] || boots+=("$b")
 done
-others=()
+# Everything else is one binary (tests/tests/integration/), plus any
+# top-level test file that is not a boot.
+others=(--test integration)
 for f in tests/tests/*.rs; do
     b=$(basename "$f" .rs)
     [[ " ${boots[*]} " == *" $b "* ]] || others+=(--test "$b")

@@ -1,5 +1,5 @@
 //! See `exercise::image_reference` (fuzz/exercise.rs), which the stable regression
-//! replay in tests/tests/fuzz_regressions.rs runs too.
+//! replay in tests/tests/integration/fuzz_regressions.rs runs too.
 #![no_main]
 
 #[path = "../exercise.rs"]

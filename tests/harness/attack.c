@@ -22,7 +22,7 @@
  * A TRY with no result after it means the process died during that attack
  * (a seccomp filter that kills rather than fails the call).
  *
- * Environment (set by tests/tests/vmm_attack.rs and boot_attack.rs):
+ * Environment (set by tests/tests/integration/vmm_attack.rs and boot_attack.rs):
  *   SMOL_ATTACK_SECRET       a file to read (the person's ~/.ssh/id_ed25519)
  *   SMOL_ATTACK_OUTSIDE_DIR  a directory outside every share to create a file in ($HOME)
  *   SMOL_ATTACK_TMP          a second such directory (default /tmp)

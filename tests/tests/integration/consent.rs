@@ -6,7 +6,7 @@
 //! real terminal (a pty that is the stub's controlling terminal); without
 //! any of them, exit 2 and one line naming the flag.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};

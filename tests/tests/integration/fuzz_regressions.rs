@@ -4,7 +4,7 @@
 //! (`fuzz/exercise.rs`, shared with the targets). Also keeps each target's
 //! seed inputs in step with the fixtures: `SMOLVM_BLESS=1` rewrites them.
 
-#[path = "../../fuzz/exercise.rs"]
+#[path = "../../../fuzz/exercise.rs"]
 mod exercise;
 
 use smolvm_rootfs::testutil::{dir, file, hardlink, symlink, tar};

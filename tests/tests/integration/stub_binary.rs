@@ -7,7 +7,7 @@
 //! exit codes (issue 10). The kernel in those payloads is a fake that is
 //! checked and cached but never booted.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
