@@ -3,9 +3,9 @@
 //! The real-boot tests stay binaries of their own (tests/tests/boot*.rs):
 //! scripts/test.sh runs them in lanes, each inside the L1 harness.
 
-mod common;
 mod cache_prune;
 mod cli;
+mod common;
 mod consent;
 mod fuzz_regressions;
 mod golden;
