@@ -203,8 +203,8 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         .expect("an unsigned artifact was refused above");
     trace.mark("signature verified");
     let (name, version) = (&art.manifest.name, &art.manifest.version);
-    let mut first_signer = check_first_signer(name, &state, opts)?;
-    let mut remembered = check_rollback(name, version, &state, opts)?;
+    let first_signer = check_first_signer(name, &state, opts)?;
+    let floor = check_rollback(name, version, &state, opts)?;
 
     // The person's settings over the artifact's, and what they make.
     let config = opts.settings.apply(&art.manifest.config);
@@ -221,16 +221,7 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     let mut spec = build_spec(&config, &opts.args, opts.host.term.clone())?;
     spec.set_volumes(&volumes)?;
     let policy = crate::net::Policy::from_config(&config, &opts.publish)?;
-    let ssh_agent = crate::net::agent::decide(
-        config.ssh_agent,
-        opts.ssh_agent || opts.host.ssh_agent,
-        opts.host.ssh_auth_sock.as_deref(),
-    );
-    if ssh_agent.is_some() {
-        spec.env.retain(|e| !e.starts_with(b"SSH_AUTH_SOCK="));
-        spec.env
-            .push(format!("SSH_AUTH_SOCK={}", crate::net::agent::GUEST_SOCKET).into_bytes());
-    }
+    let ssh_agent = forward_agent(&config, &mut spec, opts);
 
     // This host: a machine it cannot run or contain stops here, before any
     // slow first-start work.
@@ -282,27 +273,12 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     } else {
         None
     };
-    // Everything checked: from here on this version is the floor for its
-    // signer and name. A state that cannot be written keeps the old floor.
-    if let Some((s, key_id)) = remembered.as_mut() {
-        if let Err(e) = s.remember(*key_id, name, version) {
-            eprintln!(
-                "warning: the minimum version of {name} is not remembered: {}",
-                crate::exit::chain(&e)
-            );
-        }
+    Remembered {
+        floor,
+        cwd,
+        first_signer,
     }
-    if let Some(c) = cwd {
-        c.remember(name, key_id);
-    }
-    if let Some(k) = first_signer.as_mut() {
-        if let Err(e) = k.remember(name, key_id) {
-            eprintln!(
-                "warning: the signer of {name} is not remembered: {}",
-                crate::exit::chain(&e)
-            );
-        }
-    }
+    .commit(name, version, key_id);
     Ok(Prepared {
         config,
         spec,
@@ -317,6 +293,56 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         allow_no_landlock: opts.allow_no_landlock,
         host: opts.host.clone(),
     })
+}
+
+/// The host's SSH agent socket when this start forwards it, and the
+/// workload's `SSH_AUTH_SOCK` pointing at the guest's end.
+fn forward_agent(config: &MachineConfig, spec: &mut RunSpec, opts: &RunOptions) -> Option<PathBuf> {
+    let ssh_agent = crate::net::agent::decide(
+        config.ssh_agent,
+        opts.ssh_agent || opts.host.ssh_agent,
+        opts.host.ssh_auth_sock.as_deref(),
+    );
+    if ssh_agent.is_some() {
+        spec.env.retain(|e| !e.starts_with(b"SSH_AUTH_SOCK="));
+        spec.env
+            .push(format!("SSH_AUTH_SOCK={}", crate::net::agent::GUEST_SOCKET).into_bytes());
+    }
+    ssh_agent
+}
+
+/// What a prepared start remembers once everything is checked: the version
+/// floor, the consent to the current directory, the first signer.
+struct Remembered {
+    floor: Option<(VersionState, smolvm_signing::KeyId)>,
+    cwd: Option<CwdConsent>,
+    first_signer: Option<crate::known_signers::KnownSigners>,
+}
+
+impl Remembered {
+    /// From here on this version is the floor for its signer and name. A
+    /// state that cannot be written keeps the old one, with a warning.
+    fn commit(self, name: &str, version: &str, key_id: smolvm_signing::KeyId) {
+        if let Some((mut s, key_id)) = self.floor {
+            if let Err(e) = s.remember(key_id, name, version) {
+                eprintln!(
+                    "warning: the minimum version of {name} is not remembered: {}",
+                    crate::exit::chain(&e)
+                );
+            }
+        }
+        if let Some(c) = self.cwd {
+            c.remember(name, key_id);
+        }
+        if let Some(mut k) = self.first_signer {
+            if let Err(e) = k.remember(name, key_id) {
+                eprintln!(
+                    "warning: the signer of {name} is not remembered: {}",
+                    crate::exit::chain(&e)
+                );
+            }
+        }
+    }
 }
 
 /// Trust on first use (crate::known_signers): without trusted keys, a name
