@@ -58,9 +58,9 @@ bench_common_arg() {
         *) return 1 ;;
     esac
 }
-bench_unknown_arg() { die "unknown argument '$1' (see $0 --help)"; }
+bench_unknown_arg() { echo "$bench_name: error: unknown argument '$1' (see $0 --help)" >&2; exit 2; }
 # bench_posint NAME VALUE: VALUE must be a positive integer.
-bench_posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 wants a positive integer (got '$2')"; }
+bench_posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "$bench_name: error: $1 wants a positive integer (got '$2')" >&2; exit 2; }; }
 bench_need_root() { [ "$(id -u)" = 0 ] || die "run as root (the Debian tree has device nodes and root-owned files)"; }
 
 # bench_apt PACKAGE...: apt-get install the Debian packages that are not
