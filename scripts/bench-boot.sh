@@ -28,7 +28,9 @@
 # (what the packed executable did before the EROFS switch, and what any
 # libkrun user does). Since that switch the cache holds no root directory
 # to copy, which is what broke this bench: it copied
-# $SMOLVM_CACHE_DIR/rootfs/<sha256>/, which no longer exists.
+# $SMOLVM_CACHE_DIR/rootfs/<sha256>/, which no longer exists, so bare
+# libkrun was handed a root directory that did not exist, ran no workload
+# (the 'exit 7' sanity run came back 0) and the bench stopped there.
 # 1 vCPU, 256 MiB each. Times are wall clock in L1 around each process (GNU
 # date +%s.%N). Target: packed/bare <= 1.05.
 # Needs: scripts/setup-harness.sh (run here if anything is missing), the
