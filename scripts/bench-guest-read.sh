@@ -6,15 +6,17 @@
 # one L1 boot of the real-boot harness (tests/harness/README.md). Prints
 # per-run times, medians and the ratio; never fails on a figure.
 #
-# Usage: scripts/bench-guest-read.sh [--runs N] [--mem MIB] [--no-build] [--keep]
+# Usage: scripts/bench-guest-read.sh [--runs N] [--mem MIB] [--no-build] [--keep] [--smoke]
 #   --runs N     interleaved runs of each side (default 1: under TCG one
 #                virtio-fs read of the tree takes ~5 min, one EROFS read ~1-3 min;
 #                budget ~15 min per N)
 #   --mem MIB    L1 memory (default 3072: the tree, the artifact, its cached
 #                image and kernel, and a 512 MiB L2 guest all live in RAM)
-#   --no-build   use target/release/smolvm, target/release/smolvm-stub and
-#                target/release/examples/bare_boot as they are
+#   --no-build   use the release smolvm, smolvm-stub and examples/bare_boot
+#                as they are (target/release, or $CARGO_TARGET_DIR/release)
 #   --keep       keep the scratch directory (L1 console log inside)
+#   --smoke      one run of each side reading only /etc of a pruned tree
+#                (CI: scripts/bench-smoke.sh); not a measurement
 #
 # Both guests run the same script, /usr/local/bin/smolbench-read, added to
 # the tree before it is packed and copied (so both roots hold the very same
@@ -37,67 +39,62 @@
 # guest kernel (scripts/fetch-kernel.sh), scripts/debian-root.sh, root.
 # Scratch space: ~600 MB under ${TMPDIR:-/tmp}, removed at exit.
 set -euo pipefail
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+bench_init bench-guest-read.sh --no-build
 
-usage() { sed -n '9,17s/^# \{0,1\}//p' "$0" >&2; exit "${1:-2}"; }
-die() { echo "bench-guest-read.sh: error: $*" >&2; exit 1; }
-log() { echo "bench-guest-read.sh: $*" >&2; }
-
-runs=1 mem=3072 build=1 keep=0
+runs=1 mem=3072
 while [ $# -gt 0 ]; do
+    bench_common_arg "$1" && { shift; continue; }
     case $1 in
         --runs) runs=${2:?}; shift 2 ;;
         --mem) mem=${2:?}; shift 2 ;;
-        --no-build) build=0; shift ;;
-        --keep) keep=1; shift ;;
-        -h|--help) usage 0 ;;
-        *) echo "bench-guest-read.sh: unknown argument '$1'" >&2; usage ;;
+        *) bench_unknown_arg "$1" ;;
     esac
 done
-[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive integer"
-[[ $mem =~ ^[1-9][0-9]*$ ]] || die "--mem wants a positive integer (MiB)"
-[ "$(id -u)" = 0 ] || die "run as root (the Debian tree has device nodes and root-owned files)"
-
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
+# What the guests read: every file of the root; a smoke run reads /etc of a
+# root without /usr/share, /var, gconv and perl (a few hundred files).
+read_dir=/
+[ "$smoke" = 0 ] || { runs=1 read_dir=/etc; }
+bench_posint --runs "$runs"
+bench_posint --mem "$mem"
+bench_need_root
 
 scripts/setup-harness.sh >&2
 scripts/fetch-kernel.sh >/dev/null
 debian_tar=$(scripts/debian-root.sh)
-if [ "$build" = 1 ]; then
-    log "building smolvm, the stub and the bare_boot example (release)"
-    cargo build --release -q -p smolvm-packer
-    cargo build --release -q -p smolvm-stub
-    cargo build --release -q -p smolvm-runtime --example bare_boot
-fi
-smolvm=$repo/target/release/smolvm
-stub=$repo/target/release/smolvm-stub
-bare=$repo/target/release/examples/bare_boot
+[ "$build" = 0 ] || log "building smolvm, the stub and the bare_boot example (release)"
+bench_build smolvm-packer smolvm-stub example:smolvm-runtime:bare_boot
+smolvm=$rel/smolvm
+stub=$rel/smolvm-stub
+bare=$rel/examples/bare_boot
 kernel=$repo/.cache/kernel/libkrunfw.so.5
-for f in "$smolvm" "$stub" "$bare" "$kernel" "$debian_tar"; do [ -f "$f" ] || die "missing $f"; done
+bench_files "$smolvm" "$stub" "$bare" "$kernel" "$debian_tar"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-bench-guest-read.XXXXXX")
-if [ "$keep" = 1 ]; then
-    log "scratch directory kept: $tmp"
-else
-    trap 'rm -rf "$tmp"' EXIT
-fi
+bench_scratch smolvm-bench-guest-read
+tmp=$scratch
 
 # --- the tree, the artifact, what L1 gets ---------------------------------------
 tree=$tmp/tree files=$tmp/files
 mkdir -p "$tree" "$files"
 zstd -dc "$debian_tar" | tar --numeric-owner --xattrs -C "$tree" -x
+if [ "$smoke" = 1 ]; then
+    rm -rf "${tree:?}/usr/share" "$tree/var/cache" "$tree/var/lib" "$tree/var/log" \
+        "$tree/usr/lib/x86_64-linux-gnu/gconv" "$tree"/usr/lib/x86_64-linux-gnu/perl*
+fi
 mkdir -p "$tree/usr/local/bin"
 cat >"$tree/usr/local/bin/smolbench-read" <<'EOF'
 #!/bin/sh
-# Read every regular file of this root once; print the time taken.
+# Read every regular file under DIR (default: this root) once; print the time taken.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
+dir=${1:-/}
 t0=$(date +%s%N)
-find / -xdev -type f -print0 | xargs -0 cat >/dev/null
+find "$dir" -xdev -type f -print0 | xargs -0 cat >/dev/null
 rc=$?
 t1=$(date +%s%N)
-files=$(find / -xdev -type f | wc -l)
-bytes=$(find / -xdev -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+files=$(find "$dir" -xdev -type f | wc -l)
+bytes=$(find "$dir" -xdev -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 echo "@@READ ns=$((t1 - t0)) rc=$rc files=$files bytes=$bytes@@"
 EOF
 chmod 755 "$tree/usr/local/bin/smolbench-read"
@@ -126,7 +123,7 @@ cp "$(command -v date)" "$files/date"   # GNU date: %N (busybox date has no sub-
 
 cat >"$tmp/scenarios.sh" <<EOF
 export SMOLVM_CACHE_DIR=/tmp/smolcache
-runs=$runs
+runs=$runs dir=$read_dir
 EOF
 cat >>"$tmp/scenarios.sh" <<'EOF'
 # libkrun's virtio-fs passthrough holds an O_PATH descriptor for every inode
@@ -172,13 +169,13 @@ free -m
 i=1
 while [ "$i" -le "$runs" ]; do
     if [ $((i % 2)) = 1 ]; then
-        timed erofs "$i" ./debian
-        timed erofs-none "$i" ./debian-none
-        timed virtiofs "$i" ./bare_boot --mem 512 --cpus 1 "$kernel" /tmp/debroot -- /bin/sh /usr/local/bin/smolbench-read
+        timed erofs "$i" ./debian /usr/local/bin/smolbench-read "$dir"
+        timed erofs-none "$i" ./debian-none /usr/local/bin/smolbench-read "$dir"
+        timed virtiofs "$i" ./bare_boot --mem 512 --cpus 1 "$kernel" /tmp/debroot -- /bin/sh /usr/local/bin/smolbench-read "$dir"
     else
-        timed virtiofs "$i" ./bare_boot --mem 512 --cpus 1 "$kernel" /tmp/debroot -- /bin/sh /usr/local/bin/smolbench-read
-        timed erofs-none "$i" ./debian-none
-        timed erofs "$i" ./debian
+        timed virtiofs "$i" ./bare_boot --mem 512 --cpus 1 "$kernel" /tmp/debroot -- /bin/sh /usr/local/bin/smolbench-read "$dir"
+        timed erofs-none "$i" ./debian-none /usr/local/bin/smolbench-read "$dir"
+        timed erofs "$i" ./debian /usr/local/bin/smolbench-read "$dir"
     fi
     i=$((i + 1))
 done
@@ -216,7 +213,11 @@ if grep -q '@@BENCH-OUTPUT-BEGIN@@' "$tmp/console.log"; then
     log "some runs printed no @@READ line; their output:"
     sed -n '/@@BENCH-OUTPUT-BEGIN@@/,/@@BENCH-OUTPUT-END@@/p' "$tmp/console.log" >&2
 fi
-median() { grep -v '^nan$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# A smoke run fails when a side did not read: the bench is broken then.
+if [ "$smoke" = 1 ] && awk '$8 != "0" { bad = 1 } END { exit !bad }' <<<"$bench"; then
+    printf '%s\n' "$bench" >&2
+    die "smoke: a guest read failed (label i rc wall read files bytes guest-rc above)"
+fi
 col() { awk -v l="$1" -v c="$2" '$1 == l { print $c }' <<<"$bench"; }
 me=$(col erofs 5 | median) mv=$(col virtiofs 5 | median) mn=$(col erofs-none 5 | median)
 ratio=$(awk -v a="$me" -v b="$mv" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }')
@@ -226,7 +227,7 @@ first=$(grep -o '@@BENCH-FIRST [^@]*@@' "$tmp/console.log" | sed 's/.*t0=\([0-9.
 counts_e=$(col erofs 6 | sort -u | tr '\n' ' ') counts_v=$(col virtiofs 6 | sort -u | tr '\n' ' ')
 cat <<EOF
 
-== guest read of every file: EROFS disk + overlay (packed) vs virtio-fs root (bare libkrun)$partial ==
+== guest read of every file under $read_dir: EROFS disk + overlay (packed) vs virtio-fs root (bare libkrun)$partial ==
 L1: QEMU TCG, $(sed 's/ .*//' .cache/harness/kernel-version), $mem MiB; L2: 1 vCPU, 512 MiB; tree $(awk -v b="$tree_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB
 L1 set-up: untar of the tree $(span "${untar:-0 0}") s; first start of the packed executable (dry run, writes the image) $(span "${first:-0 0}") s
 run  side       rc  boot+read (L1 wall, s)  read in guest (s)  files  bytes       guest xargs rc

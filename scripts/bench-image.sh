@@ -2,9 +2,11 @@
 # What packing a real distribution root and pulling images cost, each figure
 # beside a baseline. Prints; never fails on a figure.
 #
-# Usage: scripts/bench-image.sh [--runs N] [--keep]
+# Usage: scripts/bench-image.sh [--runs N] [--keep] [--smoke]
 #   --runs N   runs per measurement (default 5); medians are printed
 #   --keep     keep the scratch directory (its path is printed)
+#   --smoke    one run of each, and (b) with the small image only (CI:
+#              scripts/bench-smoke.sh); not a measurement
 #
 # (a) `smolvm pack create --rootfs DIR` of the Debian bookworm minbase tree
 #     (scripts/debian-root.sh) into a bare unsigned payload: wall time,
@@ -23,52 +25,36 @@
 #   if missing.
 # Scratch space: ~600 MB under ${TMPDIR:-/tmp}, removed at exit.
 set -euo pipefail
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+bench_init bench-image.sh
 
-die() { echo "bench-image.sh: error: $*" >&2; exit 1; }
-log() { echo "bench-image.sh: $*" >&2; }
-
-runs=5 keep=0
+runs=5
 while [ $# -gt 0 ]; do
+    bench_common_arg "$1" && { shift; continue; }
     case $1 in
         --runs) runs=${2:?}; shift 2 ;;
-        --keep) keep=1; shift ;;
-        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-        *) die "unknown argument '$1' (usage: scripts/bench-image.sh [--runs N] [--keep])" ;;
+        *) bench_unknown_arg "$1" ;;
     esac
 done
-[[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive number"
+[ "$smoke" = 0 ] || runs=1
+bench_posint --runs "$runs"
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-smolvm=${SMOLVM_BIN:-$repo_root/target/release/smolvm}
-kernel=$repo_root/.cache/kernel/libkrunfw.so.5
+smolvm=${SMOLVM_BIN:-$rel/smolvm}
+kernel=$repo/.cache/kernel/libkrunfw.so.5
 [[ -x "$smolvm" ]] || die "$smolvm missing: cargo build --release -p smolvm-packer"
 [[ -f "$kernel" ]] || die "$kernel missing: scripts/fetch-kernel.sh"
-[[ $(id -u) -eq 0 ]] || die "run as root (the Debian tree has device nodes and root-owned files)"
-for tool in zstd jq; do
-    if ! command -v "$tool" >/dev/null; then
-        log "apt-get install $tool"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$tool" >&2 \
-            || die "apt-get install $tool failed"
-    fi
-done
+bench_need_root
+bench_apt zstd jq
 
-debian_tar=$("$repo_root/scripts/debian-root.sh")
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-image.XXXXXX")
-if [[ $keep -eq 1 ]]; then
-    log "scratch: $scratch"
-else
-    trap 'rm -rf "$scratch"' EXIT
-fi
+debian_tar=$(scripts/debian-root.sh)
+bench_scratch bench-image
 
-now() { date +%s.%N; }
-# Median of the numbers on stdin.
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 # Size in bytes of the rootfs section of a payload.
 rootfs_stored() {
     "$smolvm" pack inspect --json "$1" | jq '.sections[] | select(.kind == "rootfs") | .stored_len'
 }
-since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.3f", a - b }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
 tree="$scratch/debian"
@@ -81,7 +67,7 @@ log "Debian minbase tree: $(mb "$tree_bytes") in $(find "$tree" | wc -l) entries
 pack_times=() tar_times=()
 for i in $(seq 1 "$runs"); do
     # Alternate the order so drifting load hits both alike.
-    for what in $( ((i % 2)) && echo "pack tar" || echo "tar pack"); do
+    for what in $(interleave "$i" pack tar); do
         if [[ $what == pack ]]; then rm -f "$scratch/debian.smolmachine"; else rm -f "$scratch/debian.tar.zst"; fi
         sync
         t0=$(now)
@@ -116,12 +102,14 @@ if ! "$smolvm" pack create --help 2>&1 | grep -q -- '--image'; then
     exit 0
 fi
 command -v skopeo >/dev/null || die "skopeo missing (scripts/make-test-image.sh installs it)"
-"$repo_root/scripts/setup-registry.sh" >/dev/null
-small=$("$repo_root/scripts/make-test-image.sh")
+scripts/setup-registry.sh >/dev/null
+small=$(scripts/make-test-image.sh)
 
 # The Debian root as a one-layer OCI image, pushed once.
 big=localhost:5000/smolvm-bench-debian:bookworm
-if ! skopeo inspect --tls-verify=false "docker://127.0.0.1:5000/smolvm-bench-debian:bookworm" >/dev/null 2>&1; then
+if [ "$smoke" = 1 ]; then
+    log "smoke: (b) with $small only"
+elif ! skopeo inspect --tls-verify=false "docker://127.0.0.1:5000/smolvm-bench-debian:bookworm" >/dev/null 2>&1; then
     log "pushing the Debian root as $big"
     oci="$scratch/oci"
     mkdir -p "$oci/blobs/sha256"
@@ -142,7 +130,9 @@ if ! skopeo inspect --tls-verify=false "docker://127.0.0.1:5000/smolvm-bench-deb
 fi
 
 printf '    %-42s %10s %10s %8s\n' "image" "first" "second" "ratio"
-for ref in "$big" "$small"; do
+refs=("$big" "$small")
+[ "$smoke" = 0 ] || refs=("$small")
+for ref in "${refs[@]}"; do
     first=() second=()
     for i in $(seq 1 "$runs"); do
         cache="$scratch/cache-$i"

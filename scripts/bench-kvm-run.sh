@@ -14,12 +14,13 @@
 # Prints; never fails on a figure.
 #
 # Usage: scripts/bench-kvm-run.sh [--runs N] [--pause S] [--no-build] [--keep]
-#                                 [--baseline STUB] [--default-only] [--no-rt]
+#                                 [--baseline STUB] [--default-only] [--no-rt] [--smoke]
 #   --runs N     runs per command (default 15), interleaved
 #   --pause S    seconds between two starts (default 0.3): a start on a quiet
 #                machine, as a user's is; back-to-back starts can hide the
 #                kernel's SRCU wait that the split irqchip removes
-#   --no-build   use target/release/smolvm and target/release/smolvm-stub as they are
+#   --no-build   use the release smolvm and smolvm-stub as they are
+#                (target/release, or $CARGO_TARGET_DIR/release)
 #   --keep       keep the scratch directory (its path is printed)
 #   --baseline STUB  also measure the machine packed with STUB ("baseline")
 #   --default-only   measure only the default path (and the baseline): more
@@ -28,6 +29,7 @@
 #                each start runs at real-time priority (chrt -f 10), so that
 #                other work on the machine (a build) does not preempt it
 #                and the figures are those of a quiet machine
+#   --smoke      one run, no pause (CI: scripts/bench-smoke.sh); not a measurement
 #
 # How: an LD_PRELOAD library wraps ioctl(); on the first KVM_RUN (0xae80) it
 # writes the nanoseconds since the launcher's clock reading right before
@@ -39,55 +41,37 @@
 # Also prints the syscalls over 1 ms between exec and KVM_RUN (strace -T of
 # one run each way) when strace is present.
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
-# The machines packed here carry fresh keys each run: a start with no trusted
-# keys pins a name's first signer (trust on first use) in XDG_STATE_HOME, so
-# the benchmark keeps its own state instead of the person's.
-XDG_STATE_HOME=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-bench-state.XXXXXX")
-export XDG_STATE_HOME
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+bench_init bench-kvm-run --no-build
 
-runs=15 pause=0.3 build=1 keep=0 baseline='' default_only=0 rt=1
+runs=15 pause=0.3 baseline='' default_only=0 rt=1
 while [ $# -gt 0 ]; do
+    bench_common_arg "$1" && { shift; continue; }
     case "$1" in
-        --runs) runs=$2; shift 2 ;;
-        --pause) pause=$2; shift 2 ;;
-        --no-build) build=0; shift ;;
-        --keep) keep=1; shift ;;
+        --runs) runs=${2:?}; shift 2 ;;
+        --pause) pause=${2:?}; shift 2 ;;
         --baseline) baseline=$(realpath "$2"); shift 2 ;;
         --default-only) default_only=1; shift ;;
         --no-rt) rt=0; shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
-        *) echo "bench-kvm-run: unknown argument $1 (see --help)" >&2; exit 2 ;;
+        *) bench_unknown_arg "$1" ;;
     esac
 done
+[ "$smoke" = 0 ] || { runs=1 pause=0; }
+bench_posint --runs "$runs"
+bench_private_state
 
-log() { echo "bench-kvm-run: $*" >&2; }
-need=()
-for p in gcc libc6-dev busybox-static; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    apt-get install -y -q "${need[@]}" >&2 || { apt-get update -q >&2 && apt-get install -y -q "${need[@]}" >&2; }
-fi
+bench_apt gcc libc6-dev busybox-static
 if [ ! -w /dev/kvm ]; then
     echo "bench-kvm-run: /dev/kvm is not writable here; nothing to measure" >&2
     exit 0
 fi
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-bench-kvm.XXXXXX")
-if [ "$keep" = 1 ]; then
-    log "scratch: $scratch"
-else
-    trap 'rm -rf "$scratch"' EXIT
-fi
+bench_scratch smolvm-bench-kvm
 
 scripts/fetch-kernel.sh >/dev/null
-if [ "$build" = 1 ]; then
-    log "building smolvm and the stub (release)"
-    cargo build --release -q -p smolvm-packer -p smolvm-stub
-fi
+[ "$build" = 0 ] || log "building smolvm and the stub (release)"
+bench_build smolvm-packer smolvm-stub
 
 # The preload library and the launcher.
 cat >"$scratch/kvmrun.c" <<'EOF'
@@ -164,20 +148,17 @@ gcc -O2 -shared -fPIC -o "$scratch/kvmrun.so" "$scratch/kvmrun.c" -ldl
 gcc -O2 -o "$scratch/launch" "$scratch/launch.c"
 
 # A small artifact (busybox root), warm: the first start publishes the cache.
-mkdir -p "$scratch/root/bin" "$scratch/root/etc"
-cp /bin/busybox "$scratch/root/bin/busybox"
-ln -s busybox "$scratch/root/bin/sh"
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$scratch/root/etc/passwd"
+bench_busybox_root "$scratch/root" sh
 kernel=$(scripts/fetch-kernel.sh | sed -n 's/^libkrunfw.so.5: //p')
-target/release/smolvm pack keygen -o "$scratch/keys" >/dev/null
-target/release/smolvm pack create --rootfs "$scratch/root" --kernel "$kernel" \
-    --key "$scratch/keys/smolvm.key" --stub target/release/smolvm-stub -o "$scratch/machine" >/dev/null
+"$rel/smolvm" pack keygen -o "$scratch/keys" >/dev/null
+"$rel/smolvm" pack create --rootfs "$scratch/root" --kernel "$kernel" \
+    --key "$scratch/keys/smolvm.key" --stub "$rel/smolvm-stub" -o "$scratch/machine" >/dev/null
 export SMOLVM_CACHE_DIR="$scratch/cache" SMOLVM_SKIP_KVM_CHECK=1
 "$scratch/machine" --smolvm-dry-run >/dev/null
 kinds="before full split true"
 [ "$default_only" = 0 ] || kinds="split true"
 if [ -n "$baseline" ]; then
-    target/release/smolvm pack create --rootfs "$scratch/root" --kernel "$kernel" \
+    "$rel/smolvm" pack create --rootfs "$scratch/root" --kernel "$kernel" \
         --key "$scratch/keys/smolvm.key" --stub "$baseline" -o "$scratch/machine-base" >/dev/null
     "$scratch/machine-base" --smolvm-dry-run >/dev/null
     kinds="$kinds base"
@@ -197,9 +178,8 @@ measure() { # LABEL ENV... -- PROG: appends one figure (ms) to $scratch/LABEL
 }
 log "$runs interleaved runs each (load at start: $(cut -d' ' -f1-3 /proc/loadavg))"
 for i in $(seq "$runs"); do
-    order=$kinds
-    [ $((i % 2)) = 0 ] || order=$(echo "$kinds" | tr ' ' '\n' | tac | tr '\n' ' ')
-    for w in $order; do
+    # shellcheck disable=SC2086 # kinds: a word list
+    for w in $(interleave $((i + 1)) $kinds); do
         sleep "$pause"
         case $w in
             true) measure true "$scratch/launch" /bin/true ;;
@@ -210,14 +190,12 @@ for i in $(seq "$runs"); do
         esac
     done
 done
-median() { sort -n "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-# The minimum beside the median: on a loaded machine (other builds) the
-# median moves with the load, the minimum much less.
-least() { sort -n "$1" | head -1; }
+# The minimum (least) beside the median: on a loaded machine (other builds)
+# the median moves with the load, the minimum much less.
 row() { # LABEL KIND: median, minimum and every run of one kind
-    printf '  %-45s %8.2f ms (min %6.2f)   runs: %s\n' "$1" "$(median "$scratch/$2")" "$(least "$scratch/$2")" "$(tr '\n' ' ' <"$scratch/$2")"
+    printf '  %-45s %8.2f ms (min %6.2f)   runs: %s\n' "$1" "$(median <"$scratch/$2")" "$(least <"$scratch/$2")" "$(runs_list <"$scratch/$2")"
 }
-m_split=$(median "$scratch/split")
+m_split=$(median <"$scratch/split")
 echo
 echo "exec -> first KVM_RUN, warm cache, busybox root + libkrunfw kernel, median of $runs, ${pause}s apart ($(nproc) cpus, load $(cut -d' ' -f1 /proc/loadavg))"
 row "/bin/true (exec -> exit)" true
@@ -227,13 +205,13 @@ if [ "$default_only" = 0 ]; then
 fi
 row "default: zero-copy kernel, split irqchip" split
 if [ "$default_only" = 0 ]; then
-    awk -v b="$(median "$scratch/before")" -v s="$m_split" 'BEGIN {printf "  before/default %.2fx\n", b / s}'
+    awk -v b="$(median <"$scratch/before")" -v s="$m_split" 'BEGIN {printf "  before/default %.2fx\n", b / s}'
 fi
 awk -v s="$m_split" 'BEGIN {printf "  budget: default <= 5 ms: %s\n", (s <= 5 ? "met" : "MISSED")}'
 if [ -n "$baseline" ]; then
     row "baseline stub ($(basename "$baseline")), default path" base
-    m_base=$(median "$scratch/base")
-    awk -v b="$m_base" -v s="$m_split" -v bm="$(least "$scratch/base")" -v sm="$(least "$scratch/split")" \
+    m_base=$(median <"$scratch/base")
+    awk -v b="$m_base" -v s="$m_split" -v bm="$(least <"$scratch/base")" -v sm="$(least <"$scratch/split")" \
         'BEGIN {printf "  default/baseline %.2fx (%+.2f ms); minimums %.2fx (%+.2f ms)\n", s / b, s - b, sm / bm, sm - bm}'
 fi
 

@@ -4,10 +4,11 @@
 # held in memory, 3.46 GiB RSS for a 3 GiB file). Fails (exit 1) when the
 # peak RSS, as `/usr/bin/time -v` reports it, is at or over the limit.
 #
-# Usage: scripts/bench-memory.sh [--size GIB] [--limit-mib MIB] [--keep]
+# Usage: scripts/bench-memory.sh [--size GIB] [--limit-mib MIB] [--keep] [--smoke]
 #   --size GIB       size of the zero-filled file (default 4)
 #   --limit-mib MIB  the peak RSS that fails (default 300)
 #   --keep           keep the scratch directory (its path is printed)
+#   --smoke          --size 1 (CI: scripts/bench-smoke.sh); the limit still holds
 #
 # The archive is built without compressing GiBs: one gzip member holding the
 # tar header, then the same gzip member of 64 MiB of zeros repeated, then one
@@ -21,44 +22,31 @@
 # Scratch: a few MiB under ${TMPDIR:-/tmp}, plus the output and the packer's
 # spool (sparse: the zeros are holes). Takes about 15 s for 4 GiB.
 set -euo pipefail
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+bench_init bench-memory.sh
 
-die() { echo "bench-memory.sh: error: $*" >&2; exit 1; }
-log() { echo "bench-memory.sh: $*" >&2; }
-
-size_gib=4 limit_mib=300 keep=0
+size_gib=4 limit_mib=300
 while [ $# -gt 0 ]; do
+    bench_common_arg "$1" && { shift; continue; }
     case $1 in
         --size) size_gib=${2:?}; shift 2 ;;
         --limit-mib) limit_mib=${2:?}; shift 2 ;;
-        --keep) keep=1; shift ;;
-        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-        *) die "unknown argument '$1' (usage: scripts/bench-memory.sh [--size GIB] [--limit-mib MIB] [--keep])" ;;
+        *) bench_unknown_arg "$1" ;;
     esac
 done
+[ "$smoke" = 0 ] || size_gib=1
 [[ "$size_gib" =~ ^[1-7]$ ]] || die "--size wants 1..7 GiB (a plain tar header holds up to 8 GiB)"
-[[ "$limit_mib" =~ ^[1-9][0-9]*$ ]] || die "--limit-mib wants a positive number"
+bench_posint --limit-mib "$limit_mib"
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-smolvm=${SMOLVM_BIN:-$repo_root/target/release/smolvm}
+smolvm=${SMOLVM_BIN:-$rel/smolvm}
 [[ -x "$smolvm" ]] || die "$smolvm missing: cargo build --release -p smolvm-packer"
-if [[ ! -x /usr/bin/time ]]; then
-    log "apt-get install time"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends time >&2 \
-        || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends time >&2; } \
-        || die "apt-get install time failed"
-fi
-for tool in gzip tar truncate; do
-    command -v "$tool" >/dev/null || die "$tool missing (apt-get install $tool)"
-done
-"$repo_root/scripts/fetch-kernel.sh" >/dev/null
-kernel=$repo_root/.cache/kernel/libkrunfw.so.5
+bench_apt time
+bench_tools gzip tar truncate
+scripts/fetch-kernel.sh >/dev/null
+kernel=$repo/.cache/kernel/libkrunfw.so.5
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-memory.XXXXXX")
-if [[ $keep -eq 1 ]]; then
-    log "scratch: $scratch"
-else
-    trap 'rm -rf "$scratch"' EXIT
-fi
+bench_scratch bench-memory
 
 # The tar header of a sparse 4 GiB file named `zeros`: tar stops at the
 # first 512 bytes when head closes the pipe.

@@ -3,10 +3,11 @@
 # baseline it must keep up with. Prints; exits 0 whatever the figures (the
 # targets are printed with each ratio).
 #
-# Usage: scripts/bench-pack.sh [--runs N] [--keep]
+# Usage: scripts/bench-pack.sh [--runs N] [--keep] [--smoke]
 #   --runs N   runs per measurement (default 5), interleaved with the
 #              baseline's; medians are printed
 #   --keep     keep the scratch directory (its path is printed)
+#   --smoke    one run of each (CI: scripts/bench-smoke.sh); not a measurement
 #
 # Inputs: the Debian bookworm minbase tree (scripts/debian-root.sh) and the
 # guest kernel (scripts/fetch-kernel.sh), both fetched if missing.
@@ -24,46 +25,36 @@
 #           same file (page cache warm for both): throughput in MB/s
 #           (target: verify >= 0.9x of sha256sum).
 # Needs: root (the tree has device nodes and root-owned files), zstd, tar,
-#   sha256sum; the release CLI (SMOLVM_BIN, default target/release/smolvm;
+#   sha256sum; the release CLI (SMOLVM_BIN, default target/release/smolvm
+#   or $CARGO_TARGET_DIR/release/smolvm;
 #   build: cargo build --release -p smolvm-packer).
 # Scratch space: ~1 GB under ${TMPDIR:-/tmp}, removed at exit.
 set -euo pipefail
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+bench_init bench-pack.sh
 
-die() { echo "bench-pack.sh: error: $*" >&2; exit 1; }
-log() { echo "bench-pack.sh: $*" >&2; }
-
-runs=5 keep=0
+runs=5
 while [ $# -gt 0 ]; do
+    bench_common_arg "$1" && { shift; continue; }
     case $1 in
         --runs) runs=${2:?}; shift 2 ;;
-        --keep) keep=1; shift ;;
-        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-        *) die "unknown argument '$1' (usage: scripts/bench-pack.sh [--runs N] [--keep])" ;;
+        *) bench_unknown_arg "$1" ;;
     esac
 done
-[[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive number"
+[ "$smoke" = 0 ] || runs=1
+bench_posint --runs "$runs"
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-smolvm=${SMOLVM_BIN:-$repo_root/target/release/smolvm}
+smolvm=${SMOLVM_BIN:-$rel/smolvm}
 [[ -x "$smolvm" ]] || die "$smolvm missing: cargo build --release -p smolvm-packer"
-[[ $(id -u) -eq 0 ]] || die "run as root (the Debian tree has device nodes and root-owned files)"
-for tool in zstd tar sha256sum; do
-    command -v "$tool" >/dev/null || die "$tool missing (apt-get install $tool)"
-done
-"$repo_root/scripts/fetch-kernel.sh" >/dev/null
-kernel=$repo_root/.cache/kernel/libkrunfw.so.5
-debian_tar=$("$repo_root/scripts/debian-root.sh")
+bench_need_root
+bench_tools zstd tar sha256sum
+scripts/fetch-kernel.sh >/dev/null
+kernel=$repo/.cache/kernel/libkrunfw.so.5
+debian_tar=$(scripts/debian-root.sh)
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-pack.XXXXXX")
-if [[ $keep -eq 1 ]]; then
-    log "scratch: $scratch"
-else
-    trap 'rm -rf "$scratch"' EXIT
-fi
+bench_scratch bench-pack
 
-now() { date +%s.%N; }
-since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.4f", a - b }'; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 # "ok" when $1 <op> $2 holds for the ratio $1 and the target $2.
@@ -97,12 +88,7 @@ baseline
 pack_times=() lz4_times=() base_times=()
 for i in $(seq 1 "$runs"); do
     # Rotate the order so drifting load hits all alike.
-    case $((i % 3)) in
-        1) order="pack lz4 base" ;;
-        2) order="lz4 base pack" ;;
-        *) order="base pack lz4" ;;
-    esac
-    for what in $order; do
+    for what in $(rotate $((i - 1)) pack lz4 base); do
         rm -f "$art" "$art_lz4" "$base"
         t0=$(now)
         case $what in
@@ -126,7 +112,7 @@ verify_times=() sha_times=()
 "$smolvm" pack verify --key "$scratch/keys/smolvm.pub" "$art" >/dev/null || die "pack verify of the benchmark artifact failed"
 sha256sum "$art" >/dev/null
 for i in $(seq 1 "$runs"); do
-    for what in $( ((i % 2)) && echo "verify sha" || echo "sha verify"); do
+    for what in $(interleave "$i" verify sha); do
         t0=$(now)
         if [[ $what == verify ]]; then
             "$smolvm" pack verify --key "$scratch/keys/smolvm.pub" "$art" >/dev/null

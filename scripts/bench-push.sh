@@ -3,10 +3,11 @@
 # registry, each beside curl moving the same blob to and from the same
 # registry. Prints medians; exits 0 whatever the figures.
 #
-# Usage: scripts/bench-push.sh [--runs N] [--keep]
+# Usage: scripts/bench-push.sh [--runs N] [--keep] [--smoke]
 #   --runs N   rounds (default 5); in each, push, curl upload, pull and curl
 #              download run once, in an order that alternates between rounds
 #   --keep     keep the scratch directory (its path is printed)
+#   --smoke    one round (CI: scripts/bench-smoke.sh); not a measurement
 #
 # Measures (wall time, page cache warm for the local file):
 #   push      `smolvm pack push X.smolmachine localhost:5000/REPO:1`, a fresh
@@ -28,44 +29,34 @@
 # Registry storage grows by the artifact's size per round (repositories
 #   named bench-push-PID-*; blobs are shared, so disk use is one copy).
 set -euo pipefail
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+bench_init bench-push.sh
 
-die() { echo "bench-push.sh: error: $*" >&2; exit 1; }
-log() { echo "bench-push.sh: $*" >&2; }
-
-runs=5 keep=0
+runs=5
 while [ $# -gt 0 ]; do
+    bench_common_arg "$1" && { shift; continue; }
     case $1 in
         --runs) runs=${2:?}; shift 2 ;;
-        --keep) keep=1; shift ;;
-        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-        *) die "unknown argument '$1' (usage: scripts/bench-push.sh [--runs N] [--keep])" ;;
+        *) bench_unknown_arg "$1" ;;
     esac
 done
-[[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive number"
+[ "$smoke" = 0 ] || runs=1
+bench_posint --runs "$runs"
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-smolvm=${SMOLVM_BIN:-$repo_root/target/release/smolvm}
+smolvm=${SMOLVM_BIN:-$rel/smolvm}
 [[ -x "$smolvm" ]] || die "$smolvm missing: cargo build --release -p smolvm-packer"
-[[ $(id -u) -eq 0 ]] || die "run as root (the Debian tree has device nodes and root-owned files)"
-for tool in curl sha256sum; do
-    command -v "$tool" >/dev/null || die "$tool missing (apt-get install $tool)"
-done
-"$repo_root/scripts/fetch-kernel.sh" >/dev/null
-"$repo_root/scripts/setup-registry.sh" >/dev/null
-kernel=$repo_root/.cache/kernel/libkrunfw.so.5
-debian_tar=$("$repo_root/scripts/debian-root.sh")
+bench_need_root
+bench_tools curl sha256sum
+scripts/fetch-kernel.sh >/dev/null
+scripts/setup-registry.sh >/dev/null
+kernel=$repo/.cache/kernel/libkrunfw.so.5
+debian_tar=$(scripts/debian-root.sh)
 registry=http://127.0.0.1:5000
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-push.XXXXXX")
-if [[ $keep -eq 1 ]]; then
-    log "scratch: $scratch"
-else
-    trap 'rm -rf "$scratch"' EXIT
-fi
+bench_scratch bench-push
 export SMOLVM_CACHE_DIR=$scratch/cache DOCKER_CONFIG=$scratch/docker
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", b - a }'; }
 
 log "packing the Debian root ($(basename "$debian_tar"))"
@@ -118,11 +109,13 @@ log "$runs rounds of push / curl upload / pull / curl download, order alternatin
 run_push 1 # the repository pulls read from; not counted
 t_push=()
 for r in $(seq 1 "$runs"); do
-    if [ $((r % 2)) = 1 ]; then
-        run_push "$((r + 1))"; run_curl_up "$r"; run_pull; run_curl_down
-    else
-        run_curl_down; run_pull; run_curl_up "$r"; run_push "$((r + 1))"
-    fi
+    for what in $(interleave "$r" run_push run_curl_up run_pull run_curl_down); do
+        case $what in
+            run_push) run_push "$((r + 1))" ;;
+            run_curl_up) run_curl_up "$r" ;;
+            *) "$what" ;;
+        esac
+    done
 done
 
 mbs() { awk -v n="$size" -v t="$1" 'BEGIN { printf "%.0f", n / t / 1e6 }'; }

@@ -3,13 +3,16 @@
 # figure beside the baseline of the tar path it replaced, with the ratio and
 # the goal. Prints; never fails on a figure.
 #
-# Usage: scripts/bench-rootfs.sh [--runs N] [--no-build] [--keep] [--skip-pack] [--skip-stub]
+# Usage: scripts/bench-rootfs.sh [--runs N] [--no-build] [--keep] [--skip-pack] [--skip-stub] [--smoke]
 #   --runs N      interleaved cold repetitions (default 5); also bench-pack.sh's
 #                 --runs and bench-stub.sh's --cold-reps
 #   --no-build    use target/release/smolvm and target/release/smolvm-stub as they are
 #   --keep        keep the scratch directory (its path is printed)
 #   --skip-pack   do not run scripts/bench-pack.sh (b)
 #   --skip-stub   do not run scripts/bench-stub.sh (c)
+#   --smoke       one repetition, 1 warm round of 2 runs, neither (b) nor (c)
+#                 (CI: scripts/bench-smoke.sh smokes those on their own);
+#                 not a measurement
 #
 # (a) first start of the Debian root, a cold `ARTIFACT --smolvm-dry-run`
 #     whose cache holds only the kernel file (so it writes just the rootfs
@@ -43,66 +46,40 @@
 # (apt) if missing: hyperfine zstd jq strace.
 # Scratch space: ~0.5 GB + 0.36 GB per --runs under ${TMPDIR:-/tmp}, removed at exit.
 set -euo pipefail
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+bench_init bench-rootfs.sh --no-build
 
-usage() { sed -n '6,12s/^# \{0,1\}//p' "$0" >&2; exit "${1:-2}"; }
-die() { echo "bench-rootfs.sh: error: $*" >&2; exit 1; }
-log() { echo "bench-rootfs.sh: $*" >&2; }
-
-runs=5 build=1 keep=0 do_pack=1 do_stub=1
+runs=5 do_pack=1 do_stub=1
 while [ $# -gt 0 ]; do
+    bench_common_arg "$1" && { shift; continue; }
     case $1 in
         --runs) runs=${2:?}; shift 2 ;;
-        --no-build) build=0; shift ;;
-        --keep) keep=1; shift ;;
         --skip-pack) do_pack=0; shift ;;
         --skip-stub) do_stub=0; shift ;;
-        -h|--help) usage 0 ;;
-        *) echo "bench-rootfs.sh: unknown argument '$1'" >&2; usage ;;
+        *) bench_unknown_arg "$1" ;;
     esac
 done
-[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive integer"
-[ "$(id -u)" = 0 ] || die "run as root (the Debian tree has device nodes and root-owned files)"
-
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
-# The machines packed here carry fresh keys each run: a start with no trusted
-# keys pins a name's first signer (trust on first use) in XDG_STATE_HOME, so
-# the benchmark keeps its own state instead of the person's.
-XDG_STATE_HOME=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-bench-state.XXXXXX")
-export XDG_STATE_HOME
-
-need=()
-for p in hyperfine zstd jq strace; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    apt-get install -y -q "${need[@]}" >&2 || { apt-get update -q >&2 && apt-get install -y -q "${need[@]}" >&2; }
-fi
+# Smoke: bench-stub.sh and bench-pack.sh are smoked on their own.
+[ "$smoke" = 0 ] || { runs=1 do_pack=0 do_stub=0; }
+bench_posint --runs "$runs"
+bench_need_root
+bench_private_state
+bench_apt hyperfine zstd jq strace
 
 scripts/fetch-kernel.sh >/dev/null
 debian_tar=$(scripts/debian-root.sh)
-if [ "$build" = 1 ]; then
-    log "building smolvm and the stub (release)"
-    cargo build --release -q -p smolvm-packer
-    cargo build --release -q -p smolvm-stub
-fi
-smolvm=$repo/target/release/smolvm
-stub=$repo/target/release/smolvm-stub
+[ "$build" = 0 ] || log "building smolvm and the stub (release)"
+bench_build smolvm-packer smolvm-stub
+smolvm=$rel/smolvm
+stub=$rel/smolvm-stub
 kernel=$repo/.cache/kernel/libkrunfw.so.5
-for f in "$smolvm" "$stub" "$kernel" "$debian_tar"; do [ -f "$f" ] || die "missing $f"; done
+bench_files "$smolvm" "$stub" "$kernel" "$debian_tar"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-bench-rootfs.XXXXXX")
-if [ "$keep" = 1 ]; then
-    log "scratch directory kept: $tmp"
-else
-    trap 'rm -rf "$tmp"' EXIT
-fi
+bench_scratch smolvm-bench-rootfs
+tmp=$scratch
 
 # --- helpers ---------------------------------------------------------------
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-fastest() { sort -g | head -n 1; }
-now() { echo "$EPOCHREALTIME"; }   # bash 5: no fork
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
 ms() { awk -v x="$1" 'BEGIN { if (x == "nan" || x == "") print "n/a"; else printf "%.0f", x * 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
@@ -225,8 +202,7 @@ run_strace() {
 }
 log "cold runs: $runs interleaved repetitions of stub / zstd|tar / zstd -d / stub under strace"
 for r in $(seq 1 "$runs"); do
-    if [ $((r % 2)) = 1 ]; then run_stub; run_base; run_stub_lz4; run_zstd; run_strace
-    else run_strace; run_zstd; run_stub_lz4; run_base; run_stub; fi
+    for what in $(interleave "$r" run_stub run_base run_stub_lz4 run_zstd run_strace); do "$what"; done
     note_load
 done
 cs=$(printf '%s\n' "${cold_stub[@]}" | median)
@@ -239,16 +215,18 @@ cz=$(printf '%s\n' "${cold_zstd[@]}" | median)
 fsy=$(printf '%s\n' "${fs_sync[@]}" | median)
 ucs=$(printf '%s\n' "${cpu_stub[@]}" | median) ucb=$(printf '%s\n' "${cpu_base[@]}" | median)
 scb=$(printf '%s\n' "${sys_base[@]}" | median)
-fs=$(printf '%s\n' "${cold_stub[@]}" | fastest) fb=$(printf '%s\n' "${cold_base[@]}" | fastest)
+fs=$(printf '%s\n' "${cold_stub[@]}" | least) fb=$(printf '%s\n' "${cold_base[@]}" | least)
 speedup=$(ratio "$cb" "$cs")
-list_ms() { for x in "$@"; do printf ' %s' "$(ms "$x")"; done; }
+list_ms() { printf ' %s' "$(for x in "$@"; do ms "$x"; done | runs_list)"; }
 
 # Warm: the same artifact, cache full, vs exec'ing /bin/true.
 SMOLVM_CACHE_DIR=$tmp/cache-prime "$art" --smolvm-dry-run
-for r in 1 2 3; do
+warm_rounds=3 warm_runs=30
+[ "$smoke" = 0 ] || warm_rounds=1 warm_runs=2
+for r in $(seq "$warm_rounds"); do
     if [ $((r % 2)) = 1 ]; then set -- -n true /bin/true -n stub "$art --smolvm-dry-run"
     else set -- -n stub "$art --smolvm-dry-run" -n true /bin/true; fi
-    SMOLVM_CACHE_DIR=$tmp/cache-prime hyperfine -N --style none --warmup 3 --runs 30 \
+    SMOLVM_CACHE_DIR=$tmp/cache-prime hyperfine -N --style none --warmup 3 --runs "$warm_runs" \
         --export-json "$tmp/warm-$r.json" "$@" >/dev/null 2>&1 || log "warning: hyperfine failed (warm runs)"
 done
 warm_of() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .times[]' "$tmp"/warm-*.json 2>/dev/null | median; }
@@ -281,7 +259,7 @@ tar $(mb "$tar_bytes") MB, tar.zst -3 $(mb "$tar_zst_bytes") MB
     last cold trace:
 $(sed 's/^/      /' "$tmp/cold-trace")
 
-    warm start, same artifact, cache full (3 rounds x 30 hyperfine runs):
+    warm start, same artifact, cache full ($warm_rounds rounds x $warm_runs hyperfine runs):
       stub --smolvm-dry-run $(awk -v x="$ws" 'BEGIN { printf "%.2f", x * 1000 }') ms vs /bin/true $(awk -v x="$wt" 'BEGIN { printf "%.2f", x * 1000 }') ms: +$(awk -v a="$ws" -v b="$wt" 'BEGIN { printf "%.2f", (a - b) * 1000 }') ms   goal <= 5 ms: $(verdict "$(awk -v x="$ws" 'BEGIN { print x * 1000 }')" 5 le)
 
     load average (1 min) during (a): $(load_range "${loads[@]}") on $(nproc) cpus; at start: $start_load

@@ -3,12 +3,14 @@
 # dry run does everything up to right before krun_start_enter), each figure
 # printed beside a baseline with the ratio. Prints; never fails on a figure.
 #
-# Usage: scripts/bench-stub.sh [--rounds N] [--runs N] [--cold-reps N] [--no-build] [--keep]
+# Usage: scripts/bench-stub.sh [--rounds N] [--runs N] [--cold-reps N] [--no-build] [--keep] [--smoke]
 #   --rounds N     interleaved hyperfine rounds for the warm figures (default 5)
 #   --runs N       runs per command per round (default 40)
 #   --cold-reps N  interleaved cold-extraction repetitions (default 5)
 #   --no-build     use target/release/smolvm and target/release/smolvm-stub as they are
 #   --keep         keep the scratch directory (its path is printed)
+#   --smoke        1 round of 1 run, 1 cold repetition, 1 MiB and 4 MiB
+#                  artifacts instead of 16 and 256 (CI); not a measurement
 #
 # (a) warm start: wall time of `ARTIFACT --smolvm-dry-run` (exec to exit, cache
 #     warm) vs exec'ing /bin/true (glibc-dynamic, like the stub) and busybox's
@@ -28,76 +30,44 @@
 # Needs (apt-installed if missing): hyperfine zstd jq busybox-static gcc libc6-dev.
 # Scratch space: ~1 GiB + 0.55 GiB per --cold-reps under ${TMPDIR:-/tmp}, removed at exit.
 set -euo pipefail
+# shellcheck source=scripts/lib/bench.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/bench.sh"
+bench_init bench-stub.sh --no-build
 
-usage() { sed -n '6,11s/^# \{0,1\}//p' "$0" >&2; exit "${1:-2}"; }
-die() { echo "bench-stub.sh: error: $*" >&2; exit 1; }
-log() { echo "bench-stub.sh: $*" >&2; }
-
-rounds=5 runs=40 cold_reps=5 build=1 keep=0
+rounds=5 runs=40 cold_reps=5
 while [ $# -gt 0 ]; do
+    bench_common_arg "$1" && { shift; continue; }
     case $1 in
         --rounds) rounds=${2:?}; shift 2 ;;
         --runs) runs=${2:?}; shift 2 ;;
         --cold-reps) cold_reps=${2:?}; shift 2 ;;
-        --no-build) build=0; shift ;;
-        --keep) keep=1; shift ;;
-        -h|--help) usage 0 ;;
-        *) echo "bench-stub.sh: unknown argument '$1'" >&2; usage ;;
+        *) bench_unknown_arg "$1" ;;
     esac
 done
-for n in "$rounds" "$runs" "$cold_reps"; do
-    [[ $n =~ ^[1-9][0-9]*$ ]] || die "counts must be positive integers"
-done
-
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$repo"
-# The machines packed here carry fresh keys each run: a start with no trusted
-# keys pins a name's first signer (trust on first use) in XDG_STATE_HOME, so
-# the benchmark keeps its own state instead of the person's.
-XDG_STATE_HOME=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-bench-state.XXXXXX")
-export XDG_STATE_HOME
-
-need=()
-for p in hyperfine zstd jq busybox-static gcc libc6-dev; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    apt-get install -y -q "${need[@]}" >&2 || { apt-get update -q >&2 && apt-get install -y -q "${need[@]}" >&2; }
-fi
+# The two artifact sizes (MiB of random data in the root).
+small=16 big=256
+[ "$smoke" = 0 ] || { rounds=1 runs=1 cold_reps=1 small=1 big=4; }
+bench_posint --rounds "$rounds"
+bench_posint --runs "$runs"
+bench_posint --cold-reps "$cold_reps"
+bench_private_state
+bench_apt hyperfine zstd jq busybox-static gcc libc6-dev
 
 scripts/fetch-kernel.sh >/dev/null
-if [ "$build" = 1 ]; then
-    log "building smolvm and the stub (release)"
-    cargo build --release -q -p smolvm-packer
-    cargo build --release -q -p smolvm-stub
-fi
-smolvm=$repo/target/release/smolvm
-stub=$repo/target/release/smolvm-stub
+[ "$build" = 0 ] || log "building smolvm and the stub (release)"
+bench_build smolvm-packer smolvm-stub
+smolvm=$rel/smolvm
+stub=$rel/smolvm-stub
 kernel=$repo/.cache/kernel/libkrunfw.so.5
-for f in "$smolvm" "$stub" "$kernel"; do [ -f "$f" ] || die "missing $f"; done
+bench_files "$smolvm" "$stub" "$kernel"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/smolvm-bench-stub.XXXXXX")
-if [ "$keep" = 1 ]; then
-    log "scratch directory kept: $tmp"
-else
-    trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
-fi
+bench_scratch smolvm-bench-stub
+tmp=$scratch
 
 # --- helpers ---------------------------------------------------------------
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-now() { echo "$EPOCHREALTIME"; }   # bash 5: no fork
 fmt() { awk -v x="$1" -v d="${2:-2}" 'BEGIN { printf "%.*f", d, x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 verdict() { awk -v x="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == "le") ? x <= t : x >= t; print ok ? "met" : "MISSED" }'; }
-
-busybox_root() {  # DIR: busybox-static with every applet linked
-    mkdir -p "$1/bin" "$1/etc"
-    cp /bin/busybox "$1/bin/busybox"
-    for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$1/bin/$a"; done
-    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$1/etc/passwd"
-    printf 'root:x:0:\n' >"$1/etc/group"
-}
 
 # --- artifacts: same kernel, 16 MiB and 256 MiB of random 1 MiB files ------
 log "generating root filesystems and packing (scratch: $tmp)"
@@ -111,9 +81,9 @@ memory = 256
 name = "bench"
 version = "1.0.0"
 EOF
-for mib in 16 256; do
+for mib in "$small" "$big"; do
     root=$tmp/root$mib
-    busybox_root "$root"
+    bench_busybox_root "$root"
     mkdir -p "$root/data"
     # Random bytes: zstd stores them as raw blocks, so the section is as big
     # as the content and decompression does not hide read/write costs.
@@ -123,20 +93,19 @@ for mib in 16 256; do
     "$smolvm" pack inspect --json "$tmp/art$mib" >"$tmp/art$mib.json"
 done
 sec() { jq -r --arg k "$2" ".sections[] | select(.kind == \$k) | .$3" "$tmp/art$1.json"; }
-[ "$(sec 16 kernel sha256)" = "$(sec 256 kernel sha256)" ] || die "the two artifacts' kernel sections differ"
-a16=$tmp/art16 a256=$tmp/art256
+[ "$(sec "$small" kernel sha256)" = "$(sec "$big" kernel sha256)" ] || die "the two artifacts' kernel sections differ"
+a16=$tmp/art$small a256=$tmp/art$big
 
 # --- (a) + (b): warm dry runs ------------------------------------------------
 export SMOLVM_CACHE_DIR=$tmp/cache-warm
 "$a16" --smolvm-dry-run
 "$a256" --smolvm-dry-run   # cold: fills the cache (kernel + both roots)
 log "warm runs: $rounds rounds x $runs runs x 4 commands"
-names=(true-dynamic true-static stub-16MiB stub-256MiB)
+names=(true-dynamic true-static "stub-${small}MiB" "stub-${big}MiB")
 cmds=(/bin/true "/bin/busybox true" "$a16 --smolvm-dry-run" "$a256 --smolvm-dry-run")
 for r in $(seq 1 "$rounds"); do
     args=()
-    for k in 0 1 2 3; do   # rotate the order each round
-        i=$(((k + r) % 4))
+    for i in $(rotate "$r" 0 1 2 3); do   # rotate the order each round
         args+=(-n "${names[i]}" "${cmds[i]}")
     done
     hyperfine -N --style none --warmup 5 --runs "$runs" --export-json "$tmp/warm-$r.json" "${args[@]}" >/dev/null 2>&1 \
@@ -155,13 +124,13 @@ SMOLVM_TRACE=1 "$a256" --smolvm-dry-run >"$tmp/warm-trace" 2>&1
 # --- (c): cold image write vs zstd -d | tar -x ------------------------------
 # The rootfs section is an EROFS image now; the tar path's input is a tar.zst
 # of the same tree (zstd -3, the packer's level; random data is stored raw).
-len=$(sec 256 rootfs stored_len) size=$(sec 256 rootfs size)
-image=$(sec 256 rootfs sha256).erofs
-tar --numeric-owner -C "$tmp/root256" -c . | zstd -q -3 -o "$tmp/rootfs256.tar.zst"
+len=$(sec "$big" rootfs stored_len) size=$(sec "$big" rootfs size)
+image=$(sec "$big" rootfs sha256).erofs
+tar --numeric-owner -C "$tmp/root$big" -c . | zstd -q -3 -o "$tmp/rootfs256.tar.zst"
 tar_size=$(zstd -d -q -c "$tmp/rootfs256.tar.zst" | wc -c)
 # Prime a kernel cache once; each cold repetition gets a copy of it.
 SMOLVM_CACHE_DIR=$tmp/cache-prime "$a16" --smolvm-dry-run
-kfile=$tmp/cache-prime/kernel/$(sec 16 kernel sha256).elf
+kfile=$tmp/cache-prime/kernel/$(sec "$small" kernel sha256).elf
 [ -f "$kfile" ] || die "priming did not produce $kfile"
 log "cold runs: $cold_reps interleaved repetitions of stub vs zstd|tar ($((size >> 20)) MiB image, $((tar_size >> 20)) MiB tar)"
 cold_stub=() cold_base=()
@@ -200,31 +169,30 @@ chmod -R u+w "$tmp"/cold.* "$tmp"/base.* 2>/dev/null || true
 rm -rf "$tmp"/cold.* "$tmp"/base.*
 cs=$(printf '%s\n' "${cold_stub[@]}" | median)
 cb=$(printf '%s\n' "${cold_base[@]}" | median)
-fastest() { printf '%s\n' "$@" | sort -g | head -n 1; }
-fs=$(fastest "${cold_stub[@]}") fb=$(fastest "${cold_base[@]}")
+fs=$(printf '%s\n' "${cold_stub[@]}" | least) fb=$(printf '%s\n' "${cold_base[@]}" | least)
 mbps() { awk -v b="$2" -v t="$1" 'BEGIN { printf "%.0f", b / t / 1e6 }'; }
-list_ms() { for x in "$@"; do printf ' %s' "$(ms "$x" 0)"; done; }
+list_ms() { printf ' %s' "$(for x in "$@"; do ms "$x" 0; echo; done | runs_list)"; }
 
 # --- report --------------------------------------------------------------------
-t_dyn=${warm[true-dynamic]} t_sta=${warm[true-static]} t16=${warm[stub-16MiB]} t256=${warm[stub-256MiB]}
+t_dyn=${warm[true-dynamic]} t_sta=${warm[true-static]} t16=${warm["stub-${small}MiB"]} t256=${warm["stub-${big}MiB"]}
 cat <<EOF
 
 == smolvm stub start-up (native, $(nproc) cpus, $(uname -r); medians) ==
-stub: $(stat -c %s "$stub") bytes; artifacts: 16 MiB rootfs $(stat -c %s "$a16") bytes, 256 MiB rootfs $(stat -c %s "$a256") bytes
+stub: $(stat -c %s "$stub") bytes; artifacts: ${small} MiB rootfs $(stat -c %s "$a16") bytes, ${big} MiB rootfs $(stat -c %s "$a256") bytes
 
 (a) warm start, exec -> exit of --smolvm-dry-run ($rounds rounds x $runs runs; per-round median range in brackets)
     baseline /bin/true (glibc-dynamic)  $(ms "$t_dyn") ms  [$(spread true-dynamic)]
     baseline busybox true (static)      $(ms "$t_sta") ms  [$(spread true-static)]
-    stub dry run, 16 MiB artifact       $(ms "$t16") ms  [$(spread stub-16MiB)]   = $(ratio "$t16" "$t_dyn") x /bin/true, +$(ms "$(awk -v a="$t16" -v b="$t_dyn" 'BEGIN { print a - b }')") ms over it   target <= 5 ms: $(verdict "$(awk -v x="$t16" 'BEGIN { print x * 1000 }')" 5 le)
-    in-process phases (SMOLVM_TRACE=1, one warm run of the 256 MiB artifact; from main(), so exec and dynamic loading are not included):
+    stub dry run, ${small} MiB artifact       $(ms "$t16") ms  [$(spread "stub-${small}MiB")]   = $(ratio "$t16" "$t_dyn") x /bin/true, +$(ms "$(awk -v a="$t16" -v b="$t_dyn" 'BEGIN { print a - b }')") ms over it   target <= 5 ms: $(verdict "$(awk -v x="$t16" 'BEGIN { print x * 1000 }')" 5 le)
+    in-process phases (SMOLVM_TRACE=1, one warm run of the ${big} MiB artifact; from main(), so exec and dynamic loading are not included):
 $(sed 's/^/      /' "$tmp/warm-trace")
 
 (b) flat in artifact size (warm)
-    16 MiB rootfs   $(ms "$t16") ms
-    256 MiB rootfs  $(ms "$t256") ms
-    ratio 256/16    $(ratio "$t256" "$t16")   target <= 1.2: $(verdict "$(ratio "$t256" "$t16")" 1.2 le)
+    ${small} MiB rootfs   $(ms "$t16") ms
+    ${big} MiB rootfs  $(ms "$t256") ms
+    ratio ${big}/${small}    $(ratio "$t256" "$t16")   target <= 1.2: $(verdict "$(ratio "$t256" "$t16")" 1.2 le)
 
-(c) first start: the 256 MiB artifact's rootfs image ($size bytes, $len stored) vs zstd -d | tar -x of a tar.zst of the same tree ($tar_size bytes of tar), kernel already cached
+(c) first start: the ${big} MiB artifact's rootfs image ($size bytes, $len stored) vs zstd -d | tar -x of a tar.zst of the same tree ($tar_size bytes of tar), kernel already cached
     baseline zstd -d -c | tar -x   $(ms "$cb" 0) ms  $(mbps "$cb" "$tar_size") MB/s of tar     runs (ms):$(list_ms "${cold_base[@]}")
     stub cold dry run              $(ms "$cs" 0) ms  $(mbps "$cs" "$size") MB/s of image   runs (ms):$(list_ms "${cold_stub[@]}")
     speed ratio baseline/stub      $(ratio "$cb" "$cs")   target >= 0.8: $(verdict "$(ratio "$cb" "$cs")" 0.8 ge)
