@@ -55,6 +55,9 @@ pub enum NodeKind {
         minor: u32,
     },
     Fifo,
+    /// A Unix socket's inode (no listener: a name only). Directories keep
+    /// them; tar cannot carry them.
+    Socket,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +65,10 @@ pub struct Node {
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
-    pub mtime: u64,
+    /// Seconds since the epoch; before 1970 is negative.
+    pub mtime: i64,
+    /// Nanoseconds within `mtime`'s second (below 1,000,000,000).
+    pub mtime_nsec: u32,
     pub kind: NodeKind,
     /// Extended attributes by full name (`security.capability`, `user.x`).
     pub xattrs: BTreeMap<String, Vec<u8>>,
@@ -77,6 +83,7 @@ impl Node {
             uid: 0,
             gid: 0,
             mtime: 0,
+            mtime_nsec: 0,
             kind: NodeKind::Dir,
             xattrs: BTreeMap::new(),
         }
@@ -116,12 +123,15 @@ pub fn normalise(raw: &str) -> Result<Option<String>, String> {
 }
 
 impl Tree {
-    /// Reads a directory tree. Symlinks are recorded, not followed; files
-    /// that share an inode become hard links to the first path in order.
+    /// Reads a directory tree. Symlinks are recorded, not followed (the
+    /// root itself may be one); names of one inode (a file, symlink, fifo,
+    /// device or socket) become hard links to the first path in order. The
+    /// root directory's own owner, mode, mtime and xattrs are the tree's
+    /// `""` node.
     pub fn from_dir(root: &Path) -> Result<Tree, RootfsError> {
         let io = |path: &Path| io_err(format!("rootfs {}", path.display()));
         let what = format!("rootfs {}", root.display());
-        let meta = std::fs::symlink_metadata(root).map_err(io(root))?;
+        let meta = std::fs::metadata(root).map_err(io(root))?;
         if !meta.is_dir() {
             return Err(RootfsError::Invalid {
                 what,
@@ -129,6 +139,13 @@ impl Tree {
             });
         }
         let mut tree = Tree::default();
+        tree.nodes.insert(
+            String::new(),
+            Node {
+                xattrs: read_xattrs(root).map_err(io(root))?,
+                ..node_from_meta(&meta, NodeKind::Dir)
+            },
+        );
         let mut inodes: BTreeMap<(u64, u64), String> = BTreeMap::new();
         let mut stack = vec![(root.to_path_buf(), String::new())];
         while let Some((dir, rel)) = stack.pop() {
@@ -152,7 +169,12 @@ impl Tree {
                 };
                 let m = std::fs::symlink_metadata(&host).map_err(io(&host))?;
                 let ft = m.file_type();
-                let kind = if ft.is_dir() {
+                let linked = (!ft.is_dir() && m.nlink() > 1)
+                    .then(|| inodes.get(&(m.dev(), m.ino())).cloned())
+                    .flatten();
+                let kind = if let Some(first) = linked {
+                    NodeKind::HardLink(first)
+                } else if ft.is_dir() {
                     stack.push((host.clone(), rel_path.clone()));
                     NodeKind::Dir
                 } else if ft.is_symlink() {
@@ -165,22 +187,10 @@ impl Tree {
                         }
                     })?)
                 } else if ft.is_file() {
-                    if m.nlink() > 1 {
-                        if let Some(first) = inodes.get(&(m.dev(), m.ino())) {
-                            NodeKind::HardLink(first.clone())
-                        } else {
-                            inodes.insert((m.dev(), m.ino()), rel_path.clone());
-                            NodeKind::File(FileData::Host {
-                                path: host.clone(),
-                                len: m.len(),
-                            })
-                        }
-                    } else {
-                        NodeKind::File(FileData::Host {
-                            path: host.clone(),
-                            len: m.len(),
-                        })
-                    }
+                    NodeKind::File(FileData::Host {
+                        path: host.clone(),
+                        len: m.len(),
+                    })
                 } else if ft.is_char_device() || ft.is_block_device() {
                     let rdev = m.rdev();
                     let (major, minor) = (libc::major(rdev), libc::minor(rdev));
@@ -192,18 +202,21 @@ impl Tree {
                 } else if ft.is_fifo() {
                     NodeKind::Fifo
                 } else {
-                    // Sockets cannot be archived; they are runtime state, not content.
-                    continue;
+                    NodeKind::Socket
+                };
+                if !ft.is_dir() && m.nlink() > 1 && !matches!(kind, NodeKind::HardLink(_)) {
+                    inodes.insert((m.dev(), m.ino()), rel_path.clone());
+                }
+                let xattrs = if matches!(kind, NodeKind::HardLink(_)) {
+                    BTreeMap::new() // the inode's, read once with its first name
+                } else {
+                    read_xattrs(&host).map_err(io(&host))?
                 };
                 tree.nodes.insert(
                     rel_path,
                     Node {
-                        mode: m.mode() & 0o7777,
-                        uid: u64::from(m.uid()),
-                        gid: u64::from(m.gid()),
-                        mtime: u64::try_from(m.mtime()).unwrap_or(0),
-                        xattrs: read_xattrs(&host).map_err(io(&host))?,
-                        kind,
+                        xattrs,
+                        ..node_from_meta(&m, kind)
                     },
                 );
             }
@@ -316,6 +329,19 @@ impl Tree {
     }
 }
 
+/// A node with `meta`'s owner, permissions and mtime (nanoseconds too).
+fn node_from_meta(meta: &std::fs::Metadata, kind: NodeKind) -> Node {
+    Node {
+        mode: meta.mode() & 0o7777,
+        uid: u64::from(meta.uid()),
+        gid: u64::from(meta.gid()),
+        mtime: meta.mtime(),
+        mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+        kind,
+        xattrs: BTreeMap::new(),
+    }
+}
+
 /// The extended attributes of `path` itself (never following a symlink).
 fn read_xattrs(path: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
     use std::os::unix::ffi::OsStrExt;
@@ -387,7 +413,7 @@ mod tests {
         let t = Tree::from_dir(root).unwrap();
         assert_eq!(
             t.nodes.keys().collect::<Vec<_>>(),
-            ["a", "a-link", "b", "b/c", "b/c/file", "b/sym"]
+            ["", "a", "a-link", "b", "b/c", "b/c/file", "b/sym"]
         );
         // The first path of an inode holds the data; the rest link to it.
         assert!(matches!(t.nodes["a-link"].kind, NodeKind::File(_)));

@@ -34,6 +34,7 @@ enum Kind {
     Char(u32, u32),
     Block(u32, u32),
     Fifo,
+    Socket,
 }
 
 #[derive(Debug, Clone)]
@@ -45,7 +46,7 @@ struct Spec {
     mode: u32,
     uid: u64,
     gid: u64,
-    mtime: u64,
+    mtime: (i64, u32),
     xattrs: BTreeMap<String, Vec<u8>>,
 }
 
@@ -89,6 +90,7 @@ fn kind() -> impl Strategy<Value = Kind> {
         1 => (0u32..4096, 0u32..(1 << 20)).prop_map(|(a, b)| Kind::Char(a, b)),
         1 => (0u32..4096, 0u32..(1 << 20)).prop_map(|(a, b)| Kind::Block(a, b)),
         1 => Just(Kind::Fifo),
+        1 => Just(Kind::Socket),
     ]
 }
 
@@ -111,8 +113,8 @@ fn xattrs() -> impl Strategy<Value = BTreeMap<String, Vec<u8>>> {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    // mtimes up to 2^33 s: past 32 bits, short of 2446, the most the ext4
-    // that fsck.erofs extracts onto can store.
+    // mtimes from 1902 to 2^33 s (past 32 bits, short of 2446): the range
+    // the ext4 that fsck.erofs extracts onto can store; nanoseconds too.
     (
         any::<usize>(),
         name(),
@@ -120,7 +122,10 @@ fn spec() -> impl Strategy<Value = Spec> {
         0u32..=0o7777,
         id(),
         id(),
-        0u64..(1 << 33),
+        (
+            -(1i64 << 31) + 1..(1 << 33),
+            prop_oneof![Just(0u32), 0u32..1_000_000_000],
+        ),
         xattrs(),
     )
         .prop_map(|(parent, name, kind, mode, uid, gid, mtime, xattrs)| Spec {
@@ -197,6 +202,7 @@ fn build(specs: Vec<Spec>, host_dir: &std::path::Path) -> Tree {
             Kind::Char(a, b) => NodeKind::Char { major: a, minor: b },
             Kind::Block(a, b) => NodeKind::Block { major: a, minor: b },
             Kind::Fifo => NodeKind::Fifo,
+            Kind::Socket => NodeKind::Socket,
         };
         // Linux allows user.* only on files and directories.
         if !matches!(kind, NodeKind::Dir | NodeKind::File(_)) {
@@ -204,14 +210,15 @@ fn build(specs: Vec<Spec>, host_dir: &std::path::Path) -> Tree {
         }
         match kind {
             NodeKind::Dir => dirs.push(path.clone()),
-            NodeKind::File(_) | NodeKind::HardLink(_) => files.push(path.clone()),
-            _ => {}
+            // Hard links may name any inode but a directory.
+            _ => files.push(path.clone()),
         }
         let node = Node {
             mode: s.mode,
             uid: s.uid,
             gid: s.gid,
-            mtime: s.mtime,
+            mtime: s.mtime.0,
+            mtime_nsec: s.mtime.1,
             kind,
             xattrs,
         };

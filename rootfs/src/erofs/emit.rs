@@ -177,7 +177,8 @@ impl<W: Write> Emitter<'_, W> {
                 ino: u32::try_from(index + 1).unwrap_or(u32::MAX),
                 uid: inode.uid,
                 gid: inode.gid,
-                mtime: inode.mtime,
+                mtime: inode.mtime.cast_unsigned(),
+                mtime_nsec: inode.mtime_nsec,
                 nlink: inode.nlink,
             }
             .encode(),
@@ -218,7 +219,7 @@ impl<W: Write> Emitter<'_, W> {
                 f.expect_end()?;
             }
             Content::Symlink(target) => self.put(target)?,
-            Content::Device(_) | Content::Fifo => unreachable!("no data"),
+            Content::Device(_) | Content::Special => unreachable!("no data"),
         }
         self.expect_at(inode.nid * NID_SLOT + inode.record_len())
     }
@@ -265,7 +266,7 @@ impl<W: Write> Emitter<'_, W> {
                 f.expect_end()?;
             }
             Content::Symlink(target) => self.put(target)?,
-            Content::Device(_) | Content::Fifo => unreachable!("no data"),
+            Content::Device(_) | Content::Special => unreachable!("no data"),
         }
         self.zeros_to_block()
     }

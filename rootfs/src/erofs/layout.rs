@@ -45,7 +45,8 @@ pub struct Inode<'t> {
     pub mode: u16,
     pub uid: u32,
     pub gid: u32,
-    pub mtime: u64,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
     pub nlink: u32,
     /// Encoded inline xattr body (header and entries), empty if none.
     pub xattrs: Vec<u8>,
@@ -67,7 +68,8 @@ pub enum Content<'t> {
     Symlink(&'t [u8]),
     /// Encoded device number.
     Device(u32),
-    Fifo,
+    /// A fifo or socket: a mode and nothing more.
+    Special,
 }
 
 /// A directory's entries, "." and ".." included, in name byte order (the
@@ -172,7 +174,8 @@ impl Inode<'_> {
             Content::Symlink(_) => file_type::SYMLINK,
             Content::Device(_) if self.mode & 0o170000 == mode::S_IFCHR => file_type::CHRDEV,
             Content::Device(_) => file_type::BLKDEV,
-            Content::Fifo => file_type::FIFO,
+            Content::Special if self.mode & 0o170000 == mode::S_IFSOCK => file_type::SOCK,
+            Content::Special => file_type::FIFO,
         }
     }
 
@@ -203,7 +206,15 @@ pub fn plan<'t>(
     opts: &ErofsOptions,
     progress: &dyn Fn(u64),
 ) -> Result<Layout<'t>, RootfsError> {
-    let clamp = |t: u64| opts.clamp_mtime.map_or(t, |c| t.min(c));
+    // SOURCE_DATE_EPOCH caps mtimes: a later one becomes the epoch itself,
+    // nanoseconds dropped.
+    let clamp = |t: i64, nsec: u32| match opts
+        .clamp_mtime
+        .map(|c| i64::try_from(c).unwrap_or(i64::MAX))
+    {
+        Some(c) if (t, nsec) > (c, 0) => (c, 0),
+        _ => (t, nsec),
+    };
     let root_node = tree.nodes.get("").unwrap_or(&IMPLICIT_ROOT);
     if root_node.kind != NodeKind::Dir {
         return Err(entry_error("", "the root must be a directory"));
@@ -318,7 +329,8 @@ fn check_path(path: &str) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// Follows a chain of hard links to the regular file it ends at.
+/// Follows a chain of hard links to the inode (anything but a directory)
+/// it ends at.
 fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, RootfsError> {
     let mut at = path;
     // A chain longer than the tree has nodes must loop.
@@ -331,13 +343,13 @@ fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, Rootf
         };
         match &node.kind {
             NodeKind::HardLink(next) => at = next,
-            NodeKind::File(_) => return Ok(at),
-            _ => {
+            NodeKind::Dir => {
                 return Err(entry_error(
                     path,
-                    format!("hard link target {at:?} is not a regular file"),
+                    format!("hard link target {at:?} is a directory"),
                 ))
             }
+            _ => return Ok(at),
         }
     }
     Err(entry_error(path, "hard links form a loop"))
@@ -346,7 +358,7 @@ fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, Rootf
 fn new_inode<'t>(
     path: &'t str,
     node: &'t Node,
-    clamp: &dyn Fn(u64) -> u64,
+    clamp: &dyn Fn(i64, u32) -> (i64, u32),
 ) -> Result<Inode<'t>, RootfsError> {
     if node.mode & !0o7777 != 0 {
         return Err(entry_error(
@@ -383,17 +395,29 @@ fn new_inode<'t>(
             };
             (bits, Content::Device(dev), 0)
         }
-        NodeKind::Fifo => (mode::S_IFIFO, Content::Fifo, 0),
+        NodeKind::Fifo => (mode::S_IFIFO, Content::Special, 0),
+        NodeKind::Socket => (mode::S_IFSOCK, Content::Special, 0),
         NodeKind::HardLink(_) => unreachable!("hard links share their target's inode"),
     };
     let permissions = u16::try_from(node.mode).expect("checked against 0o7777");
+    if node.mtime_nsec >= 1_000_000_000 {
+        return Err(entry_error(
+            path,
+            format!(
+                "mtime nanoseconds {} are not below one second",
+                node.mtime_nsec
+            ),
+        ));
+    }
+    let (mtime, mtime_nsec) = clamp(node.mtime, node.mtime_nsec);
     Ok(Inode {
         path,
         content,
         mode: type_bits | permissions,
         uid: id(node.uid, "uid")?,
         gid: id(node.gid, "gid")?,
-        mtime: clamp(node.mtime),
+        mtime,
+        mtime_nsec,
         nlink: if type_bits == mode::S_IFDIR { 2 } else { 1 },
         xattrs: xattr::encode_ibody(path, &node.xattrs)?,
         size,
@@ -537,6 +561,7 @@ mod tests {
             uid: 0,
             gid: 0,
             mtime: 5,
+            mtime_nsec: 0,
             kind,
             xattrs: Default::default(),
         }
@@ -693,7 +718,7 @@ mod tests {
                     ("d", node(NodeKind::Dir)),
                     ("l", node(NodeKind::HardLink("d".into()))),
                 ]),
-                "not a regular file",
+                "is a directory",
             ),
             (
                 tree(vec![

@@ -50,6 +50,7 @@ pub mod mode {
     pub const S_IFBLK: u16 = 0o060000;
     pub const S_IFREG: u16 = 0o100000;
     pub const S_IFLNK: u16 = 0o120000;
+    pub const S_IFSOCK: u16 = 0o140000;
 }
 
 /// `file_type` of a directory entry (`EROFS_FT_*`, the same numbers as
@@ -60,6 +61,7 @@ pub mod file_type {
     pub const CHRDEV: u8 = 3;
     pub const BLKDEV: u8 = 4;
     pub const FIFO: u8 = 5;
+    pub const SOCK: u8 = 6;
     pub const SYMLINK: u8 = 7;
 }
 
@@ -268,7 +270,10 @@ pub struct InodeExtended {
     pub ino: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Seconds since the epoch, two's complement when before it (the
+    /// kernel reads `i_mtime` into a signed time64_t).
     pub mtime: u64,
+    pub mtime_nsec: u32,
     pub nlink: u32,
 }
 
@@ -292,7 +297,7 @@ impl InodeExtended {
             .u32(self.uid)
             .u32(self.gid)
             .u64(self.mtime)
-            .u32(0) // mtime_nsec
+            .u32(self.mtime_nsec)
             .u32(self.nlink)
             .zeros(16);
         debug_assert_eq!(w.end(), Self::SIZE);
@@ -446,6 +451,7 @@ mod tests {
             uid: 100_000,
             gid: 200_000,
             mtime: 0x1_2345_6789,
+            mtime_nsec: 999_999_999,
             nlink: 3,
         }
         .encode();
@@ -458,6 +464,7 @@ mod tests {
         assert_eq!(u32_at(&b, 24), 100_000, "i_uid");
         assert_eq!(u32_at(&b, 28), 200_000, "i_gid");
         assert_eq!(u64_at(&b, 32), 0x1_2345_6789, "i_mtime");
+        assert_eq!(u32_at(&b, 40), 999_999_999, "i_mtime_nsec");
         assert_eq!(u32_at(&b, 44), 3, "i_nlink");
     }
 

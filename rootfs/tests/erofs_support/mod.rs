@@ -27,6 +27,7 @@ pub fn node(mode: u32, kind: NodeKind) -> Node {
         uid: 0,
         gid: 0,
         mtime: 1_700_000_000,
+        mtime_nsec: 0,
         kind,
         xattrs: BTreeMap::new(),
     }
@@ -173,7 +174,8 @@ pub struct Seen {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    pub mtime: u64,
+    /// Seconds (negative before 1970) and nanoseconds.
+    pub mtime: (i64, u32),
     pub xattrs: BTreeMap<String, Vec<u8>>,
     /// i_nlink (files: names of the group; directories: 2 + subdirectories).
     pub nlink: u64,
@@ -188,6 +190,7 @@ pub enum SeenKind {
     Char(u32, u32),
     Block(u32, u32),
     Fifo,
+    Socket,
 }
 
 /// Which parts of [`Seen`] a reader can report.
@@ -266,19 +269,22 @@ pub fn expected(tree: &Tree, clamp: Option<u64>, reader: Reader) -> BTreeMap<Str
             NodeKind::Char { major, minor } => SeenKind::Char(*major, *minor),
             NodeKind::Block { major, minor } => SeenKind::Block(*major, *minor),
             NodeKind::Fifo => SeenKind::Fifo,
+            NodeKind::Socket => SeenKind::Socket,
             NodeKind::HardLink(_) => unreachable!(),
         };
         let nlink = match kind {
             SeenKind::Dir => 2 + subdirs.get(&path).copied().unwrap_or(0),
-            SeenKind::File(..) => nlinks.get(target.as_str()).copied().unwrap_or(1),
-            _ => 1,
+            _ => nlinks.get(target.as_str()).copied().unwrap_or(1),
         };
         let mut seen = Seen {
             kind,
             mode: t.mode,
             uid: u32::try_from(t.uid).unwrap(),
             gid: u32::try_from(t.gid).unwrap(),
-            mtime: clamp.map_or(t.mtime, |c| t.mtime.min(c)),
+            mtime: match clamp.map(|c| i64::try_from(c).unwrap()) {
+                Some(c) if (t.mtime, t.mtime_nsec) > (c, 0) => (c, 0),
+                _ => (t.mtime, t.mtime_nsec),
+            },
             xattrs: t.xattrs.clone(),
             nlink,
         };
@@ -312,6 +318,7 @@ fn forget_for_fsck(mut s: Seen) -> Seen {
     }
     s.xattrs.clear();
     s.nlink = 0;
+    s.mtime.1 = 0; // fsck.erofs 1.5 sets whole seconds
     s
 }
 
@@ -353,6 +360,8 @@ pub fn scan(root: &Path, reader: Reader) -> BTreeMap<String, Seen> {
             SeenKind::Block(libc::major(m.rdev()), libc::minor(m.rdev()))
         } else if ft.is_fifo() {
             SeenKind::Fifo
+        } else if ft.is_socket() {
+            SeenKind::Socket
         } else {
             panic!("{rel}: unexpected file type {ft:?}");
         };
@@ -369,7 +378,7 @@ pub fn scan(root: &Path, reader: Reader) -> BTreeMap<String, Seen> {
             mode: m.mode() & 0o7777,
             uid: m.uid(),
             gid: m.gid(),
-            mtime: u64::try_from(m.mtime()).unwrap(),
+            mtime: (m.mtime(), u32::try_from(m.mtime_nsec()).unwrap()),
             xattrs,
             nlink: m.nlink(),
         };
