@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::pax::{parse_pax_time, PaxRecords};
-use crate::tree::{normalise, FileData, Node, NodeKind, Tree};
+use crate::tree::{display_name, name_from_bytes, normalise, FileData, Node, NodeKind, Tree};
 use crate::{io_err, RootfsError};
 
 /// Entries over all layers: a full distribution image has ~100k; millions
@@ -131,19 +131,15 @@ impl Flattener {
             })?;
             // A PAX sparse file (GNU formats 0.0, 0.1, 1.0) is stored under a
             // made-up name; its own is in GNU.sparse.name.
-            let raw_bytes = match pax.sparse_name() {
-                Some(name) => name.to_vec(),
-                None => entry.path_bytes().into_owned(),
+            let raw = match pax.sparse_name() {
+                Some(name) => name_from_bytes(name),
+                None => name_from_bytes(&entry.path_bytes()),
             };
-            let raw = String::from_utf8_lossy(&raw_bytes).into_owned();
             let bad = |fault: String| RootfsError::Entry {
                 what: what.clone(),
-                entry: raw.clone(),
+                entry: display_name(&raw),
                 fault,
             };
-            if std::str::from_utf8(&raw_bytes).is_err() {
-                return Err(bad("path is not UTF-8".into()));
-            }
             if self.entries > MAX_ENTRIES {
                 return Err(bad(format!(
                     "the image has more than {MAX_ENTRIES} entries"
@@ -179,8 +175,7 @@ impl Flattener {
                 let l = entry
                     .link_name_bytes()
                     .ok_or_else(|| bad("link entry without a target".into()))?;
-                String::from_utf8(l.into_owned())
-                    .map_err(|_| bad("link target is not UTF-8".into()))
+                Ok(name_from_bytes(&l))
             };
             let h = entry.header();
             let kind = match et {
@@ -270,7 +265,7 @@ impl Flattener {
         r: &mut impl Read,
         size: u64,
     ) -> Result<FileData, RootfsError> {
-        let io = io_err(format!("{what}: {raw}"));
+        let io = io_err(format!("{what}: {}", display_name(raw)));
         if size > SPOOL_FILE_ABOVE || self.inline + size > MAX_INLINE_CONTENT {
             let spool = match &mut self.spool {
                 Some(s) => s,

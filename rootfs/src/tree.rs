@@ -7,6 +7,7 @@
 //! created on the host from the input: device nodes stay tar entries.
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -100,6 +101,78 @@ pub struct Tree {
     pub spool: Option<std::sync::Arc<crate::flatten::Spool>>,
 }
 
+/// Names and symlink targets are bytes on Linux, and a tree keeps them as
+/// bytes: the tree's paths and targets are `String`s in which each byte
+/// that is not part of valid UTF-8 stands as one character of
+/// U+10FF80..=U+10FFFF (byte 0x80 + n as U+10FF80 + n). A name that really
+/// holds one of those characters has its UTF-8 bytes carried the same way,
+/// so every byte string has exactly one form and comes back unchanged
+/// ([`name_bytes`]). `/`, `.` and every other ASCII byte are themselves, so
+/// path handling on the strings is path handling on the bytes.
+const BYTE_ESCAPE_BASE: u32 = 0x10_FF00;
+const BYTE_ESCAPE_FIRST: u32 = BYTE_ESCAPE_BASE + 0x80;
+
+fn escape_byte(b: u8) -> char {
+    char::from_u32(BYTE_ESCAPE_BASE + u32::from(b)).expect("U+10FF80..=U+10FFFF are chars")
+}
+
+/// The tree's form of a name or path from the host or an archive.
+pub fn name_from_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if u32::from(c) >= BYTE_ESCAPE_FIRST {
+                let mut buf = [0u8; 4];
+                out.extend(c.encode_utf8(&mut buf).bytes().map(escape_byte));
+            } else {
+                out.push(c);
+            }
+        }
+        out.extend(chunk.invalid().iter().copied().map(escape_byte));
+    }
+    out
+}
+
+/// The bytes a tree name or path stands for (see [`name_from_bytes`]).
+pub fn name_bytes(name: &str) -> std::borrow::Cow<'_, [u8]> {
+    if !name.chars().any(|c| u32::from(c) >= BYTE_ESCAPE_FIRST) {
+        return std::borrow::Cow::Borrowed(name.as_bytes());
+    }
+    let mut out = Vec::with_capacity(name.len());
+    for c in name.chars() {
+        match u32::from(c).checked_sub(BYTE_ESCAPE_BASE) {
+            Some(b) if u32::from(c) >= BYTE_ESCAPE_FIRST => {
+                out.push(u8::try_from(b).expect("at most 0xFF"));
+            }
+            _ => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A tree name for messages: its bytes, with what is not printable UTF-8
+/// escaped (`\xff`, `\n`), never raw control characters.
+pub fn display_name(name: &str) -> String {
+    let bytes = name_bytes(name);
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 /// Directories libkrun's init mounts onto; the guest root is read-only, so
 /// they must exist in the image.
 const MOUNT_POINTS: &[&str] = &["dev", "proc", "sys", "tmp", "run"];
@@ -156,14 +229,9 @@ impl Tree {
             entries.sort_by_key(|e| e.file_name());
             for entry in entries {
                 let host = entry.path();
-                let name = entry.file_name();
-                let name = name.to_str().ok_or_else(|| RootfsError::Entry {
-                    what: what.clone(),
-                    entry: host.display().to_string(),
-                    fault: "file name is not UTF-8".into(),
-                })?;
+                let name = name_from_bytes(entry.file_name().as_bytes());
                 let rel_path = if rel.is_empty() {
-                    name.to_string()
+                    name
                 } else {
                     format!("{rel}/{name}")
                 };
@@ -179,13 +247,7 @@ impl Tree {
                     NodeKind::Dir
                 } else if ft.is_symlink() {
                     let target = std::fs::read_link(&host).map_err(io(&host))?;
-                    NodeKind::Symlink(target.to_str().map(str::to_string).ok_or_else(|| {
-                        RootfsError::Entry {
-                            what: what.clone(),
-                            entry: rel_path.clone(),
-                            fault: "symlink target is not UTF-8".into(),
-                        }
-                    })?)
+                    NodeKind::Symlink(name_from_bytes(target.as_os_str().as_bytes()))
                 } else if ft.is_file() {
                     NodeKind::File(FileData::Host {
                         path: host.clone(),
@@ -452,6 +514,52 @@ mod tests {
             )
         };
         r == 0
+    }
+
+    proptest::proptest! {
+        /// Every byte string has one tree form, and it comes back unchanged.
+        #[test]
+        fn names_are_bytes_end_to_end(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let name = name_from_bytes(&bytes);
+            let back = name_bytes(&name).into_owned();
+            proptest::prop_assert_eq!(back, bytes.clone());
+            // ASCII (and so `/` and `.`) stands for itself.
+            let ascii: Vec<u8> = bytes.iter().filter(|b| b.is_ascii()).copied().collect();
+            proptest::prop_assert_eq!(name.chars().filter(char::is_ascii).count(), ascii.len());
+        }
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_or_hold_escape_characters_round_trip() {
+        for bytes in [
+            &b"plain"[..],
+            b"\xff\xfe",
+            b"caf\xc3\xa9",
+            b"half \xc3",
+            "\u{10FF80}\u{10FFFF}".as_bytes(),
+            b"\xf4\x8f\xbe\x80",
+        ] {
+            assert_eq!(name_bytes(&name_from_bytes(bytes)).as_ref(), bytes);
+        }
+        assert_eq!(display_name(&name_from_bytes(b"a\xffb\nc")), "a\\xffb\\nc");
+    }
+
+    /// A directory whose names and symlink targets are not UTF-8 reads
+    /// (the issue: "file name is not UTF-8").
+    #[test]
+    fn a_directory_with_names_that_are_not_utf8_reads() {
+        use std::ffi::OsStr;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join(OsStr::from_bytes(b"f\xff")), b"x").unwrap();
+        std::os::unix::fs::symlink(OsStr::from_bytes(b"t\xfe"), root.join("s")).unwrap();
+        let t = Tree::from_dir(root).unwrap();
+        let name = name_from_bytes(b"f\xff");
+        assert!(t.nodes.contains_key(&name), "{:?}", t.nodes.keys());
+        assert_eq!(
+            t.nodes["s"].kind,
+            NodeKind::Symlink(name_from_bytes(b"t\xfe"))
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use erofs_support::*;
 use proptest::prelude::*;
 use smolvm_rootfs::erofs::{Compression, ErofsOptions};
-use smolvm_rootfs::tree::{FileData, Node, NodeKind, Tree};
+use smolvm_rootfs::tree::{name_bytes, name_from_bytes, FileData, Node, NodeKind, Tree};
 
 #[derive(Debug, Clone, Copy)]
 enum Noise {
@@ -53,12 +53,17 @@ struct Spec {
 /// Any UTF-8 name the kernel takes, mostly short, sometimes up to the
 /// 255-byte limit.
 fn name() -> impl Strategy<Value = String> {
+    // Names are bytes: some are not UTF-8 at all (the tree carries them
+    // as in smolvm_rootfs::tree::name_from_bytes).
+    let bytes = prop::collection::vec(prop_oneof![1u8..=46, 48u8..=255], 1..12)
+        .prop_map(|b| name_from_bytes(&b));
     prop_oneof![
-        8 => "[^/\u{0}]{1,12}",
+        6 => "[^/\u{0}]{1,12}",
+        2 => bytes,
         1 => "[a-zA-Z0-9é_.-]{200,255}",
     ]
     .prop_map(|mut n| {
-        while n.len() > 255 {
+        while name_bytes(&n).len() > 255 {
             n.pop();
         }
         n
@@ -83,7 +88,8 @@ fn kind() -> impl Strategy<Value = Kind> {
         5 => (len, any::<u8>(), any::<bool>(), noise)
             .prop_map(|(len, seed, host, noise)| Kind::File { len, seed, host, noise }),
         2 => prop_oneof![
-            4 => "[^\u{0}]{1,40}",
+            3 => "[^\u{0}]{1,40}",
+            1 => prop::collection::vec(1u8..=255, 1..40).prop_map(|b| name_from_bytes(&b)),
             1 => (1usize..4095).prop_map(|n| "t".repeat(n)),
         ].prop_map(Kind::Symlink),
         2 => any::<usize>().prop_map(Kind::HardLink),

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use erofs_support::{fnv1a, mount, scan, write_to_file, Reader};
 use smolvm_rootfs::erofs::ErofsOptions;
-use smolvm_rootfs::tree::{FileData, NodeKind, Tree};
+use smolvm_rootfs::tree::{name_bytes, FileData, NodeKind, Tree};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -112,6 +112,15 @@ fn make_source(root: &Path, full: bool) {
         std::os::unix::fs::symlink("a\nb", p("nl-sym")).unwrap();
         let long = format!("d/{}\nx", "n".repeat(140));
         std::fs::write(p(&long), b"long").unwrap();
+        // Names and a symlink target that are not UTF-8.
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        std::fs::write(
+            root.join("bin").join(OsStr::from_bytes(b"\xff\xfe")),
+            b"bytes",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(OsStr::from_bytes(b"\xfft"), p("lib/bytes")).unwrap();
         std::fs::write(p("old"), b"1960").unwrap();
         set_mtime(&p("old"), -315_619_200, 500_000_000);
     }
@@ -176,7 +185,7 @@ fn view(tree: &Tree) -> BTreeMap<String, View> {
                 };
                 format!("file {len} {hash:x}")
             }
-            NodeKind::Symlink(t) => format!("symlink {t:?}"),
+            NodeKind::Symlink(t) => format!("symlink {:?}", name_bytes(t)),
             NodeKind::Char { major, minor } => format!("char {major}:{minor}"),
             NodeKind::Block { major, minor } => format!("block {major}:{minor}"),
             NodeKind::Fifo => "fifo".into(),

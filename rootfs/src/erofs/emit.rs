@@ -290,7 +290,7 @@ impl<W: Write> Emitter<'_, W> {
             nameoff += e.name.len();
         }
         for e in entries {
-            block.extend_from_slice(e.name);
+            block.extend_from_slice(&e.name);
         }
         debug_assert!(block.len() as u64 <= BLOCK_SIZE);
         let r = self.put(&block);

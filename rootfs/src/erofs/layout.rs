@@ -4,6 +4,7 @@
 //! owns. Everything here is computed from the tree alone, so the same tree
 //! always gets the same layout.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::ondisk::{
@@ -13,7 +14,7 @@ use super::ondisk::{
 };
 use super::zip::{self, Spool, ZipInfo};
 use super::{xattr, Compression, ErofsOptions, WHAT};
-use crate::tree::{FileData, Node, NodeKind, Tree};
+use crate::tree::{display_name, name_bytes, FileData, Node, NodeKind, Tree};
 use crate::RootfsError;
 
 /// Longest symlink target: `readlink` hands back at most PATH_MAX (4096)
@@ -65,7 +66,8 @@ pub struct Inode<'t> {
 pub enum Content<'t> {
     Dir(DirBlocks<'t>),
     File(&'t FileData),
-    Symlink(&'t [u8]),
+    /// The target's bytes (see [`crate::tree::name_bytes`]).
+    Symlink(Cow<'t, [u8]>),
     /// Encoded device number.
     Device(u32),
     /// A fifo or socket: a mode and nothing more.
@@ -81,9 +83,10 @@ pub struct DirBlocks<'t> {
     pub block_starts: Vec<usize>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DirEntry<'t> {
-    pub name: &'t [u8],
+    /// The name's bytes (see [`crate::tree::name_bytes`]).
+    pub name: Cow<'t, [u8]>,
     /// Index of the target in [`Layout::inodes`].
     pub inode: usize,
     pub file_type: u8,
@@ -191,7 +194,7 @@ impl Inode<'_> {
 pub(super) fn entry_error(entry: &str, fault: impl Into<String>) -> RootfsError {
     RootfsError::Entry {
         what: WHAT.into(),
-        entry: entry.into(),
+        entry: display_name(entry),
         fault: fault.into(),
     }
 }
@@ -265,7 +268,7 @@ pub fn plan<'t>(
             ));
         };
         dir.entries.push(DirEntry {
-            name: name.as_bytes(),
+            name: name_bytes(name),
             inode: child,
             file_type,
         });
@@ -273,16 +276,16 @@ pub fn plan<'t>(
     for (index, inode) in inodes.iter_mut().enumerate() {
         if let Content::Dir(dir) = &mut inode.content {
             dir.entries.push(DirEntry {
-                name: b".",
+                name: Cow::Borrowed(b"."),
                 inode: index,
                 file_type: file_type::DIR,
             });
             dir.entries.push(DirEntry {
-                name: b"..",
+                name: Cow::Borrowed(b".."),
                 inode: parent_of[index],
                 file_type: file_type::DIR,
             });
-            dir.entries.sort_unstable_by(|a, b| a.name.cmp(b.name));
+            dir.entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             inode.size = dir.cut_into_blocks();
         }
     }
@@ -315,11 +318,11 @@ fn check_path(path: &str) -> Result<(), RootfsError> {
             format!("has a {name:?} component (not a normalised path)")
         } else if name.contains('\0') {
             "has a NUL byte in a name".to_string()
-        } else if name.len() > NAME_LEN_MAX {
+        } else if name_bytes(name).len() > NAME_LEN_MAX {
             format!(
                 "name {:?}... is {} bytes; EROFS names are at most {NAME_LEN_MAX}",
-                name.chars().take(16).collect::<String>(),
-                name.len()
+                display_name(&name.chars().take(16).collect::<String>()),
+                name_bytes(name).len()
             )
         } else {
             continue;
@@ -374,9 +377,10 @@ fn new_inode<'t>(
         NodeKind::Dir => (mode::S_IFDIR, Content::Dir(DirBlocks::default()), 0),
         NodeKind::File(data) => (mode::S_IFREG, Content::File(data), data.len()),
         NodeKind::Symlink(target) => {
-            check_symlink(path, target)?;
-            let t = target.as_bytes();
-            (mode::S_IFLNK, Content::Symlink(t), t.len() as u64)
+            let t = name_bytes(target);
+            check_symlink(path, &t)?;
+            let len = t.len() as u64;
+            (mode::S_IFLNK, Content::Symlink(t), len)
         }
         NodeKind::Char { major, minor } | NodeKind::Block { major, minor } => {
             let dev = encode_dev(*major, *minor).ok_or_else(|| {
@@ -429,10 +433,10 @@ fn new_inode<'t>(
     })
 }
 
-fn check_symlink(path: &str, target: &str) -> Result<(), RootfsError> {
+fn check_symlink(path: &str, target: &[u8]) -> Result<(), RootfsError> {
     let fault = if target.is_empty() {
         "symlink target is empty (Linux cannot create it)".to_string()
-    } else if target.contains('\0') {
+    } else if target.contains(&0) {
         "symlink target has a NUL byte".to_string()
     } else if target.len() > SYMLINK_TARGET_MAX {
         format!(
@@ -661,7 +665,7 @@ mod tests {
         let l = plan_of(&t);
         let d = l.inodes.iter().find(|i| i.path == "d").unwrap();
         let blocks = d.dir().unwrap();
-        let names: Vec<&[u8]> = blocks.entries.iter().map(|e| e.name).collect();
+        let names: Vec<&[u8]> = blocks.entries.iter().map(|e| e.name.as_ref()).collect();
         assert_eq!(&names[..3], &[&b"!first"[..], b".", b".."]);
         assert!(names.windows(2).all(|w| w[0] < w[1]));
         let mut total = 0;
@@ -692,7 +696,7 @@ mod tests {
         assert!(root
             .entries
             .iter()
-            .filter(|e| e.name.len() == 1 && e.name != b".")
+            .filter(|e| e.name.len() == 1 && e.name.as_ref() != b".")
             .all(|e| e.inode == 1));
     }
 

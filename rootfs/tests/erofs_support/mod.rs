@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use smolvm_rootfs::erofs::{write_image, ErofsOptions};
-use smolvm_rootfs::tree::{FileData, Node, NodeKind, Tree};
+use smolvm_rootfs::tree::{name_bytes, name_from_bytes, FileData, Node, NodeKind, Tree};
+use std::os::unix::ffi::OsStrExt;
 
 pub fn node(mode: u32, kind: NodeKind) -> Node {
     Node {
@@ -333,7 +334,7 @@ pub fn scan(root: &Path, reader: Reader) -> BTreeMap<String, Seen> {
         let kind = if ft.is_dir() {
             for e in std::fs::read_dir(&host).unwrap() {
                 let e = e.unwrap();
-                let name = e.file_name().into_string().unwrap();
+                let name = name_from_bytes(e.file_name().as_bytes());
                 let child = if rel.is_empty() {
                     name.clone()
                 } else {
@@ -347,13 +348,9 @@ pub fn scan(root: &Path, reader: Reader) -> BTreeMap<String, Seen> {
             assert_eq!(len, m.len(), "{rel}: read length vs st_size");
             SeenKind::File(len, hash)
         } else if ft.is_symlink() {
-            SeenKind::Symlink(
-                std::fs::read_link(&host)
-                    .unwrap()
-                    .into_os_string()
-                    .into_string()
-                    .unwrap(),
-            )
+            SeenKind::Symlink(name_from_bytes(
+                std::fs::read_link(&host).unwrap().as_os_str().as_bytes(),
+            ))
         } else if ft.is_char_device() {
             SeenKind::Char(libc::major(m.rdev()), libc::minor(m.rdev()))
         } else if ft.is_block_device() {
@@ -426,8 +423,9 @@ pub fn assert_hard_links_share_inodes(tree: &Tree, mount: &Path) {
     for (path, n) in &tree.nodes {
         if let NodeKind::HardLink(_) = n.kind {
             let target = resolve_link(tree, path);
-            let a = std::fs::symlink_metadata(mount.join(path)).unwrap();
-            let b = std::fs::symlink_metadata(mount.join(target)).unwrap();
+            let at = |p: &str| mount.join(std::ffi::OsStr::from_bytes(&name_bytes(p)));
+            let a = std::fs::symlink_metadata(at(path)).unwrap();
+            let b = std::fs::symlink_metadata(at(target)).unwrap();
             assert_eq!(a.ino(), b.ino(), "{path} and {target} should be one inode");
         }
     }
@@ -443,7 +441,16 @@ pub fn assert_hard_links_by_dump(tree: &Tree, image: &Path) {
         }
     }
     let nid_and_links = |path: &str| {
-        let info = dump(image, &[&format!("--path=/{path}")]);
+        // The path's bytes, which need not be UTF-8.
+        let mut arg = b"--path=/".to_vec();
+        arg.extend_from_slice(&name_bytes(path));
+        let out = tool("dump.erofs")
+            .arg(std::ffi::OsStr::from_bytes(&arg))
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dump.erofs {path:?}: {out:?}");
+        let info = String::from_utf8_lossy(&out.stdout).into_owned();
         let line = dump_field(&info, "NID:");
         let mut words = line.split_whitespace();
         let nid = words.next().unwrap().to_string();
