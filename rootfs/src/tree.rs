@@ -544,6 +544,22 @@ mod tests {
         assert_eq!(display_name(&name_from_bytes(b"a\xffb\nc")), "a\\xffb\\nc");
     }
 
+    /// `--rootfs LINK` where LINK names a directory: the directory is read
+    /// (issue 22: it said "not a directory"), with its own attributes.
+    #[test]
+    fn a_symlink_to_a_directory_reads_as_the_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("f"), b"x").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let t = Tree::from_dir(&dir.path().join("link")).unwrap();
+        assert_eq!(t.nodes.keys().collect::<Vec<_>>(), ["", "f"]);
+        assert_eq!(t.nodes[""].mode, 0o711);
+    }
+
     /// A directory whose names and symlink targets are not UTF-8 reads
     /// (the issue: "file name is not UTF-8").
     #[test]

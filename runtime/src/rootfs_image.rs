@@ -352,7 +352,10 @@ const HOLE_BLOCK: usize = 4096;
 /// enough or be sized after, and must hold zeros where nothing is written
 /// (a new file).
 fn write_nonzero_blocks(out: &File, offset: u64, content: &[u8]) -> std::io::Result<()> {
-    let is_zero = |block: &[u8]| block.iter().all(|b| *b == 0);
+    // A comparison with zeros is one memcmp: several times faster than a
+    // byte loop in the size-tuned stub.
+    static ZEROS: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
+    let is_zero = |block: &[u8]| block == &ZEROS[..block.len()];
     let mut blocks = content.chunks(HOLE_BLOCK).enumerate().peekable();
     while let Some((first, block)) = blocks.next() {
         if is_zero(block) {
