@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use super::ondisk::{
     encode_dev, file_type, mode, DataLayout, Dirent, InodeExtended, LclusterIndex, Lz4Config,
-    SuperBlock, BLOCK_BYTES, BLOCK_SIZE, NAME_LEN_MAX, NID_SLOT, NID_SLOT_BYTES, SUPERBLOCK_OFFSET,
-    Z_MAP_HEADER_SIZE,
+    SuperBlock, BLOCK_BYTES, BLOCK_SIZE, BLOCK_SIZE_BITS, CHUNK_BLKBITS_MAX, CHUNK_ENTRY_SIZE,
+    NAME_LEN_MAX, NID_SLOT, NID_SLOT_BYTES, SUPERBLOCK_OFFSET, Z_MAP_HEADER_SIZE,
 };
 use super::zip::{self, Spool, ZipInfo};
 use super::{xattr, Compression, ErofsOptions, WHAT};
@@ -60,6 +60,37 @@ pub struct Inode<'t> {
     pub zip: Option<ZipInfo>,
     /// Its content was read (and reported) while planning.
     pub read_in_plan: bool,
+    /// Which chunks hold data ([`DataLayout::ChunkBased`]).
+    pub chunks: Option<ChunkMap>,
+}
+
+/// A chunk-based file's chunks: which hold data (the others are holes).
+#[derive(Debug)]
+pub struct ChunkMap {
+    /// log2 of the chunk size, at least the block's.
+    pub bits: u8,
+    pub present: Vec<bool>,
+}
+
+impl ChunkMap {
+    pub fn chunk_size(&self) -> u64 {
+        1 << self.bits
+    }
+
+    /// Bytes of the file in chunk `i` (the last one may be short).
+    pub fn chunk_len(&self, i: usize, size: u64) -> u64 {
+        let start = (i as u64) << self.bits;
+        self.chunk_size().min(size.saturating_sub(start))
+    }
+
+    /// Data blocks of chunk `i`, 0 for a hole.
+    pub fn chunk_blocks(&self, i: usize, size: u64) -> u64 {
+        if self.present[i] {
+            self.chunk_len(i, size).div_ceil(BLOCK_SIZE)
+        } else {
+            0
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -136,7 +167,7 @@ impl Inode<'_> {
     pub fn tail_len(&self) -> u64 {
         match self.layout {
             DataLayout::FlatInline => self.size % BLOCK_SIZE,
-            DataLayout::FlatPlain | DataLayout::CompressedFull => 0,
+            DataLayout::FlatPlain | DataLayout::CompressedFull | DataLayout::ChunkBased => 0,
         }
     }
 
@@ -146,7 +177,18 @@ impl Inode<'_> {
             DataLayout::FlatInline => self.size / BLOCK_SIZE,
             DataLayout::FlatPlain => self.size.div_ceil(BLOCK_SIZE),
             DataLayout::CompressedFull => self.zip.as_ref().map_or(0, |z| z.blocks),
+            DataLayout::ChunkBased => self.chunks.as_ref().map_or(0, |c| {
+                (0..c.present.len())
+                    .map(|i| c.chunk_blocks(i, self.size))
+                    .sum()
+            }),
         }
+    }
+
+    /// Where a chunk-based inode's block map starts, from the start of its
+    /// record: the first 4-byte boundary after the inode and its xattrs.
+    pub fn chunk_map_at(&self) -> u64 {
+        (InodeExtended::SIZE as u64 + self.xattrs.len() as u64).next_multiple_of(CHUNK_ENTRY_SIZE)
     }
 
     /// Where a compressed inode's map header starts, from the start of its
@@ -159,6 +201,9 @@ impl Inode<'_> {
     /// its map header, 8 reserved bytes and one index per lcluster follow
     /// the xattrs (the kernel's full-index layout).
     pub fn record_len(&self) -> u64 {
+        if let Some(c) = &self.chunks {
+            return self.chunk_map_at() + CHUNK_ENTRY_SIZE * c.present.len() as u64;
+        }
         match &self.zip {
             Some(z) => {
                 self.z_map_header_at()
@@ -294,7 +339,15 @@ pub fn plan<'t>(
         inode.layout = choose_layout(inode);
     }
     let spool = match opts.compression {
-        Compression::None => None,
+        Compression::None => {
+            for inode in &mut inodes {
+                if let Some(chunks) = holes_as_chunks(inode)? {
+                    inode.layout = DataLayout::ChunkBased;
+                    inode.chunks = Some(chunks);
+                }
+            }
+            None
+        }
         Compression::Lz4 => zip::compress_files(&mut inodes, progress)?,
     };
     let (by_nid, meta_blocks) = place_metadata(&mut inodes, metadata_start(spool.is_some()));
@@ -430,6 +483,7 @@ fn new_inode<'t>(
         nid: 0,
         zip: None,
         read_in_plan: false,
+        chunks: None,
     })
 }
 
@@ -447,6 +501,98 @@ fn check_symlink(path: &str, target: &[u8]) -> Result<(), RootfsError> {
         return Ok(());
     };
     Err(entry_error(path, fault))
+}
+
+/// Host files at least this long are looked at for holes.
+const CHUNKED_FROM: u64 = 1 << 20;
+/// Chunks per file at most: a 2 GiB file gets 32 KiB chunks, a 256 KiB
+/// block map (4 bytes a chunk) in the metadata area.
+const MAX_CHUNKS_BITS: u32 = 16;
+
+/// The chunks of a host file that hold data, when some chunk is all hole
+/// (the host's SEEK_DATA/SEEK_HOLE; a file system without them reports
+/// none): such a file is stored chunk-based and its holes take no blocks.
+/// `None` for anything else.
+fn holes_as_chunks(inode: &Inode<'_>) -> Result<Option<ChunkMap>, RootfsError> {
+    let Content::File(FileData::Host { path, len }) = &inode.content else {
+        return Ok(None);
+    };
+    let len = *len;
+    if len < CHUNKED_FROM {
+        return Ok(None);
+    }
+    let io = |source| RootfsError::Io {
+        what: format!("{WHAT}: looking for holes in {}", path.display()),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let data = data_ranges(&file, len).map_err(io)?;
+    // Chunk bits: at least the block's, and few enough chunks.
+    let size_bits = u64::BITS - (len - 1).leading_zeros();
+    let bits = size_bits
+        .saturating_sub(MAX_CHUNKS_BITS)
+        .max(u32::from(BLOCK_SIZE_BITS));
+    let bits = u8::try_from(bits).expect("at most 64");
+    if bits - BLOCK_SIZE_BITS > CHUNK_BLKBITS_MAX {
+        return Ok(None);
+    }
+    let count = usize::try_from(len.div_ceil(1 << bits)).expect("at most 2^16");
+    let mut present = vec![false; count];
+    for (start, end) in data {
+        let first = usize::try_from(start >> bits).expect("below count");
+        let last = usize::try_from((end - 1) >> bits).expect("below count");
+        present[first..=last.min(count - 1)].fill(true);
+    }
+    if present.iter().all(|p| *p) {
+        return Ok(None);
+    }
+    Ok(Some(ChunkMap { bits, present }))
+}
+
+/// The byte ranges of `file` (`len` long) that hold data, by SEEK_DATA and
+/// SEEK_HOLE: all of it where the file system does not tell.
+fn data_ranges(file: &std::fs::File, len: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let seek = |offset: u64, whence: libc::c_int| -> std::io::Result<Option<u64>> {
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: lseek on a descriptor `file` owns; it only moves the
+        // file offset.
+        let r = unsafe { libc::lseek(file.as_raw_fd(), offset, whence) };
+        match u64::try_from(r) {
+            Ok(at) => Ok(Some(at)),
+            Err(_) => {
+                let e = std::io::Error::last_os_error();
+                // ENXIO: no data (or hole) at or after the offset.
+                if e.raw_os_error() == Some(libc::ENXIO) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    };
+    let mut ranges = Vec::new();
+    let mut at = 0u64;
+    while at < len {
+        let start = match seek(at, libc::SEEK_DATA) {
+            Ok(Some(s)) => s,
+            Ok(None) => break,
+            // SEEK_DATA unsupported: it is all data.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(vec![(0, len)]),
+            Err(e) => return Err(e),
+        };
+        if start >= len {
+            break;
+        }
+        let end = seek(start, libc::SEEK_HOLE)?.unwrap_or(len).min(len);
+        if end <= start {
+            return Ok(vec![(0, len)]);
+        }
+        ranges.push((start, end));
+        at = end;
+    }
+    Ok(ranges)
 }
 
 /// Inline the last partial block when it fits beside the inode in one
@@ -498,7 +644,7 @@ fn place_metadata(inodes: &mut [Inode<'_>], start: u64) -> (Vec<usize>, u32) {
         let need = slots_of(inode.record_len().next_multiple_of(NID_SLOT));
         if need > SLOTS {
             debug_assert!(
-                inode.zip.is_some(),
+                inode.zip.is_some() || inode.chunks.is_some(),
                 "xattrs and tails are capped to one block"
             );
             let block = next_block;
