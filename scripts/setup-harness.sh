@@ -55,6 +55,8 @@ fi
 packages=(qemu-system-x86 busybox-static cpio zstd gcc g++ libc6-dev musl-tools xz-utils binutils openssh-client erofs-utils attr shellcheck e2fsprogs)
 # tmux: tests/tests/boot_signals.rs drives an interactive guest shell in a tmux pane in L1.
 packages+=(tmux)
+# tar, python3: rootfs/tests/tar_fidelity.rs packs archives made by GNU tar and Python's tarfile.
+packages+=(tar python3)
 missing=()
 for p in "${packages[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

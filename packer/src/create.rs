@@ -112,6 +112,19 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     }
     let smolfile_dir = opts.smolfile.as_deref().and_then(Path::parent);
     let plan = plan(opts, &smolfile, smolfile_dir, &Clock::from_env())?;
+    // Before anything is read or compressed: the rename at the end could
+    // only fail, and tempfile's error would name the fault twice.
+    if std::fs::metadata(&plan.output).is_ok_and(|m| m.is_dir()) {
+        // An io::Error, so the exit code is 2 (usage or I/O).
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            format!(
+                "-o {out}: is a directory; name the file to write in it (-o {out}/NAME)",
+                out = plan.output.display()
+            ),
+        )
+        .into());
+    }
 
     // Small inputs first, so a missing kernel, key or stub is reported
     // before a large root is read.
@@ -267,6 +280,7 @@ pub fn write_atomically(
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
     }
     tmp.persist(output)
+        .map_err(|e| e.error) // its Display repeats the io::Error's
         .with_context(|| format!("writing {}", output.display()))?;
     Ok(file_size)
 }

@@ -358,6 +358,7 @@ impl Smolfile {
             }
         }
         self.check_volumes(path)?;
+        self.check_disks(path)?;
         if self.share_cwd == Some(true) && self.workdir.is_some() {
             return Err(invalid(
                 "share_cwd",
@@ -403,6 +404,35 @@ impl Smolfile {
             seen.push(guest);
         }
         Ok(())
+    }
+
+    /// Storage and overlay sizes and volumes through the runtime's own
+    /// check: a machine every start would refuse is refused here instead.
+    fn check_disks(&self, path: &Path) -> Result<(), SmolfileError> {
+        use smolvm_runtime::disk::{check_disk_config, DiskError, MAX_GIB};
+        let config = smolvm_format::MachineConfig {
+            storage_gib: self.storage,
+            overlay_gib: self.overlay,
+            volumes: self.volumes.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        check_disk_config(&config).map_err(|e| {
+            let (field, fault) = match e {
+                DiskError::Size { field, gib } => (
+                    field,
+                    format!(
+                        "{gib} GiB is outside 1..={MAX_GIB}; write a size in GiB within that range"
+                    ),
+                ),
+                DiskError::Volume { entry, why } => ("volumes", format!("{entry:?}: {why}")),
+                other => ("volumes", other.to_string()),
+            };
+            SmolfileError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                fault,
+            }
+        })
     }
 
     /// The lists and ports as the runtime will read them: a machine that
@@ -530,6 +560,37 @@ mod tests {
         }
         Smolfile::parse(
             "net = true\nports = [\"0.0.0.0:8080:80\"]\n[network]\nallow_hosts = [\"*.example.com\"]\nallow_cidrs = [\"10.0.0.0/8\", \"192.0.2.1\"]\n",
+            Path::new("S"),
+        )
+        .unwrap();
+    }
+
+    /// Values every start would refuse are refused when packing, naming
+    /// the Smolfile field and the range (issue 22: `storage = 0` packed,
+    /// signed, and then never started).
+    #[test]
+    fn disk_sizes_and_volumes_every_start_refuses_are_refused_at_pack_time() {
+        for (text, field, want) in [
+            ("storage = 0\n", "storage", "0 GiB is outside 1..=2048"),
+            (
+                "volumes = [\"/data\"]\nstorage = 4096\n",
+                "storage",
+                "4096 GiB",
+            ),
+            ("overlay = 3000\n", "overlay", "3000 GiB"),
+            ("overlay = 0\n", "overlay", "0 GiB"),
+            ("volumes = [\"/.smolvm\"]\n", "volumes", "/.smolvm"),
+        ] {
+            let err = Smolfile::parse(text, Path::new("S"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("field `{field}`")) && err.contains(want),
+                "{text}: {err}"
+            );
+        }
+        Smolfile::parse(
+            "storage = 1\noverlay = 2048\nvolumes = [\"/data\"]\n",
             Path::new("S"),
         )
         .unwrap();

@@ -27,7 +27,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::tree::{normalise, FileData, Node, NodeKind, Tree};
+use crate::pax::{parse_pax_time, PaxRecords};
+use crate::tree::{display_name, name_from_bytes, normalise, FileData, Node, NodeKind, Tree};
 use crate::{io_err, RootfsError};
 
 /// Entries over all layers: a full distribution image has ~100k; millions
@@ -110,21 +111,7 @@ impl Flattener {
         let entries = archive.entries().map_err(io_err(what.clone()))?;
         for entry in entries {
             let mut entry = entry.map_err(io_err(what.clone()))?;
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let bad = |fault: String| RootfsError::Entry {
-                what: what.clone(),
-                entry: raw.clone(),
-                fault,
-            };
-            if std::str::from_utf8(&entry.path_bytes()).is_err() {
-                return Err(bad("path is not UTF-8".into()));
-            }
             self.entries += 1;
-            if self.entries > MAX_ENTRIES {
-                return Err(bad(format!(
-                    "the image has more than {MAX_ENTRIES} entries"
-                )));
-            }
             let et = entry.header().entry_type();
             if matches!(
                 et,
@@ -135,8 +122,40 @@ impl Flattener {
             ) {
                 continue;
             }
+            let pax = PaxRecords::read(&mut entry).map_err(|source| RootfsError::Io {
+                what: format!(
+                    "{what}: {}: PAX header",
+                    String::from_utf8_lossy(&entry.path_bytes())
+                ),
+                source,
+            })?;
+            // A PAX sparse file (GNU formats 0.0, 0.1, 1.0) is stored under a
+            // made-up name; its own is in GNU.sparse.name.
+            let raw = match pax.sparse_name() {
+                Some(name) => name_from_bytes(name),
+                None => name_from_bytes(&entry.path_bytes()),
+            };
+            let bad = |fault: String| RootfsError::Entry {
+                what: what.clone(),
+                entry: display_name(&raw),
+                fault,
+            };
+            if self.entries > MAX_ENTRIES {
+                return Err(bad(format!(
+                    "the image has more than {MAX_ENTRIES} entries"
+                )));
+            }
             let Some(rel) = normalise(&raw).map_err(&bad)? else {
-                continue; // the root directory itself
+                // The root directory itself: its owner, mode, mtime and
+                // xattrs are the image's root's (a later layer's win).
+                if et != tar::EntryType::Directory {
+                    return Err(bad(format!("the root is a {et:?} entry, not a directory")));
+                }
+                let node = self
+                    .header_node(&entry, &pax, NodeKind::Dir)
+                    .map_err(&bad)?;
+                self.place("", node).map_err(&bad)?;
+                continue;
             };
             let (parent_raw, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
             let parent = self.resolve_dir(parent_raw).map_err(&bad)?;
@@ -152,20 +171,13 @@ impl Flattener {
                 continue;
             }
 
-            let xattrs = pax_xattrs(&mut entry).map_err(io_err(format!("{what}: {raw}")))?;
-            let h = entry.header();
-            let mode = h.mode().map_err(|e| bad(format!("mode: {e}")))? & 0o7777;
-            // Some writers leave these blank; blank means 0.
-            let uid = h.uid().unwrap_or(0);
-            let gid = h.gid().unwrap_or(0);
-            let mtime = h.mtime().unwrap_or(0);
             let link_name = || -> Result<String, RootfsError> {
                 let l = entry
                     .link_name_bytes()
                     .ok_or_else(|| bad("link entry without a target".into()))?;
-                String::from_utf8(l.into_owned())
-                    .map_err(|_| bad("link target is not UTF-8".into()))
+                Ok(name_from_bytes(&l))
             };
+            let h = entry.header();
             let kind = match et {
                 tar::EntryType::Directory => NodeKind::Dir,
                 tar::EntryType::Symlink => NodeKind::Symlink(link_name()?),
@@ -186,50 +198,100 @@ impl Flattener {
                     }
                 }
                 tar::EntryType::Fifo => NodeKind::Fifo,
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let size = entry.size();
+                // The tar crate expands old GNU sparse entries ('S') itself:
+                // their holes read as zeros, which the spool leaves as holes.
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
+                    let stored = entry.size();
+                    let sparse = pax.sparse(&mut entry, stored).map_err(&bad)?;
+                    let size = sparse.as_ref().map_or(stored, |s| s.real_size);
                     self.content = self.content.saturating_add(size);
                     if self.content > MAX_CONTENT {
                         return Err(bad(format!(
                             "the image holds more than {MAX_CONTENT} bytes of files"
                         )));
                     }
-                    let io = io_err(format!("{what}: {raw}"));
-                    if size > SPOOL_FILE_ABOVE || self.inline + size > MAX_INLINE_CONTENT {
-                        let spool = match &mut self.spool {
-                            Some(s) => s,
-                            None => self.spool.insert(Spool::new().map_err(io_err(format!(
-                                "{what}: creating a spool directory for file contents in {} (set TMPDIR to use another)",
-                                std::env::temp_dir().display()
-                            )))?),
-                        };
-                        let path = spool.store(&mut entry, size).map_err(io)?;
-                        NodeKind::File(FileData::Host { path, len: size })
-                    } else {
-                        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-                        entry.read_to_end(&mut data).map_err(io)?;
-                        self.inline += data.len() as u64;
-                        NodeKind::File(FileData::Inline(data))
-                    }
+                    let data = match sparse {
+                        Some(map) => self.store(&what, &raw, &mut map.reader(&mut entry), size),
+                        None => self.store(&what, &raw, &mut entry, size),
+                    }?;
+                    NodeKind::File(data)
                 }
                 other => return Err(bad(format!("unsupported entry type {other:?}"))),
             };
+            let node = self.header_node(&entry, &pax, kind).map_err(&bad)?;
             self.ensure_parents(&parent);
-            self.place(
-                &path,
-                Node {
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                    kind,
-                    xattrs,
-                },
-            )
-            .map_err(&bad)?;
+            self.place(&path, node).map_err(&bad)?;
             added.insert(path);
         }
         Ok(())
+    }
+
+    /// A node of `kind` with the entry's mode, owner, mtime (PAX's, with
+    /// its fraction and sign, over the header's) and xattrs.
+    fn header_node<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+        pax: &PaxRecords,
+        kind: NodeKind,
+    ) -> Result<Node, String> {
+        let h = entry.header();
+        let mode = h.mode().map_err(|e| format!("mode: {e}"))? & 0o7777;
+        // Some writers leave these blank; blank means 0.
+        let (mtime, mtime_nsec) = match pax.get(b"mtime") {
+            Some(v) => parse_pax_time(v).ok_or_else(|| {
+                format!("PAX mtime {:?} is not a time", String::from_utf8_lossy(v))
+            })?,
+            None => (header_mtime(h)?, 0),
+        };
+        Ok(Node {
+            mode,
+            uid: h.uid().unwrap_or(0),
+            gid: h.gid().unwrap_or(0),
+            mtime,
+            mtime_nsec,
+            kind,
+            xattrs: pax.xattrs(),
+        })
+    }
+
+    /// Keeps `size` bytes of `r` in memory or in the spool (see the module
+    /// doc).
+    fn store(
+        &mut self,
+        what: &str,
+        raw: &str,
+        r: &mut impl Read,
+        size: u64,
+    ) -> Result<FileData, RootfsError> {
+        let io = io_err(format!("{what}: {}", display_name(raw)));
+        if size > SPOOL_FILE_ABOVE || self.inline + size > MAX_INLINE_CONTENT {
+            let spool = match &mut self.spool {
+                Some(s) => s,
+                None => self.spool.insert(Spool::new().map_err(io_err(format!(
+                    "{what}: creating a spool directory for file contents in {} (set TMPDIR to use another)",
+                    std::env::temp_dir().display()
+                )))?),
+            };
+            let path = spool.store(r, size).map_err(io)?;
+            Ok(FileData::Host { path, len: size })
+        } else {
+            let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            r.take(size).read_to_end(&mut data).map_err(io)?;
+            if data.len() as u64 != size {
+                return Err(RootfsError::Entry {
+                    what: what.to_string(),
+                    entry: raw.to_string(),
+                    fault: format!(
+                        "the archive ends after {} of the entry's {size} bytes",
+                        data.len()
+                    ),
+                });
+            }
+            self.inline += size;
+            Ok(FileData::Inline(data))
+        }
     }
 
     /// Resolves a directory path through symlinks in the tree. Missing
@@ -289,10 +351,11 @@ impl Flattener {
         let (parent, name) = t.rsplit_once('/').unwrap_or(("", t.as_str()));
         let path = join(&self.resolve_dir(parent)?, name);
         match self.tree.nodes.get(&path).map(|n| &n.kind) {
-            Some(NodeKind::File(_)) => Ok(path),
             Some(NodeKind::HardLink(data)) => Ok(data.clone()),
-            _ => Err(format!(
-                "hard link target {t:?} is not a regular file in this or an earlier layer"
+            Some(NodeKind::Dir) => Err(format!("hard link target {t:?} is a directory")),
+            Some(_) => Ok(path),
+            None => Err(format!(
+                "hard link target {t:?} is not in this or an earlier layer"
             )),
         }
     }
@@ -324,9 +387,9 @@ impl Flattener {
             self.remove_tree(path, true, None);
         }
         if let NodeKind::HardLink(target) = &node.kind {
-            if !matches!(
+            if matches!(
                 self.tree.nodes.get(target).map(|n| &n.kind),
-                Some(NodeKind::File(_))
+                None | Some(NodeKind::Dir | NodeKind::HardLink(_))
             ) {
                 return Err(format!(
                     "hard link target {target:?} was replaced by this same entry"
@@ -355,6 +418,7 @@ impl Flattener {
             .nodes
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| !k.is_empty()) // the root stays
             .map(|(k, _)| k.clone())
             .filter(|k| keep.is_none_or(|keep| !keep.contains(k)))
             .collect();
@@ -364,7 +428,7 @@ impl Flattener {
         for path in &doomed {
             let kind = self.tree.nodes.get(path).map(|n| n.kind.clone_shallow());
             match kind {
-                Some(Shallow::File) => {
+                Some(Shallow::Inode) => {
                     let Some(links) = self.linkers.remove(path) else {
                         continue;
                     };
@@ -372,14 +436,18 @@ impl Flattener {
                     let Some(heir) = survivors.next() else {
                         continue;
                     };
-                    let data = match self.tree.nodes.get_mut(path).map(|n| &mut n.kind) {
-                        Some(NodeKind::File(d)) => {
-                            std::mem::replace(d, FileData::Inline(Vec::new()))
-                        }
-                        _ => continue,
+                    // The doomed node goes below; its inode (file data,
+                    // symlink target, device...) moves to the heir.
+                    let Some(inode) = self
+                        .tree
+                        .nodes
+                        .get_mut(path)
+                        .map(|n| std::mem::replace(&mut n.kind, NodeKind::Dir))
+                    else {
+                        continue;
                     };
                     if let Some(n) = self.tree.nodes.get_mut(&heir) {
-                        n.kind = NodeKind::File(data);
+                        n.kind = inode;
                     }
                     let rest: BTreeSet<String> = survivors.collect();
                     for l in &rest {
@@ -462,9 +530,10 @@ impl Spool {
 
 /// A node kind without its data, so removal can look without cloning files.
 enum Shallow {
-    File,
+    /// Anything hard links can name: not a directory, not a link.
+    Inode,
     Link(String),
-    Other,
+    Dir,
 }
 
 trait ShallowKind {
@@ -474,28 +543,29 @@ trait ShallowKind {
 impl ShallowKind for NodeKind {
     fn clone_shallow(&self) -> Shallow {
         match self {
-            NodeKind::File(_) => Shallow::File,
             NodeKind::HardLink(t) => Shallow::Link(t.clone()),
-            _ => Shallow::Other,
+            NodeKind::Dir => Shallow::Dir,
+            _ => Shallow::Inode,
         }
     }
 }
 
-/// Extended attributes from PAX `SCHILY.xattr.NAME` records (GNU tar,
-/// bsdtar and image builders write them this way).
-fn pax_xattrs<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    if let Some(exts) = entry.pax_extensions()? {
-        for ext in exts {
-            let ext = ext?;
-            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
-                out.insert(name.to_string(), ext.value_bytes().to_vec());
-            }
-        }
+/// The header's mtime: octal, or GNU's base-256 (first byte's top bit
+/// set), which is how the gnu format stores a time before 1970 (two's
+/// complement, first byte 0xff). Blank means 0.
+fn header_mtime(h: &tar::Header) -> Result<i64, String> {
+    let field = &h.as_old().mtime;
+    if field[0] & 0x80 == 0 {
+        let t = h.mtime().unwrap_or(0);
+        return i64::try_from(t).map_err(|_| format!("mtime {t} is out of range"));
     }
-    Ok(out)
+    let negative = field[0] & 0x40 != 0;
+    let mut v: i128 = if negative { -1 } else { 0 };
+    for (i, b) in field.iter().enumerate() {
+        let b = if i == 0 && !negative { b & 0x7f } else { *b };
+        v = v.checked_mul(256).ok_or("base-256 mtime is out of range")? | i128::from(b);
+    }
+    i64::try_from(v).map_err(|_| format!("base-256 mtime {v} is out of range"))
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -622,7 +692,7 @@ mod tests {
         let e = apply(&[tar(&[hardlink("x", "/etc/shadow")])])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("not a regular file"), "{e}");
+        assert!(e.contains("not in this or an earlier layer"), "{e}");
         // The result packs: the surviving link took over the data and the
         // image writer accepts the tree.
         let t = apply(&[
@@ -701,6 +771,28 @@ mod tests {
         assert_eq!((f.uid, f.gid, f.mode), (1000, 1000, 0o600));
         // Implicit parents exist as plain directories.
         assert_eq!(t.nodes["home/u"].kind, NodeKind::Dir);
+    }
+
+    /// The root's own entry (`./`) sets the image root's attributes, the
+    /// last layer's winning; an opaque marker at the root never removes it.
+    #[test]
+    fn the_root_entry_gives_the_root_its_attributes() {
+        let t = apply(&[
+            tar(&[owned(dir("."), 1000, 1000, 0o700), file("a", b"")]),
+            tar(&[file(".wh..wh..opq", b""), file("b", b"")]),
+        ])
+        .unwrap();
+        assert_eq!(keys(&t), vec!["", "b"]);
+        let root = &t.nodes[""];
+        assert_eq!((root.uid, root.gid, root.mode), (1000, 1000, 0o700));
+        let t = apply(&[
+            tar(&[owned(dir("."), 1000, 1000, 0o700)]),
+            tar(&[with_mode(dir("."), 0o755)]),
+        ])
+        .unwrap();
+        assert_eq!((t.nodes[""].uid, t.nodes[""].mode), (0, 0o755));
+        let e = apply(&[tar(&[file(".", b"")])]).unwrap_err().to_string();
+        assert!(e.contains("not a directory"), "{e}");
     }
 
     #[test]

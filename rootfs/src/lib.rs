@@ -4,6 +4,8 @@
 //!   directory or a root tarball;
 //! - [`flatten`]: image layers applied in order with overlay semantics
 //!   (whiteouts, opaque directories, hard links across layers);
+//! - [`pax`]: what PAX records add to a tar entry (xattrs, exact mtimes,
+//!   GNU sparse maps);
 //! - [`compress`]: gzip/zstd/plain detection for tarballs and layers;
 //! - [`erofs`]: the tree written as an EROFS image.
 //!
@@ -13,6 +15,7 @@
 pub mod compress;
 pub mod erofs;
 pub mod flatten;
+pub mod pax;
 #[cfg(any(test, feature = "testutil"))]
 pub mod testutil;
 pub mod tree;

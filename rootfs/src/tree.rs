@@ -7,6 +7,7 @@
 //! created on the host from the input: device nodes stay tar entries.
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -55,6 +56,9 @@ pub enum NodeKind {
         minor: u32,
     },
     Fifo,
+    /// A Unix socket's inode (no listener: a name only). Directories keep
+    /// them; tar cannot carry them.
+    Socket,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +66,10 @@ pub struct Node {
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
-    pub mtime: u64,
+    /// Seconds since the epoch; before 1970 is negative.
+    pub mtime: i64,
+    /// Nanoseconds within `mtime`'s second (below 1,000,000,000).
+    pub mtime_nsec: u32,
     pub kind: NodeKind,
     /// Extended attributes by full name (`security.capability`, `user.x`).
     pub xattrs: BTreeMap<String, Vec<u8>>,
@@ -77,6 +84,7 @@ impl Node {
             uid: 0,
             gid: 0,
             mtime: 0,
+            mtime_nsec: 0,
             kind: NodeKind::Dir,
             xattrs: BTreeMap::new(),
         }
@@ -91,6 +99,78 @@ pub struct Tree {
     /// Where contents read from archives were spooled (the
     /// [`FileData::Host`] paths inside it); kept for as long as the tree is.
     pub spool: Option<std::sync::Arc<crate::flatten::Spool>>,
+}
+
+/// Names and symlink targets are bytes on Linux, and a tree keeps them as
+/// bytes: the tree's paths and targets are `String`s in which each byte
+/// that is not part of valid UTF-8 stands as one character of
+/// U+10FF80..=U+10FFFF (byte 0x80 + n as U+10FF80 + n). A name that really
+/// holds one of those characters has its UTF-8 bytes carried the same way,
+/// so every byte string has exactly one form and comes back unchanged
+/// ([`name_bytes`]). `/`, `.` and every other ASCII byte are themselves, so
+/// path handling on the strings is path handling on the bytes.
+const BYTE_ESCAPE_BASE: u32 = 0x10_FF00;
+const BYTE_ESCAPE_FIRST: u32 = BYTE_ESCAPE_BASE + 0x80;
+
+fn escape_byte(b: u8) -> char {
+    char::from_u32(BYTE_ESCAPE_BASE + u32::from(b)).expect("U+10FF80..=U+10FFFF are chars")
+}
+
+/// The tree's form of a name or path from the host or an archive.
+pub fn name_from_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if u32::from(c) >= BYTE_ESCAPE_FIRST {
+                let mut buf = [0u8; 4];
+                out.extend(c.encode_utf8(&mut buf).bytes().map(escape_byte));
+            } else {
+                out.push(c);
+            }
+        }
+        out.extend(chunk.invalid().iter().copied().map(escape_byte));
+    }
+    out
+}
+
+/// The bytes a tree name or path stands for (see [`name_from_bytes`]).
+pub fn name_bytes(name: &str) -> std::borrow::Cow<'_, [u8]> {
+    if !name.chars().any(|c| u32::from(c) >= BYTE_ESCAPE_FIRST) {
+        return std::borrow::Cow::Borrowed(name.as_bytes());
+    }
+    let mut out = Vec::with_capacity(name.len());
+    for c in name.chars() {
+        match u32::from(c).checked_sub(BYTE_ESCAPE_BASE) {
+            Some(b) if u32::from(c) >= BYTE_ESCAPE_FIRST => {
+                out.push(u8::try_from(b).expect("at most 0xFF"));
+            }
+            _ => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A tree name for messages: its bytes, with what is not printable UTF-8
+/// escaped (`\xff`, `\n`), never raw control characters.
+pub fn display_name(name: &str) -> String {
+    let bytes = name_bytes(name);
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// Directories libkrun's init mounts onto; the guest root is read-only, so
@@ -116,12 +196,15 @@ pub fn normalise(raw: &str) -> Result<Option<String>, String> {
 }
 
 impl Tree {
-    /// Reads a directory tree. Symlinks are recorded, not followed; files
-    /// that share an inode become hard links to the first path in order.
+    /// Reads a directory tree. Symlinks are recorded, not followed (the
+    /// root itself may be one); names of one inode (a file, symlink, fifo,
+    /// device or socket) become hard links to the first path in order. The
+    /// root directory's own owner, mode, mtime and xattrs are the tree's
+    /// `""` node.
     pub fn from_dir(root: &Path) -> Result<Tree, RootfsError> {
         let io = |path: &Path| io_err(format!("rootfs {}", path.display()));
         let what = format!("rootfs {}", root.display());
-        let meta = std::fs::symlink_metadata(root).map_err(io(root))?;
+        let meta = std::fs::metadata(root).map_err(io(root))?;
         if !meta.is_dir() {
             return Err(RootfsError::Invalid {
                 what,
@@ -129,6 +212,13 @@ impl Tree {
             });
         }
         let mut tree = Tree::default();
+        tree.nodes.insert(
+            String::new(),
+            Node {
+                xattrs: read_xattrs(root).map_err(io(root))?,
+                ..node_from_meta(&meta, NodeKind::Dir)
+            },
+        );
         let mut inodes: BTreeMap<(u64, u64), String> = BTreeMap::new();
         let mut stack = vec![(root.to_path_buf(), String::new())];
         while let Some((dir, rel)) = stack.pop() {
@@ -139,48 +229,30 @@ impl Tree {
             entries.sort_by_key(|e| e.file_name());
             for entry in entries {
                 let host = entry.path();
-                let name = entry.file_name();
-                let name = name.to_str().ok_or_else(|| RootfsError::Entry {
-                    what: what.clone(),
-                    entry: host.display().to_string(),
-                    fault: "file name is not UTF-8".into(),
-                })?;
+                let name = name_from_bytes(entry.file_name().as_bytes());
                 let rel_path = if rel.is_empty() {
-                    name.to_string()
+                    name
                 } else {
                     format!("{rel}/{name}")
                 };
                 let m = std::fs::symlink_metadata(&host).map_err(io(&host))?;
                 let ft = m.file_type();
-                let kind = if ft.is_dir() {
+                let linked = (!ft.is_dir() && m.nlink() > 1)
+                    .then(|| inodes.get(&(m.dev(), m.ino())).cloned())
+                    .flatten();
+                let kind = if let Some(first) = linked {
+                    NodeKind::HardLink(first)
+                } else if ft.is_dir() {
                     stack.push((host.clone(), rel_path.clone()));
                     NodeKind::Dir
                 } else if ft.is_symlink() {
                     let target = std::fs::read_link(&host).map_err(io(&host))?;
-                    NodeKind::Symlink(target.to_str().map(str::to_string).ok_or_else(|| {
-                        RootfsError::Entry {
-                            what: what.clone(),
-                            entry: rel_path.clone(),
-                            fault: "symlink target is not UTF-8".into(),
-                        }
-                    })?)
+                    NodeKind::Symlink(name_from_bytes(target.as_os_str().as_bytes()))
                 } else if ft.is_file() {
-                    if m.nlink() > 1 {
-                        if let Some(first) = inodes.get(&(m.dev(), m.ino())) {
-                            NodeKind::HardLink(first.clone())
-                        } else {
-                            inodes.insert((m.dev(), m.ino()), rel_path.clone());
-                            NodeKind::File(FileData::Host {
-                                path: host.clone(),
-                                len: m.len(),
-                            })
-                        }
-                    } else {
-                        NodeKind::File(FileData::Host {
-                            path: host.clone(),
-                            len: m.len(),
-                        })
-                    }
+                    NodeKind::File(FileData::Host {
+                        path: host.clone(),
+                        len: m.len(),
+                    })
                 } else if ft.is_char_device() || ft.is_block_device() {
                     let rdev = m.rdev();
                     let (major, minor) = (libc::major(rdev), libc::minor(rdev));
@@ -192,18 +264,21 @@ impl Tree {
                 } else if ft.is_fifo() {
                     NodeKind::Fifo
                 } else {
-                    // Sockets cannot be archived; they are runtime state, not content.
-                    continue;
+                    NodeKind::Socket
+                };
+                if !ft.is_dir() && m.nlink() > 1 && !matches!(kind, NodeKind::HardLink(_)) {
+                    inodes.insert((m.dev(), m.ino()), rel_path.clone());
+                }
+                let xattrs = if matches!(kind, NodeKind::HardLink(_)) {
+                    BTreeMap::new() // the inode's, read once with its first name
+                } else {
+                    read_xattrs(&host).map_err(io(&host))?
                 };
                 tree.nodes.insert(
                     rel_path,
                     Node {
-                        mode: m.mode() & 0o7777,
-                        uid: u64::from(m.uid()),
-                        gid: u64::from(m.gid()),
-                        mtime: u64::try_from(m.mtime()).unwrap_or(0),
-                        xattrs: read_xattrs(&host).map_err(io(&host))?,
-                        kind,
+                        xattrs,
+                        ..node_from_meta(&m, kind)
                     },
                 );
             }
@@ -316,6 +391,19 @@ impl Tree {
     }
 }
 
+/// A node with `meta`'s owner, permissions and mtime (nanoseconds too).
+fn node_from_meta(meta: &std::fs::Metadata, kind: NodeKind) -> Node {
+    Node {
+        mode: meta.mode() & 0o7777,
+        uid: u64::from(meta.uid()),
+        gid: u64::from(meta.gid()),
+        mtime: meta.mtime(),
+        mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+        kind,
+        xattrs: BTreeMap::new(),
+    }
+}
+
 /// The extended attributes of `path` itself (never following a symlink).
 fn read_xattrs(path: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
     use std::os::unix::ffi::OsStrExt;
@@ -387,7 +475,7 @@ mod tests {
         let t = Tree::from_dir(root).unwrap();
         assert_eq!(
             t.nodes.keys().collect::<Vec<_>>(),
-            ["a", "a-link", "b", "b/c", "b/c/file", "b/sym"]
+            ["", "a", "a-link", "b", "b/c", "b/c/file", "b/sym"]
         );
         // The first path of an inode holds the data; the rest link to it.
         assert!(matches!(t.nodes["a-link"].kind, NodeKind::File(_)));
@@ -426,6 +514,68 @@ mod tests {
             )
         };
         r == 0
+    }
+
+    proptest::proptest! {
+        /// Every byte string has one tree form, and it comes back unchanged.
+        #[test]
+        fn names_are_bytes_end_to_end(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let name = name_from_bytes(&bytes);
+            let back = name_bytes(&name).into_owned();
+            proptest::prop_assert_eq!(back, bytes.clone());
+            // ASCII (and so `/` and `.`) stands for itself.
+            let ascii: Vec<u8> = bytes.iter().filter(|b| b.is_ascii()).copied().collect();
+            proptest::prop_assert_eq!(name.chars().filter(char::is_ascii).count(), ascii.len());
+        }
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_or_hold_escape_characters_round_trip() {
+        for bytes in [
+            &b"plain"[..],
+            b"\xff\xfe",
+            b"caf\xc3\xa9",
+            b"half \xc3",
+            "\u{10FF80}\u{10FFFF}".as_bytes(),
+            b"\xf4\x8f\xbe\x80",
+        ] {
+            assert_eq!(name_bytes(&name_from_bytes(bytes)).as_ref(), bytes);
+        }
+        assert_eq!(display_name(&name_from_bytes(b"a\xffb\nc")), "a\\xffb\\nc");
+    }
+
+    /// `--rootfs LINK` where LINK names a directory: the directory is read
+    /// (issue 22: it said "not a directory"), with its own attributes.
+    #[test]
+    fn a_symlink_to_a_directory_reads_as_the_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("f"), b"x").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let t = Tree::from_dir(&dir.path().join("link")).unwrap();
+        assert_eq!(t.nodes.keys().collect::<Vec<_>>(), ["", "f"]);
+        assert_eq!(t.nodes[""].mode, 0o711);
+    }
+
+    /// A directory whose names and symlink targets are not UTF-8 reads
+    /// (the issue: "file name is not UTF-8").
+    #[test]
+    fn a_directory_with_names_that_are_not_utf8_reads() {
+        use std::ffi::OsStr;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join(OsStr::from_bytes(b"f\xff")), b"x").unwrap();
+        std::os::unix::fs::symlink(OsStr::from_bytes(b"t\xfe"), root.join("s")).unwrap();
+        let t = Tree::from_dir(root).unwrap();
+        let name = name_from_bytes(b"f\xff");
+        assert!(t.nodes.contains_key(&name), "{:?}", t.nodes.keys());
+        assert_eq!(
+            t.nodes["s"].kind,
+            NodeKind::Symlink(name_from_bytes(b"t\xfe"))
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use erofs_support::*;
 use proptest::prelude::*;
 use smolvm_rootfs::erofs::{Compression, ErofsOptions};
-use smolvm_rootfs::tree::{FileData, Node, NodeKind, Tree};
+use smolvm_rootfs::tree::{name_bytes, name_from_bytes, FileData, Node, NodeKind, Tree};
 
 #[derive(Debug, Clone, Copy)]
 enum Noise {
@@ -34,6 +34,7 @@ enum Kind {
     Char(u32, u32),
     Block(u32, u32),
     Fifo,
+    Socket,
 }
 
 #[derive(Debug, Clone)]
@@ -45,19 +46,24 @@ struct Spec {
     mode: u32,
     uid: u64,
     gid: u64,
-    mtime: u64,
+    mtime: (i64, u32),
     xattrs: BTreeMap<String, Vec<u8>>,
 }
 
 /// Any UTF-8 name the kernel takes, mostly short, sometimes up to the
 /// 255-byte limit.
 fn name() -> impl Strategy<Value = String> {
+    // Names are bytes: some are not UTF-8 at all (the tree carries them
+    // as in smolvm_rootfs::tree::name_from_bytes).
+    let bytes = prop::collection::vec(prop_oneof![1u8..=46, 48u8..=255], 1..12)
+        .prop_map(|b| name_from_bytes(&b));
     prop_oneof![
-        8 => "[^/\u{0}]{1,12}",
+        6 => "[^/\u{0}]{1,12}",
+        2 => bytes,
         1 => "[a-zA-Z0-9é_.-]{200,255}",
     ]
     .prop_map(|mut n| {
-        while n.len() > 255 {
+        while name_bytes(&n).len() > 255 {
             n.pop();
         }
         n
@@ -82,13 +88,15 @@ fn kind() -> impl Strategy<Value = Kind> {
         5 => (len, any::<u8>(), any::<bool>(), noise)
             .prop_map(|(len, seed, host, noise)| Kind::File { len, seed, host, noise }),
         2 => prop_oneof![
-            4 => "[^\u{0}]{1,40}",
+            3 => "[^\u{0}]{1,40}",
+            1 => prop::collection::vec(1u8..=255, 1..40).prop_map(|b| name_from_bytes(&b)),
             1 => (1usize..4095).prop_map(|n| "t".repeat(n)),
         ].prop_map(Kind::Symlink),
         2 => any::<usize>().prop_map(Kind::HardLink),
         1 => (0u32..4096, 0u32..(1 << 20)).prop_map(|(a, b)| Kind::Char(a, b)),
         1 => (0u32..4096, 0u32..(1 << 20)).prop_map(|(a, b)| Kind::Block(a, b)),
         1 => Just(Kind::Fifo),
+        1 => Just(Kind::Socket),
     ]
 }
 
@@ -111,8 +119,8 @@ fn xattrs() -> impl Strategy<Value = BTreeMap<String, Vec<u8>>> {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    // mtimes up to 2^33 s: past 32 bits, short of 2446, the most the ext4
-    // that fsck.erofs extracts onto can store.
+    // mtimes from 1902 to 2^33 s (past 32 bits, short of 2446): the range
+    // the ext4 that fsck.erofs extracts onto can store; nanoseconds too.
     (
         any::<usize>(),
         name(),
@@ -120,7 +128,10 @@ fn spec() -> impl Strategy<Value = Spec> {
         0u32..=0o7777,
         id(),
         id(),
-        0u64..(1 << 33),
+        (
+            -(1i64 << 31) + 1..(1 << 33),
+            prop_oneof![Just(0u32), 0u32..1_000_000_000],
+        ),
         xattrs(),
     )
         .prop_map(|(parent, name, kind, mode, uid, gid, mtime, xattrs)| Spec {
@@ -197,6 +208,7 @@ fn build(specs: Vec<Spec>, host_dir: &std::path::Path) -> Tree {
             Kind::Char(a, b) => NodeKind::Char { major: a, minor: b },
             Kind::Block(a, b) => NodeKind::Block { major: a, minor: b },
             Kind::Fifo => NodeKind::Fifo,
+            Kind::Socket => NodeKind::Socket,
         };
         // Linux allows user.* only on files and directories.
         if !matches!(kind, NodeKind::Dir | NodeKind::File(_)) {
@@ -204,14 +216,15 @@ fn build(specs: Vec<Spec>, host_dir: &std::path::Path) -> Tree {
         }
         match kind {
             NodeKind::Dir => dirs.push(path.clone()),
-            NodeKind::File(_) | NodeKind::HardLink(_) => files.push(path.clone()),
-            _ => {}
+            // Hard links may name any inode but a directory.
+            _ => files.push(path.clone()),
         }
         let node = Node {
             mode: s.mode,
             uid: s.uid,
             gid: s.gid,
-            mtime: s.mtime,
+            mtime: s.mtime.0,
+            mtime_nsec: s.mtime.1,
             kind,
             xattrs,
         };

@@ -9,7 +9,7 @@
 //! ```
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -184,6 +184,7 @@ fn write_stream<R: ReadAt + ?Sized>(
     let section = |source| CacheError::Section { what, source };
     let mut stream = art.open_section(entry).map_err(section)?;
     let mut buf = vec![0u8; WRITE_CHUNK];
+    let mut at = 0u64;
     loop {
         let n = match stream.read(&mut buf) {
             Ok(0) => break,
@@ -191,8 +192,11 @@ fn write_stream<R: ReadAt + ?Sized>(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(decode_failure(art, entry, what, e.to_string())),
         };
-        out.write_all(&buf[..n]).map_err(write_error(what))?;
+        write_nonzero_blocks(out, at, &buf[..n]).map_err(write_error(what))?;
+        at += n as u64;
     }
+    // Zero blocks at the end were skipped: the length covers them (holes).
+    out.set_len(at).map_err(write_error(what))?;
     stream.finish().map_err(section)
 }
 
@@ -302,6 +306,12 @@ fn write_frames<R: ReadAt + ?Sized>(
 /// platform or file system, a full disk: `MADV_POPULATE_WRITE` reports
 /// what would otherwise be a SIGBUS), the frame is decoded into a buffer
 /// and written, and that write reports the error.
+///
+/// A frame that compressed more than [`MOSTLY_ZEROS_RATIO`] to one is
+/// mostly zeros (a sparse file's holes, an empty disk image): it is
+/// decoded into a buffer and only its blocks that hold data are written,
+/// so the cache file keeps the holes (`write_frames` sized the file
+/// first, so what is skipped reads as zeros).
 fn write_frame(
     out: &File,
     decoder: &mut FrameDecoder,
@@ -309,17 +319,56 @@ fn write_frame(
     span: &FrameSpan,
     stored: &[u8],
 ) -> Result<(), String> {
+    let mostly_zeros = (stored.len() as u64).saturating_mul(MOSTLY_ZEROS_RATIO) < span.size;
     #[cfg(target_os = "linux")]
-    if let Some(mut place) = mapped_place(out, span) {
-        return decoder
-            .decode_into(kind, span, stored, &mut place)
-            .map_err(|e| e.to_string());
+    if !mostly_zeros {
+        if let Some(mut place) = mapped_place(out, span) {
+            return decoder
+                .decode_into(kind, span, stored, &mut place)
+                .map_err(|e| e.to_string());
+        }
     }
     let content = decoder
         .decode(kind, span, stored)
         .map_err(|e| e.to_string())?;
-    out.write_all_at(content, span.offset)
-        .map_err(|e| format!("writing: {e}"))
+    let written = if mostly_zeros {
+        write_nonzero_blocks(out, span.offset, content)
+    } else {
+        out.write_all_at(content, span.offset)
+    };
+    written.map_err(|e| format!("writing: {e}"))
+}
+
+/// Ordinary root filesystem frames compress 2-4 to one; a frame past 64
+/// is mostly zero blocks.
+const MOSTLY_ZEROS_RATIO: u64 = 64;
+
+/// What a hole is made of: a file system block.
+const HOLE_BLOCK: usize = 4096;
+
+/// Writes `content` at `offset` except its all-zero blocks (counted from
+/// `content`'s start), which are left to read as the file's holes: each
+/// run of blocks with data is one write. The file must already be long
+/// enough or be sized after, and must hold zeros where nothing is written
+/// (a new file).
+fn write_nonzero_blocks(out: &File, offset: u64, content: &[u8]) -> std::io::Result<()> {
+    // A comparison with zeros is one memcmp: several times faster than a
+    // byte loop in the size-tuned stub.
+    static ZEROS: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
+    let is_zero = |block: &[u8]| block == &ZEROS[..block.len()];
+    let mut blocks = content.chunks(HOLE_BLOCK).enumerate().peekable();
+    while let Some((first, block)) = blocks.next() {
+        if is_zero(block) {
+            continue;
+        }
+        let mut end = first * HOLE_BLOCK + block.len();
+        while let Some((_, next)) = blocks.next_if(|(_, b)| !is_zero(b)) {
+            end += next.len();
+        }
+        let start = first * HOLE_BLOCK;
+        out.write_all_at(&content[start..end], offset + start as u64)?;
+    }
+    Ok(())
 }
 
 /// A writable shared mapping of `span`'s place in `out`, every page of it
@@ -420,6 +469,7 @@ mod tests {
         plan_sections, Compression, MachineConfig, Manifest, PayloadWriter, SectionData,
         SectionKind, Target, FORMAT_VERSION,
     };
+    use std::io::Write;
 
     /// An unsigned bare payload holding `rootfs` (zstd): the cache does not
     /// look at signatures, its caller has checked them.
@@ -558,6 +608,35 @@ mod tests {
         r.unwrap().read_to_end(&mut got).unwrap();
         assert!(got == image, "published bytes differ");
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    /// An image that is mostly holes (issue 22: a 2 GiB sparse file made
+    /// a first start write 2.1 GB): the cache file keeps them, framed or
+    /// not, and reads back every byte.
+    #[test]
+    fn zero_blocks_stay_holes_in_the_cache() {
+        use std::os::unix::fs::MetadataExt;
+        let frame = usize::try_from(smolvm_format::frames::FRAME_SIZE).unwrap();
+        let mut image = vec![0u8; 6 * frame + 4096 * 3 + 10];
+        // Data in the first frame, mid-way through the fourth (not block
+        // aligned), and in the last partial block; zeros elsewhere.
+        image[..100_000].copy_from_slice(&framed_image_bytes()[..100_000]);
+        image[3 * frame + 5000..3 * frame + 9000].fill(7);
+        let last = image.len() - 1;
+        image[last] = 1;
+        for bytes in [framed_artifact(&image), artifact(&image)] {
+            let (r, _dir, _) = publish(&bytes, |_| {});
+            let mut f = r.unwrap();
+            let allocated = f.metadata().unwrap().blocks() * 512;
+            let mut got = Vec::new();
+            f.read_to_end(&mut got).unwrap();
+            assert!(got == image, "published bytes differ");
+            assert!(
+                allocated < 1 << 20,
+                "{allocated} bytes allocated for {} bytes of data",
+                100_000 + 4000 + 1
+            );
+        }
     }
 
     /// A descriptor open for writing only cannot be mapped (a shared

@@ -11,7 +11,8 @@ use std::path::Path;
 use super::layout::{Content, DirEntry, Inode, Layout};
 use super::ondisk::{
     xattr_icount, z_map_header, DataLayout, Dirent, InodeExtended, LclusterIndex, Lz4Config,
-    SuperBlock, BLOCK_BYTES, BLOCK_SIZE, NID_SLOT, SUPERBLOCK_OFFSET,
+    SuperBlock, BLOCK_BYTES, BLOCK_SIZE, BLOCK_SIZE_BITS, CHUNK_NULL_ADDR, NID_SLOT,
+    SUPERBLOCK_OFFSET,
 };
 use super::zip::{LZ4_MAX_DISTANCE, MAX_PCLUSTER_BLOCKS};
 use super::WHAT;
@@ -44,6 +45,7 @@ pub fn emit<W: Write>(
             blocks: layout.total_blocks,
             meta_blkaddr: 0,
             lz4: layout.spool.is_some(),
+            chunked: layout.inodes.iter().any(|i| i.chunks.is_some()),
         }
         .encode(),
     )?;
@@ -162,6 +164,11 @@ impl<W: Write> Emitter<'_, W> {
         self.counting = !inode.read_in_plan;
         let u = match (&inode.content, &inode.zip) {
             (Content::Device(dev), _) => *dev,
+            // i_u of a chunk-based inode is its chunk format.
+            _ if inode.chunks.is_some() => {
+                let bits = inode.chunks.as_ref().map_or(0, |c| c.bits);
+                u32::from(bits - BLOCK_SIZE_BITS)
+            }
             // i_u of a compressed inode counts its data blocks.
             (_, Some(z)) => u32::try_from(z.blocks).expect("within the image's u32 blocks"),
             _ => inode.blkaddr,
@@ -177,12 +184,30 @@ impl<W: Write> Emitter<'_, W> {
                 ino: u32::try_from(index + 1).unwrap_or(u32::MAX),
                 uid: inode.uid,
                 gid: inode.gid,
-                mtime: inode.mtime,
+                mtime: inode.mtime.cast_unsigned(),
+                mtime_nsec: inode.mtime_nsec,
                 nlink: inode.nlink,
             }
             .encode(),
         )?;
         self.put(&inode.xattrs)?;
+        if let Some(c) = &inode.chunks {
+            let record = inode.nid * NID_SLOT;
+            self.zeros_to(record + inode.chunk_map_at())?;
+            let mut next = inode.blkaddr;
+            for i in 0..c.present.len() {
+                let addr = if c.present[i] {
+                    let at = next;
+                    next += u32::try_from(c.chunk_blocks(i, inode.size))
+                        .expect("within the image's u32 blocks");
+                    at
+                } else {
+                    CHUNK_NULL_ADDR
+                };
+                self.put(&addr.to_le_bytes())?;
+            }
+            return self.expect_at(record + inode.record_len());
+        }
         if let Some(z) = &inode.zip {
             let record = inode.nid * NID_SLOT;
             self.zeros_to(record + inode.z_map_header_at())?;
@@ -218,7 +243,7 @@ impl<W: Write> Emitter<'_, W> {
                 f.expect_end()?;
             }
             Content::Symlink(target) => self.put(target)?,
-            Content::Device(_) | Content::Fifo => unreachable!("no data"),
+            Content::Device(_) | Content::Special => unreachable!("no data"),
         }
         self.expect_at(inode.nid * NID_SLOT + inode.record_len())
     }
@@ -243,6 +268,23 @@ impl<W: Write> Emitter<'_, W> {
             self.buf = chunk;
             return result;
         }
+        if let (Some(c), Content::File(FileData::Host { path, len })) =
+            (&inode.chunks, &inode.content)
+        {
+            let mut f = HostFile::open(path, inode.path, *len)?;
+            f.expect_len()?;
+            for i in 0..c.present.len() {
+                let n = c.chunk_len(i, inode.size);
+                if c.present[i] {
+                    f.seek((i as u64) << c.bits)?;
+                    self.copy(&mut f, n)?;
+                    self.zeros_to_block()?;
+                } else {
+                    self.content_written(n); // a hole: nothing to store
+                }
+            }
+            return f.expect_len();
+        }
         let bytes = inode.size - inode.tail_len();
         match &inode.content {
             Content::Dir(dir) => {
@@ -265,7 +307,7 @@ impl<W: Write> Emitter<'_, W> {
                 f.expect_end()?;
             }
             Content::Symlink(target) => self.put(target)?,
-            Content::Device(_) | Content::Fifo => unreachable!("no data"),
+            Content::Device(_) | Content::Special => unreachable!("no data"),
         }
         self.zeros_to_block()
     }
@@ -289,7 +331,7 @@ impl<W: Write> Emitter<'_, W> {
             nameoff += e.name.len();
         }
         for e in entries {
-            block.extend_from_slice(e.name);
+            block.extend_from_slice(&e.name);
         }
         debug_assert!(block.len() as u64 <= BLOCK_SIZE);
         let r = self.put(&block);
@@ -395,6 +437,17 @@ impl<'a> HostFile<'a> {
         let mut scratch = [0u8; BLOCK_BYTES];
         let n = usize::try_from(n).expect("less than a block");
         self.read_exact(&mut scratch[..n])
+    }
+
+    /// The file's length is still the recorded one (for a file read in
+    /// pieces, holes skipped, where reading on to the end would not do).
+    fn expect_len(&mut self) -> Result<(), RootfsError> {
+        let now = self.file.metadata().map_err(|e| self.io(e))?.len();
+        match now.cmp(&self.len) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => Err(self.changed("shorter")),
+            std::cmp::Ordering::Greater => Err(self.changed("longer")),
+        }
     }
 
     pub(super) fn expect_end(&mut self) -> Result<(), RootfsError> {

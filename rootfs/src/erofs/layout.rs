@@ -4,16 +4,17 @@
 //! owns. Everything here is computed from the tree alone, so the same tree
 //! always gets the same layout.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::ondisk::{
     encode_dev, file_type, mode, DataLayout, Dirent, InodeExtended, LclusterIndex, Lz4Config,
-    SuperBlock, BLOCK_BYTES, BLOCK_SIZE, NAME_LEN_MAX, NID_SLOT, NID_SLOT_BYTES, SUPERBLOCK_OFFSET,
-    Z_MAP_HEADER_SIZE,
+    SuperBlock, BLOCK_BYTES, BLOCK_SIZE, BLOCK_SIZE_BITS, CHUNK_BLKBITS_MAX, CHUNK_ENTRY_SIZE,
+    NAME_LEN_MAX, NID_SLOT, NID_SLOT_BYTES, SUPERBLOCK_OFFSET, Z_MAP_HEADER_SIZE,
 };
 use super::zip::{self, Spool, ZipInfo};
 use super::{xattr, Compression, ErofsOptions, WHAT};
-use crate::tree::{FileData, Node, NodeKind, Tree};
+use crate::tree::{display_name, name_bytes, FileData, Node, NodeKind, Tree};
 use crate::RootfsError;
 
 /// Longest symlink target: `readlink` hands back at most PATH_MAX (4096)
@@ -45,7 +46,8 @@ pub struct Inode<'t> {
     pub mode: u16,
     pub uid: u32,
     pub gid: u32,
-    pub mtime: u64,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
     pub nlink: u32,
     /// Encoded inline xattr body (header and entries), empty if none.
     pub xattrs: Vec<u8>,
@@ -58,16 +60,49 @@ pub struct Inode<'t> {
     pub zip: Option<ZipInfo>,
     /// Its content was read (and reported) while planning.
     pub read_in_plan: bool,
+    /// Which chunks hold data ([`DataLayout::ChunkBased`]).
+    pub chunks: Option<ChunkMap>,
+}
+
+/// A chunk-based file's chunks: which hold data (the others are holes).
+#[derive(Debug)]
+pub struct ChunkMap {
+    /// log2 of the chunk size, at least the block's.
+    pub bits: u8,
+    pub present: Vec<bool>,
+}
+
+impl ChunkMap {
+    pub fn chunk_size(&self) -> u64 {
+        1 << self.bits
+    }
+
+    /// Bytes of the file in chunk `i` (the last one may be short).
+    pub fn chunk_len(&self, i: usize, size: u64) -> u64 {
+        let start = (i as u64) << self.bits;
+        self.chunk_size().min(size.saturating_sub(start))
+    }
+
+    /// Data blocks of chunk `i`, 0 for a hole.
+    pub fn chunk_blocks(&self, i: usize, size: u64) -> u64 {
+        if self.present[i] {
+            self.chunk_len(i, size).div_ceil(BLOCK_SIZE)
+        } else {
+            0
+        }
+    }
 }
 
 #[derive(Debug)]
 pub enum Content<'t> {
     Dir(DirBlocks<'t>),
     File(&'t FileData),
-    Symlink(&'t [u8]),
+    /// The target's bytes (see [`crate::tree::name_bytes`]).
+    Symlink(Cow<'t, [u8]>),
     /// Encoded device number.
     Device(u32),
-    Fifo,
+    /// A fifo or socket: a mode and nothing more.
+    Special,
 }
 
 /// A directory's entries, "." and ".." included, in name byte order (the
@@ -79,9 +114,10 @@ pub struct DirBlocks<'t> {
     pub block_starts: Vec<usize>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DirEntry<'t> {
-    pub name: &'t [u8],
+    /// The name's bytes (see [`crate::tree::name_bytes`]).
+    pub name: Cow<'t, [u8]>,
     /// Index of the target in [`Layout::inodes`].
     pub inode: usize,
     pub file_type: u8,
@@ -131,7 +167,7 @@ impl Inode<'_> {
     pub fn tail_len(&self) -> u64 {
         match self.layout {
             DataLayout::FlatInline => self.size % BLOCK_SIZE,
-            DataLayout::FlatPlain | DataLayout::CompressedFull => 0,
+            DataLayout::FlatPlain | DataLayout::CompressedFull | DataLayout::ChunkBased => 0,
         }
     }
 
@@ -141,7 +177,18 @@ impl Inode<'_> {
             DataLayout::FlatInline => self.size / BLOCK_SIZE,
             DataLayout::FlatPlain => self.size.div_ceil(BLOCK_SIZE),
             DataLayout::CompressedFull => self.zip.as_ref().map_or(0, |z| z.blocks),
+            DataLayout::ChunkBased => self.chunks.as_ref().map_or(0, |c| {
+                (0..c.present.len())
+                    .map(|i| c.chunk_blocks(i, self.size))
+                    .sum()
+            }),
         }
+    }
+
+    /// Where a chunk-based inode's block map starts, from the start of its
+    /// record: the first 4-byte boundary after the inode and its xattrs.
+    pub fn chunk_map_at(&self) -> u64 {
+        (InodeExtended::SIZE as u64 + self.xattrs.len() as u64).next_multiple_of(CHUNK_ENTRY_SIZE)
     }
 
     /// Where a compressed inode's map header starts, from the start of its
@@ -154,6 +201,9 @@ impl Inode<'_> {
     /// its map header, 8 reserved bytes and one index per lcluster follow
     /// the xattrs (the kernel's full-index layout).
     pub fn record_len(&self) -> u64 {
+        if let Some(c) = &self.chunks {
+            return self.chunk_map_at() + CHUNK_ENTRY_SIZE * c.present.len() as u64;
+        }
         match &self.zip {
             Some(z) => {
                 self.z_map_header_at()
@@ -172,7 +222,8 @@ impl Inode<'_> {
             Content::Symlink(_) => file_type::SYMLINK,
             Content::Device(_) if self.mode & 0o170000 == mode::S_IFCHR => file_type::CHRDEV,
             Content::Device(_) => file_type::BLKDEV,
-            Content::Fifo => file_type::FIFO,
+            Content::Special if self.mode & 0o170000 == mode::S_IFSOCK => file_type::SOCK,
+            Content::Special => file_type::FIFO,
         }
     }
 
@@ -188,7 +239,7 @@ impl Inode<'_> {
 pub(super) fn entry_error(entry: &str, fault: impl Into<String>) -> RootfsError {
     RootfsError::Entry {
         what: WHAT.into(),
-        entry: entry.into(),
+        entry: display_name(entry),
         fault: fault.into(),
     }
 }
@@ -203,7 +254,15 @@ pub fn plan<'t>(
     opts: &ErofsOptions,
     progress: &dyn Fn(u64),
 ) -> Result<Layout<'t>, RootfsError> {
-    let clamp = |t: u64| opts.clamp_mtime.map_or(t, |c| t.min(c));
+    // SOURCE_DATE_EPOCH caps mtimes: a later one becomes the epoch itself,
+    // nanoseconds dropped.
+    let clamp = |t: i64, nsec: u32| match opts
+        .clamp_mtime
+        .map(|c| i64::try_from(c).unwrap_or(i64::MAX))
+    {
+        Some(c) if (t, nsec) > (c, 0) => (c, 0),
+        _ => (t, nsec),
+    };
     let root_node = tree.nodes.get("").unwrap_or(&IMPLICIT_ROOT);
     if root_node.kind != NodeKind::Dir {
         return Err(entry_error("", "the root must be a directory"));
@@ -254,7 +313,7 @@ pub fn plan<'t>(
             ));
         };
         dir.entries.push(DirEntry {
-            name: name.as_bytes(),
+            name: name_bytes(name),
             inode: child,
             file_type,
         });
@@ -262,16 +321,16 @@ pub fn plan<'t>(
     for (index, inode) in inodes.iter_mut().enumerate() {
         if let Content::Dir(dir) = &mut inode.content {
             dir.entries.push(DirEntry {
-                name: b".",
+                name: Cow::Borrowed(b"."),
                 inode: index,
                 file_type: file_type::DIR,
             });
             dir.entries.push(DirEntry {
-                name: b"..",
+                name: Cow::Borrowed(b".."),
                 inode: parent_of[index],
                 file_type: file_type::DIR,
             });
-            dir.entries.sort_unstable_by(|a, b| a.name.cmp(b.name));
+            dir.entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             inode.size = dir.cut_into_blocks();
         }
     }
@@ -280,7 +339,15 @@ pub fn plan<'t>(
         inode.layout = choose_layout(inode);
     }
     let spool = match opts.compression {
-        Compression::None => None,
+        Compression::None => {
+            for inode in &mut inodes {
+                if let Some(chunks) = holes_as_chunks(inode)? {
+                    inode.layout = DataLayout::ChunkBased;
+                    inode.chunks = Some(chunks);
+                }
+            }
+            None
+        }
         Compression::Lz4 => zip::compress_files(&mut inodes, progress)?,
     };
     let (by_nid, meta_blocks) = place_metadata(&mut inodes, metadata_start(spool.is_some()));
@@ -304,11 +371,11 @@ fn check_path(path: &str) -> Result<(), RootfsError> {
             format!("has a {name:?} component (not a normalised path)")
         } else if name.contains('\0') {
             "has a NUL byte in a name".to_string()
-        } else if name.len() > NAME_LEN_MAX {
+        } else if name_bytes(name).len() > NAME_LEN_MAX {
             format!(
                 "name {:?}... is {} bytes; EROFS names are at most {NAME_LEN_MAX}",
-                name.chars().take(16).collect::<String>(),
-                name.len()
+                display_name(&name.chars().take(16).collect::<String>()),
+                name_bytes(name).len()
             )
         } else {
             continue;
@@ -318,7 +385,8 @@ fn check_path(path: &str) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// Follows a chain of hard links to the regular file it ends at.
+/// Follows a chain of hard links to the inode (anything but a directory)
+/// it ends at.
 fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, RootfsError> {
     let mut at = path;
     // A chain longer than the tree has nodes must loop.
@@ -331,13 +399,13 @@ fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, Rootf
         };
         match &node.kind {
             NodeKind::HardLink(next) => at = next,
-            NodeKind::File(_) => return Ok(at),
-            _ => {
+            NodeKind::Dir => {
                 return Err(entry_error(
                     path,
-                    format!("hard link target {at:?} is not a regular file"),
+                    format!("hard link target {at:?} is a directory"),
                 ))
             }
+            _ => return Ok(at),
         }
     }
     Err(entry_error(path, "hard links form a loop"))
@@ -346,7 +414,7 @@ fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, Rootf
 fn new_inode<'t>(
     path: &'t str,
     node: &'t Node,
-    clamp: &dyn Fn(u64) -> u64,
+    clamp: &dyn Fn(i64, u32) -> (i64, u32),
 ) -> Result<Inode<'t>, RootfsError> {
     if node.mode & !0o7777 != 0 {
         return Err(entry_error(
@@ -362,9 +430,10 @@ fn new_inode<'t>(
         NodeKind::Dir => (mode::S_IFDIR, Content::Dir(DirBlocks::default()), 0),
         NodeKind::File(data) => (mode::S_IFREG, Content::File(data), data.len()),
         NodeKind::Symlink(target) => {
-            check_symlink(path, target)?;
-            let t = target.as_bytes();
-            (mode::S_IFLNK, Content::Symlink(t), t.len() as u64)
+            let t = name_bytes(target);
+            check_symlink(path, &t)?;
+            let len = t.len() as u64;
+            (mode::S_IFLNK, Content::Symlink(t), len)
         }
         NodeKind::Char { major, minor } | NodeKind::Block { major, minor } => {
             let dev = encode_dev(*major, *minor).ok_or_else(|| {
@@ -383,17 +452,29 @@ fn new_inode<'t>(
             };
             (bits, Content::Device(dev), 0)
         }
-        NodeKind::Fifo => (mode::S_IFIFO, Content::Fifo, 0),
+        NodeKind::Fifo => (mode::S_IFIFO, Content::Special, 0),
+        NodeKind::Socket => (mode::S_IFSOCK, Content::Special, 0),
         NodeKind::HardLink(_) => unreachable!("hard links share their target's inode"),
     };
     let permissions = u16::try_from(node.mode).expect("checked against 0o7777");
+    if node.mtime_nsec >= 1_000_000_000 {
+        return Err(entry_error(
+            path,
+            format!(
+                "mtime nanoseconds {} are not below one second",
+                node.mtime_nsec
+            ),
+        ));
+    }
+    let (mtime, mtime_nsec) = clamp(node.mtime, node.mtime_nsec);
     Ok(Inode {
         path,
         content,
         mode: type_bits | permissions,
         uid: id(node.uid, "uid")?,
         gid: id(node.gid, "gid")?,
-        mtime: clamp(node.mtime),
+        mtime,
+        mtime_nsec,
         nlink: if type_bits == mode::S_IFDIR { 2 } else { 1 },
         xattrs: xattr::encode_ibody(path, &node.xattrs)?,
         size,
@@ -402,13 +483,14 @@ fn new_inode<'t>(
         nid: 0,
         zip: None,
         read_in_plan: false,
+        chunks: None,
     })
 }
 
-fn check_symlink(path: &str, target: &str) -> Result<(), RootfsError> {
+fn check_symlink(path: &str, target: &[u8]) -> Result<(), RootfsError> {
     let fault = if target.is_empty() {
         "symlink target is empty (Linux cannot create it)".to_string()
-    } else if target.contains('\0') {
+    } else if target.contains(&0) {
         "symlink target has a NUL byte".to_string()
     } else if target.len() > SYMLINK_TARGET_MAX {
         format!(
@@ -419,6 +501,98 @@ fn check_symlink(path: &str, target: &str) -> Result<(), RootfsError> {
         return Ok(());
     };
     Err(entry_error(path, fault))
+}
+
+/// Host files at least this long are looked at for holes.
+const CHUNKED_FROM: u64 = 1 << 20;
+/// Chunks per file at most: a 2 GiB file gets 32 KiB chunks, a 256 KiB
+/// block map (4 bytes a chunk) in the metadata area.
+const MAX_CHUNKS_BITS: u32 = 16;
+
+/// The chunks of a host file that hold data, when some chunk is all hole
+/// (the host's SEEK_DATA/SEEK_HOLE; a file system without them reports
+/// none): such a file is stored chunk-based and its holes take no blocks.
+/// `None` for anything else.
+fn holes_as_chunks(inode: &Inode<'_>) -> Result<Option<ChunkMap>, RootfsError> {
+    let Content::File(FileData::Host { path, len }) = &inode.content else {
+        return Ok(None);
+    };
+    let len = *len;
+    if len < CHUNKED_FROM {
+        return Ok(None);
+    }
+    let io = |source| RootfsError::Io {
+        what: format!("{WHAT}: looking for holes in {}", path.display()),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let data = data_ranges(&file, len).map_err(io)?;
+    // Chunk bits: at least the block's, and few enough chunks.
+    let size_bits = u64::BITS - (len - 1).leading_zeros();
+    let bits = size_bits
+        .saturating_sub(MAX_CHUNKS_BITS)
+        .max(u32::from(BLOCK_SIZE_BITS));
+    let bits = u8::try_from(bits).expect("at most 64");
+    if bits - BLOCK_SIZE_BITS > CHUNK_BLKBITS_MAX {
+        return Ok(None);
+    }
+    let count = usize::try_from(len.div_ceil(1 << bits)).expect("at most 2^16");
+    let mut present = vec![false; count];
+    for (start, end) in data {
+        let first = usize::try_from(start >> bits).expect("below count");
+        let last = usize::try_from((end - 1) >> bits).expect("below count");
+        present[first..=last.min(count - 1)].fill(true);
+    }
+    if present.iter().all(|p| *p) {
+        return Ok(None);
+    }
+    Ok(Some(ChunkMap { bits, present }))
+}
+
+/// The byte ranges of `file` (`len` long) that hold data, by SEEK_DATA and
+/// SEEK_HOLE: all of it where the file system does not tell.
+fn data_ranges(file: &std::fs::File, len: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let seek = |offset: u64, whence: libc::c_int| -> std::io::Result<Option<u64>> {
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: lseek on a descriptor `file` owns; it only moves the
+        // file offset.
+        let r = unsafe { libc::lseek(file.as_raw_fd(), offset, whence) };
+        match u64::try_from(r) {
+            Ok(at) => Ok(Some(at)),
+            Err(_) => {
+                let e = std::io::Error::last_os_error();
+                // ENXIO: no data (or hole) at or after the offset.
+                if e.raw_os_error() == Some(libc::ENXIO) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    };
+    let mut ranges = Vec::new();
+    let mut at = 0u64;
+    while at < len {
+        let start = match seek(at, libc::SEEK_DATA) {
+            Ok(Some(s)) => s,
+            Ok(None) => break,
+            // SEEK_DATA unsupported: it is all data.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(vec![(0, len)]),
+            Err(e) => return Err(e),
+        };
+        if start >= len {
+            break;
+        }
+        let end = seek(start, libc::SEEK_HOLE)?.unwrap_or(len).min(len);
+        if end <= start {
+            return Ok(vec![(0, len)]);
+        }
+        ranges.push((start, end));
+        at = end;
+    }
+    Ok(ranges)
 }
 
 /// Inline the last partial block when it fits beside the inode in one
@@ -470,7 +644,7 @@ fn place_metadata(inodes: &mut [Inode<'_>], start: u64) -> (Vec<usize>, u32) {
         let need = slots_of(inode.record_len().next_multiple_of(NID_SLOT));
         if need > SLOTS {
             debug_assert!(
-                inode.zip.is_some(),
+                inode.zip.is_some() || inode.chunks.is_some(),
                 "xattrs and tails are capped to one block"
             );
             let block = next_block;
@@ -537,6 +711,7 @@ mod tests {
             uid: 0,
             gid: 0,
             mtime: 5,
+            mtime_nsec: 0,
             kind,
             xattrs: Default::default(),
         }
@@ -636,7 +811,7 @@ mod tests {
         let l = plan_of(&t);
         let d = l.inodes.iter().find(|i| i.path == "d").unwrap();
         let blocks = d.dir().unwrap();
-        let names: Vec<&[u8]> = blocks.entries.iter().map(|e| e.name).collect();
+        let names: Vec<&[u8]> = blocks.entries.iter().map(|e| e.name.as_ref()).collect();
         assert_eq!(&names[..3], &[&b"!first"[..], b".", b".."]);
         assert!(names.windows(2).all(|w| w[0] < w[1]));
         let mut total = 0;
@@ -667,7 +842,7 @@ mod tests {
         assert!(root
             .entries
             .iter()
-            .filter(|e| e.name.len() == 1 && e.name != b".")
+            .filter(|e| e.name.len() == 1 && e.name.as_ref() != b".")
             .all(|e| e.inode == 1));
     }
 
@@ -693,7 +868,7 @@ mod tests {
                     ("d", node(NodeKind::Dir)),
                     ("l", node(NodeKind::HardLink("d".into()))),
                 ]),
-                "not a regular file",
+                "is a directory",
             ),
             (
                 tree(vec![

@@ -3,8 +3,9 @@
 //!
 //! The format is the kernel's (`Documentation/filesystems/erofs.rst`,
 //! `fs/erofs/erofs_fs.h`); this writer uses its plain subset: 4 KiB blocks,
-//! 64-byte extended inodes, inline xattrs only, no compression, no
-//! superblock checksum, no shared xattrs, no chunked files.
+//! 64-byte extended inodes, inline xattrs only, no superblock checksum, no
+//! shared xattrs; LZ4 only when asked, and chunk-based files only for
+//! holes.
 //!
 //! ```text
 //! byte 0        1024          1152                     meta_blocks * 4096         total_blocks * 4096
@@ -32,6 +33,13 @@
 //! - Directory entries, "." and ".." included, are sorted by name bytes
 //!   and never split across blocks; the directory's size ends exactly at
 //!   its last name.
+//! - A host file of 1 MiB or more with holes (SEEK_DATA/SEEK_HOLE: a
+//!   sparse file, or a tar entry whose zero runs the spool left as holes)
+//!   is CHUNK_BASED when the image is not compressed: its size cut into
+//!   chunks of 4 KiB or more (at most 65,536 chunks), one 4-byte block
+//!   address per chunk after the inode and its xattrs, `EROFS_NULL_ADDR`
+//!   for a chunk that is all hole, which takes no block and reads as zeros.
+//!   (fsck.erofs 1.5 checks such images but its `--extract` drops holes.)
 //! - All names of a hard-link group are one inode; i_nlink counts them.
 //!   A directory's i_nlink is 2 plus its subdirectories.
 //!

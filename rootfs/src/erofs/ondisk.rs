@@ -40,7 +40,20 @@ pub enum DataLayout {
     /// Full blocks from `raw_blkaddr`, the last partial block right after
     /// the inode and its xattrs, in the same metadata block.
     FlatInline = 2,
+    /// The file in chunks of `1 << chunk bits` bytes, each either
+    /// consecutive data blocks or a hole: one 4-byte block address per
+    /// chunk (a "block map") after the inode and its xattrs, 4-aligned,
+    /// [`CHUNK_NULL_ADDR`] for a hole, which reads as zeros. `i_u` holds
+    /// the chunk bits less [`BLOCK_SIZE_BITS`].
+    ChunkBased = 4,
 }
+
+/// `EROFS_NULL_ADDR`: a chunk with no blocks (a hole).
+pub const CHUNK_NULL_ADDR: u32 = u32::MAX;
+/// `EROFS_BLOCK_MAP_ENTRY_SIZE`: one block address per chunk.
+pub const CHUNK_ENTRY_SIZE: u64 = 4;
+/// `EROFS_CHUNK_FORMAT_BLKBITS_MASK`: chunk bits above the block's.
+pub const CHUNK_BLKBITS_MAX: u8 = 0x1f;
 
 /// File type bits of `i_mode` (`S_IFMT` values).
 pub mod mode {
@@ -50,6 +63,7 @@ pub mod mode {
     pub const S_IFBLK: u16 = 0o060000;
     pub const S_IFREG: u16 = 0o100000;
     pub const S_IFLNK: u16 = 0o120000;
+    pub const S_IFSOCK: u16 = 0o140000;
 }
 
 /// `file_type` of a directory entry (`EROFS_FT_*`, the same numbers as
@@ -60,6 +74,7 @@ pub mod file_type {
     pub const CHRDEV: u8 = 3;
     pub const BLKDEV: u8 = 4;
     pub const FIFO: u8 = 5;
+    pub const SOCK: u8 = 6;
     pub const SYMLINK: u8 = 7;
 }
 
@@ -107,6 +122,9 @@ const FEATURE_INCOMPAT_ZERO_PADDING: u32 = 0x1;
 const FEATURE_INCOMPAT_COMPR_CFGS: u32 = 0x2;
 /// `Z_EROFS_COMPRESSION_LZ4` as a bit of `available_compr_algs`.
 const COMPR_ALG_LZ4_BIT: u16 = 1 << 0;
+/// `EROFS_FEATURE_INCOMPAT_CHUNKED_FILE`: some inode is
+/// [`DataLayout::ChunkBased`].
+const FEATURE_INCOMPAT_CHUNKED_FILE: u32 = 0x4;
 
 /// `struct erofs_super_block` (128 bytes at byte 1024). Fields this writer
 /// never sets (checksum, uuid, volume name, xattr area, device tables)
@@ -121,6 +139,8 @@ pub struct SuperBlock {
     pub meta_blkaddr: u32,
     /// Some file is LZ4-compressed: [`Lz4Config`] follows the superblock.
     pub lz4: bool,
+    /// Some file is chunk-based (has holes).
+    pub chunked: bool,
 }
 
 impl SuperBlock {
@@ -146,11 +166,16 @@ impl SuperBlock {
             .u32(0) // xattr_blkaddr: no shared xattrs
             .zeros(16) // uuid: zero keeps images reproducible
             .zeros(16); // volume_name
+        let chunked = if self.chunked {
+            FEATURE_INCOMPAT_CHUNKED_FILE
+        } else {
+            0
+        };
         if self.lz4 {
-            w.u32(FEATURE_INCOMPAT_ZERO_PADDING | FEATURE_INCOMPAT_COMPR_CFGS)
+            w.u32(FEATURE_INCOMPAT_ZERO_PADDING | FEATURE_INCOMPAT_COMPR_CFGS | chunked)
                 .u16(COMPR_ALG_LZ4_BIT); // available_compr_algs
         } else {
-            w.u32(0).u16(0);
+            w.u32(chunked).u16(0);
         }
         w.zeros(42); // devices, dirblkbits, xattr prefixes, packed nid, reserved
         debug_assert_eq!(w.end(), Self::SIZE);
@@ -268,7 +293,10 @@ pub struct InodeExtended {
     pub ino: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Seconds since the epoch, two's complement when before it (the
+    /// kernel reads `i_mtime` into a signed time64_t).
     pub mtime: u64,
+    pub mtime_nsec: u32,
     pub nlink: u32,
 }
 
@@ -292,7 +320,7 @@ impl InodeExtended {
             .u32(self.uid)
             .u32(self.gid)
             .u64(self.mtime)
-            .u32(0) // mtime_nsec
+            .u32(self.mtime_nsec)
             .u32(self.nlink)
             .zeros(16);
         debug_assert_eq!(w.end(), Self::SIZE);
@@ -422,6 +450,7 @@ mod tests {
             blocks: 0xAABB_CCDD,
             meta_blkaddr: 0x0506_0708,
             lz4: false,
+            chunked: false,
         }
         .encode();
         assert_eq!(u32_at(&b, 0), MAGIC);
@@ -446,6 +475,7 @@ mod tests {
             uid: 100_000,
             gid: 200_000,
             mtime: 0x1_2345_6789,
+            mtime_nsec: 999_999_999,
             nlink: 3,
         }
         .encode();
@@ -458,6 +488,7 @@ mod tests {
         assert_eq!(u32_at(&b, 24), 100_000, "i_uid");
         assert_eq!(u32_at(&b, 28), 200_000, "i_gid");
         assert_eq!(u64_at(&b, 32), 0x1_2345_6789, "i_mtime");
+        assert_eq!(u32_at(&b, 40), 999_999_999, "i_mtime_nsec");
         assert_eq!(u32_at(&b, 44), 3, "i_nlink");
     }
 

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use smolvm_rootfs::erofs::{write_image, ErofsOptions};
-use smolvm_rootfs::tree::{FileData, Node, NodeKind, Tree};
+use smolvm_rootfs::tree::{name_bytes, name_from_bytes, FileData, Node, NodeKind, Tree};
+use std::os::unix::ffi::OsStrExt;
 
 pub fn node(mode: u32, kind: NodeKind) -> Node {
     Node {
@@ -27,6 +28,7 @@ pub fn node(mode: u32, kind: NodeKind) -> Node {
         uid: 0,
         gid: 0,
         mtime: 1_700_000_000,
+        mtime_nsec: 0,
         kind,
         xattrs: BTreeMap::new(),
     }
@@ -173,7 +175,8 @@ pub struct Seen {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    pub mtime: u64,
+    /// Seconds (negative before 1970) and nanoseconds.
+    pub mtime: (i64, u32),
     pub xattrs: BTreeMap<String, Vec<u8>>,
     /// i_nlink (files: names of the group; directories: 2 + subdirectories).
     pub nlink: u64,
@@ -188,6 +191,7 @@ pub enum SeenKind {
     Char(u32, u32),
     Block(u32, u32),
     Fifo,
+    Socket,
 }
 
 /// Which parts of [`Seen`] a reader can report.
@@ -266,19 +270,22 @@ pub fn expected(tree: &Tree, clamp: Option<u64>, reader: Reader) -> BTreeMap<Str
             NodeKind::Char { major, minor } => SeenKind::Char(*major, *minor),
             NodeKind::Block { major, minor } => SeenKind::Block(*major, *minor),
             NodeKind::Fifo => SeenKind::Fifo,
+            NodeKind::Socket => SeenKind::Socket,
             NodeKind::HardLink(_) => unreachable!(),
         };
         let nlink = match kind {
             SeenKind::Dir => 2 + subdirs.get(&path).copied().unwrap_or(0),
-            SeenKind::File(..) => nlinks.get(target.as_str()).copied().unwrap_or(1),
-            _ => 1,
+            _ => nlinks.get(target.as_str()).copied().unwrap_or(1),
         };
         let mut seen = Seen {
             kind,
             mode: t.mode,
             uid: u32::try_from(t.uid).unwrap(),
             gid: u32::try_from(t.gid).unwrap(),
-            mtime: clamp.map_or(t.mtime, |c| t.mtime.min(c)),
+            mtime: match clamp.map(|c| i64::try_from(c).unwrap()) {
+                Some(c) if (t.mtime, t.mtime_nsec) > (c, 0) => (c, 0),
+                _ => (t.mtime, t.mtime_nsec),
+            },
             xattrs: t.xattrs.clone(),
             nlink,
         };
@@ -312,6 +319,7 @@ fn forget_for_fsck(mut s: Seen) -> Seen {
     }
     s.xattrs.clear();
     s.nlink = 0;
+    s.mtime.1 = 0; // fsck.erofs 1.5 sets whole seconds
     s
 }
 
@@ -326,7 +334,7 @@ pub fn scan(root: &Path, reader: Reader) -> BTreeMap<String, Seen> {
         let kind = if ft.is_dir() {
             for e in std::fs::read_dir(&host).unwrap() {
                 let e = e.unwrap();
-                let name = e.file_name().into_string().unwrap();
+                let name = name_from_bytes(e.file_name().as_bytes());
                 let child = if rel.is_empty() {
                     name.clone()
                 } else {
@@ -340,19 +348,17 @@ pub fn scan(root: &Path, reader: Reader) -> BTreeMap<String, Seen> {
             assert_eq!(len, m.len(), "{rel}: read length vs st_size");
             SeenKind::File(len, hash)
         } else if ft.is_symlink() {
-            SeenKind::Symlink(
-                std::fs::read_link(&host)
-                    .unwrap()
-                    .into_os_string()
-                    .into_string()
-                    .unwrap(),
-            )
+            SeenKind::Symlink(name_from_bytes(
+                std::fs::read_link(&host).unwrap().as_os_str().as_bytes(),
+            ))
         } else if ft.is_char_device() {
             SeenKind::Char(libc::major(m.rdev()), libc::minor(m.rdev()))
         } else if ft.is_block_device() {
             SeenKind::Block(libc::major(m.rdev()), libc::minor(m.rdev()))
         } else if ft.is_fifo() {
             SeenKind::Fifo
+        } else if ft.is_socket() {
+            SeenKind::Socket
         } else {
             panic!("{rel}: unexpected file type {ft:?}");
         };
@@ -369,7 +375,7 @@ pub fn scan(root: &Path, reader: Reader) -> BTreeMap<String, Seen> {
             mode: m.mode() & 0o7777,
             uid: m.uid(),
             gid: m.gid(),
-            mtime: u64::try_from(m.mtime()).unwrap(),
+            mtime: (m.mtime(), u32::try_from(m.mtime_nsec()).unwrap()),
             xattrs,
             nlink: m.nlink(),
         };
@@ -417,8 +423,9 @@ pub fn assert_hard_links_share_inodes(tree: &Tree, mount: &Path) {
     for (path, n) in &tree.nodes {
         if let NodeKind::HardLink(_) = n.kind {
             let target = resolve_link(tree, path);
-            let a = std::fs::symlink_metadata(mount.join(path)).unwrap();
-            let b = std::fs::symlink_metadata(mount.join(target)).unwrap();
+            let at = |p: &str| mount.join(std::ffi::OsStr::from_bytes(&name_bytes(p)));
+            let a = std::fs::symlink_metadata(at(path)).unwrap();
+            let b = std::fs::symlink_metadata(at(target)).unwrap();
             assert_eq!(a.ino(), b.ino(), "{path} and {target} should be one inode");
         }
     }
@@ -434,7 +441,16 @@ pub fn assert_hard_links_by_dump(tree: &Tree, image: &Path) {
         }
     }
     let nid_and_links = |path: &str| {
-        let info = dump(image, &[&format!("--path=/{path}")]);
+        // The path's bytes, which need not be UTF-8.
+        let mut arg = b"--path=/".to_vec();
+        arg.extend_from_slice(&name_bytes(path));
+        let out = tool("dump.erofs")
+            .arg(std::ffi::OsStr::from_bytes(&arg))
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dump.erofs {path:?}: {out:?}");
+        let info = String::from_utf8_lossy(&out.stdout).into_owned();
         let line = dump_field(&info, "NID:");
         let mut words = line.split_whitespace();
         let nid = words.next().unwrap().to_string();

@@ -57,7 +57,7 @@ pub enum DiskError {
     InUse { name: String, path: PathBuf },
     #[error("{} is not a storage disk smolvm made (no ext4 superblock); move it away, or start with --smolvm-reset-storage (pack run: --reset-storage) to begin with an empty one", path.display())]
     NotFormatted { path: PathBuf },
-    #[error("{field} = {gib} GiB is outside 1..={MAX_GIB}; set `{field}` in the Smolfile within that range")]
+    #[error("{field} = {gib} GiB is outside 1..={MAX_GIB}: no start accepts this artifact's `{field}`; it must be repacked with `{field}` within that range in its Smolfile (pack create now refuses it)")]
     Size { field: &'static str, gib: u32 },
     #[error("volume {entry:?}: {why}")]
     Volume { entry: String, why: &'static str },
@@ -68,6 +68,21 @@ pub enum DiskError {
 fn io_at(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DiskError {
     let path = path.to_path_buf();
     move |source| DiskError::Io { what, path, source }
+}
+
+/// Everything a start refuses in a machine's disks: storage and overlay
+/// sizes and the persistent volumes. `pack create` runs the same check on
+/// the Smolfile, so an artifact that could never start is never signed.
+/// (A start checks `storage` only when there are volumes to keep on it.)
+pub fn check_disk_config(config: &smolvm_format::MachineConfig) -> Result<(), DiskError> {
+    if let Some(gib) = config.storage_gib {
+        gib_bytes("storage", gib)?;
+    }
+    if let Some(gib) = config.overlay_gib {
+        gib_bytes("overlay", gib)?;
+    }
+    persistent_volumes(&config.volumes)?;
+    Ok(())
 }
 
 fn gib_bytes(field: &'static str, gib: u32) -> Result<u64, DiskError> {

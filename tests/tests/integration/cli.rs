@@ -782,6 +782,26 @@ fn errors_print_their_cause_once_and_exit_by_kind() {
         .assert()
         .code(2);
     assert!(stderr(&a).contains("127.0.0.1:9"), "{}", stderr(&a));
+    // Usage: -o onto a directory, said once before anything is packed.
+    std::fs::create_dir(f.path("outdir")).unwrap();
+    let a = f.create(&f.path("outdir"), &["--no-sign"]).code(2);
+    once(&a, "is a directory");
+    assert!(stderr(&a).contains("outdir/NAME"), "{}", stderr(&a));
+    // Validation: sizes no start accepts (issue 22), naming the field.
+    for (text, field) in [
+        ("storage = 0\nvolumes = [\"/data\"]\n", "`storage`"),
+        ("overlay = 3000\n", "`overlay`"),
+    ] {
+        std::fs::write(f.path("Smolfile"), text).unwrap();
+        let a = f
+            .create(
+                &f.path("y.smolmachine"),
+                &["--smolfile", f.path("Smolfile").to_str().unwrap()],
+            )
+            .code(1);
+        once(&a, field);
+        assert!(!f.path("y.smolmachine").exists());
+    }
     // Validation: a Smolfile that breaks its schema.
     std::fs::write(f.path("Smolfile"), "cpus = \"many\"\n").unwrap();
     f.create(
