@@ -40,7 +40,7 @@ fi
 
 # Longest first (measured), so the two lanes end close together; a boot
 # binary not named here runs last.
-order=(boot_storage boot_signals boot_volumes boot_erofs boot_images boot_net boot_attack boot_cache boot)
+order=(boot_storage boot_signals boot_volumes boot_erofs boot_images boot_net boot_net_contain boot_attack boot_cache boot)
 boots=()
 for b in "${order[@]}"; do [ -f "tests/tests/$b.rs" ] && boots+=("$b"); done
 for f in tests/tests/boot*.rs; do

@@ -281,6 +281,51 @@ fn child() {
         l6.as_ref().err(),
     );
 
+    // The supervisor reads the calling thread's memory, named by the
+    // notification's pid, not its own (issue 20): a forked process whose
+    // copy of a buffer names loopback (refused, and listening) while ours
+    // still names the listed address must be refused. Read through our own
+    // pid, the check saw the listed address and the child got connected.
+    let sin = |at: SocketAddr| {
+        let SocketAddr::V4(v4) = at else {
+            panic!("IPv4 listeners")
+        };
+        // SAFETY: sockaddr_in is plain data.
+        let mut a: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        a.sin_family = libc::sa_family_t::try_from(libc::AF_INET).unwrap();
+        a.sin_port = v4.port().to_be();
+        a.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+        a
+    };
+    let shared: &'static mut libc::sockaddr_in =
+        Box::leak(Box::new(sin(listed.local_addr().unwrap())));
+    let refused_addr = sin(unlisted.local_addr().unwrap());
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap();
+    // SAFETY: the child only writes its own copy of the buffer and makes
+    // async-signal-safe calls (socket, connect, _exit) before it ends.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        *shared = refused_addr;
+        // SAFETY: plain system calls on our own descriptor and buffer.
+        unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let r = libc::connect(s, (shared as *const libc::sockaddr_in).cast(), len);
+            let code = if r == 0 { 0 } else { *libc::__errno_location() };
+            libc::_exit(code.clamp(0, 255));
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    check(
+        "a forked caller is judged by its own memory (refused)",
+        code == Some(libc::ECONNREFUSED),
+        code,
+    );
+    drop(unlisted.set_nonblocking(true));
+    while unlisted.accept().is_ok() {}
+
     // io_uring would bypass the filter: unavailable.
     let mut params = [0u8; 120];
     // SAFETY: io_uring_setup with a zeroed params struct of its size; we

@@ -21,8 +21,10 @@
 //! Why CONTINUE is sound here: the addresses are built by libkrun's TSI
 //! proxy in its own (host) memory from the guest's request; the guest
 //! cannot write host memory, and the thread that made the call is blocked
-//! until we answer. The notification id is checked valid after reading and
-//! again after a rewrite, so an answer never reaches a different call.
+//! until we answer. Memory is read from that thread (the notification's
+//! pid), and the id is checked valid before a rewrite writes it; the kernel
+//! applies an answer only to a call still pending, so an answer never
+//! reaches a different call.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -221,8 +223,11 @@ fn notif_sizes() -> std::io::Result<libc::seccomp_notif_sizes> {
     Ok(sizes)
 }
 
-/// Reads `len` bytes at `addr` of this process.
-fn read_mem(addr: u64, len: usize) -> Option<Vec<u8>> {
+/// Reads `len` bytes at `addr` of the calling thread `pid` (the
+/// notification's, not ours: a filtered process that forked would otherwise
+/// be judged by what our memory holds at its address). For a thread of this
+/// process it is the same memory and needs no ptrace permission.
+fn read_mem(pid: libc::pid_t, addr: u64, len: usize) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; len];
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -234,12 +239,12 @@ fn read_mem(addr: u64, len: usize) -> Option<Vec<u8>> {
     };
     // SAFETY: process_vm_readv copies into our buffer (len bytes) and
     // faults safely (EFAULT) on a bad remote address.
-    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
     (usize::try_from(n).ok()? == len).then_some(buf)
 }
 
-/// Writes `data` at `addr` of this process.
-fn write_mem(addr: u64, data: &[u8]) -> bool {
+/// Writes `data` at `addr` of the calling thread `pid` (see [`read_mem`]).
+fn write_mem(pid: libc::pid_t, addr: u64, data: &[u8]) -> bool {
     let local = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -253,11 +258,26 @@ fn write_mem(addr: u64, data: &[u8]) -> bool {
     };
     // SAFETY: process_vm_writev reads our slice and writes the target
     // range, failing with EFAULT rather than faulting.
-    let n = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+    let n = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
     usize::try_from(n).is_ok_and(|n| n == data.len())
 }
 
-fn socket_type(fd: u64) -> Option<i32> {
+/// Whether `tid` is a thread of this process: tgkill with signal 0 sends
+/// nothing and fails (ESRCH) for a thread of any other process. The caller
+/// is blocked in its system call, so its id cannot be reused meanwhile.
+fn is_own_thread(tid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the thread exists in our group.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) == 0 }
+}
+
+/// The type of socket `fd` of the calling thread `pid`; `None` when it is
+/// not a socket, or when the caller is another process (its descriptor
+/// numbers are not ours: the VMM never forks, its sandbox allows only
+/// threads, so such a caller is refused wherever the type matters).
+fn socket_type(pid: libc::pid_t, fd: u64) -> Option<i32> {
+    if !is_own_thread(pid) {
+        return None;
+    }
     let fd = RawFd::try_from(fd).ok()?;
     let mut ty: libc::c_int = 0;
     let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).ok()?;
@@ -276,6 +296,14 @@ fn socket_type(fd: u64) -> Option<i32> {
 }
 
 const MAX_SOCKADDR: u64 = 128;
+
+/// One notification being answered: the listener, its id, and the calling
+/// thread (in our pid namespace), whose memory holds the call's arguments.
+struct Notif {
+    fd: RawFd,
+    id: u64,
+    pid: libc::pid_t,
+}
 
 impl Supervisor {
     fn serve(self, listener: OwnedFd, sizes: libc::seccomp_notif_sizes) {
@@ -320,23 +348,35 @@ impl Supervisor {
         }
     }
 
-    fn id_valid(fd: RawFd, id: u64) -> bool {
-        let mut id = id;
+    fn id_valid(n: &Notif) -> bool {
+        let mut id = n.id;
         // SAFETY: ID_VALID reads one u64.
-        unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id as *mut u64) == 0 }
+        unsafe {
+            libc::ioctl(
+                n.fd,
+                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+                &mut id as *mut u64,
+            ) == 0
+        }
     }
 
     fn decide(&self, fd: RawFd, req: &libc::seccomp_notif) -> Verdict {
-        let pid = i32::try_from(req.pid).unwrap_or(-1);
+        let Ok(pid) = libc::pid_t::try_from(req.pid) else {
+            return Verdict::Errno(libc::EPERM);
+        };
         if self.net.as_ref().is_some_and(|n| n.trusted.contains(pid)) {
             return Verdict::Continue;
         }
+        let n = &Notif {
+            fd,
+            id: req.id,
+            pid,
+        };
         let a = req.data.args;
         let nr = libc::c_long::from(req.data.nr);
         let v = match nr {
             libc::SYS_connect => self.outbound(
-                fd,
-                req.id,
+                n,
                 a[0],
                 a[1],
                 a[2],
@@ -344,25 +384,20 @@ impl Supervisor {
                 Call::Connect,
                 "connect",
             ),
-            libc::SYS_sendto => self.outbound(
-                fd,
-                req.id,
-                a[0],
-                a[4],
-                a[5],
-                libc::EACCES,
-                Call::Send,
-                "sendto",
-            ),
-            libc::SYS_bind => self.bind(fd, req.id, a[0], a[1], a[2]),
-            libc::SYS_sendmsg => self.sendmsg(fd, req.id, a[0], a[1]),
-            libc::SYS_sendmmsg => self.sendmmsg(fd, req.id, a[0], a[1], a[2]),
+            libc::SYS_sendto => {
+                self.outbound(n, a[0], a[4], a[5], libc::EACCES, Call::Send, "sendto")
+            }
+            libc::SYS_bind => self.bind(n, a[0], a[1], a[2]),
+            libc::SYS_sendmsg => self.sendmsg(n, a[0], a[1]),
+            libc::SYS_sendmmsg => self.sendmmsg(n, a[0], a[1], a[2]),
             _ => Verdict::Errno(libc::ENOSYS),
         };
-        // The memory we read belonged to this call only if it is still live.
-        if !Self::id_valid(fd, req.id) {
-            return Verdict::Errno(libc::EINTR);
-        }
+        // No ID_VALID here (one system call less per connect): the memory we
+        // read belonged to this call if the call is still pending, and the
+        // kernel applies our answer only to a pending call (NOTIF_SEND fails
+        // with ENOENT otherwise). A pending caller never left its system
+        // call, so its thread id was not reused in between. Side effects
+        // before the answer (a rewrite) check ID_VALID themselves.
         v
     }
 
@@ -384,8 +419,7 @@ impl Supervisor {
     #[allow(clippy::too_many_arguments)]
     fn outbound(
         &self,
-        fd: RawFd,
-        id: u64,
+        n: &Notif,
         sock: u64,
         ptr: u64,
         len: u64,
@@ -396,7 +430,11 @@ impl Supervisor {
         if ptr == 0 {
             return Verdict::Continue;
         }
-        let Some(bytes) = read_mem(ptr, usize::try_from(len.min(MAX_SOCKADDR)).unwrap_or(0)) else {
+        let Some(bytes) = read_mem(
+            n.pid,
+            ptr,
+            usize::try_from(len.min(MAX_SOCKADDR)).unwrap_or(0),
+        ) else {
             return Verdict::Errno(libc::EFAULT);
         };
         let to = match screen(call, &bytes, &self.unix_peers) {
@@ -409,13 +447,13 @@ impl Supervisor {
             return self.deny(what, to, "the machine has no network", errno);
         };
         if canonical(to.ip()) == IpAddr::V4(GUEST_DNS) && to.port() == 53 {
-            if socket_type(sock) != Some(libc::SOCK_DGRAM) {
+            if socket_type(n.pid, sock) != Some(libc::SOCK_DGRAM) {
                 return self.deny(what, to, "DNS over TCP is not offered", libc::ECONNREFUSED);
             }
             let Some(new) = rewrite(&bytes, net.dns) else {
                 return Verdict::Errno(libc::EAFNOSUPPORT);
             };
-            if !Self::id_valid(fd, id) || !write_mem(ptr, &new) {
+            if !Self::id_valid(n) || !write_mem(n.pid, ptr, &new) {
                 return Verdict::Errno(libc::EINTR);
             }
             return Verdict::Continue;
@@ -431,8 +469,12 @@ impl Supervisor {
         }
     }
 
-    fn bind(&self, fd: RawFd, id: u64, sock: u64, ptr: u64, len: u64) -> Verdict {
-        let Some(bytes) = read_mem(ptr, usize::try_from(len.min(MAX_SOCKADDR)).unwrap_or(0)) else {
+    fn bind(&self, n: &Notif, sock: u64, ptr: u64, len: u64) -> Verdict {
+        let Some(bytes) = read_mem(
+            n.pid,
+            ptr,
+            usize::try_from(len.min(MAX_SOCKADDR)).unwrap_or(0),
+        ) else {
             return Verdict::Errno(libc::EFAULT);
         };
         let at = match screen(Call::Bind, &bytes, &self.unix_peers) {
@@ -448,7 +490,7 @@ impl Supervisor {
         // socket bound to port 0 could only be for a listener on a port
         // nobody published (libkrun's TSI refuses those too: patch 0008).
         if at.port() == 0 {
-            return match socket_type(sock) {
+            return match socket_type(n.pid, sock) {
                 Some(libc::SOCK_DGRAM) => Verdict::Continue,
                 _ => self.deny(
                     "bind",
@@ -464,7 +506,7 @@ impl Supervisor {
             .publish
             .iter()
             .find(|p| p.host == at.port());
-        match (published, socket_type(sock)) {
+        match (published, socket_type(n.pid, sock)) {
             (Some(p), Some(libc::SOCK_STREAM)) => {
                 let Some(new) = rewrite(&bytes, SocketAddr::new(p.addr, p.host)) else {
                     return self.deny(
@@ -474,7 +516,7 @@ impl Supervisor {
                         libc::EAFNOSUPPORT,
                     );
                 };
-                if !Self::id_valid(fd, id) || !write_mem(ptr, &new) {
+                if !Self::id_valid(n) || !write_mem(n.pid, ptr, &new) {
                     return Verdict::Errno(libc::EINTR);
                 }
                 Verdict::Continue
@@ -483,16 +525,15 @@ impl Supervisor {
         }
     }
 
-    fn sendmsg(&self, fd: RawFd, id: u64, sock: u64, msg: u64) -> Verdict {
-        let Some(hdr) = read_mem(msg, std::mem::size_of::<libc::msghdr>()) else {
+    fn sendmsg(&self, n: &Notif, sock: u64, msg: u64) -> Verdict {
+        let Some(hdr) = read_mem(n.pid, msg, std::mem::size_of::<libc::msghdr>()) else {
             return Verdict::Errno(libc::EFAULT);
         };
         // SAFETY: hdr holds size_of::<msghdr>() bytes; read_unaligned copes
         // with the Vec's alignment.
         let h: libc::msghdr = unsafe { std::ptr::read_unaligned(hdr.as_ptr().cast()) };
         self.outbound(
-            fd,
-            id,
+            n,
             sock,
             h.msg_name as u64,
             u64::from(h.msg_namelen),
@@ -502,14 +543,14 @@ impl Supervisor {
         )
     }
 
-    fn sendmmsg(&self, fd: RawFd, id: u64, sock: u64, vec: u64, vlen: u64) -> Verdict {
+    fn sendmmsg(&self, n: &Notif, sock: u64, vec: u64, vlen: u64) -> Verdict {
         // The kernel sends at most UIO_MAXIOV messages per call.
         let size = std::mem::size_of::<libc::mmsghdr>() as u64;
         for i in 0..vlen.min(1024) {
             let Some(at) = i.checked_mul(size).and_then(|o| vec.checked_add(o)) else {
                 return Verdict::Errno(libc::EFAULT);
             };
-            match self.sendmsg(fd, id, sock, at) {
+            match self.sendmsg(n, sock, at) {
                 Verdict::Continue => {}
                 deny => return deny,
             }
