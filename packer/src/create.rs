@@ -19,13 +19,14 @@ use smolvm_format::{
     pad_stub, stub_record, Manifest, PayloadWriter, SectionKind, Target, FORMAT_VERSION,
 };
 use smolvm_runtime::exit::UsageError;
-use smolvm_signing::{KeyId, PublicKey, SecretKey};
+use smolvm_signing::{KeyId, PublicKey};
 
 use crate::config::{self, ImageSource};
 use crate::image::{self, ImageOptions, LoadedImage, Platform};
 use crate::kernel::{find_default_kernel, load_kernel};
 use crate::plan::{plan, Clock, Plan, RootSource, StubChoice};
 use crate::sections::{self, Sections};
+use crate::signer::Signer;
 use crate::smolfile::Smolfile;
 use smolvm_rootfs::tree::Tree;
 
@@ -41,6 +42,8 @@ pub struct CreateOptions {
     /// Allow plain HTTP to registries not on this machine.
     pub insecure: bool,
     pub kernel: Option<PathBuf>,
+    /// What `--key` names: a key file or a key source
+    /// ([`crate::signer::KeySpec`]).
     pub key: Option<PathBuf>,
     pub no_sign: bool,
     pub stub: Option<PathBuf>,
@@ -119,8 +122,8 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         Some(p) => p.clone(),
         None => find_default_kernel()?,
     };
-    let secret = match &plan.signing_key {
-        Some(path) => Some(SecretKey::read_file(path)?),
+    let signer = match &plan.signing_key {
+        Some(spec) => Some(spec.open()?),
         None => None,
     };
     let stub = read_stub(&plan.stub)?;
@@ -165,12 +168,16 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     bar.finish_and_clear();
     let sections = sections::lay_out(&config, kernel, rootfs)?;
 
-    let public = secret.as_ref().map(SecretKey::public_key);
+    let public = signer.as_ref().map(Signer::public_key);
     let manifest = manifest(&plan, &stub, &sections, config, public.as_ref());
     let writer = PayloadWriter::new(&manifest)?;
-    let signature = secret
-        .as_ref()
-        .map(|sk| smolvm_runtime::seal::seal(&writer, sk));
+    let signature = match (&signer, &public) {
+        (Some(signer), Some(public)) => Some(smolvm_runtime::seal::signature_block(
+            public,
+            signer.sign(&writer.signing_input())?,
+        )),
+        _ => None,
+    };
     let file_size = write_atomically(&plan.output, plan.bare(), public.as_ref(), |mut out| {
         writer.write(&mut out, &stub, &sections.data, signature.as_ref())?;
         Ok(())

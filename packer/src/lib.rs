@@ -10,5 +10,6 @@ pub mod plan;
 pub mod prune;
 pub mod remote;
 pub mod sections;
+pub mod signer;
 pub mod smolfile;
 pub mod user;

@@ -60,6 +60,8 @@ enum Pack {
     ///   smolvm pack keygen -o keys
     ///   smolvm pack create --rootfs ./root --key keys/smolvm.key -o hello
     ///   smolvm pack create --image alpine:3.20 --key keys/smolvm.key -o alpine
+    ///   smolvm pack create --image alpine:3.20 --key env:SMOLVM_SIGNING_KEY -o alpine
+    ///   smolvm pack create --image alpine:3.20 --key ssh-agent -o alpine
     ///   smolvm pack create --smolfile Smolfile --no-sign -o app.smolmachine
     #[command(verbatim_doc_comment)]
     Create(CreateArgs),
@@ -204,6 +206,20 @@ enum Pack {
         /// Replace an existing key pair.
         #[arg(long)]
         force: bool,
+    },
+    /// Print the public key file (smolvm .pub format) of a signing key.
+    ///
+    /// For keys held elsewhere, so that the .pub to publish comes from the
+    /// key itself: takes every `pack create --key` form.
+    ///
+    /// Example:
+    ///   smolvm pack pubkey --key ssh-agent > release.pub
+    ///   smolvm pack pubkey --key "pkcs11:token=ci;object=smolvm?module-path=M" > release.pub
+    #[command(verbatim_doc_comment)]
+    Pubkey {
+        /// The key: a secret key file, env:NAME, -, ssh-agent[:WHICH] or pkcs11:URI.
+        #[arg(long, value_name = "SECRET")]
+        key: PathBuf,
     },
     /// Store an artifact in an OCI registry, byte for byte, as an OCI artifact.
     ///
@@ -355,7 +371,12 @@ struct CreateArgs {
     /// Guest kernel: an ELF vmlinux or a libkrunfw.so (default: search the usual places).
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
-    /// Secret key to sign with (smolvm .key or unencrypted OpenSSH id_ed25519).
+    /// Key to sign with: a secret key file (smolvm .key or unencrypted
+    /// OpenSSH id_ed25519), or a source that keeps it off the disk:
+    /// env:NAME (the key file's text in a variable), - (on stdin),
+    /// ssh-agent[:SHA256:FP|KEYID|COMMENT] (an ed25519 key in the agent),
+    /// pkcs11:URI (RFC 7512, e.g. pkcs11:token=ci;object=smolvm?module-path=M;
+    /// PIN from SMOLVM_PKCS11_PIN). Every source signs identical bytes.
     #[arg(long, value_name = "SECRET", conflicts_with = "no_sign")]
     key: Option<PathBuf>,
     /// Produce an unsigned artifact (reported as unsigned, never as valid).
@@ -560,6 +581,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 code: e.exit_code(),
                 error: anyhow::Error::new(e).context(file.display().to_string()),
             })?;
+            Ok(0)
+        }
+        Top::Pack(Pack::Pubkey { key }) => {
+            let spec = smolvm_packer::signer::KeySpec::parse(key.as_os_str())
+                .map_err(anyhow::Error::from)?;
+            let public = spec.open().map_err(anyhow::Error::from)?.public_key();
+            print!("{}", public.to_file_string());
             Ok(0)
         }
         Top::Pack(Pack::Keygen { dir, name, force }) => {
