@@ -2,6 +2,7 @@
 //! human/JSON views used by the `smolvm` CLI.
 
 pub mod config;
+pub mod contents;
 pub mod create;
 pub mod exit;
 pub mod image;
