@@ -275,3 +275,19 @@ pub fn diff<A: ReadAt + ?Sized, B: ReadAt + ?Sized>(
         .collect();
     Ok(d)
 }
+
+/// The JSON of an attestation section (`sbom`, `provenance`); an error
+/// (exit 1) when the artifact has none.
+pub fn attestation<R: ReadAt + ?Sized>(
+    art: &Artifact<'_, R>,
+    kind: SectionKind,
+) -> anyhow::Result<Value> {
+    if art.manifest.section(kind).is_none() {
+        anyhow::bail!(
+            "the artifact has no {kind} section (it was packed without one, or by an older smolvm)"
+        );
+    }
+    let bytes = art.read_section(kind)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("the {kind} section is not JSON: {e}"))
+}

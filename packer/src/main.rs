@@ -15,11 +15,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use smolvm_format::{Artifact, FileSource, FormatError};
+use smolvm_format::{Artifact, FileSource, FormatError, SectionKind};
 use smolvm_packer::create::{create, CreateOptions};
 use smolvm_packer::exit::packer_exit_code;
 use smolvm_packer::image::reference::RegistryRef;
 use smolvm_packer::image::registry::RegistryOptions;
+use smolvm_packer::provenance::SourceRequirement;
 use smolvm_packer::remote::{remote_reference, RemoteArtifact, RemoteOptions};
 use smolvm_runtime::exit::{self, ExitStatus};
 use smolvm_runtime::inspect;
@@ -87,8 +88,16 @@ enum Pack {
         insecure: bool,
         /// List the root filesystem instead: type, mode, owner, size, sha256
         /// and path of every entry, read from the image in the artifact.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["sbom", "provenance"])]
         files: bool,
+        /// Print the signed SBOM instead (SPDX 2.3 JSON: the packages the
+        /// root's dpkg, apk and Python databases list).
+        #[arg(long, conflicts_with = "provenance")]
+        sbom: bool,
+        /// Print the signed provenance instead (in-toto Statement, SLSA v1
+        /// predicate: builder, CI invocation, source, input digests).
+        #[arg(long)]
+        provenance: bool,
     },
     /// Show what changed between two artifacts, for release review.
     ///
@@ -136,6 +145,11 @@ enum Pack {
         /// Refuse artifacts older than this version (rollback protection).
         #[arg(long, value_name = "VERSION")]
         min_version: Option<String>,
+        /// Require the signed provenance to name this source repository
+        /// (https://github.com/o/r, github.com/o/r), and, after @, a commit
+        /// (7 or more hex digits of it). Exit 1 (wrong-source) otherwise.
+        #[arg(long, value_name = "REPO[@COMMIT]")]
+        source: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -492,9 +506,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             json,
             insecure,
             files,
+            sbom,
+            provenance,
         }) => {
             if let Some(r) = remote_reference(&file) {
-                if files {
+                if files || sbom || provenance {
                     return Err(anyhow::Error::new(exit::UsageError(format!(
                         "--files reads the root filesystem, which inspect does not download:                          `smolvm pack pull {} -o FILE` first",
                         file.display()
@@ -505,6 +521,19 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             let src = open(&file)?;
             let art = Artifact::parse(&src).map_err(|e| format_failure(&file, e))?;
+            let attestation = if sbom {
+                Some(SectionKind::Sbom)
+            } else if provenance {
+                Some(SectionKind::Provenance)
+            } else {
+                None
+            };
+            if let Some(kind) = attestation {
+                let v = smolvm_packer::contents::attestation(&art, kind)
+                    .with_context(|| format!("{}", file.display()))?;
+                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                return Ok(0);
+            }
             if files {
                 let records = smolvm_packer::contents::files(&art)
                     .with_context(|| format!("{}: the root filesystem", file.display()))?;
@@ -553,8 +582,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             insecure,
             keys,
             min_version,
+            source,
             json,
-        }) => verify(file, keys, min_version, json, insecure),
+        }) => verify(file, keys, min_version, source, json, insecure),
         Top::Pack(Pack::Push {
             file,
             reference,
@@ -705,9 +735,14 @@ fn verify(
     file: PathBuf,
     keys: Vec<PathBuf>,
     min_version: Option<String>,
+    source: Option<String>,
     json: bool,
     insecure: bool,
 ) -> Result<u8, Failure> {
+    let source = source
+        .map(|s| SourceRequirement::parse(&s).map_err(exit::UsageError))
+        .transpose()
+        .map_err(anyhow::Error::from)?;
     let trusted = read_keys(&keys)?;
     let options = VerifyOptions {
         trusted: &trusted,
@@ -738,7 +773,23 @@ fn verify(
             "signature, structure and config section verified in the registry ({} bytes read); the kernel and rootfs are pinned by signed hashes that pull and every start check",
             remote.fetched()
         );
-        return Ok(report(&file, &outcome, forged, &checked, min_version, json));
+        if source.is_some() {
+            return Err(anyhow::Error::new(exit::UsageError(format!(
+                "--source reads the provenance section, which verify does not download from a \
+                 registry: `smolvm pack pull {} -o FILE` first",
+                file.display()
+            )))
+            .into());
+        }
+        let refused = forged.map(|f| ("invalid", f));
+        return Ok(report(
+            &file,
+            &outcome,
+            refused,
+            &checked,
+            min_version,
+            json,
+        ));
     }
     let src = open(&file)?;
     let outcome = verify_artifact(&src, &options);
@@ -749,7 +800,26 @@ fn verify(
         ),
         Err(_) => String::new(),
     };
-    Ok(report(&file, &outcome, None, &checked, min_version, json))
+    // Only a valid artifact's provenance is worth reading: its signer
+    // vouches for it.
+    let refused = match (&outcome, &source) {
+        (Ok((art, smolvm_runtime::SignatureState::Trusted { .. })), Some(want)) => {
+            smolvm_packer::contents::attestation(art, SectionKind::Provenance)
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|statement| want.check(&statement))
+                .err()
+                .map(|why| ("wrong-source", format!("provenance: {why}")))
+        }
+        _ => None,
+    };
+    Ok(report(
+        &file,
+        &outcome,
+        refused,
+        &checked,
+        min_version,
+        json,
+    ))
 }
 
 /// Prints verify's verdict and returns its exit code. `forged` is a
@@ -757,13 +827,16 @@ fn verify(
 fn report<R: smolvm_format::ReadAt + ?Sized>(
     file: &std::path::Path,
     outcome: &Result<(Artifact<'_, R>, smolvm_runtime::SignatureState), VerifyError>,
-    forged: Option<String>,
+    refused: Option<(&'static str, String)>,
     checked: &str,
     min_version: Option<String>,
     json: bool,
 ) -> u8 {
     let (code, verdict, detail) = match outcome {
-        Ok(_) if forged.is_some() => (1, "invalid", forged.unwrap_or_default()),
+        Ok(_) if refused.is_some() => {
+            let (verdict, detail) = refused.unwrap_or_default();
+            (1, verdict, detail)
+        }
         Ok((art, state)) => {
             let too_old = min_version
                 .as_deref()

@@ -185,3 +185,267 @@ fn diff_names_exactly_the_changed_file_and_setting() {
         serde_json::json!(["mode"])
     );
 }
+
+/// The SBOM of the Debian test root (scripts/debian-root.sh, as
+/// `SMOL_DEBIAN_ROOT`) lists exactly the packages `dpkg-query -W` lists for
+/// that root, in a document with SPDX 2.3's required fields.
+#[test]
+fn sbom_of_the_debian_root_lists_what_dpkg_query_lists() {
+    let Some(root) = std::env::var_os("SMOL_DEBIAN_ROOT").map(PathBuf::from) else {
+        let why = "SMOL_DEBIAN_ROOT unset (scripts/debian-root.sh prints it)";
+        assert!(
+            std::env::var_os("SMOLVM_REQUIRE_BOOT").is_none_or(|v| v != "1"),
+            "{why}"
+        );
+        eprintln!("SKIPPING: {why}");
+        return;
+    };
+    let f = Fixture::new();
+    // dpkg-query on that root's own database.
+    let admin = f.path("admin");
+    std::fs::create_dir_all(&admin).unwrap();
+    let out = std::process::Command::new("tar")
+        .args(["-I", "zstd", "-xf"])
+        .arg(&root)
+        .arg("-C")
+        .arg(&admin)
+        .arg("./var/lib/dpkg/status")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new("dpkg-query")
+        .arg(format!(
+            "--admindir={}",
+            admin.join("var/lib/dpkg").display()
+        ))
+        .args(["-W", "-f", "${Package}\\n"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut want: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    want.sort();
+    assert!(want.len() > 50, "a minbase root has ~90 packages: {want:?}");
+
+    let art = f.path("debian.smolmachine");
+    smolvm()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["pack", "create", "--rootfs"])
+        .arg(&root)
+        .arg("--kernel")
+        .arg(f.path("vmlinux"))
+        .arg("--no-sign")
+        .arg("-o")
+        .arg(&art)
+        .assert()
+        .code(0);
+    let doc = json_of(smolvm().args(["pack", "inspect", "--sbom"]).arg(&art), 0);
+    for field in [
+        "spdxVersion",
+        "dataLicense",
+        "SPDXID",
+        "name",
+        "documentNamespace",
+    ] {
+        assert!(doc[field].is_string(), "{field} missing");
+    }
+    assert_eq!(doc["spdxVersion"], "SPDX-2.3");
+    assert_eq!(doc["dataLicense"], "CC0-1.0");
+    assert_eq!(doc["creationInfo"]["created"], "2023-11-14T22:13:20Z");
+    assert!(doc["creationInfo"]["creators"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("Tool: smolvm-"));
+    let packages = doc["packages"].as_array().unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for p in packages {
+        let id = p["SPDXID"].as_str().unwrap();
+        assert!(
+            id.starts_with("SPDXRef-") && ids.insert(id.to_owned()),
+            "{id}"
+        );
+        assert!(id[8..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'));
+        for field in ["name", "downloadLocation"] {
+            assert!(p[field].is_string(), "{id}: {field}");
+        }
+        assert!(p["filesAnalyzed"].is_boolean());
+    }
+    let mut got: Vec<String> = packages
+        .iter()
+        .filter(|p| {
+            p["SPDXID"]
+                .as_str()
+                .unwrap()
+                .starts_with("SPDXRef-Package-deb-")
+        })
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    // Every package is related to the document's root.
+    assert_eq!(
+        doc["relationships"].as_array().unwrap().len(),
+        packages.len()
+    );
+}
+
+/// Provenance from a faked GitHub Actions job: the statement names the
+/// repository, commit, job and builder, its subjects are the artifact's
+/// signed section hashes, and `pack verify --source` holds it to them.
+#[test]
+fn provenance_from_a_ci_job_and_verify_source() {
+    let f = Fixture::new();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let gh = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GITHUB_REPOSITORY", "me/app"),
+        ("GITHUB_SHA", commit),
+        ("GITHUB_REF", "refs/tags/v1.0.0"),
+        ("GITHUB_RUN_ID", "4242"),
+        ("GITHUB_RUN_ATTEMPT", "2"),
+        (
+            "GITHUB_WORKFLOW_REF",
+            "me/app/.github/workflows/release.yml@refs/tags/v1.0.0",
+        ),
+        ("RUNNER_ENVIRONMENT", "github-hosted"),
+    ];
+    let smolfile = f.path("Smolfile");
+    std::fs::write(&smolfile, "rootfs = \"root\"\n").unwrap();
+    let create = |out: &str, env: &[(&str, &str)]| {
+        let mut c = smolvm();
+        for k in ["GITHUB_ACTIONS", "GITLAB_CI", "SMOLVM_SOURCE_REPO"] {
+            c.env_remove(k);
+        }
+        c.envs(env.iter().copied())
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["pack", "create", "--smolfile"])
+            .arg(&smolfile)
+            .arg("--kernel")
+            .arg(f.path("vmlinux"))
+            .arg("--stub")
+            .arg(f.path("stub"))
+            .arg("--key")
+            .arg(f.path("keys/test.key"))
+            .arg("-o")
+            .arg(f.path(out))
+            .assert()
+            .code(0);
+        f.path(out)
+    };
+    let art = create("from-ci", &gh);
+    let st = json_of(
+        smolvm().args(["pack", "inspect", "--provenance"]).arg(&art),
+        0,
+    );
+    assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(st["predicateType"], "https://slsa.dev/provenance/v1");
+    let p = &st["predicate"];
+    let deps = p["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let dep = |name: &str| {
+        deps.iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {st:#}"))
+    };
+    assert_eq!(
+        dep("source")["uri"],
+        "git+https://github.com/me/app@refs/tags/v1.0.0"
+    );
+    assert_eq!(dep("source")["digest"]["gitCommit"], commit);
+    let kernel = std::fs::read(f.path("vmlinux")).unwrap();
+    assert_eq!(
+        dep("kernel")["digest"]["sha256"],
+        hex::encode(Sha256::digest(&kernel))
+    );
+    let sf = std::fs::read(&smolfile).unwrap();
+    assert_eq!(
+        dep("smolfile")["digest"]["sha256"],
+        hex::encode(Sha256::digest(&sf))
+    );
+    assert!(dep("stub")["digest"]["sha256"].is_string());
+    assert_eq!(
+        p["runDetails"]["builder"]["id"],
+        "https://github.com/actions/runner/github-hosted"
+    );
+    assert_eq!(
+        p["runDetails"]["metadata"]["invocationId"],
+        "https://github.com/me/app/actions/runs/4242/attempts/2"
+    );
+    assert_eq!(
+        p["runDetails"]["metadata"]["startedOn"],
+        "2023-11-14T22:13:20Z"
+    );
+    // The subjects are the signed hashes of the sections beside it.
+    let inspect = json_of(smolvm().args(["pack", "inspect", "--json"]).arg(&art), 0);
+    for s in st["subject"].as_array().unwrap() {
+        let kind = s["name"].as_str().unwrap().rsplit('/').next().unwrap();
+        let section = inspect["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .unwrap();
+        assert_eq!(s["digest"]["sha256"], section["sha256"], "{kind}");
+    }
+    assert_eq!(st["subject"].as_array().unwrap().len(), 4);
+
+    let verify = |file: &Path, source: &str| {
+        let out = smolvm()
+            .args(["pack", "verify", "--key"])
+            .arg(f.path("keys/test.pub"))
+            .args(["--source", source])
+            .arg(file)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(verify(&art, "https://github.com/me/app").0, 0);
+    assert_eq!(
+        verify(&art, &format!("github.com/me/app@{}", &commit[..7])).0,
+        0
+    );
+    let (code, err) = verify(&art, "github.com/me/fork");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("wrong-source") && err.contains("github.com/me/app"),
+        "{err}"
+    );
+    assert_eq!(verify(&art, "github.com/me/app@fedcba9").0, 1);
+    assert_eq!(verify(&art, "github.com/me/app@nothex").0, 2);
+
+    // Packed outside CI: no source to vouch for.
+    let local = create("local", &[]);
+    let (code, err) = verify(&local, "github.com/me/app");
+    assert_eq!(code, 1);
+    assert!(err.contains("names no source"), "{err}");
+    // A GitLab job names its project.
+    let gl = create(
+        "from-gitlab",
+        &[
+            ("GITLAB_CI", "true"),
+            ("CI_SERVER_URL", "https://gitlab.example"),
+            ("CI_PROJECT_URL", "https://gitlab.example/grp/app"),
+            ("CI_COMMIT_SHA", commit),
+            ("CI_COMMIT_BRANCH", "main"),
+            ("CI_JOB_URL", "https://gitlab.example/grp/app/-/jobs/7"),
+        ],
+    );
+    assert_eq!(
+        verify(&gl, &format!("gitlab.example/grp/app@{commit}")).0,
+        0
+    );
+}

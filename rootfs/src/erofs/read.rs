@@ -547,7 +547,8 @@ mod tests {
             node(0o777, NodeKind::Symlink("etc/hostname".into())),
         );
         for i in 0..300u32 {
-            t.nodes.insert(format!("etc/f{i:03}"), file(&i.to_le_bytes()));
+            t.nodes
+                .insert(format!("etc/f{i:03}"), file(&i.to_le_bytes()));
         }
         t
     }
