@@ -40,6 +40,11 @@ pub fn packer_exit_code(e: &(dyn Error + 'static)) -> Option<u8> {
             _ => INVALID,
         });
     }
+    if e.downcast_ref::<crate::kernel_fetch::KernelFetchError>()
+        .is_some()
+    {
+        return Some(smolvm_runtime::exit::INVALID);
+    }
     if let Some(e) = e.downcast_ref::<SignerError>() {
         return Some(e.exit_code());
     }

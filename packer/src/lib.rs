@@ -7,6 +7,7 @@ pub mod create;
 pub mod exit;
 pub mod image;
 pub mod kernel;
+pub mod kernel_fetch;
 pub mod plan;
 pub mod provenance;
 pub mod prune;

@@ -282,6 +282,9 @@ enum Pack {
         #[arg(long)]
         insecure: bool,
     },
+    /// The guest kernel `pack create` packs by default.
+    #[command(subcommand)]
+    Kernel(KernelCmd),
     /// What the per-user cache holds (kernels, root images, registry blobs).
     #[command(subcommand)]
     Cache(CacheCmd),
@@ -360,6 +363,28 @@ enum Pack {
         /// Allow plain HTTP to a registry not on this machine.
         #[arg(long)]
         insecure: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KernelCmd {
+    /// Download Debian's libkrunfw (the kernel smolvm is tested with),
+    /// check it against the hashes pinned in this smolvm, and put it in the
+    /// per-user cache (~/.cache/smolvm/kernel/libkrunfw.so.5), where
+    /// `pack create` finds it. Exit 1 if a hash does not match (nothing is
+    /// installed), 2 if the download fails.
+    ///
+    /// Example:
+    ///   smolvm pack kernel fetch
+    ///   smolvm pack kernel fetch --deb libkrunfw5_5.5.0+ds-1_amd64.deb   # offline
+    #[command(verbatim_doc_comment)]
+    Fetch {
+        /// Use this copy of the pinned .deb instead of downloading it.
+        #[arg(long, value_name = "FILE")]
+        deb: Option<PathBuf>,
+        /// Fetch and verify again even if a verified copy is cached.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -598,6 +623,31 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }) => pull(&reference, &output, &keys, insecure),
         Top::Pack(Pack::Cache(CacheCmd::Ls)) => cache_ls(),
         Top::Pack(Pack::Trust(cmd)) => trust(cmd),
+        Top::Pack(Pack::Kernel(KernelCmd::Fetch { deb, force })) => {
+            use smolvm_packer::kernel_fetch::{cache_path, fetch, DEFAULT_MIRROR, PINNED};
+            let mirror =
+                std::env::var("SMOLVM_DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.into());
+            let dest = cache_path()?;
+            if deb.is_none() {
+                eprintln!(
+                    "fetching libkrunfw5 {} from {mirror} (checked against pinned hashes)",
+                    PINNED.version
+                );
+            }
+            let done = fetch(&dest, deb.as_deref(), &mirror, force)?;
+            println!(
+                "{} {} (libkrunfw5 {}, sha256 {})",
+                if done.downloaded {
+                    "installed"
+                } else {
+                    "already verified:"
+                },
+                done.path.display(),
+                PINNED.version,
+                PINNED.library_sha256
+            );
+            Ok(0)
+        }
         Top::Pack(Pack::Prune {
             keep_last,
             older_than,

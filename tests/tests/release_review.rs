@@ -449,3 +449,73 @@ fn provenance_from_a_ci_job_and_verify_source() {
         0
     );
 }
+
+/// An installed smolvm gets its kernel by itself: `pack kernel fetch`
+/// downloads Debian's pinned libkrunfw into the per-user cache, checks it,
+/// and `pack create` without --kernel then packs it. Needs Debian's mirror
+/// (SMOLVM_DEBIAN_MIRROR); skips without it unless real runs are required.
+#[test]
+fn kernel_fetch_fills_the_cache_that_pack_create_reads() {
+    let f = Fixture::new();
+    let cache = f.path("cache");
+    let fetch = |extra: &[&str]| {
+        smolvm()
+            .env("SMOLVM_CACHE_DIR", &cache)
+            .args(["pack", "kernel", "fetch"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = fetch(&[]);
+    if out.status.code() == Some(2) {
+        let why = format!(
+            "no Debian mirror: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        assert!(
+            std::env::var_os("SMOLVM_REQUIRE_BOOT").is_none_or(|v| v != "1"),
+            "{why}"
+        );
+        eprintln!("SKIPPING: {why}");
+        return;
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lib = cache.join("kernel/libkrunfw.so.5");
+    assert_eq!(
+        hex::encode(Sha256::digest(std::fs::read(&lib).unwrap())),
+        smolvm_packer::kernel_fetch::PINNED.library_sha256
+    );
+    // A second run finds the verified copy.
+    let again = fetch(&[]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already verified"));
+    // A cached copy that was changed is replaced, not trusted.
+    std::fs::write(&lib, b"not a kernel").unwrap();
+    assert_eq!(fetch(&[]).status.code(), Some(0));
+    assert_eq!(
+        hex::encode(Sha256::digest(std::fs::read(&lib).unwrap())),
+        smolvm_packer::kernel_fetch::PINNED.library_sha256
+    );
+    // A .deb that is not the pinned one: exit 1, the cache untouched.
+    std::fs::write(f.path("other.deb"), b"!<arch>\nsomething else").unwrap();
+    let bad = fetch(&["--force", "--deb", f.path("other.deb").to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected the pinned"));
+    assert_eq!(
+        hex::encode(Sha256::digest(std::fs::read(&lib).unwrap())),
+        smolvm_packer::kernel_fetch::PINNED.library_sha256
+    );
+
+    let out = f.path("with-fetched-kernel.smolmachine");
+    smolvm()
+        .env("SMOLVM_CACHE_DIR", &cache)
+        .current_dir(f.dir.path())
+        .args(["pack", "create", "--rootfs", "root", "--no-sign", "-o"])
+        .arg(&out)
+        .assert()
+        .code(0);
+}
