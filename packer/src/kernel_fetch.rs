@@ -168,7 +168,7 @@ fn download(url: &str) -> Result<Vec<u8>> {
                 .user_agent(concat!("smolvm/", env!("CARGO_PKG_VERSION")))
                 .build()?;
             let mut resp = client.get(url).send().await?.error_for_status()?;
-            let mut out = Vec::with_capacity(PINNED.deb_len as usize);
+            let mut out = Vec::with_capacity(usize::try_from(PINNED.deb_len).unwrap_or(0));
             while let Some(chunk) = resp.chunk().await? {
                 if out.len() as u64 + chunk.len() as u64 > MAX_DEB_LEN {
                     anyhow::bail!("more than {MAX_DEB_LEN} bytes");
