@@ -146,7 +146,7 @@ enum Pack {
         #[arg(long, value_name = "VERSION")]
         min_version: Option<String>,
         /// Require the signed provenance to name this source repository
-        /// (https://github.com/o/r, github.com/o/r), and, after @, a commit
+        /// (`https://github.com/o/r` or `github.com/o/r`), and, after @, a commit
         /// (7 or more hex digits of it). Exit 1 (wrong-source) otherwise.
         #[arg(long, value_name = "REPO[@COMMIT]")]
         source: Option<String>,
