@@ -5,7 +5,7 @@
 use crate::error::{FormatError, Result};
 
 /// The one format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Section data and the payload start are aligned to this many bytes of the
 /// file, so the runtime can mmap a section directly.
@@ -324,19 +324,19 @@ mod tests {
             signature_len: 0,
         }
         .encode();
-        // Versions 1 (host-extracted tar roots) and 2 (unframed zstd only)
-        // are gone: named, not misread.
-        for old in [1, 2] {
+        // Versions 1 (host-extracted tar roots), 2 (unframed zstd only) and
+        // 3 (no attestation sections) are gone: named, not misread.
+        for old in [1, 2, 3] {
             b[8] = old;
             let err = Header::decode(&b).unwrap_err().to_string();
             assert!(
-                err.contains(&format!("version {old}")) && err.contains("supports version 3"),
+                err.contains(&format!("version {old}")) && err.contains("supports version 4"),
                 "{err}"
             );
         }
-        b[8] = 4;
+        b[8] = 5;
         let err = Header::decode(&b).unwrap_err().to_string();
-        assert!(err.contains("supports version 3"), "{err}");
+        assert!(err.contains("supports version 4"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The `.smolmachine` on-disk format (version 3).
+//! The `.smolmachine` on-disk format (version 4).
 //!
 //! A payload is found from the end of the file, so it works appended to any
 //! stub executable and as a bare `.smolmachine` file (payload offset 0).
@@ -43,7 +43,7 @@ pub use layout::{
 };
 pub use manifest::{
     Compression, MachineConfig, Manifest, NetworkPolicy, SectionEntry, SectionKind, Signer,
-    StubRecord, Target,
+    StubRecord, Target, MAX_ATTESTATION_SIZE,
 };
 pub use read::{Artifact, FileSource, ReadAt, SectionStream};
 pub use write::{

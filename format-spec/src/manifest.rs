@@ -14,7 +14,7 @@ use crate::fixed_hex::{Sha256Digest, SignerKeyId, SignerPublicKey};
 use crate::frames::{FrameSpan, Frames};
 use crate::layout::{FORMAT_VERSION, MAX_MANIFEST_LEN};
 
-/// At most this many sections: three are defined, the rest is headroom for
+/// At most this many sections: five are defined, the rest is headroom for
 /// later versions; a cap keeps a hostile manifest from making us loop long.
 pub const MAX_SECTIONS: usize = 16;
 /// Uncompressed kernel cap: real kernels are 10-60 MiB.
@@ -24,6 +24,9 @@ pub const MAX_KERNEL_SIZE: u64 = 512 << 20;
 pub const MAX_ROOTFS_SIZE: u64 = 64 << 30;
 /// Uncompressed config cap: a config is a few KiB.
 pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
+/// Uncompressed cap of an attestation (SBOM, provenance): JSON that lists
+/// packages and inputs; a root of 10 000 packages makes about 5 MiB of SPDX.
+pub const MAX_ATTESTATION_SIZE: u64 = 16 << 20;
 /// Longest accepted artifact name.
 pub const MAX_NAME_LEN: usize = 128;
 
@@ -37,6 +40,12 @@ pub enum SectionKind {
     Rootfs,
     /// The resolved machine configuration as canonical JSON ([`MachineConfig`]).
     Config,
+    /// Optional: the packages in the root, as an SPDX 2.3 JSON document.
+    /// Never needed to boot; signed like every section.
+    Sbom,
+    /// Optional: how the artifact was built, as an in-toto Statement with
+    /// a SLSA v1 provenance predicate (JSON). Never needed to boot.
+    Provenance,
 }
 
 impl SectionKind {
@@ -45,6 +54,8 @@ impl SectionKind {
             SectionKind::Kernel => "kernel",
             SectionKind::Rootfs => "rootfs",
             SectionKind::Config => "config",
+            SectionKind::Sbom => "sbom",
+            SectionKind::Provenance => "provenance",
         }
     }
 
@@ -54,6 +65,7 @@ impl SectionKind {
             SectionKind::Kernel => MAX_KERNEL_SIZE,
             SectionKind::Rootfs => MAX_ROOTFS_SIZE,
             SectionKind::Config => MAX_CONFIG_SIZE,
+            SectionKind::Sbom | SectionKind::Provenance => MAX_ATTESTATION_SIZE,
         }
     }
 }

@@ -15,17 +15,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::Digest as _;
 use smolvm_format::{
-    pad_stub, stub_record, Manifest, PayloadWriter, SectionKind, Target, FORMAT_VERSION,
+    pad_stub, stub_record, Manifest, PayloadWriter, SectionKind, Sha256Digest, Target,
+    FORMAT_VERSION,
 };
 use smolvm_runtime::exit::UsageError;
-use smolvm_signing::{KeyId, PublicKey, SecretKey};
+use smolvm_signing::{KeyId, PublicKey};
 
 use crate::config::{self, ImageSource};
 use crate::image::{self, ImageOptions, LoadedImage, Platform};
 use crate::kernel::{find_default_kernel, load_kernel};
 use crate::plan::{plan, Clock, Plan, RootSource, StubChoice};
 use crate::sections::{self, Sections};
+use crate::signer::Signer;
 use crate::smolfile::Smolfile;
 use smolvm_rootfs::tree::Tree;
 
@@ -41,6 +44,8 @@ pub struct CreateOptions {
     /// Allow plain HTTP to registries not on this machine.
     pub insecure: bool,
     pub kernel: Option<PathBuf>,
+    /// What `--key` names: a key file or a key source
+    /// ([`crate::signer::KeySpec`]).
     pub key: Option<PathBuf>,
     pub no_sign: bool,
     pub stub: Option<PathBuf>,
@@ -132,8 +137,8 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         Some(p) => p.clone(),
         None => find_default_kernel()?,
     };
-    let secret = match &plan.signing_key {
-        Some(path) => Some(SecretKey::read_file(path)?),
+    let signer = match &plan.signing_key {
+        Some(spec) => Some(spec.open()?),
         None => None,
     };
     let stub = read_stub(&plan.stub)?;
@@ -165,6 +170,15 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         config.home = Some(account.home);
     }
 
+    // What the root's package databases list (read from the tree, before
+    // it is written as an image).
+    let sbom = crate::sbom::spdx(&tree, &plan.name, &plan.version, plan.created)
+        .context("building the SBOM")?;
+    let mut attestations = vec![(
+        SectionKind::Sbom,
+        sections::compress(&serde_json::to_vec(&sbom)?, plan.level)?,
+    )];
+
     let bar = progress_bar(opts.progress, tree.content_len());
     let rootfs = sections::rootfs(
         &tree,
@@ -176,14 +190,48 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         &|n| bar.set_position(n),
     )?;
     bar.finish_and_clear();
-    let sections = sections::lay_out(&config, kernel, rootfs)?;
+    // Provenance last: it names the digests of everything above it.
+    let statement = crate::provenance::statement(&crate::provenance::Build {
+        name: &plan.name,
+        version: &plan.version,
+        created: plan.created,
+        root: match &plan.root {
+            RootSource::Path(p) => p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            RootSource::Image { reference, .. } => reference.clone(),
+        },
+        level: plan.level,
+        rootfs_compression: format!("{:?}", plan.rootfs_compression).to_ascii_lowercase(),
+        inputs: inputs(&plan, opts, &kernel_path, image.as_ref(), &stub)?,
+        subjects: vec![
+            (
+                "config".into(),
+                Sha256Digest::of(&config.to_canonical_json()).to_string(),
+            ),
+            ("kernel".into(), kernel.sha256.to_string()),
+            ("rootfs".into(), rootfs.sha256.to_string()),
+            ("sbom".into(), attestations[0].1.sha256.to_string()),
+        ],
+        invocation: crate::provenance::invocation(&|k| std::env::var(k).ok()),
+    });
+    attestations.push((
+        SectionKind::Provenance,
+        sections::compress(&serde_json::to_vec(&statement)?, plan.level)?,
+    ));
+    let sections = sections::lay_out(&config, kernel, rootfs, attestations)?;
 
-    let public = secret.as_ref().map(SecretKey::public_key);
+    let public = signer.as_ref().map(Signer::public_key);
     let manifest = manifest(&plan, &stub, &sections, config, public.as_ref());
     let writer = PayloadWriter::new(&manifest)?;
-    let signature = secret
-        .as_ref()
-        .map(|sk| smolvm_runtime::seal::seal(&writer, sk));
+    let signature = match (&signer, &public) {
+        (Some(signer), Some(public)) => Some(smolvm_runtime::seal::signature_block(
+            public,
+            signer.sign(&writer.signing_input())?,
+        )),
+        _ => None,
+    };
     let file_size = write_atomically(&plan.output, plan.bare(), public.as_ref(), |mut out| {
         writer.write(&mut out, &stub, &sections.data, signature.as_ref())?;
         Ok(())
@@ -199,6 +247,69 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
             .map(|s| (s.kind, s.stored.len() as u64, s.size))
             .collect(),
     })
+}
+
+/// The files and image `pack create` read, with their digests, for the
+/// provenance.
+fn inputs(
+    plan: &Plan,
+    opts: &CreateOptions,
+    kernel: &Path,
+    image: Option<&ImageSource>,
+    padded_stub: &[u8],
+) -> Result<Vec<crate::provenance::Input>> {
+    use crate::provenance::Input;
+    // File names only: the same inputs in another directory (another
+    // checkout, another runner) must give the same bytes.
+    let name_of = |path: &Path| -> String {
+        path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    let file_digest = |path: &Path| -> Result<(String, String)> {
+        let mut hasher = sha2::Sha256::new();
+        let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+        std::io::copy(&mut f, &mut hasher).with_context(|| format!("{}", path.display()))?;
+        Ok(("sha256".into(), hex::encode(hasher.finalize())))
+    };
+    let mut out = vec![Input {
+        name: "kernel",
+        uri: name_of(kernel),
+        digest: file_digest(kernel)?,
+    }];
+    if let Some(smolfile) = &opts.smolfile {
+        out.push(Input {
+            name: "smolfile",
+            uri: name_of(smolfile),
+            digest: file_digest(smolfile)?,
+        });
+    }
+    match (&plan.root, image) {
+        (RootSource::Image { reference, .. }, Some(img)) => {
+            if let Some(d) = &img.digest {
+                out.push(Input {
+                    name: "image",
+                    uri: reference.clone(),
+                    digest: ("sha256".into(), d.0.to_string()),
+                });
+            }
+        }
+        (RootSource::Path(p), _) if p.is_file() => out.push(Input {
+            name: "rootfs",
+            uri: name_of(p),
+            digest: file_digest(p)?,
+        }),
+        _ => {}
+    }
+    if !padded_stub.is_empty() {
+        out.push(Input {
+            name: "stub",
+            uri: "stub (padded to a page)".into(),
+            digest: ("sha256".into(), Sha256Digest::of(padded_stub).to_string()),
+        });
+    }
+    Ok(out)
 }
 
 /// The stub's bytes, padded to a page; empty for a bare payload.

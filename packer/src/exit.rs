@@ -9,6 +9,7 @@ use smolvm_runtime::exit::{ExitStatus, INVALID, USAGE_OR_IO};
 use crate::image::ImageError;
 use crate::kernel::KernelError;
 use crate::remote::RemoteError;
+use crate::signer::SignerError;
 use crate::smolfile::SmolfileError;
 use crate::user::UserError;
 
@@ -38,6 +39,14 @@ pub fn packer_exit_code(e: &(dyn Error + 'static)) -> Option<u8> {
             KernelError::Read { .. } | KernelError::NotFound { .. } => USAGE_OR_IO,
             _ => INVALID,
         });
+    }
+    if e.downcast_ref::<crate::kernel_fetch::KernelFetchError>()
+        .is_some()
+    {
+        return Some(smolvm_runtime::exit::INVALID);
+    }
+    if let Some(e) = e.downcast_ref::<SignerError>() {
+        return Some(e.exit_code());
     }
     if let Some(e) = e.downcast_ref::<UserError>() {
         return Some(match e {

@@ -27,7 +27,7 @@ pub enum KernelError {
     NotElf { path: PathBuf, fault: String },
     #[error("kernel {path}: {fault}")]
     Unsupported { path: PathBuf, fault: String },
-    #[error("no kernel given and none found; searched: {searched}. Run scripts/fetch-kernel.sh, or pass --kernel PATH (an ELF vmlinux or libkrunfw.so.5)")]
+    #[error("no kernel given and none found; searched: {searched}. Run `smolvm pack kernel fetch` (Debian's libkrunfw, verified, into the per-user cache), or pass --kernel PATH (an ELF vmlinux or libkrunfw.so.5)")]
     NotFound { searched: String },
 }
 

@@ -15,11 +15,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use smolvm_format::{Artifact, FileSource, FormatError};
+use smolvm_format::{Artifact, FileSource, FormatError, SectionKind};
 use smolvm_packer::create::{create, CreateOptions};
 use smolvm_packer::exit::packer_exit_code;
 use smolvm_packer::image::reference::RegistryRef;
 use smolvm_packer::image::registry::RegistryOptions;
+use smolvm_packer::provenance::SourceRequirement;
 use smolvm_packer::remote::{remote_reference, RemoteArtifact, RemoteOptions};
 use smolvm_runtime::exit::{self, ExitStatus};
 use smolvm_runtime::inspect;
@@ -60,6 +61,8 @@ enum Pack {
     ///   smolvm pack keygen -o keys
     ///   smolvm pack create --rootfs ./root --key keys/smolvm.key -o hello
     ///   smolvm pack create --image alpine:3.20 --key keys/smolvm.key -o alpine
+    ///   smolvm pack create --image alpine:3.20 --key env:SMOLVM_SIGNING_KEY -o alpine
+    ///   smolvm pack create --image alpine:3.20 --key ssh-agent -o alpine
     ///   smolvm pack create --smolfile Smolfile --no-sign -o app.smolmachine
     #[command(verbatim_doc_comment)]
     Create(CreateArgs),
@@ -83,6 +86,39 @@ enum Pack {
         /// Allow plain HTTP to a registry not on this machine.
         #[arg(long)]
         insecure: bool,
+        /// List the root filesystem instead: type, mode, owner, size, sha256
+        /// and path of every entry, read from the image in the artifact.
+        #[arg(long, conflicts_with_all = ["sbom", "provenance"])]
+        files: bool,
+        /// Print the signed SBOM instead (SPDX 2.3 JSON: the packages the
+        /// root's dpkg, apk and Python databases list).
+        #[arg(long, conflicts_with = "provenance")]
+        sbom: bool,
+        /// Print the signed provenance instead (in-toto Statement, SLSA v1
+        /// predicate: builder, CI invocation, source, input digests).
+        #[arg(long)]
+        provenance: bool,
+    },
+    /// Show what changed between two artifacts, for release review.
+    ///
+    /// Compares identity (name, version), every config field, the kernel
+    /// (uncompressed sha256) and the root filesystem's entries (added,
+    /// removed, changed: content, mode, owner, type, symlink target).
+    /// Neither artifact is trusted or verified here: `pack verify` them.
+    /// Exit 0: identical. Exit 1: they differ. Exit 2: usage or I/O error.
+    ///
+    /// Example:
+    ///   smolvm pack diff app-1.0 app-1.1
+    ///   smolvm pack diff --json app-1.0.smolmachine app-1.1.smolmachine | jq .files.changed
+    #[command(verbatim_doc_comment)]
+    Diff {
+        /// The older artifact (packed executable or bare payload).
+        a: PathBuf,
+        /// The newer artifact.
+        b: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Check structure, every hash and the signature against trusted keys.
     ///
@@ -109,6 +145,11 @@ enum Pack {
         /// Refuse artifacts older than this version (rollback protection).
         #[arg(long, value_name = "VERSION")]
         min_version: Option<String>,
+        /// Require the signed provenance to name this source repository
+        /// (`https://github.com/o/r` or `github.com/o/r`), and, after @, a commit
+        /// (7 or more hex digits of it). Exit 1 (wrong-source) otherwise.
+        #[arg(long, value_name = "REPO[@COMMIT]")]
+        source: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -205,6 +246,20 @@ enum Pack {
         #[arg(long)]
         force: bool,
     },
+    /// Print the public key file (smolvm .pub format) of a signing key.
+    ///
+    /// For keys held elsewhere, so that the .pub to publish comes from the
+    /// key itself: takes every `pack create --key` form.
+    ///
+    /// Example:
+    ///   smolvm pack pubkey --key ssh-agent > release.pub
+    ///   smolvm pack pubkey --key "pkcs11:token=ci;object=smolvm?module-path=M" > release.pub
+    #[command(verbatim_doc_comment)]
+    Pubkey {
+        /// The key: a secret key file, env:NAME, -, ssh-agent[:WHICH] or pkcs11:URI.
+        #[arg(long, value_name = "SECRET")]
+        key: PathBuf,
+    },
     /// Store an artifact in an OCI registry, byte for byte, as an OCI artifact.
     ///
     /// The file (packed executable or bare payload) becomes one layer of an
@@ -227,6 +282,9 @@ enum Pack {
         #[arg(long)]
         insecure: bool,
     },
+    /// The guest kernel `pack create` packs by default.
+    #[command(subcommand)]
+    Kernel(KernelCmd),
     /// What the per-user cache holds (kernels, root images, registry blobs).
     #[command(subcommand)]
     Cache(CacheCmd),
@@ -309,6 +367,28 @@ enum Pack {
 }
 
 #[derive(Subcommand)]
+enum KernelCmd {
+    /// Download Debian's libkrunfw (the kernel smolvm is tested with),
+    /// check it against the hashes pinned in this smolvm, and put it in the
+    /// per-user cache (~/.cache/smolvm/kernel/libkrunfw.so.5), where
+    /// `pack create` finds it. Exit 1 if a hash does not match (nothing is
+    /// installed), 2 if the download fails.
+    ///
+    /// Example:
+    ///   smolvm pack kernel fetch
+    ///   smolvm pack kernel fetch --deb libkrunfw5_5.5.0+ds-1_amd64.deb   # offline
+    #[command(verbatim_doc_comment)]
+    Fetch {
+        /// Use this copy of the pinned .deb instead of downloading it.
+        #[arg(long, value_name = "FILE")]
+        deb: Option<PathBuf>,
+        /// Fetch and verify again even if a verified copy is cached.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum TrustCmd {
     /// List each name and the key id of its first signer.
     List,
@@ -355,7 +435,12 @@ struct CreateArgs {
     /// Guest kernel: an ELF vmlinux or a libkrunfw.so (default: search the usual places).
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
-    /// Secret key to sign with (smolvm .key or unencrypted OpenSSH id_ed25519).
+    /// Key to sign with: a secret key file (smolvm .key or unencrypted
+    /// OpenSSH id_ed25519), or a source that keeps it off the disk:
+    /// env:NAME (the key file's text in a variable), - (on stdin),
+    /// ssh-agent[:SHA256:FP|KEYID|COMMENT] (an ed25519 key in the agent),
+    /// pkcs11:URI (RFC 7512, e.g. pkcs11:token=ci;object=smolvm?module-path=M;
+    /// PIN from SMOLVM_PKCS11_PIN). Every source signs identical bytes.
     #[arg(long, value_name = "SECRET", conflicts_with = "no_sign")]
     key: Option<PathBuf>,
     /// Produce an unsigned artifact (reported as unsigned, never as valid).
@@ -445,12 +530,48 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             file,
             json,
             insecure,
+            files,
+            sbom,
+            provenance,
         }) => {
             if let Some(r) = remote_reference(&file) {
+                if files || sbom || provenance {
+                    return Err(anyhow::Error::new(exit::UsageError(format!(
+                        "--files reads the root filesystem, which inspect does not download:                          `smolvm pack pull {} -o FILE` first",
+                        file.display()
+                    )))
+                    .into());
+                }
                 return inspect_remote(&r, json, insecure);
             }
             let src = open(&file)?;
             let art = Artifact::parse(&src).map_err(|e| format_failure(&file, e))?;
+            let attestation = if sbom {
+                Some(SectionKind::Sbom)
+            } else if provenance {
+                Some(SectionKind::Provenance)
+            } else {
+                None
+            };
+            if let Some(kind) = attestation {
+                let v = smolvm_packer::contents::attestation(&art, kind)
+                    .with_context(|| format!("{}", file.display()))?;
+                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                return Ok(0);
+            }
+            if files {
+                let records = smolvm_packer::contents::files(&art)
+                    .with_context(|| format!("{}: the root filesystem", file.display()))?;
+                if json {
+                    let v: Vec<_> = records.iter().map(|r| r.to_json()).collect();
+                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                } else {
+                    for r in &records {
+                        println!("{}", r.to_line());
+                    }
+                }
+                return Ok(0);
+            }
             let sig = check_signature(&art, &[]).map_err(|e| exit::chain(&e).to_string());
             let pinned = pinned_signer(&art.manifest.name)?;
             if json {
@@ -465,13 +586,30 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Top::Pack(Pack::Diff { a, b, json }) => {
+            let (src_a, src_b) = (open(&a)?, open(&b)?);
+            let art_a = Artifact::parse(&src_a).map_err(|e| format_failure(&a, e))?;
+            let art_b = Artifact::parse(&src_b).map_err(|e| format_failure(&b, e))?;
+            let d = smolvm_packer::contents::diff(&art_a, &art_b)
+                .with_context(|| format!("comparing {} with {}", a.display(), b.display()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&d.to_json()).expect("json")
+                );
+            } else {
+                print!("{}", d.to_human());
+            }
+            Ok(if d.is_empty() { 0 } else { 1 })
+        }
         Top::Pack(Pack::Verify {
             file,
             insecure,
             keys,
             min_version,
+            source,
             json,
-        }) => verify(file, keys, min_version, json, insecure),
+        }) => verify(file, keys, min_version, source, json, insecure),
         Top::Pack(Pack::Push {
             file,
             reference,
@@ -485,6 +623,31 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }) => pull(&reference, &output, &keys, insecure),
         Top::Pack(Pack::Cache(CacheCmd::Ls)) => cache_ls(),
         Top::Pack(Pack::Trust(cmd)) => trust(cmd),
+        Top::Pack(Pack::Kernel(KernelCmd::Fetch { deb, force })) => {
+            use smolvm_packer::kernel_fetch::{cache_path, fetch, DEFAULT_MIRROR, PINNED};
+            let mirror =
+                std::env::var("SMOLVM_DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.into());
+            let dest = cache_path()?;
+            if deb.is_none() {
+                eprintln!(
+                    "fetching libkrunfw5 {} from {mirror} (checked against pinned hashes)",
+                    PINNED.version
+                );
+            }
+            let done = fetch(&dest, deb.as_deref(), &mirror, force)?;
+            println!(
+                "{} {} (libkrunfw5 {}, sha256 {})",
+                if done.downloaded {
+                    "installed"
+                } else {
+                    "already verified:"
+                },
+                done.path.display(),
+                PINNED.version,
+                PINNED.library_sha256
+            );
+            Ok(0)
+        }
         Top::Pack(Pack::Prune {
             keep_last,
             older_than,
@@ -562,6 +725,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             })?;
             Ok(0)
         }
+        Top::Pack(Pack::Pubkey { key }) => {
+            let spec = smolvm_packer::signer::KeySpec::parse(key.as_os_str())
+                .map_err(anyhow::Error::from)?;
+            let public = spec.open().map_err(anyhow::Error::from)?.public_key();
+            print!("{}", public.to_file_string());
+            Ok(0)
+        }
         Top::Pack(Pack::Keygen { dir, name, force }) => {
             let (secret, public, pk) =
                 smolvm_signing::write_keypair(&dir, &name, force).map_err(anyhow::Error::from)?;
@@ -615,9 +785,14 @@ fn verify(
     file: PathBuf,
     keys: Vec<PathBuf>,
     min_version: Option<String>,
+    source: Option<String>,
     json: bool,
     insecure: bool,
 ) -> Result<u8, Failure> {
+    let source = source
+        .map(|s| SourceRequirement::parse(&s).map_err(exit::UsageError))
+        .transpose()
+        .map_err(anyhow::Error::from)?;
     let trusted = read_keys(&keys)?;
     let options = VerifyOptions {
         trusted: &trusted,
@@ -648,7 +823,23 @@ fn verify(
             "signature, structure and config section verified in the registry ({} bytes read); the kernel and rootfs are pinned by signed hashes that pull and every start check",
             remote.fetched()
         );
-        return Ok(report(&file, &outcome, forged, &checked, min_version, json));
+        if source.is_some() {
+            return Err(anyhow::Error::new(exit::UsageError(format!(
+                "--source reads the provenance section, which verify does not download from a \
+                 registry: `smolvm pack pull {} -o FILE` first",
+                file.display()
+            )))
+            .into());
+        }
+        let refused = forged.map(|f| ("invalid", f));
+        return Ok(report(
+            &file,
+            &outcome,
+            refused,
+            &checked,
+            min_version,
+            json,
+        ));
     }
     let src = open(&file)?;
     let outcome = verify_artifact(&src, &options);
@@ -659,7 +850,26 @@ fn verify(
         ),
         Err(_) => String::new(),
     };
-    Ok(report(&file, &outcome, None, &checked, min_version, json))
+    // Only a valid artifact's provenance is worth reading: its signer
+    // vouches for it.
+    let refused = match (&outcome, &source) {
+        (Ok((art, smolvm_runtime::SignatureState::Trusted { .. })), Some(want)) => {
+            smolvm_packer::contents::attestation(art, SectionKind::Provenance)
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|statement| want.check(&statement))
+                .err()
+                .map(|why| ("wrong-source", format!("provenance: {why}")))
+        }
+        _ => None,
+    };
+    Ok(report(
+        &file,
+        &outcome,
+        refused,
+        &checked,
+        min_version,
+        json,
+    ))
 }
 
 /// Prints verify's verdict and returns its exit code. `forged` is a
@@ -667,13 +877,16 @@ fn verify(
 fn report<R: smolvm_format::ReadAt + ?Sized>(
     file: &std::path::Path,
     outcome: &Result<(Artifact<'_, R>, smolvm_runtime::SignatureState), VerifyError>,
-    forged: Option<String>,
+    refused: Option<(&'static str, String)>,
     checked: &str,
     min_version: Option<String>,
     json: bool,
 ) -> u8 {
     let (code, verdict, detail) = match outcome {
-        Ok(_) if forged.is_some() => (1, "invalid", forged.unwrap_or_default()),
+        Ok(_) if refused.is_some() => {
+            let (verdict, detail) = refused.unwrap_or_default();
+            (1, verdict, detail)
+        }
         Ok((art, state)) => {
             let too_old = min_version
                 .as_deref()

@@ -12,6 +12,7 @@ use smolvm_runtime::exit::UsageError;
 
 use crate::config::Provenance;
 use crate::create::CreateOptions;
+use crate::signer::KeySpec;
 use crate::smolfile::Smolfile;
 
 /// Extension that marks a bare payload output.
@@ -102,8 +103,9 @@ pub struct Plan {
     /// `None`: search the default places ([`crate::kernel::find_default_kernel`]).
     pub kernel: Option<PathBuf>,
     pub stub: StubChoice,
-    /// The secret key file; `None` for an unsigned artifact.
-    pub signing_key: Option<PathBuf>,
+    /// Where the signature comes from (a key file, `env:NAME`, `-`,
+    /// `ssh-agent`, `pkcs11:…`); `None` for an unsigned artifact.
+    pub signing_key: Option<KeySpec>,
     /// zstd level, 1..=22.
     pub level: i32,
     pub rootfs_compression: RootfsCompression,
@@ -188,9 +190,10 @@ pub fn plan(
     let signing_key = if opts.no_sign {
         None
     } else {
-        Some(opts.key.clone().or(pack.key.clone()).ok_or_else(|| UsageError(
+        let value = opts.key.clone().or(pack.key.clone()).ok_or_else(|| UsageError(
             "no signing key: pass --key SECRET (make one with `smolvm pack keygen -o DIR`), or --no-sign for an unsigned artifact".into(),
-        ))?)
+        ))?;
+        Some(KeySpec::parse(value.as_os_str()).map_err(|e| UsageError(e.to_string()))?)
     };
     let stub = if is_bare_output(&opts.output) {
         StubChoice::Bare
@@ -276,7 +279,7 @@ mod tests {
         assert_eq!(p.created, 1_700_000_000);
         assert_eq!(p.clamp_mtime, None);
         assert_eq!(p.kernel, None);
-        assert_eq!(p.signing_key, Some(PathBuf::from("k.key")));
+        assert_eq!(p.signing_key, Some(KeySpec::File("k.key".into())));
     }
 
     #[test]
@@ -341,7 +344,7 @@ mod tests {
             ("from-smolfile", "1.0", 9)
         );
         assert_eq!(p.kernel, Some("/s/vmlinux".into()));
-        assert_eq!(p.signing_key, Some("k.key".into()));
+        assert_eq!(p.signing_key, Some(KeySpec::File("k.key".into())));
         let o = CreateOptions {
             name: Some("cli".into()),
             version: Some("2.0".into()),

@@ -115,8 +115,15 @@ pub struct Sections {
 }
 
 /// Lays out config, kernel and rootfs (in that order: the config is read
-/// first and is small) with their hashes and frame tables.
-pub fn lay_out(config: &MachineConfig, kernel: Compressed, rootfs: Compressed) -> Result<Sections> {
+/// first and is small), then the attestations (SBOM, provenance: read
+/// only by `pack inspect` and `pack verify --source`), with their hashes
+/// and frame tables.
+pub fn lay_out(
+    config: &MachineConfig,
+    kernel: Compressed,
+    rootfs: Compressed,
+    attestations: Vec<(SectionKind, Compressed)>,
+) -> Result<Sections> {
     let config_json = config.to_canonical_json();
     let config_sha256 = Sha256Digest::of(&config_json);
     let data = vec![
@@ -139,9 +146,23 @@ pub fn lay_out(config: &MachineConfig, kernel: Compressed, rootfs: Compressed) -
             stored: rootfs.stored,
         },
     ];
-    let mut entries = plan_sections_hashed(&data, &[config_sha256, kernel.sha256, rootfs.sha256])?;
-    entries[1].frames = kernel.frames;
-    entries[2].frames = rootfs.frames;
+    let mut data = data;
+    let mut hashes = vec![config_sha256, kernel.sha256, rootfs.sha256];
+    let mut frames = vec![None, kernel.frames, rootfs.frames];
+    for (kind, a) in attestations {
+        data.push(SectionData {
+            kind,
+            compression: Compression::Zstd,
+            size: a.size,
+            stored: a.stored,
+        });
+        hashes.push(a.sha256);
+        frames.push(a.frames);
+    }
+    let mut entries = plan_sections_hashed(&data, &hashes)?;
+    for (entry, f) in entries.iter_mut().zip(frames) {
+        entry.frames = f;
+    }
     Ok(Sections { data, entries })
 }
 
@@ -155,7 +176,7 @@ mod tests {
     fn laid_out_sections_carry_the_hash_of_their_stored_bytes() {
         let kernel = compress(&[0x90; 70_000], 3).unwrap();
         let rootfs = compress(b"root", 3).unwrap();
-        let s = lay_out(&MachineConfig::default(), kernel, rootfs).unwrap();
+        let s = lay_out(&MachineConfig::default(), kernel, rootfs, Vec::new()).unwrap();
         let kinds: Vec<SectionKind> = s.entries.iter().map(|e| e.kind).collect();
         assert_eq!(
             kinds,

@@ -82,7 +82,8 @@ pub struct PackSection {
     pub level: Option<i32>,
     /// `"none"` (default) or `"lz4"`: see `pack create --help`.
     pub rootfs_compression: Option<crate::plan::RootfsCompression>,
-    /// Secret key file to sign with.
+    /// Secret key file to sign with, or a key source (`env:NAME`,
+    /// `ssh-agent[:WHICH]`, `pkcs11:URI`; see [`crate::signer::KeySpec`]).
     pub key: Option<PathBuf>,
     /// Stub executable to append the payload to.
     pub stub: Option<PathBuf>,
@@ -195,7 +196,13 @@ impl Smolfile {
         smolfile.rootfs.as_mut().map(resolve);
         smolfile.kernel.as_mut().map(resolve);
         if let Some(pack) = smolfile.pack.as_mut() {
-            pack.key.as_mut().map(resolve);
+            // Key sources that are not files (`env:NAME`, `ssh-agent`,
+            // `pkcs11:…`) are not paths to resolve.
+            if let Some(key) = pack.key.as_mut() {
+                if crate::signer::KeySpec::parse(key.as_os_str()).is_ok_and(|k| k.is_file()) {
+                    resolve(key);
+                }
+            }
             pack.stub.as_mut().map(resolve);
         }
         Ok(smolfile)

@@ -126,13 +126,13 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
     );
     let _ = writeln!(
         o,
-        "  {:<8} {:<6} {:>10} {:>10} {:>6}  sha256",
+        "  {:<10} {:<6} {:>10} {:>10} {:>6}  sha256",
         "kind", "codec", "stored", "size", "ratio"
     );
     for s in &m.sections {
         let _ = writeln!(
             o,
-            "  {:<8} {:<6} {:>10} {:>10} {:>6.3}  {}",
+            "  {:<10} {:<6} {:>10} {:>10} {:>6.3}  {}",
             s.kind.name(),
             match s.compression {
                 smolvm_format::Compression::None => "none",

@@ -242,6 +242,17 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         .manifest
         .section(SectionKind::Rootfs)
         .expect("parse requires it");
+    // The attestations (SBOM, provenance) are never used here, but a
+    // damaged artifact fails closed whichever of its bytes was hit; they
+    // are small (a few KiB), so every start hashes them.
+    for entry in art
+        .manifest
+        .sections
+        .iter()
+        .filter(|e| matches!(e.kind, SectionKind::Sbom | SectionKind::Provenance))
+    {
+        art.verify_section(entry).map_err(VerifyError::Format)?;
+    }
     let kernel = cache.kernel(&art, kernel_entry)?;
     trace.mark("kernel ready");
     let crate::rootfs_image::RootImage {

@@ -6,7 +6,7 @@
 use smolvm_format::{
     PayloadWriter, SignatureBlock, Signer, SignerKeyId, SignerPublicKey, ALGORITHM_TAG_ED25519,
 };
-use smolvm_signing::{PublicKey, SecretKey, ALGORITHM_ED25519};
+use smolvm_signing::{PublicKey, SecretKey, ALGORITHM_ED25519, SIGNATURE_LEN};
 
 /// The manifest's record of the key that signs it: what
 /// [`crate::check_signature`] decodes and checks the key id of.
@@ -29,10 +29,16 @@ pub fn seal(writer: &PayloadWriter, key: &SecretKey) -> SignatureBlock {
 /// (`smolvm_format::layout::signing_input`); [`seal`] is this for a
 /// writer's payload. Tests use it to sign manifests a writer would refuse.
 pub fn sign_input(signing_input: &[u8], key: &SecretKey) -> SignatureBlock {
+    signature_block(&key.public_key(), key.sign(signing_input))
+}
+
+/// The signature block for `signature`, made elsewhere (an ssh-agent, a
+/// PKCS#11 token) under `key` over the signing input.
+pub fn signature_block(key: &PublicKey, signature: [u8; SIGNATURE_LEN]) -> SignatureBlock {
     SignatureBlock {
         algorithm: ALGORITHM_TAG_ED25519,
-        key_id: key.public_key().key_id().to_bytes(),
-        signature: key.sign(signing_input),
+        key_id: key.key_id().to_bytes(),
+        signature,
     }
 }
 

@@ -50,9 +50,30 @@ pub(crate) fn format_public(public: &PublicKey) -> String {
 }
 
 pub(crate) fn read_secret(path: &Path) -> Result<SecretKey, SigningError> {
-    let text = read_key_file(path)?;
+    let file = File::open(path).map_err(|source| SigningError::Io {
+        action: "read key file",
+        path: path.to_owned(),
+        source,
+    })?;
+    read_secret_from(file, path)
+}
+
+/// Reads a secret key in the key file formats from `reader` (standard
+/// input, say), refusing more than a key file can hold. `origin` names the
+/// source in error messages, which never quote the text.
+pub(crate) fn read_secret_from(
+    reader: impl Read,
+    origin: &Path,
+) -> Result<SecretKey, SigningError> {
+    let text = read_capped(reader, origin)?;
+    parse_secret(&text, origin)
+}
+
+/// Parses the text of a secret key file; `path` names its source in
+/// messages.
+pub(crate) fn parse_secret(text: &str, path: &Path) -> Result<SecretKey, SigningError> {
     if text.trim_start().starts_with(OPENSSH_PRIVATE_BEGIN) {
-        return read_openssh_secret(path, &text);
+        return read_openssh_secret(path, text);
     }
     let syntax = |reason: String| SigningError::KeyFileSyntax {
         path: path.to_owned(),
@@ -60,7 +81,7 @@ pub(crate) fn read_secret(path: &Path) -> Result<SecretKey, SigningError> {
     };
     // Error messages never quote a secret key file: its text may be a
     // secret in a format we do not know.
-    let key_line = key_line(&text).map_err(syntax)?;
+    let key_line = key_line(text).map_err(syntax)?;
     let (line_no, line) = (key_line.number, key_line.text);
     let Some(encoded) = line
         .strip_prefix(SECRET_TAG)
@@ -201,14 +222,25 @@ fn read_openssh_secret(path: &Path, text: &str) -> Result<SecretKey, SigningErro
 
 /// Reads the whole file, refusing anything larger than a key file can be.
 fn read_key_file(path: &Path) -> Result<Zeroizing<String>, SigningError> {
+    let file = File::open(path).map_err(|source| SigningError::Io {
+        action: "read key file",
+        path: path.to_owned(),
+        source,
+    })?;
+    read_capped(file, path)
+}
+
+/// Reads `reader` to its end as UTF-8 text, refusing anything larger than a
+/// key file can be; `path` names the source in messages.
+fn read_capped(reader: impl Read, path: &Path) -> Result<Zeroizing<String>, SigningError> {
     let io_error = |source| SigningError::Io {
         action: "read key file",
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(io_error)?;
     let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_KEY_FILE_LEN + 1)
+    reader
+        .take(MAX_KEY_FILE_LEN + 1)
         .read_to_end(&mut bytes)
         .map_err(io_error)?;
     let syntax = |reason: String| SigningError::KeyFileSyntax {

@@ -141,6 +141,19 @@ impl SecretKey {
         key_file::read_secret(path)
     }
 
+    /// Reads a secret key in the key file formats from `reader` (standard
+    /// input, a pipe), so that it never touches the disk. `origin` names
+    /// the source in messages (`-`, `env:NAME`); the text is never quoted.
+    pub fn read_from(reader: impl std::io::Read, origin: &str) -> Result<Self, SigningError> {
+        key_file::read_secret_from(reader, Path::new(origin))
+    }
+
+    /// Parses a secret key held in memory (an environment variable) in the
+    /// key file formats. `origin` names the source in messages.
+    pub fn from_key_text(text: &str, origin: &str) -> Result<Self, SigningError> {
+        key_file::parse_secret(text, Path::new(origin))
+    }
+
     /// The key in the smolvm secret key file format, ending in a newline.
     /// The string holds the secret; write it to a 0600 file and drop it.
     pub fn to_file_string(&self) -> String {

@@ -232,6 +232,11 @@ pub fn smolvm() -> assert_cmd::Command {
     c.env_remove("SMOLVM_STUB")
         .env_remove("SMOLVM_KERNEL")
         .env_remove("SOURCE_DATE_EPOCH");
+    // The provenance reads the CI from the environment: none, unless a
+    // test fakes one.
+    for ci in ["GITHUB_ACTIONS", "GITLAB_CI", "SMOLVM_SOURCE_REPO"] {
+        c.env_remove(ci);
+    }
     c
 }
 

@@ -49,8 +49,9 @@ fn packed_machines_boot_for_real() {
     std::fs::copy(smolvm(), files.join("smolvm")).unwrap();
 
     // Tampered copies: one byte of the manifest (the signature no longer
-    // matches) and the last byte of the rootfs section (the last section;
-    // its hash no longer matches, seen on a cold cache).
+    // matches), the last byte of the rootfs section (its hash no longer
+    // matches, seen on a cold cache) and the last byte of the file's last
+    // section, the provenance, which no start uses but every start checks.
     let good = std::fs::read(files.join("hello")).unwrap();
     let payload = good.len() - 64;
     let payload_offset = usize::try_from(u64::from_le_bytes(
@@ -60,10 +61,24 @@ fn packed_machines_boot_for_real() {
     let mut bad = good.clone();
     bad[payload_offset + 64 + 20] ^= 0x01;
     std::fs::write(files.join("hello-bad-manifest"), &bad).unwrap();
+    let layout = smolvm_tests::layout_of(&good).unwrap();
+    let rootfs_end = layout
+        .sections
+        .iter()
+        .find(|(kind, _)| *kind == smolvm_format::SectionKind::Rootfs)
+        .map(|(_, r)| usize::try_from(r.end).unwrap())
+        .unwrap();
+    let mut bad = good.clone();
+    bad[rootfs_end - 1] ^= 0x01;
+    std::fs::write(files.join("hello-bad-rootfs"), &bad).unwrap();
     let mut bad = good.clone();
     bad[payload - 1] ^= 0x01;
-    std::fs::write(files.join("hello-bad-rootfs"), &bad).unwrap();
-    for f in ["hello-bad-manifest", "hello-bad-rootfs"] {
+    std::fs::write(files.join("hello-bad-provenance"), &bad).unwrap();
+    for f in [
+        "hello-bad-manifest",
+        "hello-bad-rootfs",
+        "hello-bad-provenance",
+    ] {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(files.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -96,6 +111,7 @@ both owners ./hello 'stat -c "%u:%g %a %n" /bin /bin/busybox; id -u'
 both tamper-manifest ./hello-bad-manifest
 both tamper-rootfs sh -c 'SMOLVM_CACHE_DIR=$HOME/fresh-cache exec ./hello-bad-rootfs'
 both tamper-no-cache-entry sh -c 'ls "$HOME/fresh-cache/rootfs" | grep -v lock || echo none'
+both tamper-provenance ./hello-bad-provenance
 both pack-run ./smolvm pack run hello.smolmachine -- 'echo from-bare; exit 3'
 both info ./hello --smolvm-info
 "#,
@@ -127,6 +143,11 @@ both info ./hello --smolvm-info
     s.check_both("tamper-rootfs", |rc, text| {
         assert_eq!(rc, 1, "{text}");
         assert!(text.contains("SHA-256"), "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    });
+    s.check_both("tamper-provenance", |rc, text| {
+        assert_eq!(rc, 1, "{text}");
+        assert!(text.contains("provenance"), "{text}");
         assert_eq!(text.lines().count(), 1, "{text}");
     });
     s.check_both("tamper-no-cache-entry", |rc, text| {

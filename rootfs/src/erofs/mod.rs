@@ -52,6 +52,7 @@
 mod emit;
 mod layout;
 mod ondisk;
+pub mod read;
 mod xattr;
 mod zip;
 

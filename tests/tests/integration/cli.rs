@@ -137,7 +137,13 @@ fn round_trip_create_verify_inspect_in_both_forms() {
         assert_eq!(j["file_size"], bytes.len() as u64);
         assert_eq!(j["signature"]["state"], "self-consistent");
         assert_eq!(j["signature"]["key_id"], "3c09b807520d5931");
-        assert_eq!(j["sections"].as_array().unwrap().len(), 3);
+        let kinds: Vec<&str> = j["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["config", "kernel", "rootfs", "sbom", "provenance"]);
         assert_eq!(j["stub"].is_null(), bare);
         if !bare {
             assert_eq!(j["payload_offset"], j["stub"]["length"]);

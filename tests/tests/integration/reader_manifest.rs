@@ -18,10 +18,10 @@ use smolvm_tests::{
 #[test]
 fn test_manifest_format_version() {
     let b = signed_bare();
-    for v in [0, 1, 2, 4, u32::MAX] {
+    for v in [0, 1, 2, 3, 5, u32::MAX] {
         assert_rejected(
             &b.with_manifest(|m| m.format_version = v),
-            &["manifest", "supports version 3"],
+            &["manifest", "supports version 4"],
         );
     }
 }
@@ -444,8 +444,8 @@ fn test_manifest_unknown_duplicate_and_mistyped_members() {
         (
             "unknown top-level member",
             text.replacen(
-                "{\"format_version\":3,",
-                "{\"format_version\":3,\"extra\":1,",
+                "{\"format_version\":4,",
+                "{\"format_version\":4,\"extra\":1,",
                 1,
             ),
         ),
