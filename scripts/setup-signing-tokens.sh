@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the key-source tests (tests/tests/key_sources.rs) need on a
+# Install what the key-source tests (tests/tests/integration/key_sources.rs) need on a
 # Debian bookworm machine: SoftHSM2 (a PKCS#11 token in files, for
 # `pack create --key pkcs11:…`) and OpenSC's pkcs11-tool (which makes an
 # ed25519 key inside the token the way an operator would). ssh-agent and

@@ -24,7 +24,7 @@ scripts/setup-registry.sh
 scripts/make-test-image.sh
 SMOL_DEBIAN_ROOT=$(scripts/debian-root.sh)
 export SMOL_DEBIAN_ROOT
-# PKCS#11 signing (tests/tests/key_sources.rs): SoftHSM2 and pkcs11-tool.
+# PKCS#11 signing (tests/tests/integration/key_sources.rs): SoftHSM2 and pkcs11-tool.
 scripts/setup-signing-tokens.sh >/dev/null
 
 # Release is size-tuned: this is the stub every artifact gets.
