@@ -524,6 +524,7 @@ mod tests {
             uid: 0,
             gid: 0,
             mtime: 0,
+            mtime_nsec: 0,
             xattrs: Default::default(),
             kind,
         }
