@@ -89,6 +89,8 @@ fi
 for tool in qemu-system-x86_64 busybox cpio zstd gcc xz gzip shellcheck; do
     command -v "$tool" >/dev/null || die "$tool still missing after install"
 done
+# The desktop tests' X server, terminal and validator (tests/tests/desktop.rs).
+"$script_dir/setup-desktop.sh" >&2
 
 # ------------------------------------------------------------- CI tools
 # cargo-deny for .ci/run's licence, duplicate and source gate.

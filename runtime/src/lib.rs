@@ -6,6 +6,7 @@ pub mod consent;
 pub mod control;
 pub mod dirs;
 pub mod disk;
+pub mod double_click;
 pub mod error;
 pub mod exit;
 pub mod flags;

@@ -11,9 +11,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use smolvm_format::{Artifact, FileSource};
 use smolvm_runtime::consent;
+use smolvm_runtime::double_click::{self, Start};
 use smolvm_runtime::exit::{self, USAGE_OR_IO};
 use smolvm_runtime::flags::{self, Command, StubFlags};
 use smolvm_runtime::host_env::HostEnv;
@@ -95,6 +97,15 @@ After a start with a trusted key, older versions of the same name and signer
 are refused (remembered in $XDG_STATE_HOME/smolvm/min-versions.json, default
 ~/.local/state/smolvm; remove it to allow them again).
 
+Double-click: started with no arguments, no terminal on stdin, stdout or
+stderr, and a desktop session (WAYLAND_DISPLAY or DISPLAY), as from a file
+manager, this program reopens itself in your terminal emulator ($TERMINAL,
+x-terminal-emulator, xdg-terminal-exec, then gnome-terminal, konsole,
+xfce4-terminal, mate-terminal, kitty, alacritty, foot, wezterm, terminator,
+urxvt, st, xterm); the window shows the exit code and closes on Enter. With
+no terminal emulator, it says so (and its own errors) with notify-send,
+zenity or kdialog, and starts without one.
+
 Environment:
   SMOLVM_TRUSTED_KEYS=PUB[:PUB...]  like --smolvm-key
   SMOLVM_CACHE_DIR=DIR              where kernels and root filesystems are cached
@@ -102,6 +113,7 @@ Environment:
   SMOLVM_TRACE=1                    print start-up phase timings to stderr
   SMOLVM_SSH_AGENT=1                like --smolvm-ssh-agent
   SMOLVM_SHARE_CWD=1                like --smolvm-share-cwd
+  SMOLVM_NO_TERMINAL=1              never reopen in a terminal window (see Double-click)
   SMOLVM_NET_LOG=1                  print each connection the network policy refuses
                                     (2: also each one it lets through)
 ";
@@ -114,8 +126,16 @@ fn program_name() -> String {
         .unwrap_or_else(|| "smolmachine".into())
 }
 
+/// Set when a double-click found no terminal emulator: nobody reads stderr.
+static NOTIFY_ERRORS: AtomicBool = AtomicBool::new(false);
+
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{}: {msg}", program_name());
+    let name = program_name();
+    if NOTIFY_ERRORS.load(Ordering::Relaxed) {
+        double_click::notify(&name, &format!("{name}: {msg}"));
+    } else {
+        eprintln!("{name}: {msg}");
+    }
     ExitCode::from(code)
 }
 
@@ -126,6 +146,13 @@ fn fail_with(e: &(dyn std::error::Error + 'static)) -> ExitCode {
 
 fn main() -> ExitCode {
     let trace = Trace::new();
+    // Double-clicked in a file manager: reopen in a terminal window
+    // (runtime::double_click), before anything can fail unseen.
+    match double_click::on_start(&program_name()) {
+        Start::Here => {}
+        Start::HereNotifyingErrors => NOTIFY_ERRORS.store(true, Ordering::Relaxed),
+        Start::Reopened(code) => return ExitCode::from(code),
+    }
     // The edge: arguments and environment are read here, once.
     let command = match flags::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
