@@ -212,19 +212,25 @@ impl Consents {
             .is_some_and(|dirs| dirs.iter().any(|d| d == dir))
     }
 
-    /// Remembers "always" and writes the file.
+    /// Remembers "always" and writes the file (under its lock, so an
+    /// answer another start remembered meanwhile is kept).
     pub fn remember(&mut self, key_id: KeyId, name: &str, dir: &Path) -> Result<(), ConsentError> {
-        if self.allows(key_id, name, dir) {
-            return Ok(());
-        }
         let Some(text) = dir.to_str() else {
             return Ok(());
         };
-        self.allowed
-            .entry(entry(key_id, name))
-            .or_default()
-            .push(text.to_string());
-        state_file::store(&self.path, WHAT, &self.allowed)?;
+        self.allowed = state_file::update(
+            &self.path,
+            WHAT,
+            FIX,
+            |allowed: &mut BTreeMap<String, Vec<String>>| {
+                let dirs: &mut Vec<String> = allowed.entry(entry(key_id, name)).or_default();
+                if dirs.iter().any(|d| d == text) {
+                    return false;
+                }
+                dirs.push(text.to_string());
+                true
+            },
+        )?;
         Ok(())
     }
 }

@@ -48,20 +48,29 @@ pub enum PinCheck {
 impl KnownSigners {
     pub fn load(path: &Path) -> Result<KnownSigners, StateError> {
         let text: BTreeMap<String, String> = state_file::load(path, WHAT, FIX)?;
-        let mut pins = BTreeMap::new();
-        for (name, id) in text {
-            let key_id = id.parse().map_err(|_| StateError::Syntax {
-                what: WHAT,
-                path: path.to_path_buf(),
-                fault: format!("{name:?} has {id:?}, not a key id"),
-                fix: FIX,
-            })?;
-            pins.insert(name, key_id);
-        }
         Ok(KnownSigners {
             path: path.to_path_buf(),
-            pins,
+            pins: parse(path, text)?,
         })
+    }
+
+    /// Changes the file under its lock (crate::state_file::update) and
+    /// takes what it then holds.
+    fn update(
+        &mut self,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> bool,
+    ) -> Result<(), StateError> {
+        let text = state_file::update(
+            &self.path,
+            WHAT,
+            FIX,
+            |text: &mut BTreeMap<String, String>| {
+                // Never write a file this would not read back.
+                parse(&self.path, text.clone()).is_ok() && change(text)
+            },
+        )?;
+        self.pins = parse(&self.path, text)?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -87,36 +96,47 @@ impl KnownSigners {
     }
 
     /// Pins `signer` for `name` (when none is) and writes the file. The
-    /// file is read again first: a pin another start wrote since [`load`]
-    /// is kept, and wins over this one.
+    /// file is read again under its lock: a pin another start wrote since
+    /// [`load`] is kept, and wins over this one.
     ///
     /// [`load`]: KnownSigners::load
     pub fn remember(&mut self, name: &str, signer: KeyId) -> Result<(), StateError> {
-        self.pins = KnownSigners::load(&self.path)?.pins;
-        if self.pins.contains_key(name) {
-            return Ok(());
-        }
-        self.pins.insert(name.to_string(), signer);
-        self.store()
+        self.update(|text| {
+            if text.contains_key(name) {
+                return false;
+            }
+            text.insert(name.to_string(), signer.to_string());
+            true
+        })
     }
 
     /// Forgets the pin of `name`; returns the key id it had.
     pub fn forget(&mut self, name: &str) -> Result<Option<KeyId>, StateError> {
-        let old = self.pins.remove(name);
-        if old.is_some() {
-            self.store()?;
-        }
-        Ok(old)
+        let mut old = None;
+        self.update(|text| {
+            old = text.remove(name);
+            old.is_some()
+        })?;
+        Ok(old.and_then(|id| id.parse().ok()))
     }
+}
 
-    fn store(&self) -> Result<(), StateError> {
-        let text: BTreeMap<&str, String> = self
-            .pins
-            .iter()
-            .map(|(n, k)| (n.as_str(), k.to_string()))
-            .collect();
-        state_file::store(&self.path, WHAT, &text)
+/// The pins in the file's text form, checked.
+fn parse(
+    path: &Path,
+    text: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, KeyId>, StateError> {
+    let mut pins = BTreeMap::new();
+    for (name, id) in text {
+        let key_id = id.parse().map_err(|_| StateError::Syntax {
+            what: WHAT,
+            path: path.to_path_buf(),
+            fault: format!("{name:?} has {id:?}, not a key id"),
+            fix: FIX,
+        })?;
+        pins.insert(name, key_id);
     }
+    Ok(pins)
 }
 
 /// The `--smolvm-info` / `pack inspect` line for a pin of `name` (`signer`:

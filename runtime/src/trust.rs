@@ -264,17 +264,25 @@ impl VersionState {
     }
 
     /// Raises the remembered minimum to `version` and writes the state
-    /// atomically (temporary file, fsync, rename) when it changed.
+    /// atomically (temporary file, fsync, rename) when it changed; read
+    /// again under the file's lock, so what another start remembered
+    /// meanwhile is kept (and a higher minimum it wrote stays).
     pub fn remember(&mut self, key_id: KeyId, name: &str, version: &str) -> Result<(), TrustError> {
-        if self
-            .minimum(key_id, name)
-            .is_some_and(|m| version_at_least(m, version))
-        {
-            return Ok(());
-        }
-        self.seen
-            .insert(state_key(key_id, name), version.to_string());
-        crate::state_file::store(&self.path, VERSION_STATE, &self.seen).map_err(state_error)
+        let key = state_key(key_id, name);
+        self.seen = crate::state_file::update(
+            &self.path,
+            VERSION_STATE,
+            VERSION_STATE_FIX,
+            |seen: &mut BTreeMap<String, String>| {
+                if seen.get(&key).is_some_and(|m| version_at_least(m, version)) {
+                    return false;
+                }
+                seen.insert(key.clone(), version.to_string());
+                true
+            },
+        )
+        .map_err(state_error)?;
+        Ok(())
     }
 }
 
