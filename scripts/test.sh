@@ -36,6 +36,9 @@ scripts/bench-memory.sh
 export SMOLVM_STUB="$repo/target/release/smolvm-stub"
 # In CI and here, a real-boot harness that cannot run is a failure, not a skip.
 export SMOLVM_REQUIRE_BOOT=1
+# Likewise the desktop checks (Xvfb, xterm, desktop-file-validate:
+# scripts/setup-desktop.sh, run by setup-harness.sh above).
+export SMOLVM_REQUIRE_DESKTOP=1
 if [ $# -gt 0 ]; then
     exec cargo test --workspace "$@"
 fi

@@ -13,6 +13,8 @@
 //! config  $XDG_CONFIG_HOME/smolvm, else ~/.config/smolvm   (trusted-keys/)
 //! state   $XDG_STATE_HOME/smolvm, else ~/.local/state/smolvm (min-versions.json)
 //! data    $XDG_DATA_HOME/smolvm, else ~/.local/share/smolvm (storage/)
+//! menu    $XDG_DATA_HOME/applications, else ~/.local/share/applications
+//! bin     ~/.local/bin (the specification's place for a person's programs)
 //! ```
 //!
 //! `SMOLVM_CACHE_DIR` is the person's explicit choice and is taken as given
@@ -25,16 +27,20 @@ fn absolute(v: OsString) -> Option<PathBuf> {
     Some(PathBuf::from(v)).filter(|p| p.is_absolute())
 }
 
-/// `$VAR/smolvm` when `VAR` is absolute, else `$HOME/<under_home>/smolvm`.
-fn base(var: &str, under_home: &str) -> Option<PathBuf> {
+/// `$VAR` when it is absolute, else `$HOME/<under_home>`.
+fn xdg(var: &str, under_home: &str) -> Option<PathBuf> {
     std::env::var_os(var)
         .and_then(absolute)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .and_then(absolute)
-                .map(|h| h.join(under_home))
-        })
-        .map(|d| d.join("smolvm"))
+        .or_else(|| home().map(|h| h.join(under_home)))
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").and_then(absolute)
+}
+
+/// `$VAR/smolvm` when `VAR` is absolute, else `$HOME/<under_home>/smolvm`.
+fn base(var: &str, under_home: &str) -> Option<PathBuf> {
+    xdg(var, under_home).map(|d| d.join("smolvm"))
 }
 
 /// The cache: `SMOLVM_CACHE_DIR`, else `$XDG_CACHE_HOME/smolvm`, else
@@ -64,6 +70,17 @@ pub fn state() -> Option<PathBuf> {
 /// The person's data (`storage/`).
 pub fn data() -> Option<PathBuf> {
     base("XDG_DATA_HOME", ".local/share")
+}
+
+/// Where desktop menu entries of the person go (`applications/` in the
+/// data directory, crate::install).
+pub fn applications() -> Option<PathBuf> {
+    xdg("XDG_DATA_HOME", ".local/share").map(|d| d.join("applications"))
+}
+
+/// `~/.local/bin`, where `--smolvm-install` copies a tool (crate::install).
+pub fn user_bin() -> Option<PathBuf> {
+    home().map(|h| h.join(".local/bin"))
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<u8> {
         crate::disk::DiskError,
         crate::consent::ConsentError,
         crate::state_file::StateError,
+        crate::install::InstallError,
         SpecError,
         FormatError,
         SigningError,

@@ -28,6 +28,11 @@ pub enum Command {
     Info(StubFlags),
     /// Verify and boot (or, with `dry_run`, stop right before the VM).
     Run(StubFlags),
+    /// `--smolvm-install`: verify, then copy to `~/.local/bin` with a menu
+    /// entry (crate::install). The flags give the keys to verify with.
+    Install(StubFlags),
+    /// `--smolvm-uninstall`: remove what `--smolvm-install` put in place.
+    Uninstall,
 }
 
 /// The runtime flags, checked, and the workload's arguments.
@@ -70,6 +75,7 @@ fn split(arg: &OsStr) -> Option<(&[u8], Option<&[u8]>)> {
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut f = StubFlags::default();
     let mut info = false;
+    let (mut install, mut uninstall) = (false, false);
     let mut args = args.into_iter();
     for arg in args.by_ref() {
         if arg == "--" {
@@ -102,6 +108,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             b"info" => {
                 switch()?;
                 info = true;
+            }
+            b"install" => {
+                switch()?;
+                install = true;
+            }
+            b"uninstall" => {
+                switch()?;
+                uninstall = true;
             }
             b"dry-run" => {
                 switch()?;
@@ -162,7 +176,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         }
     }
     f.args.extend(args);
-    Ok(if info {
+    if [info, install, uninstall].iter().filter(|b| **b).count() > 1 {
+        return Err(usage(
+            "give one of --smolvm-info, --smolvm-install and --smolvm-uninstall".into(),
+        ));
+    }
+    if (install || uninstall) && !f.args.is_empty() {
+        return Err(usage(format!(
+            "--smolvm-{}install takes no arguments for the workload",
+            if uninstall { "un" } else { "" }
+        )));
+    }
+    Ok(if uninstall {
+        Command::Uninstall
+    } else if install {
+        Command::Install(f)
+    } else if info {
         Command::Info(f)
     } else {
         Command::Run(f)
@@ -261,6 +290,33 @@ mod tests {
         // After the first argument, --smolvm-help is the workload's.
         assert!(matches!(
             parse(["sh", "--smolvm-help"].map(OsString::from)).unwrap(),
+            Command::Run(_)
+        ));
+    }
+
+    #[test]
+    fn install_and_uninstall() {
+        let p = |a: &[&str]| parse(a.iter().map(OsString::from));
+        assert!(matches!(
+            p(&["--smolvm-install"]).unwrap(),
+            Command::Install(_)
+        ));
+        match p(&["--smolvm-key=k.pub", "--smolvm-install"]).unwrap() {
+            Command::Install(f) => assert_eq!(f.keys, [PathBuf::from("k.pub")]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p(&["--smolvm-uninstall"]).unwrap(), Command::Uninstall);
+        assert!(p(&["--smolvm-install", "x"])
+            .unwrap_err()
+            .0
+            .contains("no arguments"));
+        assert!(p(&["--smolvm-install", "--smolvm-uninstall"])
+            .unwrap_err()
+            .0
+            .contains("give one of"));
+        // After the first argument: the workload's.
+        assert!(matches!(
+            p(&["x", "--smolvm-install"]).unwrap(),
             Command::Run(_)
         ));
     }

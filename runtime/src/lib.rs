@@ -15,6 +15,7 @@ pub mod flags;
 pub mod guest_abi;
 pub mod host_env;
 pub mod inspect;
+pub mod install;
 #[cfg(feature = "vmm")]
 pub mod kernel_map;
 pub mod known_signers;

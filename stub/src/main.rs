@@ -19,6 +19,7 @@ use smolvm_runtime::double_click::{self, Start};
 use smolvm_runtime::exit::{self, USAGE_OR_IO};
 use smolvm_runtime::flags::{self, Command, StubFlags};
 use smolvm_runtime::host_env::HostEnv;
+use smolvm_runtime::install;
 use smolvm_runtime::known_signers::{default_known_signers_file, KnownSigners};
 use smolvm_runtime::trust::{default_key_dirs, default_state_file, env_key_files, resolve_trusted};
 use smolvm_runtime::{check_signature, inspect, run_artifact, RunOptions, Trace};
@@ -37,6 +38,11 @@ is dropped, so `./tool -- --smolvm-x` gives the workload `--smolvm-x`):
                          replaces the trusted-keys directories)
   --smolvm-min-version=V refuse to run a version older than V
   --smolvm-dry-run       verify and prepare everything, but do not start the VM
+  --smolvm-install       verify, then copy this program to ~/.local/bin and add it
+                         to your desktop's menu ($XDG_DATA_HOME/applications/
+                         smolvm-NAME.desktop, opened in a terminal); refused when
+                         another program on your PATH has its name
+  --smolvm-uninstall     remove what --smolvm-install put in place
   --smolvm-publish=[ADDR:]HOST:GUEST
                          publish guest TCP port GUEST on the host's port HOST,
                          bound to ADDR (default 127.0.0.1); needs net = true
@@ -158,13 +164,15 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail_with(&e),
     };
-    let (info, mut f) = match command {
+    let (mode, mut f) = match command {
         Command::Help => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
         }
-        Command::Info(f) => (true, f),
-        Command::Run(f) => (false, f),
+        Command::Uninstall => return uninstall(),
+        Command::Info(f) => (Mode::Info, f),
+        Command::Install(f) => (Mode::Install, f),
+        Command::Run(f) => (Mode::Run, f),
     };
     f.dry_run |= std::env::var_os("SMOLVM_DRY_RUN").is_some_and(|v| v == "1");
     let mut key_files = env_key_files();
@@ -180,8 +188,10 @@ fn main() -> ExitCode {
         Err(e) => return fail(USAGE_OR_IO, format_args!("cannot open /proc/self/exe: {e}")),
     };
     trace.mark("stub started");
-    if info {
-        return show_info(exe, &trusted, &f);
+    match mode {
+        Mode::Info => return show_info(exe, &trusted, &f),
+        Mode::Install => return install(exe, &trusted),
+        Mode::Run => {}
     }
     let opts = RunOptions {
         trusted,
@@ -204,6 +214,99 @@ fn main() -> ExitCode {
     match run_artifact(exe, &opts, &trace) {
         Ok(()) => {
             trace.mark("dry run done");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail_with(&e),
+    }
+}
+
+/// What a start does, once its flags are read.
+enum Mode {
+    Run,
+    Info,
+    Install,
+}
+
+/// `--smolvm-install`: verified like a start (every byte, the trusted keys
+/// if any), then copied to ~/.local/bin with a menu entry (runtime::install).
+fn install(exe: std::fs::File, trusted: &[smolvm_signing::PublicKey]) -> ExitCode {
+    let mut copy_from = match exe.try_clone() {
+        Ok(f) => f,
+        Err(e) => return fail(USAGE_OR_IO, format_args!("reading /proc/self/exe: {e}")),
+    };
+    let src = match FileSource::new(exe) {
+        Ok(s) => s,
+        Err(e) => return fail(USAGE_OR_IO, format_args!("reading /proc/self/exe: {e}")),
+    };
+    let opts = smolvm_runtime::VerifyOptions {
+        trusted,
+        require_signature: false,
+        integrity: true,
+    };
+    let (art, state) = match smolvm_runtime::verify_artifact(&src, &opts) {
+        Ok(v) => v,
+        Err(e) => return fail_with(&e),
+    };
+    let info = install::EntryInfo {
+        name: &art.manifest.name,
+        version: &art.manifest.version,
+        signer: state.key_id().map(|k| k.to_string()),
+    };
+    let places = match install::Places::from_env() {
+        Ok(p) => p,
+        Err(e) => return fail_with(&e),
+    };
+    let path = std::env::var_os("PATH");
+    match install::install(&mut copy_from, &info, &places, path.as_deref()) {
+        Ok(done) => {
+            println!(
+                "{} {} {} as {}\nmenu entry: {}",
+                if done.replaced {
+                    "updated"
+                } else {
+                    "installed"
+                },
+                info.name,
+                info.version,
+                done.program.display(),
+                done.entry.display()
+            );
+            let on_path = path.is_some_and(|p| std::env::split_paths(&p).any(|d| d == places.bin));
+            if !on_path {
+                println!(
+                    "note: {} is not on your PATH; add it to run {} by name",
+                    places.bin.display(),
+                    info.name
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail_with(&e),
+    }
+}
+
+/// `--smolvm-uninstall`: removes the copy and the menu entry of this
+/// program's name.
+fn uninstall() -> ExitCode {
+    let exe = match std::fs::File::open("/proc/self/exe").and_then(FileSource::new) {
+        Ok(s) => s,
+        Err(e) => return fail(USAGE_OR_IO, format_args!("reading /proc/self/exe: {e}")),
+    };
+    let art = match Artifact::parse(&exe) {
+        Ok(a) => a,
+        Err(e) => return fail_with(&e),
+    };
+    let name = &art.manifest.name;
+    let removed = install::Places::from_env().and_then(|p| install::uninstall(name, &p));
+    match removed {
+        Ok(paths) if paths.is_empty() => {
+            println!("{name} was not installed");
+            ExitCode::SUCCESS
+        }
+        Ok(paths) => {
+            for p in paths {
+                println!("removed {}", p.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => fail_with(&e),
