@@ -141,7 +141,8 @@ fn other_starts_do_not_reopen() {
     let log = m.path("term");
     let term = fake_terminal(&m.path("bin"), "myterm", &log);
     let argv = log.with_extension("argv");
-    let cases: [(&str, &dyn Fn(&mut Command)); 3] = [
+    type Change = dyn Fn(&mut Command);
+    let cases: [(&str, &Change); 3] = [
         ("an argument", &|c| {
             c.arg("--smolvm-dry-run");
         }),
@@ -192,14 +193,11 @@ fn a_terminal_that_fails_is_passed_over_for_the_next() {
     // there and what the hold script runs.
     let tools = m.path("tools");
     std::fs::create_dir_all(&tools).unwrap();
-    for tool in ["rm"] {
-        let found = ["/usr/bin", "/bin"]
-            .iter()
-            .map(|d| Path::new(d).join(tool))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| panic!("no {tool}"));
-        std::os::unix::fs::symlink(found, tools.join(tool)).unwrap();
-    }
+    let rm = ["/usr/bin/rm", "/bin/rm"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .expect("rm");
+    std::os::unix::fs::symlink(rm, tools.join("rm")).unwrap();
     let path = format!("{}:{}", bin.display(), tools.display());
     let out = double_click(&m, &app, &path, |c| {
         c.env("TERMINAL", &broken);
