@@ -6,7 +6,7 @@
 //! `SMOLVM_REQUIRE_DESKTOP=1`), and what is not ours is never replaced or
 //! removed.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -17,7 +17,7 @@
 //!   and exit code, stays open, and closes on Enter; a screenshot is kept in
 //!   target/desktop-logs.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! Real processes: many release stubs (`--smolvm-dry-run`) of different
 //! names started at once against one state directory.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Child;
