@@ -352,7 +352,10 @@ fn run_once(
                 || path == state.join("smolvm/min-versions.json")
                 // The first signer of a name, remembered by a start with no
                 // trusted keys (issue 21, trust on first use).
-                || path == state.join("smolvm/known-signers.json"))
+                || path == state.join("smolvm/known-signers.json")
+                // The lock files each is changed under (runtime::state_file).
+                || path == state.join("smolvm/min-versions.json.lock")
+                || path == state.join("smolvm/known-signers.json.lock"))
         {
             continue;
         }
