@@ -26,6 +26,9 @@ SMOL_DEBIAN_ROOT=$(scripts/debian-root.sh)
 export SMOL_DEBIAN_ROOT
 # PKCS#11 signing (tests/tests/integration/key_sources.rs): SoftHSM2 and pkcs11-tool.
 scripts/setup-signing-tokens.sh >/dev/null
+# The SBOM test checks its document with the SPDX project's own validator.
+SMOLVM_SPDX_VALIDATOR=$(scripts/setup-spdx-validator.sh)
+export SMOLVM_SPDX_VALIDATOR
 
 # Release is size-tuned: this is the stub every artifact gets.
 cargo build --release -p smolvm-packer -p smolvm-stub
