@@ -10,8 +10,10 @@ use std::process::Command;
 use smolvm_tests::{bin, boot_dirs, busybox_root, pack_signed, run_l1, run_ok};
 
 /// `sig.sh MACHINE SIGNAL...`: starts MACHINE with a workload that traps
-/// every forwarded signal, sends the signals one second apart once it is
-/// ready, and prints the workload's output and the executable's exit code.
+/// every forwarded signal, sends the signals once it is ready, each after
+/// the workload's trap reported the one before (or the machine ended; at
+/// most 30 s: a fixed second was too short for a loaded L1, seen in CI),
+/// and prints the workload's output and the executable's exit code.
 /// (The guest shell also reports the `sleep` each signal kills, as
 /// "Terminated" and the like: the checks keep only the trap lines.)
 const SIG_SH: &str = r#"m=$1; shift
@@ -21,7 +23,11 @@ trap "echo trapped TERM; exit 7" TERM
 echo ready; i=0; while [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done; echo never' >$out 2>&1 &
 pid=$!
 i=0; while ! grep -q ready $out && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done
-for s in "$@"; do kill -$s $pid; sleep 1; done
+seen() { grep -c -e "got $1" -e "trapped $1" $out; }
+for s in "$@"; do
+    n=$(seen $s); kill -$s $pid; i=0
+    while kill -0 $pid 2>/dev/null && [ "$(seen $s)" -le "$n" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+done
 wait $pid; rc=$?
 cat $out; echo "rc=$rc"; rm -f $out
 "#;
