@@ -44,10 +44,12 @@ macro_rules! log_line {
     }};
 }
 
+/// `seccomp_data.arch` of this build's architecture (the allow-list in
+/// crate::sandbox::seccomp checks it too).
 #[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xc000_003e;
+pub(crate) const AUDIT_ARCH: u32 = 0xc000_003e;
 #[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xc000_00b7;
+pub(crate) const AUDIT_ARCH: u32 = 0xc000_00b7;
 
 /// Whether this kernel can run the supervisor; the reason when it cannot.
 pub fn available() -> Result<(), String> {
@@ -72,10 +74,12 @@ pub fn available() -> Result<(), String> {
 
 struct Insn(u16, u8, u8, u32);
 
-const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const JGE: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
-const RET: u16 = 0x06; // BPF_RET | BPF_K
+// Classic BPF opcodes (linux/bpf_common.h), shared with the allow-list's
+// compiler (crate::sandbox::seccomp).
+pub(crate) const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+pub(crate) const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+pub(crate) const JGE: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+pub(crate) const RET: u16 = 0x06; // BPF_RET | BPF_K
 
 fn u32_of(v: libc::c_long) -> u32 {
     u32::try_from(v).expect("syscall numbers are small")

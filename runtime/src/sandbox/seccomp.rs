@@ -409,19 +409,11 @@ pub static GROUPS: &[Group] = &[
     },
 ];
 
-/// `seccomp_data.arch` of this build's architecture.
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xc000_003e;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xc000_00b7;
-
-// Classic BPF opcodes (linux/bpf_common.h): the few this compiler emits.
-const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+// The architecture and the classic BPF opcodes the supervisor's filter
+// uses too, and the two more this compiler emits (linux/bpf_common.h).
+use crate::net::supervisor::{AUDIT_ARCH, JEQ as JEQ_K, JGE as JGE_K, LD_ABS, RET as RET_K};
 const AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
 const JA: u16 = 0x05; // BPF_JMP | BPF_JA
-const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
-const RET_K: u16 = 0x06; // BPF_RET | BPF_K
 
 // Offsets in `struct seccomp_data`.
 const NR: u32 = 0;
