@@ -458,7 +458,7 @@ struct CreateArgs {
     /// writes ~37% fewer bytes to the user's disk and starts sooner, but
     /// the download is ~15% larger and packing takes about a quarter longer).
     #[arg(long, value_name = "none|lz4", value_enum)]
-    rootfs_compression: Option<smolvm_packer::plan::RootfsCompression>,
+    rootfs_compression: Option<smolvm_packer::smolfile::RootfsCompression>,
     /// Artifact name (default: the Smolfile's artifact.name, else the output file name).
     #[arg(long)]
     name: Option<String>,
