@@ -85,28 +85,7 @@ fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
 
 /// Runs `pack create`.
 pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
-    let smolfile = match &opts.smolfile {
-        Some(p) => Smolfile::load(p)?,
-        None => Smolfile::default(),
-    };
-    for note in &smolfile.notes {
-        eprintln!("note: {note}");
-    }
-    let smolfile_dir = opts.smolfile.as_deref().and_then(Path::parent);
-    let plan = plan(opts, &smolfile, smolfile_dir, &Clock::from_env())?;
-    // Before anything is read or compressed: the rename at the end could
-    // only fail, and tempfile's error would name the fault twice.
-    if std::fs::metadata(&plan.output).is_ok_and(|m| m.is_dir()) {
-        // An io::Error, so the exit code is 2 (usage or I/O).
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::IsADirectory,
-            format!(
-                "-o {out}: is a directory; name the file to write in it (-o {out}/NAME)",
-                out = plan.output.display()
-            ),
-        )
-        .into());
-    }
+    let (smolfile, plan) = load_plan(opts)?;
 
     // Small inputs first, so a missing kernel, key or stub is reported
     // before a large root is read.
@@ -133,19 +112,7 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     let (mut tree, image) = root?;
     tree.ensure_mount_points();
 
-    let mut config = config::machine_config(&smolfile, image.as_ref());
-    // What the guest init and execve would refuse at every start is refused
-    // now, naming the field (NUL bytes, control characters, size limits).
-    smolvm_runtime::spec::check_workload(&config).context("the workload in the config")?;
-    // The guest switches to numbers: names are looked up now, in the tree
-    // being packed (the host never reads the image at run time).
-    if let Some(user) = &config.user {
-        let account = crate::user::resolve_user(user, &tree)?;
-        config.uid = Some(account.uid);
-        config.gid = Some(account.gid);
-        config.groups = account.groups;
-        config.home = Some(account.home);
-    }
+    let config = workload_config(&smolfile, image.as_ref(), &tree)?;
 
     // What the root's package databases list (read from the tree, before
     // it is written as an image).
@@ -168,6 +135,93 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     )?;
     bar.finish_and_clear();
     // Provenance last: it names the digests of everything above it.
+    let digests = Subjects {
+        config: Sha256Digest::of(&config.to_canonical_json()),
+        kernel: kernel.sha256,
+        rootfs: rootfs.sha256,
+        sbom: attestations[0].1.sha256,
+    };
+    let statement = provenance(&plan, opts, &kernel_path, image.as_ref(), &stub, &digests)?;
+    attestations.push((
+        SectionKind::Provenance,
+        sections::compress(&serde_json::to_vec(&statement)?, plan.level)?,
+    ));
+    let sections = sections::lay_out(&config, kernel, rootfs, attestations)?;
+    seal_and_write(&plan, &stub, sections, config, signer.as_ref())
+}
+
+/// The Smolfile (its notes printed) and the plan resolved from it and the
+/// command line; an output that is a directory is refused before anything
+/// is read or compressed.
+fn load_plan(opts: &CreateOptions) -> Result<(Smolfile, Plan)> {
+    let smolfile = match &opts.smolfile {
+        Some(p) => Smolfile::load(p)?,
+        None => Smolfile::default(),
+    };
+    for note in &smolfile.notes {
+        eprintln!("note: {note}");
+    }
+    let smolfile_dir = opts.smolfile.as_deref().and_then(Path::parent);
+    let plan = plan(opts, &smolfile, smolfile_dir, &Clock::from_env())?;
+    // Before anything is read or compressed: the rename at the end could
+    // only fail, and tempfile's error would name the fault twice.
+    if std::fs::metadata(&plan.output).is_ok_and(|m| m.is_dir()) {
+        // An io::Error, so the exit code is 2 (usage or I/O).
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            format!(
+                "-o {out}: is a directory; name the file to write in it (-o {out}/NAME)",
+                out = plan.output.display()
+            ),
+        )
+        .into());
+    }
+
+    Ok((smolfile, plan))
+}
+
+/// The machine config merged in layers, checked as the guest would check
+/// it at every start, with the user's name resolved in the tree.
+fn workload_config(
+    smolfile: &Smolfile,
+    image: Option<&ImageSource>,
+    tree: &Tree,
+) -> Result<smolvm_format::MachineConfig> {
+    let mut config = config::machine_config(smolfile, image);
+    // What the guest init and execve would refuse at every start is refused
+    // now, naming the field (NUL bytes, control characters, size limits).
+    smolvm_runtime::spec::check_workload(&config).context("the workload in the config")?;
+    // The guest switches to numbers: names are looked up now, in the tree
+    // being packed (the host never reads the image at run time).
+    if let Some(user) = &config.user {
+        let account = crate::user::resolve_user(user, tree)?;
+        config.uid = Some(account.uid);
+        config.gid = Some(account.gid);
+        config.groups = account.groups;
+        config.home = Some(account.home);
+    }
+
+    Ok(config)
+}
+
+/// The digests the provenance names as its subjects.
+struct Subjects {
+    config: Sha256Digest,
+    kernel: Sha256Digest,
+    rootfs: Sha256Digest,
+    sbom: Sha256Digest,
+}
+
+/// The in-toto statement of this build: what was read, how, and the
+/// digests of what was made.
+fn provenance(
+    plan: &Plan,
+    opts: &CreateOptions,
+    kernel_path: &Path,
+    image: Option<&ImageSource>,
+    stub: &[u8],
+    digests: &Subjects,
+) -> Result<serde_json::Value> {
     let statement = crate::provenance::statement(&crate::provenance::Build {
         name: &plan.name,
         version: &plan.version,
@@ -181,28 +235,31 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         },
         level: plan.level,
         rootfs_compression: format!("{:?}", plan.rootfs_compression).to_ascii_lowercase(),
-        inputs: inputs(&plan, opts, &kernel_path, image.as_ref(), &stub)?,
+        inputs: inputs(plan, opts, kernel_path, image, stub)?,
         subjects: vec![
-            (
-                "config".into(),
-                Sha256Digest::of(&config.to_canonical_json()).to_string(),
-            ),
-            ("kernel".into(), kernel.sha256.to_string()),
-            ("rootfs".into(), rootfs.sha256.to_string()),
-            ("sbom".into(), attestations[0].1.sha256.to_string()),
+            ("config".into(), digests.config.to_string()),
+            ("kernel".into(), digests.kernel.to_string()),
+            ("rootfs".into(), digests.rootfs.to_string()),
+            ("sbom".into(), digests.sbom.to_string()),
         ],
         invocation: crate::provenance::invocation(&|k| std::env::var(k).ok()),
     });
-    attestations.push((
-        SectionKind::Provenance,
-        sections::compress(&serde_json::to_vec(&statement)?, plan.level)?,
-    ));
-    let sections = sections::lay_out(&config, kernel, rootfs, attestations)?;
+    Ok(statement)
+}
 
-    let public = signer.as_ref().map(Signer::public_key);
-    let manifest = manifest(&plan, &stub, &sections, config, public.as_ref());
+/// The manifest, signed when there is a signer, written atomically (and
+/// verified before it replaces anything).
+fn seal_and_write(
+    plan: &Plan,
+    stub: &[u8],
+    sections: Sections,
+    config: smolvm_format::MachineConfig,
+    signer: Option<&Signer>,
+) -> Result<CreateReport> {
+    let public = signer.map(Signer::public_key);
+    let manifest = manifest(plan, stub, &sections, config, public.as_ref());
     let writer = PayloadWriter::new(&manifest)?;
-    let signature = match (&signer, &public) {
+    let signature = match (signer, &public) {
         (Some(signer), Some(public)) => Some(smolvm_runtime::seal::signature_block(
             public,
             signer.sign(&writer.signing_input())?,
@@ -210,7 +267,7 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         _ => None,
     };
     let file_size = write_atomically(&plan.output, plan.bare(), public.as_ref(), |mut out| {
-        writer.write(&mut out, &stub, &sections.data, signature.as_ref())?;
+        writer.write(&mut out, stub, &sections.data, signature.as_ref())?;
         Ok(())
     })?;
     Ok(CreateReport {
