@@ -591,7 +591,7 @@ fn inspect(
     sbom: bool,
     provenance: bool,
 ) -> Result<u8, Failure> {
-    if let Some(r) = remote_reference(&file) {
+    if let Some(r) = remote_reference(file) {
         if files || sbom || provenance {
             return Err(anyhow::Error::new(exit::UsageError(format!(
                 "--files reads the root filesystem, which inspect does not download:                          `smolvm pack pull {} -o FILE` first",
@@ -601,8 +601,8 @@ fn inspect(
         }
         return inspect_remote(&r, json, insecure);
     }
-    let src = open(&file)?;
-    let art = Artifact::parse(&src).map_err(|e| format_failure(&file, e))?;
+    let src = open(file)?;
+    let art = Artifact::parse(&src).map_err(|e| format_failure(file, e))?;
     let attestation = if sbom {
         Some(SectionKind::Sbom)
     } else if provenance {
@@ -645,9 +645,9 @@ fn inspect(
 }
 
 fn diff(a: &std::path::Path, b: &std::path::Path, json: bool) -> Result<u8, Failure> {
-    let (src_a, src_b) = (open(&a)?, open(&b)?);
-    let art_a = Artifact::parse(&src_a).map_err(|e| format_failure(&a, e))?;
-    let art_b = Artifact::parse(&src_b).map_err(|e| format_failure(&b, e))?;
+    let (src_a, src_b) = (open(a)?, open(b)?);
+    let art_a = Artifact::parse(&src_a).map_err(|e| format_failure(a, e))?;
+    let art_b = Artifact::parse(&src_b).map_err(|e| format_failure(b, e))?;
     let d = smolvm_packer::contents::diff(&art_a, &art_b)
         .with_context(|| format!("comparing {} with {}", a.display(), b.display()))?;
     if json {
@@ -762,7 +762,7 @@ fn pubkey(key: &std::path::Path) -> Result<u8, Failure> {
 
 fn keygen(dir: &std::path::Path, name: &str, force: bool) -> Result<u8, Failure> {
     let (secret, public, pk) =
-        smolvm_signing::write_keypair(&dir, &name, force).map_err(anyhow::Error::from)?;
+        smolvm_signing::write_keypair(dir, name, force).map_err(anyhow::Error::from)?;
     println!("secret key {} (keep it private)", secret.display());
     println!("public key {} (key id {})", public.display(), pk.key_id());
     Ok(0)
