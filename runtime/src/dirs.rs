@@ -131,7 +131,10 @@ fn sticky_tmpfs(d: &std::path::Path) -> bool {
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path and `fs` a writable statfs.
     let r = unsafe { libc::statfs(c.as_ptr(), &mut fs) };
-    r == 0 && fs.f_type as i64 == libc::TMPFS_MAGIC as i64
+    // f_type's integer type differs between C libraries and architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let tmpfs = fs.f_type as i64 == libc::TMPFS_MAGIC as i64;
+    r == 0 && tmpfs
 }
 
 #[cfg(test)]
