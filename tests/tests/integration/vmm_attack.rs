@@ -293,9 +293,22 @@ fn no_kernel_library_is_loaded_from_the_search_path() {
     );
     let search = format!("{}:", lib_dir.display());
 
-    // The control: the library is found and announces itself.
-    let control = Command::new("python3")
-        .args(["-c", "import ctypes; ctypes.CDLL('libkrunfw.so.5')"])
+    // The control: a plain dlopen by soname finds the library, which
+    // announces itself.
+    let loader = lib_dir.join("dlopen-by-soname");
+    std::fs::write(
+        lib_dir.join("loader.c"),
+        "#include <dlfcn.h>\nint main(void) { return dlopen(\"libkrunfw.so.5\", RTLD_NOW) ? 0 : 1; }\n",
+    )
+    .unwrap();
+    run_ok(
+        Command::new("cc")
+            .arg("-o")
+            .arg(&loader)
+            .arg(lib_dir.join("loader.c"))
+            .arg("-ldl"),
+    );
+    let control = Command::new(&loader)
         .env("LD_LIBRARY_PATH", &search)
         .current_dir(&lib_dir)
         .output()
