@@ -1,5 +1,6 @@
 //! Writes a reserved [`Layout`] front to back: superblock, the metadata
-//! area in nid order (inodes, xattrs, inline tails), then the data blocks.
+//! area in nid order (inodes, xattrs, inline tails), the shared xattrs,
+//! then the data blocks.
 //! File contents are read from the host at this point, in chunks; the
 //! tail of a file that also has full blocks is read in the metadata pass
 //! and its blocks in the data pass, and both reads check the length.
@@ -44,6 +45,11 @@ pub fn emit<W: Write>(
             build_time: layout.build_time,
             blocks: layout.total_blocks,
             meta_blkaddr: 0,
+            xattr_blkaddr: if layout.shared_xattrs.is_empty() {
+                0
+            } else {
+                layout.meta_blocks
+            },
             lz4: layout.spool.is_some(),
             chunked: layout.inodes.iter().any(|i| i.chunks.is_some()),
         }
@@ -65,6 +71,8 @@ pub fn emit<W: Write>(
         e.metadata(layout, index, inode)?;
     }
     e.zeros_to(u64::from(layout.meta_blocks) * BLOCK_SIZE)?;
+    e.put(&layout.shared_xattrs)?;
+    e.zeros_to_block()?;
 
     for inode in layout.inodes.iter().filter(|i| i.data_blocks() > 0) {
         e.expect_at(u64::from(inode.blkaddr) * BLOCK_SIZE)?;

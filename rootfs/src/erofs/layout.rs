@@ -28,9 +28,14 @@ pub struct Layout<'t> {
     pub inodes: Vec<Inode<'t>>,
     /// Indices into `inodes`, ordered by position in the metadata area.
     pub by_nid: Vec<usize>,
-    /// Blocks of the metadata area (block 0 holds the superblock); file
-    /// and directory data blocks follow it.
+    /// Blocks of the metadata area (block 0 holds the superblock); the
+    /// shared xattr area and then file and directory data blocks follow
+    /// it.
     pub meta_blocks: u32,
+    /// The shared xattr area (see [`xattr`]), written from block
+    /// `meta_blocks` on and padded to whole blocks; empty when nothing is
+    /// shared.
+    pub shared_xattrs: Vec<u8>,
     pub total_blocks: u32,
     pub build_time: u64,
     /// Compressed files' data areas; `None` when no file is compressed
@@ -49,7 +54,8 @@ pub struct Inode<'t> {
     pub mtime: i64,
     pub mtime_nsec: u32,
     pub nlink: u32,
-    /// Encoded inline xattr body (header and entries), empty if none.
+    /// Encoded inline xattr body (header, shared ids and entries), empty
+    /// if none.
     pub xattrs: Vec<u8>,
     pub size: u64,
     pub layout: DataLayout,
@@ -270,8 +276,10 @@ pub fn plan<'t>(
 
     // Inodes: the root, then every node except hard links, in path order.
     let mut inodes = Vec::with_capacity(tree.nodes.len() + 1);
+    let mut xattrs = Vec::with_capacity(tree.nodes.len() + 1);
     let mut by_path: HashMap<&str, usize> = HashMap::with_capacity(tree.nodes.len() + 1);
     inodes.push(new_inode("", root_node, &clamp)?);
+    xattrs.push(("", &root_node.xattrs));
     by_path.insert("", 0);
     for (path, node) in &tree.nodes {
         if path.is_empty() {
@@ -281,7 +289,12 @@ pub fn plan<'t>(
         if !matches!(node.kind, NodeKind::HardLink(_)) {
             by_path.insert(path, inodes.len());
             inodes.push(new_inode(path, node, &clamp)?);
+            xattrs.push((path.as_str(), &node.xattrs));
         }
+    }
+    let xattrs = xattr::plan(&xattrs)?;
+    for (inode, body) in inodes.iter_mut().zip(xattrs.bodies) {
+        inode.xattrs = body;
     }
     // Every name of a hard-link group is one more link to the file's inode.
     for (path, node) in &tree.nodes {
@@ -351,11 +364,17 @@ pub fn plan<'t>(
         Compression::Lz4 => zip::compress_files(&mut inodes, progress)?,
     };
     let (by_nid, meta_blocks) = place_metadata(&mut inodes, metadata_start(spool.is_some()));
-    let total_blocks = place_data(&mut inodes, meta_blocks)?;
+    let xattr_blocks = (xattrs.shared.len() as u64).div_ceil(BLOCK_SIZE);
+    let data_start = u64::from(meta_blocks) + xattr_blocks;
+    let total_blocks = place_data(
+        &mut inodes,
+        u32::try_from(data_start).map_err(|_| too_big(data_start))?,
+    )?;
     Ok(Layout {
         inodes,
         by_nid,
         meta_blocks,
+        shared_xattrs: xattrs.shared,
         total_blocks,
         build_time: opts.clamp_mtime.unwrap_or(0),
         spool,
@@ -476,7 +495,7 @@ fn new_inode<'t>(
         mtime,
         mtime_nsec,
         nlink: if type_bits == mode::S_IFDIR { 2 } else { 1 },
-        xattrs: xattr::encode_ibody(path, &node.xattrs)?,
+        xattrs: Vec::new(), // planned for all inodes at once
         size,
         layout: DataLayout::FlatPlain,
         blkaddr: 0,
@@ -677,11 +696,11 @@ fn place_metadata(inodes: &mut [Inode<'_>], start: u64) -> (Vec<usize>, u32) {
     (by_nid, meta_blocks)
 }
 
-/// Hands out data blocks after the metadata area, in creation order so a
-/// directory's files sit together. Errors when the image outgrows EROFS's
-/// 32-bit block addresses (16 TiB).
-fn place_data(inodes: &mut [Inode<'_>], meta_blocks: u32) -> Result<u32, RootfsError> {
-    let mut next = u64::from(meta_blocks);
+/// Hands out data blocks from `first` on (after the metadata and shared
+/// xattr areas), in creation order so a directory's files sit together.
+/// Errors when the image outgrows EROFS's 32-bit block addresses (16 TiB).
+fn place_data(inodes: &mut [Inode<'_>], first: u32) -> Result<u32, RootfsError> {
+    let mut next = u64::from(first);
     for inode in inodes.iter_mut() {
         let blocks = inode.data_blocks();
         if blocks > 0 {
