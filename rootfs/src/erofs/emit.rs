@@ -385,7 +385,7 @@ pub(super) struct HostFile<'a> {
 
 impl<'a> HostFile<'a> {
     pub(super) fn open(host: &'a Path, entry: &'a str, len: u64) -> Result<Self, RootfsError> {
-        let file = File::open(host).map_err(|source| RootfsError::Io {
+        let file = crate::tree::open_host(host).map_err(|source| RootfsError::Io {
             what: format!("{WHAT}: opening {} for {entry:?}", host.display()),
             source,
         })?;

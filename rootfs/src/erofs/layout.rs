@@ -544,7 +544,7 @@ fn holes_as_chunks(inode: &Inode<'_>) -> Result<Option<ChunkMap>, RootfsError> {
         what: format!("{WHAT}: looking for holes in {}", path.display()),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = crate::tree::open_host(path).map_err(io)?;
     let data = data_ranges(&file, len).map_err(io)?;
     // Chunk bits: at least the block's, and few enough chunks.
     let size_bits = u64::BITS - (len - 1).leading_zeros();
