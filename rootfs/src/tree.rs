@@ -153,13 +153,13 @@ pub fn name_bytes(name: &str) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// A tree name for messages: its bytes, with what is not printable UTF-8
-/// escaped (`\xff`, `\n`), never raw control characters.
+/// escaped (`\xff`, `\n`, `\"`), never raw control characters.
 pub fn display_name(name: &str) -> String {
     let bytes = name_bytes(name);
     let mut out = String::new();
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
+            if c.is_control() || c == '\\' || c == '"' {
                 out.extend(c.escape_default());
             } else {
                 out.push(c);
@@ -170,6 +170,11 @@ pub fn display_name(name: &str) -> String {
         }
     }
     out
+}
+
+/// [`display_name`] in double quotes, for a name inside a message.
+pub fn quoted_name(name: &str) -> String {
+    format!("\"{}\"", display_name(name))
 }
 
 /// Directories libkrun's init mounts onto; the guest root is read-only, so

@@ -837,3 +837,44 @@ fn xattrs_beyond_erofs_limits_are_refused_naming_the_entry() {
         "{e}"
     );
 }
+
+/// Issue 22: messages name entries by their bytes, escaped (`\xff`,
+/// `\n`), once: not the tree's internal characters for bytes that are not
+/// UTF-8, not escaped twice.
+#[test]
+fn messages_show_names_that_are_not_utf8_escaped() {
+    let name = smolvm_rootfs::tree::name_from_bytes(b"bad\xff\n\"name");
+    let mut bad_xattr = file(b"");
+    bad_xattr.xattrs.insert("os2.x".into(), vec![]);
+    let mut t = Tree::default();
+    insert(&mut t, &name, bad_xattr);
+    let e = write_err(&t).to_string();
+    assert!(e.contains(r#"entry "bad\xff\n\"name": xattr"#), "{e}");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let host = scratch.path().join("f");
+    std::fs::write(&host, b"abc").unwrap();
+    let mut t = Tree::default();
+    insert(
+        &mut t,
+        &name,
+        node(
+            0o644,
+            NodeKind::File(FileData::Host {
+                path: host,
+                len: 10,
+            }),
+        ),
+    );
+    let e = write_err(&t).to_string();
+    assert!(e.contains(r#"entry "bad\xff\n\"name": "#), "{e}");
+    assert!(e.contains("is shorter than the 10 bytes"), "{e}");
+
+    let mut t = Tree::default();
+    insert(&mut t, &format!("{name}/child"), file(b""));
+    let e = write_err(&t).to_string();
+    assert!(
+        e.contains(r#"parent "bad\xff\n\"name" is not in the tree"#),
+        "{e}"
+    );
+}

@@ -17,7 +17,7 @@ use super::ondisk::{
 };
 use super::zip::{LZ4_MAX_DISTANCE, MAX_PCLUSTER_BLOCKS};
 use super::WHAT;
-use crate::tree::FileData;
+use crate::tree::{display_name, quoted_name, FileData};
 use crate::RootfsError;
 
 /// Read and write granularity for file contents.
@@ -386,7 +386,11 @@ pub(super) struct HostFile<'a> {
 impl<'a> HostFile<'a> {
     pub(super) fn open(host: &'a Path, entry: &'a str, len: u64) -> Result<Self, RootfsError> {
         let file = crate::tree::open_host(host).map_err(|source| RootfsError::Io {
-            what: format!("{WHAT}: opening {} for {entry:?}", host.display()),
+            what: format!(
+                "{WHAT}: opening {} for {}",
+                host.display(),
+                quoted_name(entry)
+            ),
             source,
         })?;
         Ok(HostFile {
@@ -400,9 +404,9 @@ impl<'a> HostFile<'a> {
     fn io(&self, source: std::io::Error) -> RootfsError {
         RootfsError::Io {
             what: format!(
-                "{WHAT}: reading {} for {:?}",
+                "{WHAT}: reading {} for {}",
                 self.host.display(),
-                self.entry
+                quoted_name(self.entry)
             ),
             source,
         }
@@ -411,7 +415,7 @@ impl<'a> HostFile<'a> {
     fn changed(&self, how: &str) -> RootfsError {
         RootfsError::Entry {
             what: WHAT.into(),
-            entry: self.entry.into(),
+            entry: display_name(self.entry),
             fault: format!(
                 "{} is {how} than the {} bytes recorded in the tree (it changed while packing)",
                 self.host.display(),

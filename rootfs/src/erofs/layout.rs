@@ -14,7 +14,7 @@ use super::ondisk::{
 };
 use super::zip::{self, Spool, ZipInfo};
 use super::{xattr, Compression, ErofsOptions, WHAT};
-use crate::tree::{display_name, name_bytes, FileData, Node, NodeKind, Tree};
+use crate::tree::{display_name, name_bytes, quoted_name, FileData, Node, NodeKind, Tree};
 use crate::RootfsError;
 
 /// Longest symlink target: `readlink` hands back at most PATH_MAX (4096)
@@ -310,9 +310,12 @@ pub fn plan<'t>(
     let mut parent_of = vec![0usize; inodes.len()];
     for path in tree.nodes.keys().filter(|p| !p.is_empty()) {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let &parent_index = by_path
-            .get(parent)
-            .ok_or_else(|| entry_error(path, format!("parent {parent:?} is not in the tree")))?;
+        let &parent_index = by_path.get(parent).ok_or_else(|| {
+            entry_error(
+                path,
+                format!("parent {} is not in the tree", quoted_name(parent)),
+            )
+        })?;
         let child = by_path[path.as_str()];
         let file_type = inodes[child].file_type();
         if file_type == file_type::DIR {
@@ -322,7 +325,7 @@ pub fn plan<'t>(
         let Content::Dir(dir) = &mut inodes[parent_index].content else {
             return Err(entry_error(
                 path,
-                format!("parent {parent:?} is not a directory"),
+                format!("parent {} is not a directory", quoted_name(parent)),
             ));
         };
         dir.entries.push(DirEntry {
@@ -387,13 +390,13 @@ fn check_path(path: &str) -> Result<(), RootfsError> {
         let fault = if name.is_empty() {
             "has an empty name component (not a normalised path)".to_string()
         } else if name == "." || name == ".." {
-            format!("has a {name:?} component (not a normalised path)")
+            format!("has a \"{name}\" component (not a normalised path)")
         } else if name.contains('\0') {
             "has a NUL byte in a name".to_string()
         } else if name_bytes(name).len() > NAME_LEN_MAX {
             format!(
-                "name {:?}... is {} bytes; EROFS names are at most {NAME_LEN_MAX}",
-                display_name(&name.chars().take(16).collect::<String>()),
+                "name {}... is {} bytes; EROFS names are at most {NAME_LEN_MAX}",
+                quoted_name(&name.chars().take(16).collect::<String>()),
                 name_bytes(name).len()
             )
         } else {
@@ -413,7 +416,7 @@ fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, Rootf
         let Some(node) = tree.nodes.get(at) else {
             return Err(entry_error(
                 path,
-                format!("hard link target {at:?} is not in the tree"),
+                format!("hard link target {} is not in the tree", quoted_name(at)),
             ));
         };
         match &node.kind {
@@ -421,7 +424,7 @@ fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, Rootf
             NodeKind::Dir => {
                 return Err(entry_error(
                     path,
-                    format!("hard link target {at:?} is a directory"),
+                    format!("hard link target {} is a directory", quoted_name(at)),
                 ))
             }
             _ => return Ok(at),

@@ -726,28 +726,52 @@ mod tests {
         }
     }
 
-    #[test]
-    fn truncations_and_bit_flips_are_errors_not_panics() {
-        let image = image_of(&sample(), super::super::Compression::Lz4);
-        for cut in (0..image.len()).step_by(997) {
-            let r = ImageReader::new(&image[..cut]);
-            if let Ok(r) = r {
-                if let Ok(entries) = r.entries() {
-                    for e in entries.iter().filter(|e| e.kind == EntryKind::File) {
-                        let _ = r.file_contents(e);
-                    }
-                }
+    /// Everything the reader offers, on an image that may be damaged:
+    /// errors are fine, panics are not.
+    fn read_everything(image: &[u8]) {
+        let Ok(r) = ImageReader::new(image) else {
+            return;
+        };
+        let Ok(entries) = r.entries() else {
+            return;
+        };
+        for e in &entries {
+            let _ = r.xattrs(e);
+            if e.kind == EntryKind::File {
+                let _ = r.file_contents(e);
             }
         }
-        for at in (1024..image.len().min(40_000)).step_by(13) {
-            let mut bad = image.clone();
-            bad[at] ^= 0x5a;
-            if let Ok(r) = ImageReader::new(&bad) {
-                if let Ok(entries) = r.entries() {
-                    for e in entries.iter().filter(|e| e.kind == EntryKind::File) {
-                        let _ = r.file_contents(e);
-                    }
-                }
+    }
+
+    #[test]
+    fn truncations_and_bit_flips_are_errors_not_panics() {
+        // The sample, with xattrs: shared (on every file), inline, and a
+        // value too large to sit inline.
+        let mut tree = sample();
+        for (i, node) in tree.nodes.values_mut().enumerate() {
+            node.xattrs.insert("user.shared".into(), b"s\n".to_vec());
+            if i % 3 == 0 {
+                node.xattrs
+                    .insert("user.own".into(), vec![u8::try_from(i % 256).unwrap(); 9]);
+            }
+        }
+        tree.nodes
+            .get_mut("big")
+            .unwrap()
+            .xattrs
+            .insert("trusted.big".into(), vec![7; 6000]);
+        for compression in [
+            super::super::Compression::None,
+            super::super::Compression::Lz4,
+        ] {
+            let image = image_of(&tree, compression);
+            for cut in (0..image.len()).step_by(997) {
+                read_everything(&image[..cut]);
+            }
+            for at in (1024..image.len().min(40_000)).step_by(13) {
+                let mut bad = image.clone();
+                bad[at] ^= 0x5a;
+                read_everything(&bad);
             }
         }
     }
