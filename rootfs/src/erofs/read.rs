@@ -56,7 +56,9 @@ impl EntryKind {
 /// One path in the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageEntry {
-    /// Relative to the root, no leading `/`; the root itself is "".
+    /// Relative to the root, no leading `/`; the root itself is "". Names
+    /// are bytes in the tree's form ([`crate::tree::name_from_bytes`]):
+    /// show them with [`crate::tree::display_name`].
     pub path: String,
     pub kind: EntryKind,
     /// Permission bits (`0o7777`).
@@ -589,11 +591,15 @@ impl<'a> ImageReader<'a> {
                         dir.nid
                     )));
                 }
-                out.push((String::from_utf8_lossy(name).into_owned(), nid));
+                out.push((name.to_vec(), nid));
             }
         }
+        // Byte order, as stored.
         out.sort();
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(name, nid)| (crate::tree::name_from_bytes(&name), nid))
+            .collect())
     }
 
     /// The contents of a regular file entry (holes read as zeros).
@@ -774,6 +780,30 @@ mod tests {
                 read_everything(&bad);
             }
         }
+    }
+
+    /// Names that are not UTF-8 come back as the same bytes (in the
+    /// tree's form), in byte order.
+    #[test]
+    fn names_come_back_as_their_bytes_in_byte_order() {
+        let mut t = Tree::default();
+        let names: Vec<&[u8]> = vec![b"a\x80", b"a\xc3\xa9", b"a\xff\n", b"b"];
+        for n in &names {
+            t.nodes.insert(
+                crate::tree::name_from_bytes(n),
+                node(0o644, NodeKind::File(crate::tree::FileData::Inline(vec![]))),
+            );
+        }
+        let image = image_of(&t, super::super::Compression::None);
+        let got: Vec<Vec<u8>> = ImageReader::new(&image)
+            .unwrap()
+            .entries()
+            .unwrap()
+            .into_iter()
+            .skip(1)
+            .map(|e| crate::tree::name_bytes(&e.path).into_owned())
+            .collect();
+        assert_eq!(got, names);
     }
 
     /// Shared and inline xattrs and a chunk-based file with holes read
