@@ -96,12 +96,10 @@ fn drain(tcp: &TcpListener, unix: &UnixListener) -> (usize, usize) {
     )
 }
 
-#[test]
-fn the_vmm_cannot_reach_the_host_once_the_guest_runs() {
-    if !prerequisites() {
-        return;
-    }
-    let dir = scratch_dir("attack", "native");
+/// A scratch directory (`attack/NAME`) with the machine packed in it and
+/// attack.so built: (directory, machine, preload library).
+fn packed_machine(name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = scratch_dir("attack", name);
     run_ok(
         Command::new(release_smolvm())
             .args(["pack", "keygen", "-o"])
@@ -109,8 +107,17 @@ fn the_vmm_cannot_reach_the_host_once_the_guest_runs() {
     );
     let root = busybox_root(&dir);
     pack_signed(&dir, &root, &dir, "m", SMOLFILE);
-    let machine = dir.join("m");
     let preload = build_attack_library(&dir);
+    let machine = dir.join("m");
+    (dir, machine, preload)
+}
+
+#[test]
+fn the_vmm_cannot_reach_the_host_once_the_guest_runs() {
+    if !prerequisites() {
+        return;
+    }
+    let (dir, machine, preload) = packed_machine("native");
 
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     tcp.set_nonblocking(true).unwrap();
@@ -261,15 +268,7 @@ fn no_kernel_library_is_loaded_from_the_search_path() {
     if !prerequisites() {
         return;
     }
-    let dir = scratch_dir("attack", "krunfw-search");
-    run_ok(
-        Command::new(release_smolvm())
-            .args(["pack", "keygen", "-o"])
-            .arg(dir.join("keys")),
-    );
-    let root = busybox_root(&dir);
-    pack_signed(&dir, &root, &dir, "m", SMOLFILE);
-    let preload = build_attack_library(&dir);
+    let (dir, machine, preload) = packed_machine("krunfw-search");
     let lib_dir = dir.join("downloads");
     std::fs::create_dir_all(&lib_dir).unwrap();
     let marker = lib_dir.join("fake-krunfw-was-loaded");
@@ -321,7 +320,7 @@ fn no_kernel_library_is_loaded_from_the_search_path() {
     std::fs::remove_file(&marker).unwrap();
 
     let all: Vec<&str> = VMM_ATTACKS.iter().map(|(name, _)| *name).collect();
-    let out = Command::new(dir.join("m"))
+    let out = Command::new(&machine)
         .env("LD_LIBRARY_PATH", &search)
         .env("LD_PRELOAD", &preload)
         .env("SMOLVM_SKIP_KVM_CHECK", "1")
