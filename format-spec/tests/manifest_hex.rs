@@ -31,6 +31,7 @@ fn manifest() -> Manifest {
             algorithm: "ed25519".into(),
             key_id: SignerKeyId::from_bytes([0x5c; 8]),
             public_key: SignerPublicKey::from_bytes([0x4b; 32]),
+            rotated_from: Vec::new(),
         }),
         stub: Some(StubRecord {
             length: 4096,

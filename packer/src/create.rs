@@ -48,6 +48,9 @@ pub struct CreateOptions {
     /// ([`crate::signer::KeySpec`]).
     pub key: Option<PathBuf>,
     pub no_sign: bool,
+    /// What each `--rotate-from` names, oldest first: keys that signed this
+    /// name before and endorse the signing key ([`crate::rotation`]).
+    pub rotate_from: Vec<PathBuf>,
     pub stub: Option<PathBuf>,
     pub level: Option<i32>,
     pub rootfs_compression: Option<crate::plan::RootfsCompression>,
@@ -137,6 +140,8 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         Some(p) => p.clone(),
         None => find_default_kernel()?,
     };
+    // Checked (one key on stdin at most) before either is opened.
+    let rotate_from = crate::rotation::open_keys(&opts.rotate_from, plan.signing_key.as_ref())?;
     let signer = match &plan.signing_key {
         Some(spec) => Some(spec.open()?),
         None => None,
@@ -223,7 +228,10 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     let sections = sections::lay_out(&config, kernel, rootfs, attestations)?;
 
     let public = signer.as_ref().map(Signer::public_key);
-    let manifest = manifest(&plan, &stub, &sections, config, public.as_ref());
+    let mut manifest = manifest(&plan, &stub, &sections, config, public.as_ref());
+    if let (Some(record), Some(public)) = (manifest.signer.as_mut(), &public) {
+        record.rotated_from = crate::rotation::links(&plan.name, &rotate_from, public)?;
+    }
     let writer = PayloadWriter::new(&manifest)?;
     let signature = match (&signer, &public) {
         (Some(signer), Some(public)) => Some(smolvm_runtime::seal::signature_block(

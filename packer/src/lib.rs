@@ -12,6 +12,7 @@ pub mod plan;
 pub mod provenance;
 pub mod prune;
 pub mod remote;
+pub mod rotation;
 pub mod sbom;
 pub mod sections;
 pub mod signer;

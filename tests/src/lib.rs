@@ -445,7 +445,18 @@ pub fn assemble(
     stored: &[Vec<u8>],
     key: Option<&SecretKey>,
 ) -> Vec<u8> {
+    // The version the manifest says (so an older artifact's parts agree),
+    // else the current one.
+    let version = manifest
+        .strip_prefix(b"{\"format_version\":")
+        .map(|rest| {
+            rest.iter()
+                .take_while(|b| b.is_ascii_digit())
+                .fold(0u32, |v, &d| v.saturating_mul(10).saturating_add(u32::from(d - b'0')))
+        })
+        .unwrap_or(FORMAT_VERSION);
     let header = Header {
+        version,
         manifest_len: u32::try_from(manifest.len()).expect("manifest under 4 GiB"),
         signature_len: if key.is_some() {
             u32::try_from(SIGNATURE_BLOCK_LEN).expect("96")
@@ -477,6 +488,7 @@ pub fn assemble(
     }
     let payload_offset = padded_stub.len() as u64;
     let trailer = Trailer {
+        version,
         payload_offset,
         payload_len: out.len() as u64 + TRAILER_LEN - payload_offset,
     };

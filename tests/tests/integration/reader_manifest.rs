@@ -143,6 +143,7 @@ fn test_manifest_signer() {
             algorithm: "ed25519".into(),
             key_id: SignerKeyId::from_bytes(kid.to_bytes()),
             public_key: SignerPublicKey::from_bytes(key),
+            rotated_from: Vec::new(),
         };
         let mut bytes = b.with_manifest_bytes(&m.encode());
         let at = bare_signature_offset(&m);
