@@ -147,6 +147,10 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         None => None,
     };
     let stub = read_stub(&plan.stub)?;
+    let icon = match smolfile.artifact.as_ref().and_then(|a| a.icon.as_deref()) {
+        Some(path) => Some(crate::icon::load(path)?),
+        None => None,
+    };
 
     // The kernel loads (a libkrunfw is parsed and its kernel extracted) and
     // compresses while the root is read, which is mostly waiting on the
@@ -183,6 +187,11 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         SectionKind::Sbom,
         sections::compress(&serde_json::to_vec(&sbom)?, plan.level)?,
     )];
+    // A PNG does not shrink; one zstd frame costs a few bytes and keeps
+    // every optional section alike.
+    if let Some(icon) = &icon {
+        attestations.push((SectionKind::Icon, sections::compress(icon, plan.level)?));
+    }
 
     let bar = progress_bar(opts.progress, tree.content_len());
     let rootfs = sections::rootfs(
@@ -217,8 +226,14 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
             ),
             ("kernel".into(), kernel.sha256.to_string()),
             ("rootfs".into(), rootfs.sha256.to_string()),
-            ("sbom".into(), attestations[0].1.sha256.to_string()),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            attestations
+                .iter()
+                .map(|(kind, a)| (kind.name().into(), a.sha256.to_string())),
+        )
+        .collect(),
         invocation: crate::provenance::invocation(&|k| std::env::var(k).ok()),
     });
     attestations.push((

@@ -5,6 +5,7 @@ pub mod config;
 pub mod contents;
 pub mod create;
 pub mod exit;
+pub mod icon;
 pub mod image;
 pub mod kernel;
 pub mod kernel_fetch;
