@@ -35,7 +35,8 @@ pub mod write;
 
 pub use error::{FormatError, Result};
 pub use fixed_hex::{
-    Ed25519Signature, ImageDigest, ParseHexError, ParseImageDigestError, Sha256Digest, SignerKeyId, SignerPublicKey,
+    Ed25519Signature, ImageDigest, ParseHexError, ParseImageDigestError, Sha256Digest, SignerKeyId,
+    SignerPublicKey,
 };
 pub use frames::{FrameDecoder, FrameSpan, FramedEncoder, Frames};
 pub use layout::{
@@ -43,8 +44,8 @@ pub use layout::{
     OLDEST_READABLE_VERSION, PAGE_SIZE, TRAILER_LEN,
 };
 pub use manifest::{
-    Compression, MachineConfig, Manifest, NetworkPolicy, SectionEntry, SectionKind, Signer,
-    RotationLink, StubRecord, Target, MAX_ATTESTATION_SIZE, MAX_ICON_SIZE,
+    Compression, MachineConfig, Manifest, NetworkPolicy, RotationLink, SectionEntry, SectionKind,
+    Signer, StubRecord, Target, MAX_ATTESTATION_SIZE, MAX_ICON_SIZE,
 };
 pub use read::{Artifact, FileSource, ReadAt, SectionStream};
 pub use write::{

@@ -257,7 +257,11 @@ pub(crate) mod tests {
         ihdr.extend_from_slice(&h.to_be_bytes());
         ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
         let mut out = SIGNATURE.to_vec();
-        for (kind, data) in [(b"IHDR", &ihdr[..]), (b"IDAT", &idat[..]), (b"IEND", &[][..])] {
+        for (kind, data) in [
+            (b"IHDR", &ihdr[..]),
+            (b"IDAT", &idat[..]),
+            (b"IEND", &[][..]),
+        ] {
             out.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
             out.extend_from_slice(kind);
             out.extend_from_slice(data);

@@ -450,7 +450,11 @@ struct CreateArgs {
     /// signing key in a rotation record, so runtimes that remember it as the
     /// name's signer accept the new key and remember that one. Repeatable,
     /// oldest first, for a chain (--rotate-from A --rotate-from B --key C).
-    #[arg(long = "rotate-from", value_name = "OLD_SECRET", conflicts_with = "no_sign")]
+    #[arg(
+        long = "rotate-from",
+        value_name = "OLD_SECRET",
+        conflicts_with = "no_sign"
+    )]
     rotate_from: Vec<PathBuf>,
     /// Executable to append the payload to (default: the smolvm stub runtime).
     #[arg(long, value_name = "PATH")]
@@ -932,7 +936,11 @@ fn report<R: smolvm_format::ReadAt + ?Sized>(
     let rotation = outcome
         .as_ref()
         .ok()
-        .and_then(|(art, _)| smolvm_runtime::rotation::lineage(&art.manifest).ok().flatten())
+        .and_then(|(art, _)| {
+            smolvm_runtime::rotation::lineage(&art.manifest)
+                .ok()
+                .flatten()
+        })
         .filter(smolvm_runtime::rotation::Lineage::rotated);
     let detail = match &rotation {
         Some(l) if code == 0 => format!(

@@ -75,7 +75,9 @@ pub fn links(name: &str, old: &[Signer], signer: &PublicKey) -> Result<Vec<Rotat
         let next = keys.get(i + 1).unwrap_or(signer);
         let signature = key
             .sign(&smolvm_runtime::seal::rotation_statement(name, next))
-            .with_context(|| format!("signing the rotation record with key {}", keys[i].key_id()))?;
+            .with_context(|| {
+                format!("signing the rotation record with key {}", keys[i].key_id())
+            })?;
         out.push(smolvm_runtime::seal::rotation_link_record(
             &keys[i], signature,
         ));

@@ -332,7 +332,10 @@ pub fn install(
     }
     let icon = match info.icon {
         Some(png) => Some((
-            places.icon(info.name, hicolor_size(png_width(png).ok_or(InstallError::BadIcon)?)),
+            places.icon(
+                info.name,
+                hicolor_size(png_width(png).ok_or(InstallError::BadIcon)?),
+            ),
             png,
         )),
         None => None,
@@ -478,11 +481,25 @@ mod tests {
 
     #[test]
     fn the_icon_goes_to_the_largest_hicolor_size_not_above_its_width() {
-        let png = |w: u32| [b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".as_slice(), &w.to_be_bytes()].concat();
+        let png = |w: u32| {
+            [
+                b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".as_slice(),
+                &w.to_be_bytes(),
+            ]
+            .concat()
+        };
         assert_eq!(png_width(&png(256)), Some(256));
         assert_eq!(png_width(b"GIF89a"), None);
         assert_eq!(png_width(&png(256)[..19]), None);
-        for (w, s) in [(1024, 512), (512, 512), (256, 256), (100, 96), (48, 48), (17, 16), (3, 16)] {
+        for (w, s) in [
+            (1024, 512),
+            (512, 512),
+            (256, 256),
+            (100, 96),
+            (48, 48),
+            (17, 16),
+            (3, 16),
+        ] {
             assert_eq!(hicolor_size(w), s, "{w}");
         }
     }

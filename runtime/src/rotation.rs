@@ -54,9 +54,8 @@ impl Lineage {
 }
 
 fn link_key(i: usize, link: &RotationLink) -> Result<PublicKey, VerifyError> {
-    let key = PublicKey::from_bytes(link.public_key.as_bytes()).map_err(|e| {
-        VerifyError::Rotation(format!("signer.rotated_from[{i}].public_key: {e}"))
-    })?;
+    let key = PublicKey::from_bytes(link.public_key.as_bytes())
+        .map_err(|e| VerifyError::Rotation(format!("signer.rotated_from[{i}].public_key: {e}")))?;
     if key.key_id().to_bytes() != link.key_id.to_bytes() {
         return Err(VerifyError::Rotation(format!(
             "signer.rotated_from[{i}]: key id {} does not belong to its public key (it derives {})",

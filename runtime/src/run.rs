@@ -251,8 +251,7 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
             e.kind,
             SectionKind::Sbom | SectionKind::Provenance | SectionKind::Icon
         )
-    })
-    {
+    }) {
         art.verify_section(entry).map_err(VerifyError::Format)?;
     }
     let kernel = cache.kernel(&art, kernel_entry)?;
@@ -401,8 +400,7 @@ fn check_first_signer(
         PinCheck::Changed { pinned } => {
             // check_signature verified the record; this asks only whether
             // the pinned key is in it.
-            let endorsed = crate::rotation::lineage(manifest)?
-                .is_some_and(|l| l.endorses(pinned));
+            let endorsed = crate::rotation::lineage(manifest)?.is_some_and(|l| l.endorses(pinned));
             if endorsed {
                 return Ok(Some(FirstSigner::Rotate {
                     known,

@@ -23,10 +23,7 @@ pub fn signer_record(key: &PublicKey) -> Signer {
 /// A rotation link in which `old` says that `name` may be signed by `next`
 /// (crate::rotation; SPEC.md "Key rotation").
 pub fn rotation_link(name: &str, old: &SecretKey, next: &PublicKey) -> RotationLink {
-    rotation_link_record(
-        &old.public_key(),
-        old.sign(&rotation_statement(name, next)),
-    )
+    rotation_link_record(&old.public_key(), old.sign(&rotation_statement(name, next)))
 }
 
 /// The bytes an old key signs to endorse `next` for `name`.
@@ -79,7 +76,10 @@ pub(crate) mod tests {
     /// An unsigned manifest with the required sections (not laid out).
     pub(crate) fn minimal_manifest(name: &str) -> Manifest {
         let sections: Vec<SectionData> = [
-            (SectionKind::Config, MachineConfig::default().to_canonical_json()),
+            (
+                SectionKind::Config,
+                MachineConfig::default().to_canonical_json(),
+            ),
             (SectionKind::Kernel, vec![0x7f; 10]),
             (SectionKind::Rootfs, vec![0; 1024]),
         ]

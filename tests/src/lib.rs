@@ -112,7 +112,11 @@ pub fn grey_png(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&height.to_be_bytes());
     ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [(b"IHDR", &ihdr[..]), (b"IDAT", &idat[..]), (b"IEND", &[][..])] {
+    for (kind, data) in [
+        (b"IHDR", &ihdr[..]),
+        (b"IDAT", &idat[..]),
+        (b"IEND", &[][..]),
+    ] {
         out.extend_from_slice(&u32::try_from(data.len()).expect("small").to_be_bytes());
         out.extend_from_slice(kind);
         out.extend_from_slice(data);
@@ -482,7 +486,9 @@ pub fn assemble(
         .map(|rest| {
             rest.iter()
                 .take_while(|b| b.is_ascii_digit())
-                .fold(0u32, |v, &d| v.saturating_mul(10).saturating_add(u32::from(d - b'0')))
+                .fold(0u32, |v, &d| {
+                    v.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+                })
         })
         .unwrap_or(FORMAT_VERSION);
     let header = Header {

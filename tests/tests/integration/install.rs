@@ -305,7 +305,12 @@ fn pack_create_checks_the_icon() {
             b"GIF89a not a png".to_vec(),
             "a GIF",
             1,
-            &["[artifact] icon", "icon.png", "not a PNG", "export the icon as PNG"],
+            &[
+                "[artifact] icon",
+                "icon.png",
+                "not a PNG",
+                "export the icon as PNG",
+            ],
         ),
         (
             smolvm_tests::grey_png(2048, 2048),

@@ -89,7 +89,8 @@ fn a_new_key_endorsed_by_the_pinned_one_is_accepted_and_pinned() {
     let info = m.run(&b_from_a, &["--smolvm-info"]);
     let shown = String::from_utf8_lossy(&info.stdout);
     assert!(
-        shown.contains(&format!("rotated     {a} -> {b}")) && shown.contains("it endorsed that key"),
+        shown.contains(&format!("rotated     {a} -> {b}"))
+            && shown.contains("it endorsed that key"),
         "{shown}"
     );
     // B with A's record: accepted, one line, and B is pinned from now on.
@@ -100,7 +101,11 @@ fn a_new_key_endorsed_by_the_pinned_one_is_accepted_and_pinned() {
         lines[0].contains(&format!("signer key {b} is endorsed by key {a}")),
         "{err}"
     );
-    assert!(pinned(&m).contains(&format!("\"notes\": \"{b}\"")), "{}", pinned(&m));
+    assert!(
+        pinned(&m).contains(&format!("\"notes\": \"{b}\"")),
+        "{}",
+        pinned(&m)
+    );
     // Now plain B starts quietly; A's old artifact is another signer.
     let err = expect(&m.run(&by_b, &[]), 0, &[]);
     assert!(err.is_empty(), "{err}");
@@ -108,7 +113,11 @@ fn a_new_key_endorsed_by_the_pinned_one_is_accepted_and_pinned() {
     // A chain A -> B -> C: accepted with B pinned (and it would be with A).
     let c_from_ab = pack_rotated(&m, "notes", "third", &["test", "other"], "-from-ab");
     expect(&m.run(&c_from_ab, &[]), 0, &[]);
-    assert!(pinned(&m).contains(&format!("\"notes\": \"{c}\"")), "{}", pinned(&m));
+    assert!(
+        pinned(&m).contains(&format!("\"notes\": \"{c}\"")),
+        "{}",
+        pinned(&m)
+    );
 }
 
 #[test]
@@ -120,7 +129,11 @@ fn a_record_from_another_key_name_or_altered_is_refused() {
     expect(&m.run(&by_a, &[]), 0, &[]);
     // Endorsed by a third key, not the pinned one: a signer change.
     let b_from_third = pack_rotated(&m, "notes", "other", &["third"], "-from-third");
-    expect(&m.run(&b_from_third, &[]), 1, &[&b, &a, "pack trust forget"]);
+    expect(
+        &m.run(&b_from_third, &[]),
+        1,
+        &[&b, &a, "pack trust forget"],
+    );
     // A's record for another name, carried into a `notes` signed by B.
     let for_other = pack_rotated(&m, "notes2", "other", &["test"], "-from-a");
     let grafted = m.path("grafted");
@@ -162,7 +175,11 @@ fn a_record_from_another_key_name_or_altered_is_refused() {
         );
     }
     // Nothing moved the pin.
-    assert!(pinned(&m).contains(&format!("\"notes\": \"{a}\"")), "{}", pinned(&m));
+    assert!(
+        pinned(&m).contains(&format!("\"notes\": \"{a}\"")),
+        "{}",
+        pinned(&m)
+    );
 }
 
 #[test]
@@ -178,7 +195,9 @@ fn inspect_and_verify_show_the_record() {
         .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
-        shown.contains(&format!("rotated     {a} -> {b} (each key endorsed the next for this name: verified)")),
+        shown.contains(&format!(
+            "rotated     {a} -> {b} (each key endorsed the next for this name: verified)"
+        )),
         "{shown}"
     );
     let out = smolvm_tests::smolvm()
@@ -237,7 +256,12 @@ fn pack_create_refuses_a_record_that_would_not_verify() {
     let flag = |s| OsStr::new(s);
     // The signing key endorsing itself, or a key given twice.
     fails(
-        &mut create(&[flag("--key"), b.as_os_str(), flag("--rotate-from"), b.as_os_str()]),
+        &mut create(&[
+            flag("--key"),
+            b.as_os_str(),
+            flag("--rotate-from"),
+            b.as_os_str(),
+        ]),
         2,
         "is the signing key",
     );

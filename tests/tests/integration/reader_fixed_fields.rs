@@ -115,7 +115,11 @@ fn test_trailer_bad_version_names_supported_version() {
     for v in [0u32, 1, 2, 6, u32::MAX] {
         assert_rejected(
             &patched(&b.bytes, trailer_at(&b, 8), &v.to_le_bytes()),
-            &["trailer", &format!("version {v}"), "supports versions 3 to 5"],
+            &[
+                "trailer",
+                &format!("version {v}"),
+                "supports versions 3 to 5",
+            ],
         );
     }
     // A readable version that is not the header's: parts of two artifacts.
@@ -219,7 +223,10 @@ fn test_header_bad_version_names_supported_version() {
     for v in [3u32, 4] {
         assert_rejected(
             &patched(&b.bytes, header_at(&b, 8), &v.to_le_bytes()),
-            &["header", &format!("format version {v} differs from the trailer's 5")],
+            &[
+                "header",
+                &format!("format version {v} differs from the trailer's 5"),
+            ],
         );
     }
 }
