@@ -533,6 +533,11 @@ impl Manifest {
                     self.format_version
                 )));
             }
+            if s.kind == SectionKind::Icon && s.compression != Compression::None {
+                return Err(bad(format!(
+                    "field `sections[{i}].compression`: the icon is stored as is (\"none\"), so installs copy it without decompressing"
+                )));
+            }
             if s.size > s.kind.max_size() {
                 return Err(bad(format!(
                     "field `sections[{i}].size`: {} bytes exceeds the {} cap of {} bytes",

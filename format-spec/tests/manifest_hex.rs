@@ -189,3 +189,19 @@ fn a_rotation_record_is_checked_for_shape_and_version() {
         .to_string();
     assert!(e.contains("signer.rotated_from[].signature"), "{e}");
 }
+
+/// The icon is stored as is (version 5): installs copy it without a
+/// decompressor, so a compressed icon section is refused.
+#[test]
+fn an_icon_section_is_stored_uncompressed() {
+    let mut m = manifest();
+    let mut entry = m.sections[0].clone();
+    entry.kind = SectionKind::Icon;
+    entry.offset = 12288;
+    m.sections.push(entry);
+    let icon = m.sections.len() - 1;
+    m.validate().unwrap_or_else(|e| panic!("{e}"));
+    m.sections[icon].compression = Compression::Zstd;
+    let e = m.validate().unwrap_err().to_string();
+    assert!(e.contains("the icon is stored as is"), "{e}");
+}

@@ -187,10 +187,8 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         SectionKind::Sbom,
         sections::compress(&serde_json::to_vec(&sbom)?, plan.level)?,
     )];
-    // A PNG does not shrink; one zstd frame costs a few bytes and keeps
-    // every optional section alike.
     if let Some(icon) = &icon {
-        attestations.push((SectionKind::Icon, sections::compress(icon, plan.level)?));
+        attestations.push((SectionKind::Icon, sections::stored(icon)));
     }
 
     let bar = progress_bar(opts.progress, tree.content_len());

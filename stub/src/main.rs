@@ -247,10 +247,20 @@ fn install(exe: std::fs::File, trusted: &[smolvm_signing::PublicKey]) -> ExitCod
         Ok(v) => v,
         Err(e) => return fail_with(&e),
     };
-    // Verified above with every other section; a few hundred KiB at most.
+    // Stored as is (format version 5), at most 512 KiB; read again and
+    // hashed again here, so that a file changed since the check above
+    // cannot put other bytes in the person's icon theme.
     let icon = match art.manifest.section(SectionKind::Icon) {
-        Some(_) => match art.read_section(SectionKind::Icon) {
-            Ok(png) => Some(png),
+        Some(entry) => match art.section_bytes(entry) {
+            Ok(png) if smolvm_format::Sha256Digest::of(&png) == entry.sha256 => Some(png),
+            Ok(_) => {
+                return fail(
+                    exit::INVALID,
+                    format_args!(
+                        "the icon section changed after it was verified; was the file replaced?"
+                    ),
+                )
+            }
             Err(e) => return fail_with(&e),
         },
         None => None,
