@@ -263,10 +263,15 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     trace.mark("rootfs ready");
     // The overlay disk is scratch space beside the cache (on disk, where a
     // tmpfs /tmp would be RAM again); the storage is the user's data.
+    let rotated_from = match &first_signer {
+        Some(FirstSigner::Rotate { from, .. }) => Some(*from),
+        _ => None,
+    };
     let disks = crate::disk::Disks::prepare(
         &config,
         name,
         key_id,
+        rotated_from,
         cache.root(),
         crate::disk::default_storage_dir,
         opts.reset_storage,

@@ -290,3 +290,34 @@ fn pack_create_refuses_a_record_that_would_not_verify() {
     );
     assert!(!m.path("out").exists());
 }
+
+/// The data follows the key: after a start accepts B as endorsed by the
+/// remembered A, A's storage disk of that name is B's (moved, one note
+/// line beside the rotation line); B without the record would get none.
+#[test]
+fn the_storage_disk_follows_the_endorsed_key() {
+    let Some(m) = Machine::new() else { return };
+    let (a, b) = (key_id(&m, "test"), key_id(&m, "other"));
+    let smolfile = "volumes = [\"/state\"]\nstorage = 1\n";
+    let by_a = m.pack_with("notes", "1.0.0", "test", smolfile);
+    let old = m.path("keys/test.key");
+    let b_from_a = m.pack_args(
+        "notes",
+        "1.0.0",
+        "other",
+        smolfile,
+        &[OsStr::new("--rotate-from"), old.as_os_str()],
+        "-from-a",
+    );
+    expect(&m.run(&by_a, &[]), 0, &[]);
+    let storage = |k: &str| m.path(&format!("data/smolvm/storage/{k}/notes.ext4"));
+    assert!(storage(&a).exists());
+    let err = expect(&m.run(&b_from_a, &[]), 0, &[]);
+    assert!(err.contains(&format!("endorsed by key {a}")), "{err}");
+    assert!(err.contains("with its signer's new key"), "{err}");
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(storage(&b).exists() && !storage(&a).exists());
+    // The next start: nothing more to say.
+    let err = expect(&m.run(&b_from_a, &[]), 0, &[]);
+    assert!(err.is_empty(), "{err}");
+}
