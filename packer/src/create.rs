@@ -48,6 +48,9 @@ pub struct CreateOptions {
     /// ([`crate::signer::KeySpec`]).
     pub key: Option<PathBuf>,
     pub no_sign: bool,
+    /// What each `--rotate-from` names, oldest first: keys that signed this
+    /// name before and endorse the signing key ([`crate::rotation`]).
+    pub rotate_from: Vec<PathBuf>,
     pub stub: Option<PathBuf>,
     pub level: Option<i32>,
     pub rootfs_compression: Option<crate::plan::RootfsCompression>,
@@ -137,11 +140,17 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         Some(p) => p.clone(),
         None => find_default_kernel()?,
     };
+    // Checked (one key on stdin at most) before either is opened.
+    let rotate_from = crate::rotation::open_keys(&opts.rotate_from, plan.signing_key.as_ref())?;
     let signer = match &plan.signing_key {
         Some(spec) => Some(spec.open()?),
         None => None,
     };
     let stub = read_stub(&plan.stub)?;
+    let icon = match smolfile.artifact.as_ref().and_then(|a| a.icon.as_deref()) {
+        Some(path) => Some(crate::icon::load(path)?),
+        None => None,
+    };
 
     // The kernel loads (a libkrunfw is parsed and its kernel extracted) and
     // compresses while the root is read, which is mostly waiting on the
@@ -178,6 +187,9 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         SectionKind::Sbom,
         sections::compress(&serde_json::to_vec(&sbom)?, plan.level)?,
     )];
+    if let Some(icon) = &icon {
+        attestations.push((SectionKind::Icon, sections::stored(icon)));
+    }
 
     let bar = progress_bar(opts.progress, tree.content_len());
     let rootfs = sections::rootfs(
@@ -212,8 +224,14 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
             ),
             ("kernel".into(), kernel.sha256.to_string()),
             ("rootfs".into(), rootfs.sha256.to_string()),
-            ("sbom".into(), attestations[0].1.sha256.to_string()),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            attestations
+                .iter()
+                .map(|(kind, a)| (kind.name().into(), a.sha256.to_string())),
+        )
+        .collect(),
         invocation: crate::provenance::invocation(&|k| std::env::var(k).ok()),
     });
     attestations.push((
@@ -223,7 +241,10 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     let sections = sections::lay_out(&config, kernel, rootfs, attestations)?;
 
     let public = signer.as_ref().map(Signer::public_key);
-    let manifest = manifest(&plan, &stub, &sections, config, public.as_ref());
+    let mut manifest = manifest(&plan, &stub, &sections, config, public.as_ref());
+    if let (Some(record), Some(public)) = (manifest.signer.as_mut(), &public) {
+        record.rotated_from = crate::rotation::links(&plan.name, &rotate_from, public)?;
+    }
     let writer = PayloadWriter::new(&manifest)?;
     let signature = match (&signer, &public) {
         (Some(signer), Some(public)) => Some(smolvm_runtime::seal::signature_block(

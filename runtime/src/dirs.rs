@@ -80,6 +80,12 @@ pub fn applications() -> Option<PathBuf> {
     xdg("XDG_DATA_HOME", ".local/share").map(|d| d.join("applications"))
 }
 
+/// The person's hicolor icon theme (`icons/hicolor/` in the data
+/// directory), where `--smolvm-install` puts a tool's icon (crate::install).
+pub fn hicolor_icons() -> Option<PathBuf> {
+    xdg("XDG_DATA_HOME", ".local/share").map(|d| d.join("icons/hicolor"))
+}
+
 /// `~/.local/bin`, where `--smolvm-install` copies a tool (crate::install).
 pub fn user_bin() -> Option<PathBuf> {
     home().map(|h| h.join(".local/bin"))
