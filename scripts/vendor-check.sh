@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks that each vendored crate is exactly its crates.io release plus the
 # patches listed in its series, nothing more: vendor/krun-devices with
-# vendor/patches/series, vendor/tar with vendor/patches/tar/series. For each,
+# vendor/patches/series, vendor/tar with vendor/patches/tar/series, vendor/libkrun
+# with vendor/patches/libkrun/series. For each,
 # unpacks the registry's .crate (its SHA-256 pinned below, the one Cargo.lock
 # recorded before the crate was vendored) in a temporary directory, applies the
 # series with `patch -p1`, and compares the result with the committed tree.
@@ -17,6 +18,7 @@ cd "$repo"
 vendored_crates=(
     "krun-devices 0.1.0-1.19.7 d0d32b958d40bd6175faaef5911f471ddb317602e3236ce04da7a67f72c589f1 vendor/patches"
     "tar 0.4.46 3f6221d9a6003c78398e3b239969f352578258df48c8eb051caadae0015bc840 vendor/patches/tar"
+    "libkrun 1.19.7 1610d0669ba96a8de6aee2b3ca1e7436933c77836aca6a2920930907046f4aaa vendor/patches/libkrun"
 )
 
 tmp=$(mktemp -d)

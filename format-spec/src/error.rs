@@ -25,11 +25,18 @@ pub enum FormatError {
         found: Vec<u8>,
         expected: &'static str,
     },
-    #[error("{structure}: format version {found} is not supported; this reader supports version {supported} only (upgrade smolvm to read newer artifacts)")]
+    #[error("{structure}: format version {found} is not supported; this reader supports versions {oldest} to {newest} (upgrade smolvm to read newer artifacts; repack older ones)")]
     UnsupportedVersion {
         structure: &'static str,
         found: u32,
-        supported: u32,
+        oldest: u32,
+        newest: u32,
+    },
+    #[error("{structure}: format version {found} differs from the trailer's {trailer}; the parts of the payload come from different artifacts")]
+    VersionMismatch {
+        structure: &'static str,
+        found: u32,
+        trailer: u32,
     },
     #[error("{structure}: field `{field}` has value {value:#x}, expected {expected}")]
     BadField {

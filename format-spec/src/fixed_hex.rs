@@ -176,6 +176,14 @@ lower_hex_bytes!(
     "64 lowercase hex characters (an ed25519 public key)"
 );
 
+lower_hex_bytes!(
+    /// An ed25519 signature in a key rotation link: 64 bytes, 128 lowercase
+    /// hex characters. The verifier checks it (SPEC.md "Key rotation").
+    Ed25519Signature,
+    64,
+    "128 lowercase hex characters (an ed25519 signature)"
+);
+
 impl Sha256Digest {
     /// The SHA-256 of `data`.
     pub fn of(data: &[u8]) -> Self {

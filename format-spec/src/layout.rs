@@ -4,8 +4,36 @@
 
 use crate::error::{FormatError, Result};
 
-/// The one format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 4;
+/// The format version this crate writes.
+///
+/// 5 added the signer's rotation record (`signer.rotated_from`) and the
+/// `icon` section; 4 the `sbom` and `provenance` sections. Everything else
+/// is as in 3, so a reader takes 3 ..= 5 and checks that an older artifact
+/// uses nothing newer than its version (SPEC.md 10).
+pub const FORMAT_VERSION: u32 = 5;
+
+/// The oldest format version this crate reads. Versions 1 (host-extracted
+/// tar roots) and 2 (unframed zstd only) are laid out differently.
+pub const OLDEST_READABLE_VERSION: u32 = 3;
+
+/// Domain separation prefix of a key rotation statement; see SPEC.md
+/// "Key rotation". Differs from [`SIGNING_DOMAIN`], so a rotation signature
+/// can never pass as an artifact signature or the other way round.
+pub const ROTATION_DOMAIN: &[u8] = b"smolmachine-key-rotation-v1\0";
+
+/// Checks that `structure` carries a version this crate reads.
+pub fn check_version(structure: &'static str, version: u32) -> Result<()> {
+    if (OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
+        Ok(())
+    } else {
+        Err(FormatError::UnsupportedVersion {
+            structure,
+            found: version,
+            oldest: OLDEST_READABLE_VERSION,
+            newest: FORMAT_VERSION,
+        })
+    }
+}
 
 /// Section data and the payload start are aligned to this many bytes of the
 /// file, so the runtime can mmap a section directly.
@@ -93,7 +121,7 @@ fn check_magic(structure: &'static str, found: &[u8], magic: &'static [u8; 8]) -
 ///
 /// ```text
 ///  0  magic            [u8; 8]  "SMOLTAIL"
-///  8  version          u32      FORMAT_VERSION
+///  8  version          u32      OLDEST_READABLE_VERSION ..= FORMAT_VERSION
 /// 12  trailer_len      u32      64
 /// 16  payload_offset   u64      file offset of the payload header (= stub length)
 /// 24  payload_len      u64      header .. end of trailer, inclusive
@@ -101,6 +129,8 @@ fn check_magic(structure: &'static str, found: &[u8], magic: &'static [u8; 8]) -
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Trailer {
+    /// The format version; equals the header's and the manifest's.
+    pub version: u32,
     pub payload_offset: u64,
     pub payload_len: u64,
 }
@@ -109,7 +139,7 @@ impl Trailer {
     pub fn encode(&self) -> [u8; 64] {
         let mut out = [0u8; 64];
         out[0..8].copy_from_slice(TRAILER_MAGIC);
-        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&self.version.to_le_bytes());
         out[12..16].copy_from_slice(&64u32.to_le_bytes());
         out[16..24].copy_from_slice(&self.payload_offset.to_le_bytes());
         out[24..32].copy_from_slice(&self.payload_len.to_le_bytes());
@@ -121,16 +151,11 @@ impl Trailer {
         const S: &str = "trailer";
         check_magic(S, &bytes[0..8], TRAILER_MAGIC)?;
         let version = u32_at(bytes, 8);
-        if version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                structure: S,
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        check_version(S, version)?;
         expect_u32(S, "trailer_len", u32_at(bytes, 12), 64)?;
         expect_zero(S, "reserved", &bytes[32..64])?;
         Ok(Trailer {
+            version,
             payload_offset: u64_at(bytes, 16),
             payload_len: u64_at(bytes, 24),
         })
@@ -141,7 +166,7 @@ impl Trailer {
 ///
 /// ```text
 ///  0  magic            [u8; 8]  "SMOLMACH"
-///  8  version          u32      FORMAT_VERSION
+///  8  version          u32      as the trailer's
 /// 12  header_len       u32      64
 /// 16  manifest_len     u32      1 ..= MAX_MANIFEST_LEN; the manifest follows the header
 /// 20  signature_len    u32      0 (unsigned) or SIGNATURE_BLOCK_LEN
@@ -150,6 +175,8 @@ impl Trailer {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// The format version; equals the trailer's and the manifest's.
+    pub version: u32,
     pub manifest_len: u32,
     pub signature_len: u32,
 }
@@ -158,7 +185,7 @@ impl Header {
     pub fn encode(&self) -> [u8; 64] {
         let mut out = [0u8; 64];
         out[0..8].copy_from_slice(HEADER_MAGIC);
-        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&self.version.to_le_bytes());
         out[12..16].copy_from_slice(&64u32.to_le_bytes());
         out[16..20].copy_from_slice(&self.manifest_len.to_le_bytes());
         out[20..24].copy_from_slice(&self.signature_len.to_le_bytes());
@@ -169,13 +196,7 @@ impl Header {
         const S: &str = "header";
         check_magic(S, &bytes[0..8], HEADER_MAGIC)?;
         let version = u32_at(bytes, 8);
-        if version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                structure: S,
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        check_version(S, version)?;
         expect_u32(S, "header_len", u32_at(bytes, 12), 64)?;
         let manifest_len = u32_at(bytes, 16);
         if manifest_len == 0 || u64::from(manifest_len) > MAX_MANIFEST_LEN {
@@ -198,6 +219,7 @@ impl Header {
         expect_u32(S, "flags", u32_at(bytes, 24), 0)?;
         expect_zero(S, "reserved", &bytes[28..64])?;
         Ok(Header {
+            version,
             manifest_len,
             signature_len,
         })
@@ -280,6 +302,20 @@ pub fn signing_input(header: &[u8; 64], manifest: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The exact bytes a key rotation link signs: the old key says "the
+/// artifact named `name` may be signed by `new_public_key`". The name is
+/// length-prefixed (u32 little-endian) so no two (name, key) pairs share
+/// bytes.
+pub fn rotation_input(name: &str, new_public_key: &[u8; 32]) -> Vec<u8> {
+    let len = u32::try_from(name.len()).expect("names are at most 128 bytes");
+    let mut out = Vec::with_capacity(ROTATION_DOMAIN.len() + 4 + name.len() + 32);
+    out.extend_from_slice(ROTATION_DOMAIN);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(new_public_key);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +323,7 @@ mod tests {
     #[test]
     fn trailer_round_trip() {
         let t = Trailer {
+            version: FORMAT_VERSION,
             payload_offset: 8192,
             payload_len: 12345,
         };
@@ -296,6 +333,7 @@ mod tests {
     #[test]
     fn header_round_trip() {
         let h = Header {
+            version: FORMAT_VERSION,
             manifest_len: 100,
             signature_len: 96,
         };
@@ -306,6 +344,7 @@ mod tests {
     #[test]
     fn test_bad_trailer_magic() {
         let mut b = Trailer {
+            version: FORMAT_VERSION,
             payload_offset: 0,
             payload_len: 64,
         }
@@ -318,30 +357,46 @@ mod tests {
     }
 
     #[test]
-    fn test_bad_version_names_supported_version() {
+    fn test_bad_version_names_supported_versions() {
         let mut b = Header {
+            version: FORMAT_VERSION,
             manifest_len: 1,
             signature_len: 0,
         }
         .encode();
-        // Versions 1 (host-extracted tar roots), 2 (unframed zstd only) and
-        // 3 (no attestation sections) are gone: named, not misread.
-        for old in [1, 2, 3] {
-            b[8] = old;
+        // Versions 1 (host-extracted tar roots) and 2 (unframed zstd only)
+        // are gone, 6 is not defined yet: named, not misread.
+        for bad in [0, 1, 2, 6, 255] {
+            b[8] = bad;
             let err = Header::decode(&b).unwrap_err().to_string();
             assert!(
-                err.contains(&format!("version {old}")) && err.contains("supports version 4"),
+                err.contains(&format!("version {bad}")) && err.contains("supports versions 3 to 5"),
                 "{err}"
             );
         }
-        b[8] = 5;
-        let err = Header::decode(&b).unwrap_err().to_string();
-        assert!(err.contains("supports version 4"), "{err}");
+        // 3 (no attestation sections) and 4 (no rotation record, no icon)
+        // read as they always did.
+        for old in [3, 4, 5] {
+            b[8] = old;
+            assert_eq!(Header::decode(&b).unwrap().version, u32::from(old));
+        }
+    }
+
+    #[test]
+    fn a_rotation_statement_is_never_a_signing_input() {
+        let key = [7u8; 32];
+        let r = rotation_input("notes", &key);
+        assert!(r.starts_with(ROTATION_DOMAIN));
+        assert!(!r.starts_with(SIGNING_DOMAIN));
+        // Length-prefixed name: ("ab", key) and ("a", "b"..) differ.
+        assert_ne!(rotation_input("ab", &key), rotation_input("a", &key));
+        assert_eq!(r.len(), ROTATION_DOMAIN.len() + 4 + 5 + 32);
     }
 
     #[test]
     fn test_bad_header_fields() {
         let base = Header {
+            version: FORMAT_VERSION,
             manifest_len: 10,
             signature_len: 96,
         }

@@ -1,4 +1,4 @@
-//! The `.smolmachine` on-disk format (version 4).
+//! The `.smolmachine` on-disk format (version 5; reads 3 to 5).
 //!
 //! A payload is found from the end of the file, so it works appended to any
 //! stub executable and as a bare `.smolmachine` file (payload offset 0).
@@ -35,15 +35,17 @@ pub mod write;
 
 pub use error::{FormatError, Result};
 pub use fixed_hex::{
-    ImageDigest, ParseHexError, ParseImageDigestError, Sha256Digest, SignerKeyId, SignerPublicKey,
+    Ed25519Signature, ImageDigest, ParseHexError, ParseImageDigestError, Sha256Digest, SignerKeyId,
+    SignerPublicKey,
 };
 pub use frames::{FrameDecoder, FrameSpan, FramedEncoder, Frames};
 pub use layout::{
-    Header, SignatureBlock, Trailer, ALGORITHM_TAG_ED25519, FORMAT_VERSION, PAGE_SIZE, TRAILER_LEN,
+    Header, SignatureBlock, Trailer, ALGORITHM_TAG_ED25519, FORMAT_VERSION,
+    OLDEST_READABLE_VERSION, PAGE_SIZE, TRAILER_LEN,
 };
 pub use manifest::{
-    Compression, MachineConfig, Manifest, NetworkPolicy, SectionEntry, SectionKind, Signer,
-    StubRecord, Target, MAX_ATTESTATION_SIZE,
+    Compression, MachineConfig, Manifest, NetworkPolicy, RotationLink, SectionEntry, SectionKind,
+    Signer, StubRecord, Target, MAX_ATTESTATION_SIZE, MAX_ICON_SIZE,
 };
 pub use read::{Artifact, FileSource, ReadAt, SectionStream};
 pub use write::{

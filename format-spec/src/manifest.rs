@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{FormatError, Result};
-use crate::fixed_hex::{Sha256Digest, SignerKeyId, SignerPublicKey};
+use crate::fixed_hex::{Ed25519Signature, Sha256Digest, SignerKeyId, SignerPublicKey};
 use crate::frames::{FrameSpan, Frames};
-use crate::layout::{FORMAT_VERSION, MAX_MANIFEST_LEN};
+use crate::layout::{check_version, MAX_MANIFEST_LEN};
 
-/// At most this many sections: five are defined, the rest is headroom for
+/// At most this many sections: six are defined, the rest is headroom for
 /// later versions; a cap keeps a hostile manifest from making us loop long.
 pub const MAX_SECTIONS: usize = 16;
 /// Uncompressed kernel cap: real kernels are 10-60 MiB.
@@ -27,6 +27,12 @@ pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
 /// Uncompressed cap of an attestation (SBOM, provenance): JSON that lists
 /// packages and inputs; a root of 10 000 packages makes about 5 MiB of SPDX.
 pub const MAX_ATTESTATION_SIZE: u64 = 16 << 20;
+/// Icon cap: application icons are PNGs of tens of KiB (256x256) to a few
+/// hundred (1024x1024); every start hashes the section, so it stays small.
+pub const MAX_ICON_SIZE: u64 = 512 << 10;
+/// Most links in a signer's rotation record: each is a key that signed
+/// for the name before; eight rotations is far more than a project makes.
+pub const MAX_ROTATION_LINKS: usize = 8;
 /// Longest accepted artifact name.
 pub const MAX_NAME_LEN: usize = 128;
 
@@ -46,6 +52,9 @@ pub enum SectionKind {
     /// Optional: how the artifact was built, as an in-toto Statement with
     /// a SLSA v1 provenance predicate (JSON). Never needed to boot.
     Provenance,
+    /// Optional (version 5): the application icon, a PNG that
+    /// `--smolvm-install` puts in the person's icon theme. Never needed to boot.
+    Icon,
 }
 
 impl SectionKind {
@@ -56,6 +65,7 @@ impl SectionKind {
             SectionKind::Config => "config",
             SectionKind::Sbom => "sbom",
             SectionKind::Provenance => "provenance",
+            SectionKind::Icon => "icon",
         }
     }
 
@@ -66,6 +76,16 @@ impl SectionKind {
             SectionKind::Rootfs => MAX_ROOTFS_SIZE,
             SectionKind::Config => MAX_CONFIG_SIZE,
             SectionKind::Sbom | SectionKind::Provenance => MAX_ATTESTATION_SIZE,
+            SectionKind::Icon => MAX_ICON_SIZE,
+        }
+    }
+
+    /// The first format version that defines this kind.
+    pub fn since_version(self) -> u32 {
+        match self {
+            SectionKind::Kernel | SectionKind::Rootfs | SectionKind::Config => 3,
+            SectionKind::Sbom | SectionKind::Provenance => 4,
+            SectionKind::Icon => 5,
         }
     }
 }
@@ -175,6 +195,41 @@ pub struct Signer {
     /// The ed25519 public key.
     #[serde(deserialize_with = "signer_public_key")]
     pub public_key: SignerPublicKey,
+    /// Version 5: the keys that signed this name before, oldest first, each
+    /// endorsing the next one (the last endorses `public_key`). Lets a
+    /// runtime that remembered an older key accept this one (SPEC.md "Key
+    /// rotation"). Absent when empty, so manifests without it keep their bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotated_from: Vec<RotationLink>,
+}
+
+/// One link of a rotation record: `public_key` signed, with
+/// [`crate::layout::rotation_input`], the artifact's name and the next key
+/// of the record (or the signer's key, for the last link).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RotationLink {
+    /// Derived from `public_key`; the verifier checks that.
+    #[serde(deserialize_with = "link_key_id")]
+    pub key_id: SignerKeyId,
+    /// The older ed25519 public key.
+    #[serde(deserialize_with = "link_public_key")]
+    pub public_key: SignerPublicKey,
+    /// Its ed25519 signature over the rotation statement.
+    #[serde(deserialize_with = "link_signature")]
+    pub signature: Ed25519Signature,
+}
+
+fn link_key_id<'de, D: Deserializer<'de>>(d: D) -> Result<SignerKeyId, D::Error> {
+    SignerKeyId::deserialize_field(d, "signer.rotated_from[].key_id")
+}
+
+fn link_public_key<'de, D: Deserializer<'de>>(d: D) -> Result<SignerPublicKey, D::Error> {
+    SignerPublicKey::deserialize_field(d, "signer.rotated_from[].public_key")
+}
+
+fn link_signature<'de, D: Deserializer<'de>>(d: D) -> Result<Ed25519Signature, D::Error> {
+    Ed25519Signature::deserialize_field(d, "signer.rotated_from[].signature")
 }
 
 fn signer_key_id<'de, D: Deserializer<'de>>(d: D) -> Result<SignerKeyId, D::Error> {
@@ -409,13 +464,7 @@ impl Manifest {
 
     /// Field checks shared by reader and writer.
     pub fn validate(&self) -> Result<()> {
-        if self.format_version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                structure: "manifest",
-                found: self.format_version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        check_version("manifest", self.format_version)?;
         validate_name(&self.name).map_err(bad)?;
         if self.version.is_empty()
             || self.version.len() > 64
@@ -452,6 +501,7 @@ impl Manifest {
                     signer.algorithm
                 )));
             }
+            validate_rotation(signer, self.format_version).map_err(bad)?;
         }
         if let Some(stub) = &self.stub {
             if stub.length == 0 {
@@ -475,6 +525,19 @@ impl Manifest {
                 )));
             }
             seen.push(s.kind);
+            if s.kind.since_version() > self.format_version {
+                return Err(bad(format!(
+                    "field `sections[{i}].kind`: section `{}` is defined from format version {} on; this manifest says {}",
+                    s.kind,
+                    s.kind.since_version(),
+                    self.format_version
+                )));
+            }
+            if s.kind == SectionKind::Icon && s.compression != Compression::None {
+                return Err(bad(format!(
+                    "field `sections[{i}].compression`: the icon is stored as is (\"none\"), so installs copy it without decompressing"
+                )));
+            }
             if s.size > s.kind.max_size() {
                 return Err(bad(format!(
                     "field `sections[{i}].size`: {} bytes exceeds the {} cap of {} bytes",
@@ -526,6 +589,39 @@ impl Manifest {
     pub fn section(&self, kind: SectionKind) -> Option<&SectionEntry> {
         self.sections.iter().find(|s| s.kind == kind)
     }
+}
+
+/// The shape of a rotation record (its signatures are the verifier's):
+/// version 5 or later, at most [`MAX_ROTATION_LINKS`] links, and no key
+/// twice, the signer's included (a record goes from older keys to the
+/// signer; a key that comes back is a loop).
+fn validate_rotation(signer: &Signer, format_version: u32) -> Result<(), String> {
+    let links = &signer.rotated_from;
+    if links.is_empty() {
+        return Ok(());
+    }
+    if format_version < 5 {
+        return Err(format!(
+            "field `signer.rotated_from`: defined from format version 5 on; this manifest says {format_version}"
+        ));
+    }
+    if links.len() > MAX_ROTATION_LINKS {
+        return Err(format!(
+            "field `signer.rotated_from`: {} links; at most {MAX_ROTATION_LINKS}",
+            links.len()
+        ));
+    }
+    let mut keys = vec![&signer.public_key];
+    for (i, link) in links.iter().enumerate() {
+        if keys.contains(&&link.public_key) {
+            return Err(format!(
+                "field `signer.rotated_from[{i}].public_key`: key {} appears twice in the record (or is the signer's own)",
+                link.key_id
+            ));
+        }
+        keys.push(&link.public_key);
+    }
+    Ok(())
 }
 
 /// Artifact names end up in file names and cache paths: keep them tame.

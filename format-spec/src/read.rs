@@ -308,6 +308,13 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
         let trailer = read_trailer(src, file_len)?;
         let header_bytes: [u8; 64] = fixed(&src.read_bytes_at(trailer.payload_offset, HEADER_LEN)?);
         let header = Header::decode(&header_bytes)?;
+        if header.version != trailer.version {
+            return Err(FormatError::VersionMismatch {
+                structure: "header",
+                found: header.version,
+                trailer: trailer.version,
+            });
+        }
         // The data area starts after header + manifest + signature block; all of
         // it must precede the trailer.
         let data_start = trailer.payload_offset + header.data_offset();
@@ -326,6 +333,13 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
             )?
             .into_owned();
         let manifest = Manifest::decode(&manifest_bytes)?;
+        if manifest.format_version != trailer.version {
+            return Err(FormatError::VersionMismatch {
+                structure: "manifest (field `format_version`)",
+                found: manifest.format_version,
+                trailer: trailer.version,
+            });
+        }
 
         let signature = if header.signature_len == 0 {
             None

@@ -121,6 +121,7 @@ impl PayloadWriter {
             0
         };
         let header = Header {
+            version: manifest.format_version,
             manifest_len,
             signature_len,
         };
@@ -183,6 +184,7 @@ impl PayloadWriter {
             }
         }
         let trailer = Trailer {
+            version: self.header.version,
             payload_offset: stub.len() as u64,
             payload_len: data_offset + pos + TRAILER_LEN,
         };

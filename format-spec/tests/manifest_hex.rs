@@ -31,6 +31,7 @@ fn manifest() -> Manifest {
             algorithm: "ed25519".into(),
             key_id: SignerKeyId::from_bytes([0x5c; 8]),
             public_key: SignerPublicKey::from_bytes([0x4b; 32]),
+            rotated_from: Vec::new(),
         }),
         stub: Some(StubRecord {
             length: 4096,
@@ -134,4 +135,73 @@ fn a_hash_of_the_wrong_type_is_refused() {
     let bytes = text.replace(&format!("\"{}\"", "3a".repeat(32)), "7");
     let e = Manifest::decode(bytes.as_bytes()).unwrap_err().to_string();
     assert!(e.contains("64 lowercase hex characters"), "{e}");
+}
+
+/// A rotation record's shape is the format's: version 5, at most
+/// `MAX_ROTATION_LINKS` links, no key twice (the signer's included), hex
+/// of the exact lengths; whether its signatures verify is the verifier's.
+#[test]
+fn a_rotation_record_is_checked_for_shape_and_version() {
+    use smolvm_format::manifest::MAX_ROTATION_LINKS;
+    use smolvm_format::{Ed25519Signature, RotationLink};
+    let link = |fill: u8| RotationLink {
+        key_id: SignerKeyId::from_bytes([fill; 8]),
+        public_key: SignerPublicKey::from_bytes([fill; 32]),
+        signature: Ed25519Signature::from_bytes([fill; 64]),
+    };
+    let with = |links: Vec<RotationLink>, version: u32| {
+        let mut m = manifest();
+        m.format_version = version;
+        m.signer.as_mut().unwrap().rotated_from = links;
+        m.validate().map_err(|e| e.to_string())
+    };
+    // Round-trips, and without links the member is absent.
+    let mut m = manifest();
+    m.signer.as_mut().unwrap().rotated_from = vec![link(1), link(2)];
+    let bytes = m.encode();
+    assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+    assert!(String::from_utf8(bytes)
+        .unwrap()
+        .contains("\"rotated_from\":[{\"key_id\":\"0101"));
+    assert!(!String::from_utf8(manifest().encode())
+        .unwrap()
+        .contains("rotated_from"));
+    for (links, version, needle) in [
+        (vec![link(1)], 4, "format version 5"),
+        (vec![link(1), link(1)], 5, "appears twice"),
+        (vec![link(0x4b)], 5, "appears twice"), // the signer's own key
+        (
+            (1..=u8::try_from(MAX_ROTATION_LINKS).unwrap() + 1)
+                .map(link)
+                .collect(),
+            5,
+            "at most 8",
+        ),
+    ] {
+        let e = with(links, version).unwrap_err();
+        assert!(e.contains(needle), "{needle:?} not in {e}");
+    }
+    // A short signature is refused naming the member.
+    let text = String::from_utf8(m.encode()).unwrap();
+    let sig = "01".repeat(64);
+    let e = Manifest::decode(text.replacen(&sig, &"01".repeat(63), 1).as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("signer.rotated_from[].signature"), "{e}");
+}
+
+/// The icon is stored as is (version 5): installs copy it without a
+/// decompressor, so a compressed icon section is refused.
+#[test]
+fn an_icon_section_is_stored_uncompressed() {
+    let mut m = manifest();
+    let mut entry = m.sections[0].clone();
+    entry.kind = SectionKind::Icon;
+    entry.offset = 12288;
+    m.sections.push(entry);
+    let icon = m.sections.len() - 1;
+    m.validate().unwrap_or_else(|e| panic!("{e}"));
+    m.sections[icon].compression = Compression::Zstd;
+    let e = m.validate().unwrap_err().to_string();
+    assert!(e.contains("the icon is stored as is"), "{e}");
 }

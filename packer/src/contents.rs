@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use smolvm_format::{Artifact, ReadAt, SectionKind};
 use smolvm_rootfs::erofs::read::{EntryKind, ImageReader};
+use smolvm_rootfs::tree::{display_name, name_from_bytes};
 
 /// One entry of the root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,14 +83,15 @@ pub fn files<R: ReadAt + ?Sized>(art: &Artifact<'_, R>) -> anyhow::Result<Vec<Fi
                 Some(hex::encode(Sha256::digest(reader.file_contents(&e)?))),
                 None,
             ),
-            EntryKind::Symlink { target } => (None, Some(String::from_utf8_lossy(target).into())),
+            EntryKind::Symlink { target } => (None, Some(display_name(&name_from_bytes(target)))),
             EntryKind::CharDevice { rdev } | EntryKind::BlockDevice { rdev } => {
                 (None, Some(decode_dev(*rdev)))
             }
             _ => (None, None),
         };
         out.push(FileRecord {
-            path: format!("/{}", e.path),
+            // Names are bytes: shown escaped (`\xff`, `\n`), one line each.
+            path: format!("/{}", display_name(&e.path)),
             kind: e.kind.name(),
             mode: e.perm,
             uid: e.uid,

@@ -85,75 +85,6 @@ fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
 
 /// Runs `pack create`.
 pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
-    let (smolfile, plan) = load_plan(opts)?;
-
-    // Small inputs first, so a missing kernel, key or stub is reported
-    // before a large root is read.
-    let kernel_path = match &plan.kernel {
-        Some(p) => p.clone(),
-        None => find_default_kernel()?,
-    };
-    let signer = match &plan.signing_key {
-        Some(spec) => Some(spec.open()?),
-        None => None,
-    };
-    let stub = read_stub(&plan.stub)?;
-
-    // The kernel loads (a libkrunfw is parsed and its kernel extracted) and
-    // compresses while the root is read, which is mostly waiting on the
-    // file system; a kernel error is still reported first.
-    let (kernel, root) = std::thread::scope(|scope| {
-        let kernel =
-            scope.spawn(|| sections::compress(&load_kernel(&kernel_path)?.elf, plan.level));
-        let root = load_root(&plan.root, opts);
-        (kernel.join().expect("kernel thread"), root)
-    });
-    let kernel = kernel?;
-    let (mut tree, image) = root?;
-    tree.ensure_mount_points();
-
-    let config = workload_config(&smolfile, image.as_ref(), &tree)?;
-
-    // What the root's package databases list (read from the tree, before
-    // it is written as an image).
-    let sbom = crate::sbom::spdx(&tree, &plan.name, &plan.version, plan.created)
-        .context("building the SBOM")?;
-    let mut attestations = vec![(
-        SectionKind::Sbom,
-        sections::compress(&serde_json::to_vec(&sbom)?, plan.level)?,
-    )];
-
-    let bar = progress_bar(opts.progress, tree.content_len());
-    let rootfs = sections::rootfs(
-        &tree,
-        plan.level,
-        &smolvm_rootfs::erofs::ErofsOptions {
-            clamp_mtime: plan.clamp_mtime,
-            compression: plan.rootfs_compression.into(),
-        },
-        &|n| bar.set_position(n),
-    )?;
-    bar.finish_and_clear();
-    // Provenance last: it names the digests of everything above it.
-    let digests = Subjects {
-        config: Sha256Digest::of(&config.to_canonical_json()),
-        kernel: kernel.sha256,
-        rootfs: rootfs.sha256,
-        sbom: attestations[0].1.sha256,
-    };
-    let statement = provenance(&plan, opts, &kernel_path, image.as_ref(), &stub, &digests)?;
-    attestations.push((
-        SectionKind::Provenance,
-        sections::compress(&serde_json::to_vec(&statement)?, plan.level)?,
-    ));
-    let sections = sections::lay_out(&config, kernel, rootfs, attestations)?;
-    seal_and_write(&plan, &stub, sections, config, signer.as_ref())
-}
-
-/// The Smolfile (its notes printed) and the plan resolved from it and the
-/// command line; an output that is a directory is refused before anything
-/// is read or compressed.
-fn load_plan(opts: &CreateOptions) -> Result<(Smolfile, Plan)> {
     let smolfile = match &opts.smolfile {
         Some(p) => Smolfile::load(p)?,
         None => Smolfile::default(),
@@ -177,51 +108,75 @@ fn load_plan(opts: &CreateOptions) -> Result<(Smolfile, Plan)> {
         .into());
     }
 
-    Ok((smolfile, plan))
-}
+    // Small inputs first, so a missing kernel, key or stub is reported
+    // before a large root is read.
+    let kernel_path = match &plan.kernel {
+        Some(p) => p.clone(),
+        None => find_default_kernel()?,
+    };
+    // Checked (one key on stdin at most) before either is opened.
+    let rotate_from = crate::rotation::open_keys(&opts.rotate_from, plan.signing_key.as_ref())?;
+    let signer = match &plan.signing_key {
+        Some(spec) => Some(spec.open()?),
+        None => None,
+    };
+    let stub = read_stub(&plan.stub)?;
+    let icon = match smolfile.artifact.as_ref().and_then(|a| a.icon.as_deref()) {
+        Some(path) => Some(crate::icon::load(path)?),
+        None => None,
+    };
 
-/// The machine config merged in layers, checked as the guest would check
-/// it at every start, with the user's name resolved in the tree.
-fn workload_config(
-    smolfile: &Smolfile,
-    image: Option<&ImageSource>,
-    tree: &Tree,
-) -> Result<smolvm_format::MachineConfig> {
-    let mut config = config::machine_config(smolfile, image);
+    // The kernel loads (a libkrunfw is parsed and its kernel extracted) and
+    // compresses while the root is read, which is mostly waiting on the
+    // file system; a kernel error is still reported first.
+    let (kernel, root) = std::thread::scope(|scope| {
+        let kernel =
+            scope.spawn(|| sections::compress(&load_kernel(&kernel_path)?.elf, plan.level));
+        let root = load_root(&plan.root, opts);
+        (kernel.join().expect("kernel thread"), root)
+    });
+    let kernel = kernel?;
+    let (mut tree, image) = root?;
+    tree.ensure_mount_points();
+
+    let mut config = config::machine_config(&smolfile, image.as_ref());
     // What the guest init and execve would refuse at every start is refused
     // now, naming the field (NUL bytes, control characters, size limits).
     smolvm_runtime::spec::check_workload(&config).context("the workload in the config")?;
     // The guest switches to numbers: names are looked up now, in the tree
     // being packed (the host never reads the image at run time).
     if let Some(user) = &config.user {
-        let account = crate::user::resolve_user(user, tree)?;
+        let account = crate::user::resolve_user(user, &tree)?;
         config.uid = Some(account.uid);
         config.gid = Some(account.gid);
         config.groups = account.groups;
         config.home = Some(account.home);
     }
 
-    Ok(config)
-}
+    // What the root's package databases list (read from the tree, before
+    // it is written as an image).
+    let sbom = crate::sbom::spdx(&tree, &plan.name, &plan.version, plan.created)
+        .context("building the SBOM")?;
+    let mut attestations = vec![(
+        SectionKind::Sbom,
+        sections::compress(&serde_json::to_vec(&sbom)?, plan.level)?,
+    )];
+    if let Some(icon) = &icon {
+        attestations.push((SectionKind::Icon, sections::stored(icon)));
+    }
 
-/// The digests the provenance names as its subjects.
-struct Subjects {
-    config: Sha256Digest,
-    kernel: Sha256Digest,
-    rootfs: Sha256Digest,
-    sbom: Sha256Digest,
-}
-
-/// The in-toto statement of this build: what was read, how, and the
-/// digests of what was made.
-fn provenance(
-    plan: &Plan,
-    opts: &CreateOptions,
-    kernel_path: &Path,
-    image: Option<&ImageSource>,
-    stub: &[u8],
-    digests: &Subjects,
-) -> Result<serde_json::Value> {
+    let bar = progress_bar(opts.progress, tree.content_len());
+    let rootfs = sections::rootfs(
+        &tree,
+        plan.level,
+        &smolvm_rootfs::erofs::ErofsOptions {
+            clamp_mtime: plan.clamp_mtime,
+            compression: plan.rootfs_compression.into(),
+        },
+        &|n| bar.set_position(n),
+    )?;
+    bar.finish_and_clear();
+    // Provenance last: it names the digests of everything above it.
     let statement = crate::provenance::statement(&crate::provenance::Build {
         name: &plan.name,
         version: &plan.version,
@@ -235,31 +190,37 @@ fn provenance(
         },
         level: plan.level,
         rootfs_compression: format!("{:?}", plan.rootfs_compression).to_ascii_lowercase(),
-        inputs: inputs(plan, opts, kernel_path, image, stub)?,
+        inputs: inputs(&plan, opts, &kernel_path, image.as_ref(), &stub)?,
         subjects: vec![
-            ("config".into(), digests.config.to_string()),
-            ("kernel".into(), digests.kernel.to_string()),
-            ("rootfs".into(), digests.rootfs.to_string()),
-            ("sbom".into(), digests.sbom.to_string()),
-        ],
+            (
+                "config".into(),
+                Sha256Digest::of(&config.to_canonical_json()).to_string(),
+            ),
+            ("kernel".into(), kernel.sha256.to_string()),
+            ("rootfs".into(), rootfs.sha256.to_string()),
+        ]
+        .into_iter()
+        .chain(
+            attestations
+                .iter()
+                .map(|(kind, a)| (kind.name().into(), a.sha256.to_string())),
+        )
+        .collect(),
         invocation: crate::provenance::invocation(&|k| std::env::var(k).ok()),
     });
-    Ok(statement)
-}
+    attestations.push((
+        SectionKind::Provenance,
+        sections::compress(&serde_json::to_vec(&statement)?, plan.level)?,
+    ));
+    let sections = sections::lay_out(&config, kernel, rootfs, attestations)?;
 
-/// The manifest, signed when there is a signer, written atomically (and
-/// verified before it replaces anything).
-fn seal_and_write(
-    plan: &Plan,
-    stub: &[u8],
-    sections: Sections,
-    config: smolvm_format::MachineConfig,
-    signer: Option<&Signer>,
-) -> Result<CreateReport> {
-    let public = signer.map(Signer::public_key);
-    let manifest = manifest(plan, stub, &sections, config, public.as_ref());
+    let public = signer.as_ref().map(Signer::public_key);
+    let mut manifest = manifest(&plan, &stub, &sections, config, public.as_ref());
+    if let (Some(record), Some(public)) = (manifest.signer.as_mut(), &public) {
+        record.rotated_from = crate::rotation::links(&plan.name, &rotate_from, public)?;
+    }
     let writer = PayloadWriter::new(&manifest)?;
-    let signature = match (signer, &public) {
+    let signature = match (&signer, &public) {
         (Some(signer), Some(public)) => Some(smolvm_runtime::seal::signature_block(
             public,
             signer.sign(&writer.signing_input())?,
@@ -267,7 +228,7 @@ fn seal_and_write(
         _ => None,
     };
     let file_size = write_atomically(&plan.output, plan.bare(), public.as_ref(), |mut out| {
-        writer.write(&mut out, stub, &sections.data, signature.as_ref())?;
+        writer.write(&mut out, &stub, &sections.data, signature.as_ref())?;
         Ok(())
     })?;
     Ok(CreateReport {

@@ -45,6 +45,9 @@ pub fn packer_exit_code(e: &(dyn Error + 'static)) -> Option<u8> {
     {
         return Some(smolvm_runtime::exit::INVALID);
     }
+    if let Some(e) = e.downcast_ref::<crate::icon::IconError>() {
+        return Some(e.exit_code());
+    }
     if let Some(e) = e.downcast_ref::<SignerError>() {
         return Some(e.exit_code());
     }

@@ -451,6 +451,16 @@ struct CreateArgs {
     /// Produce an unsigned artifact (reported as unsigned, never as valid).
     #[arg(long)]
     no_sign: bool,
+    /// A key that signed this name before (any --key form): it endorses the
+    /// signing key in a rotation record, so runtimes that remember it as the
+    /// name's signer accept the new key and remember that one. Repeatable,
+    /// oldest first, for a chain (--rotate-from A --rotate-from B --key C).
+    #[arg(
+        long = "rotate-from",
+        value_name = "OLD_SECRET",
+        conflicts_with = "no_sign"
+    )]
+    rotate_from: Vec<PathBuf>,
     /// Executable to append the payload to (default: the smolvm stub runtime).
     #[arg(long, value_name = "PATH")]
     stub: Option<PathBuf>,
@@ -559,6 +569,7 @@ fn pack_create(a: CreateArgs) -> Result<u8, Failure> {
         kernel: a.kernel,
         key: a.key,
         no_sign: a.no_sign,
+        rotate_from: a.rotate_from,
         stub: a.stub,
         level: a.level,
         rootfs_compression: a.rootfs_compression,
@@ -947,10 +958,28 @@ fn report<R: smolvm_format::ReadAt + ?Sized>(
             exit::chain(e).to_string(),
         ),
     };
+    // A verified rotation record (the signature check includes it).
+    let rotation = outcome
+        .as_ref()
+        .ok()
+        .and_then(|(art, _)| {
+            smolvm_runtime::rotation::lineage(&art.manifest)
+                .ok()
+                .flatten()
+        })
+        .filter(smolvm_runtime::rotation::Lineage::rotated);
+    let detail = match &rotation {
+        Some(l) if code == 0 => format!(
+            "{detail}; key rotation record verified: {} (each key endorsed the next)",
+            l.describe()
+        ),
+        _ => detail,
+    };
     if json {
+        let rotation = rotation.map(|l| l.0.iter().map(ToString::to_string).collect::<Vec<_>>());
         println!(
             "{}",
-            serde_json::json!({ "file": file, "verdict": verdict, "valid": code == 0, "detail": detail, "exit_code": code })
+            serde_json::json!({ "file": file, "verdict": verdict, "valid": code == 0, "detail": detail, "rotation": rotation, "exit_code": code })
         );
     } else if code == 0 {
         println!(

@@ -37,6 +37,9 @@ pub struct CreateOptions {
     /// ([`crate::signer::KeySpec`]).
     pub key: Option<PathBuf>,
     pub no_sign: bool,
+    /// What each `--rotate-from` names, oldest first: keys that signed this
+    /// name before and endorse the signing key ([`crate::rotation`]).
+    pub rotate_from: Vec<PathBuf>,
     pub stub: Option<PathBuf>,
     pub level: Option<i32>,
     pub rootfs_compression: Option<RootfsCompression>,

@@ -83,6 +83,16 @@ fn finish(enc: FramedEncoder<HashingVec>) -> Result<Compressed> {
     })
 }
 
+/// `data` stored as it is (the icon, which is already compressed), hashed.
+pub fn stored(data: &[u8]) -> Compressed {
+    Compressed {
+        stored: data.to_vec(),
+        sha256: Sha256Digest::of(data),
+        size: data.len() as u64,
+        frames: None,
+    }
+}
+
 /// Compresses `data` into independent frames (so a first start can
 /// decompress them on every core) and hashes the result.
 pub fn compress(data: &[u8], level: i32) -> Result<Compressed> {
@@ -152,7 +162,13 @@ pub fn lay_out(
     for (kind, a) in attestations {
         data.push(SectionData {
             kind,
-            compression: Compression::Zstd,
+            // A PNG does not shrink, and the stub copies it on install
+            // without a decompressor: stored as is ([`stored`]).
+            compression: if kind == SectionKind::Icon {
+                Compression::None
+            } else {
+                Compression::Zstd
+            },
             size: a.size,
             stored: a.stored,
         });

@@ -71,6 +71,9 @@ pub struct ArtifactSection {
     pub cmd: Option<Vec<String>>,
     /// smolvm: the image platform to pack (`linux/amd64`).
     pub oci_platform: Option<String>,
+    /// The application icon, a square PNG (crate::icon); relative to the
+    /// Smolfile. `--smolvm-install` puts it in the person's icon theme.
+    pub icon: Option<PathBuf>,
 }
 
 /// How the root filesystem image stores file data
@@ -222,6 +225,9 @@ impl Smolfile {
         };
         smolfile.rootfs.as_mut().map(resolve);
         smolfile.kernel.as_mut().map(resolve);
+        if let Some(icon) = smolfile.artifact.as_mut().and_then(|a| a.icon.as_mut()) {
+            resolve(icon);
+        }
         if let Some(pack) = smolfile.pack.as_mut() {
             // Key sources that are not files (`env:NAME`, `ssh-agent`,
             // `pkcs11:…`) are not paths to resolve.

@@ -28,7 +28,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::pax::{parse_pax_time, PaxRecords};
-use crate::tree::{display_name, name_from_bytes, normalise, FileData, Node, NodeKind, Tree};
+use crate::tree::{
+    display_name, name_from_bytes, normalise, quoted_name, FileData, Node, NodeKind, Tree,
+};
 use crate::{io_err, RootfsError};
 
 /// Entries over all layers: a full distribution image has ~100k; millions
@@ -282,7 +284,7 @@ impl Flattener {
             if data.len() as u64 != size {
                 return Err(RootfsError::Entry {
                     what: what.to_string(),
-                    entry: raw.to_string(),
+                    entry: display_name(raw),
                     fault: format!(
                         "the archive ends after {} of the entry's {size} bytes",
                         data.len()
@@ -322,7 +324,8 @@ impl Flattener {
                     hops += 1;
                     if hops > MAX_SYMLINK_HOPS {
                         return Err(format!(
-                            "too many levels of symbolic links resolving {dir:?}"
+                            "too many levels of symbolic links resolving {}",
+                            quoted_name(dir)
                         ));
                     }
                     if target.starts_with('/') {
@@ -335,7 +338,8 @@ impl Flattener {
                 }
                 Some(_) => {
                     return Err(format!(
-                        "parent {candidate:?} is not a directory in the layers below"
+                        "parent {} is not a directory in the layers below",
+                        quoted_name(&candidate)
                     ))
                 }
             }
@@ -352,10 +356,14 @@ impl Flattener {
         let path = join(&self.resolve_dir(parent)?, name);
         match self.tree.nodes.get(&path).map(|n| &n.kind) {
             Some(NodeKind::HardLink(data)) => Ok(data.clone()),
-            Some(NodeKind::Dir) => Err(format!("hard link target {t:?} is a directory")),
+            Some(NodeKind::Dir) => Err(format!(
+                "hard link target {} is a directory",
+                quoted_name(&t)
+            )),
             Some(_) => Ok(path),
             None => Err(format!(
-                "hard link target {t:?} is not in this or an earlier layer"
+                "hard link target {} is not in this or an earlier layer",
+                quoted_name(&t)
             )),
         }
     }
@@ -392,7 +400,8 @@ impl Flattener {
                 None | Some(NodeKind::Dir | NodeKind::HardLink(_))
             ) {
                 return Err(format!(
-                    "hard link target {target:?} was replaced by this same entry"
+                    "hard link target {} was replaced by this same entry",
+                    quoted_name(target)
                 ));
             }
             self.linkers

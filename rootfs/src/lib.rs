@@ -33,7 +33,9 @@ pub enum RootfsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{what}: entry {entry:?}: {fault}")]
+    /// `entry` is a tree path as [`tree::display_name`] shows it (bytes
+    /// that are not printable UTF-8 escaped).
+    #[error("{what}: entry \"{entry}\": {fault}")]
     Entry {
         what: String,
         entry: String,

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::compress::decompress;
@@ -154,13 +153,13 @@ pub fn name_bytes(name: &str) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// A tree name for messages: its bytes, with what is not printable UTF-8
-/// escaped (`\xff`, `\n`), never raw control characters.
+/// escaped (`\xff`, `\n`, `\"`), never raw control characters.
 pub fn display_name(name: &str) -> String {
     let bytes = name_bytes(name);
     let mut out = String::new();
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
+            if c.is_control() || c == '\\' || c == '"' {
                 out.extend(c.escape_default());
             } else {
                 out.push(c);
@@ -171,6 +170,11 @@ pub fn display_name(name: &str) -> String {
         }
     }
     out
+}
+
+/// [`display_name`] in double quotes, for a name inside a message.
+pub fn quoted_name(name: &str) -> String {
+    format!("\"{}\"", display_name(name))
 }
 
 /// Directories libkrun's init mounts onto; the guest root is read-only, so
@@ -201,7 +205,17 @@ impl Tree {
     /// device or socket) become hard links to the first path in order. The
     /// root directory's own owner, mode, mtime and xattrs are the tree's
     /// `""` node.
+    ///
+    /// The walk goes by directory descriptors (`openat`, `fstatat`,
+    /// `readlinkat` relative to the directory being read, never following
+    /// a symlink), so paths longer than PATH_MAX read, and a directory
+    /// swapped for a symlink while walking is refused rather than
+    /// followed. Regular files are opened again by path when the image is
+    /// written ([`open_host`]).
+    // The field types of `Stat` differ between architectures.
+    #[allow(clippy::useless_conversion)]
     pub fn from_dir(root: &Path) -> Result<Tree, RootfsError> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
         let io = |path: &Path| io_err(format!("rootfs {}", path.display()));
         let what = format!("rootfs {}", root.display());
         let meta = std::fs::metadata(root).map_err(io(root))?;
@@ -211,76 +225,114 @@ impl Tree {
                 fault: "not a directory".into(),
             });
         }
+        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // The root itself may be a symlink (`--rootfs LINK`): followed.
+        let root_fd = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io(root)(e.into()))?;
+        let root_stat = rustix::fs::fstat(&root_fd).map_err(|e| io(root)(e.into()))?;
         let mut tree = Tree::default();
         tree.nodes.insert(
             String::new(),
             Node {
-                xattrs: read_xattrs(root).map_err(io(root))?,
-                ..node_from_meta(&meta, NodeKind::Dir)
+                xattrs: read_xattrs_at(&root_fd, None, root).map_err(io(root))?,
+                ..node_from_stat(&root_stat, NodeKind::Dir)
             },
         );
         let mut inodes: BTreeMap<(u64, u64), String> = BTreeMap::new();
-        let mut stack = vec![(root.to_path_buf(), String::new())];
-        while let Some((dir, rel)) = stack.pop() {
-            let mut entries: Vec<_> = std::fs::read_dir(&dir)
-                .map_err(io(&dir))?
-                .collect::<Result<_, _>>()
-                .map_err(io(&dir))?;
-            entries.sort_by_key(|e| e.file_name());
-            for entry in entries {
-                let host = entry.path();
-                let name = name_from_bytes(entry.file_name().as_bytes());
+        let mut stack = vec![(root_fd, root.to_path_buf(), String::new())];
+        while let Some((dir_fd, dir, rel)) = stack.pop() {
+            let mut names: Vec<std::ffi::CString> = Vec::new();
+            for entry in rustix::fs::Dir::read_from(&dir_fd).map_err(|e| io(&dir)(e.into()))? {
+                let entry = entry.map_err(|e| io(&dir)(e.into()))?;
+                let name = entry.file_name();
+                if name != c"." && name != c".." {
+                    names.push(name.to_owned());
+                }
+            }
+            names.sort();
+            for c_name in names {
+                let name_bytes = c_name.as_bytes();
+                let host = dir.join(std::ffi::OsStr::from_bytes(name_bytes));
+                let name = name_from_bytes(name_bytes);
                 let rel_path = if rel.is_empty() {
                     name
                 } else {
                     format!("{rel}/{name}")
                 };
-                let m = std::fs::symlink_metadata(&host).map_err(io(&host))?;
-                let ft = m.file_type();
-                let linked = (!ft.is_dir() && m.nlink() > 1)
-                    .then(|| inodes.get(&(m.dev(), m.ino())).cloned())
+                let io_here = |e: rustix::io::Errno| io(&host)(e.into());
+                let mut st =
+                    rustix::fs::statat(&dir_fd, c_name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(io_here)?;
+                let ft = FileType::from_raw_mode(st.st_mode);
+                let nlink = u64::from(st.st_nlink);
+                let key = (u64::from(st.st_dev), u64::from(st.st_ino));
+                let linked = (ft != FileType::Directory && nlink > 1)
+                    .then(|| inodes.get(&key).cloned())
                     .flatten();
+                let mut opened = None;
                 let kind = if let Some(first) = linked {
                     NodeKind::HardLink(first)
-                } else if ft.is_dir() {
-                    stack.push((host.clone(), rel_path.clone()));
-                    NodeKind::Dir
-                } else if ft.is_symlink() {
-                    let target = std::fs::read_link(&host).map_err(io(&host))?;
-                    NodeKind::Symlink(name_from_bytes(target.as_os_str().as_bytes()))
-                } else if ft.is_file() {
-                    NodeKind::File(FileData::Host {
-                        path: host.clone(),
-                        len: m.len(),
-                    })
-                } else if ft.is_char_device() || ft.is_block_device() {
-                    let rdev = m.rdev();
-                    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-                    if ft.is_char_device() {
-                        NodeKind::Char { major, minor }
-                    } else {
-                        NodeKind::Block { major, minor }
+                } else {
+                    match ft {
+                        FileType::Directory => {
+                            let fd = rustix::fs::openat(
+                                &dir_fd,
+                                c_name.as_c_str(),
+                                dir_flags,
+                                Mode::empty(),
+                            )
+                            .map_err(io_here)?;
+                            // What is read is what was opened.
+                            st = rustix::fs::fstat(&fd).map_err(io_here)?;
+                            opened = Some(fd);
+                            NodeKind::Dir
+                        }
+                        FileType::Symlink => {
+                            let target =
+                                rustix::fs::readlinkat(&dir_fd, c_name.as_c_str(), Vec::new())
+                                    .map_err(io_here)?;
+                            NodeKind::Symlink(name_from_bytes(target.as_bytes()))
+                        }
+                        FileType::RegularFile => NodeKind::File(FileData::Host {
+                            path: host.clone(),
+                            len: u64::try_from(st.st_size).unwrap_or(0),
+                        }),
+                        FileType::CharacterDevice | FileType::BlockDevice => {
+                            let rdev = st.st_rdev;
+                            let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+                            if ft == FileType::CharacterDevice {
+                                NodeKind::Char { major, minor }
+                            } else {
+                                NodeKind::Block { major, minor }
+                            }
+                        }
+                        FileType::Fifo => NodeKind::Fifo,
+                        _ => NodeKind::Socket,
                     }
-                } else if ft.is_fifo() {
-                    NodeKind::Fifo
-                } else {
-                    NodeKind::Socket
                 };
-                if !ft.is_dir() && m.nlink() > 1 && !matches!(kind, NodeKind::HardLink(_)) {
-                    inodes.insert((m.dev(), m.ino()), rel_path.clone());
+                if ft != FileType::Directory && nlink > 1 && !matches!(kind, NodeKind::HardLink(_))
+                {
+                    inodes.insert(key, rel_path.clone());
                 }
-                let xattrs = if matches!(kind, NodeKind::HardLink(_)) {
-                    BTreeMap::new() // the inode's, read once with its first name
-                } else {
-                    read_xattrs(&host).map_err(io(&host))?
+                let xattrs = match (&kind, &opened) {
+                    // The inode's, read once with its first name.
+                    (NodeKind::HardLink(_), _) => Ok(BTreeMap::new()),
+                    (_, Some(fd)) => read_xattrs_at(fd, None, &host),
+                    _ => read_xattrs_at(&dir_fd, Some(c_name.as_c_str()), &host),
+                }
+                .map_err(io(&host))?;
+                let node = Node {
+                    xattrs,
+                    ..node_from_stat(&st, kind)
                 };
-                tree.nodes.insert(
-                    rel_path,
-                    Node {
-                        xattrs,
-                        ..node_from_meta(&m, kind)
-                    },
-                );
+                if let Some(fd) = opened {
+                    stack.push((fd, host, rel_path.clone()));
+                }
+                tree.nodes.insert(rel_path, node);
             }
         }
         Ok(tree)
@@ -361,7 +413,7 @@ impl Tree {
             NodeKind::File(FileData::Host { path: host, .. }) => {
                 use std::io::Read;
                 let mut out = Vec::new();
-                std::fs::File::open(host)
+                open_host(host)
                     .and_then(|f| f.take(limit).read_to_end(&mut out))
                     .map_err(io_err(format!("rootfs {}", host.display())))?;
                 Ok(Some(out))
@@ -391,67 +443,136 @@ impl Tree {
     }
 }
 
-/// A node with `meta`'s owner, permissions and mtime (nanoseconds too).
-fn node_from_meta(meta: &std::fs::Metadata, kind: NodeKind) -> Node {
+/// A node with `st`'s owner, permissions and mtime (nanoseconds too).
+// The field types of `Stat` differ between architectures.
+#[allow(clippy::useless_conversion)]
+fn node_from_stat(st: &rustix::fs::Stat, kind: NodeKind) -> Node {
     Node {
-        mode: meta.mode() & 0o7777,
-        uid: u64::from(meta.uid()),
-        gid: u64::from(meta.gid()),
-        mtime: meta.mtime(),
-        mtime_nsec: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+        mode: u32::from(st.st_mode) & 0o7777,
+        uid: u64::from(st.st_uid),
+        gid: u64::from(st.st_gid),
+        mtime: i64::from(st.st_mtime),
+        mtime_nsec: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
         kind,
         xattrs: BTreeMap::new(),
     }
 }
 
-/// The extended attributes of `path` itself (never following a symlink).
-fn read_xattrs(path: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let mut out = BTreeMap::new();
-    // SAFETY: c_path is NUL-terminated; a NULL buffer of size 0 asks for the length.
-    let len = unsafe { libc::llistxattr(c_path.as_ptr(), std::ptr::null_mut(), 0) };
-    let Ok(len) = usize::try_from(len) else {
-        let e = std::io::Error::last_os_error();
-        // Filesystems without xattr support have none to keep.
-        return if e.raw_os_error() == Some(libc::ENOTSUP) {
-            Ok(out)
+/// Opens a host file for reading, never following a symlink in its last
+/// component. A path longer than PATH_MAX (a tree read by
+/// [`Tree::from_dir`] may hold one) is opened piece by piece: each run of
+/// components shorter than PATH_MAX relative to the directory before it.
+pub fn open_host(path: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::OwnedFd;
+    let read = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::open(path, read, Mode::empty()) {
+        Ok(fd) => return Ok(std::fs::File::from(fd)),
+        Err(e) if e != rustix::io::Errno::NAMETOOLONG => return Err(e.into()),
+        Err(_) => {}
+    }
+    let bytes = path.as_os_str().as_bytes();
+    let (dirs, last) = match bytes.iter().rposition(|&b| b == b'/') {
+        Some(at) => (&bytes[..=at], &bytes[at + 1..]),
+        None => (&b""[..], bytes),
+    };
+    // Pieces of at most PIECE bytes, cut after a '/'.
+    const PIECE: usize = 3072;
+    let mut at: Option<OwnedFd> = None;
+    let mut rest = dirs;
+    while !rest.is_empty() {
+        let cut = if rest.len() <= PIECE {
+            rest.len()
         } else {
-            Err(e)
+            rest[..PIECE]
+                .iter()
+                .rposition(|&b| b == b'/')
+                .map(|p| p + 1)
+                .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENAMETOOLONG))?
         };
+        let piece = std::ffi::OsStr::from_bytes(&rest[..cut]);
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = match &at {
+            None => rustix::fs::open(piece, flags, Mode::empty()),
+            Some(dir) => rustix::fs::openat(dir, piece, flags, Mode::empty()),
+        }?;
+        at = Some(fd);
+        rest = &rest[cut..];
+    }
+    let last = std::ffi::OsStr::from_bytes(last);
+    let fd = match &at {
+        None => rustix::fs::open(last, read, Mode::empty()),
+        Some(dir) => rustix::fs::openat(dir, last, read, Mode::empty()),
+    }?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// The extended attributes of `name` in the directory `dir` (never
+/// following a symlink), or of `dir` itself when `name` is `None`. A name
+/// is read through `/proc/self/fd`, whose paths are short however deep
+/// the tree is (`host` when /proc is not mounted).
+fn read_xattrs_at(
+    dir: &std::os::fd::OwnedFd,
+    name: Option<&std::ffi::CStr>,
+    host: &Path,
+) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+    use std::os::fd::AsRawFd;
+    let Some(name) = name else {
+        return read_xattrs(
+            || rustix::fs::flistxattr_query(dir),
+            |list| rustix::fs::flistxattr(dir, list),
+            |attr, value| rustix::fs::fgetxattr(dir, attr, value),
+        );
+    };
+    let mut via_proc = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    via_proc.extend_from_slice(name.to_bytes());
+    let path = if Path::new("/proc/self/fd").is_dir() {
+        Path::new(std::ffi::OsStr::from_bytes(&via_proc))
+    } else {
+        host
+    };
+    read_xattrs(
+        || rustix::fs::llistxattr_query(path),
+        |list| rustix::fs::llistxattr(path, list),
+        |attr, value| rustix::fs::lgetxattr(path, attr, value),
+    )
+}
+
+/// Extended attributes by `list` (names, NUL-separated, `list_len` long)
+/// and `get` (one value), which take a buffer and return the bytes they
+/// filled.
+fn read_xattrs(
+    list_len: impl Fn() -> rustix::io::Result<usize>,
+    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+    get: impl Fn(&std::ffi::CStr, &mut [u8]) -> rustix::io::Result<usize>,
+) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let len = match list_len() {
+        Ok(len) => len,
+        // Filesystems without xattr support have none to keep.
+        Err(e) if e == rustix::io::Errno::NOTSUP => return Ok(out),
+        Err(e) => return Err(e.into()),
     };
     if len == 0 {
         return Ok(out);
     }
     let mut names = vec![0u8; len];
-    // SAFETY: the buffer is valid for `names.len()` bytes.
-    let got = unsafe { libc::llistxattr(c_path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    let got = usize::try_from(got).map_err(|_| std::io::Error::last_os_error())?;
+    let got = list(&mut names[..])?;
     names.truncate(got);
     for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let c_name = std::ffi::CString::new(name).expect("split at NUL");
         let mut value = vec![0u8; 256];
         loop {
-            // SAFETY: both strings are NUL-terminated; the buffer is valid
-            // for `value.len()` bytes.
-            let n = unsafe {
-                libc::lgetxattr(
-                    c_path.as_ptr(),
-                    c_name.as_ptr(),
-                    value.as_mut_ptr().cast(),
-                    value.len(),
-                )
-            };
-            if let Ok(n) = usize::try_from(n) {
-                value.truncate(n);
-                break;
+            match get(c_name.as_c_str(), &mut value[..]) {
+                Ok(n) => {
+                    value.truncate(n);
+                    break;
+                }
+                Err(e) if e == rustix::io::Errno::RANGE && value.len() < 1 << 16 => {
+                    value.resize(value.len() * 4, 0);
+                }
+                Err(e) => return Err(e.into()),
             }
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::ERANGE) || value.len() >= 1 << 16 {
-                return Err(e);
-            }
-            value.resize(value.len() * 4, 0);
         }
         out.insert(String::from_utf8_lossy(name).into_owned(), value);
     }

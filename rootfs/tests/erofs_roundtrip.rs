@@ -726,3 +726,155 @@ fn sparse_host_files_keep_their_holes_in_the_image() {
         None => eprintln!("contents not compared: no kernel mount here"),
     }
 }
+
+/// Issue 22: xattrs over ~4 KB per inode were refused, and an attribute
+/// that many inodes share was stored once per inode. Now values up to
+/// EROFS's 65535 bytes fit, an inode may have hundreds, and repeats are
+/// stored once: the kernel and fsck.erofs read them all, and so does the
+/// in-tree reader.
+#[test]
+fn shared_xattrs_hold_large_values_and_store_repeats_once() {
+    let scratch = tempfile::tempdir().unwrap();
+    // A file capability whose bytes hold a newline, and an ACL.
+    let cap = vec![
+        0, 0, 0, 2, 0x0a, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let shared_pair = |n: &mut Node| {
+        n.xattrs.insert("security.capability".into(), cap.clone());
+        n.xattrs.insert("system.posix_acl_access".into(), acl());
+    };
+    let mut t = Tree::default();
+    let mut root = dir();
+    root.xattrs.insert("user.root".into(), vec![0xff; 5000]);
+    insert(&mut t, "", root);
+    insert(&mut t, "bin", dir());
+    for i in 0..400 {
+        let mut n = file(format!("tool {i}").as_bytes());
+        shared_pair(&mut n);
+        if i % 7 == 0 {
+            n.xattrs
+                .insert("user.own".into(), format!("{i}\n").into_bytes());
+        }
+        insert(&mut t, &format!("bin/tool{i:03}"), n);
+    }
+    // The largest values EROFS stores, beside inline data.
+    let mut max = file(&pattern(10_000, 3));
+    max.xattrs.insert("user.max".into(), pattern(65_535, 1));
+    max.xattrs.insert("trusted.max".into(), pattern(65_535, 2));
+    max.xattrs.insert("user.small".into(), b"s".to_vec());
+    insert(&mut t, "max", max);
+    // Hundreds of distinct attributes on one directory (60 KB of
+    // values: 200 shared) and one symlink (255 shared, the rest inline).
+    let mut many = dir();
+    let mut link = node(0o777, NodeKind::Symlink("max".into()));
+    for i in 0..300 {
+        if i < 200 {
+            many.xattrs
+                .insert(format!("user.attr{i:03}"), pattern(200 + i, 7));
+        }
+        link.xattrs
+            .insert(format!("trusted.t{i:03}"), pattern(10 + i % 50, 9));
+    }
+    insert(&mut t, "many", many);
+    insert(&mut t, "link", link);
+    let mut dev = node(0o600, NodeKind::Char { major: 1, minor: 3 });
+    dev.xattrs
+        .insert("security.selinux".into(), pattern(6000, 4));
+    insert(&mut t, "null", dev);
+
+    for compression in [Compression::None, Compression::Lz4] {
+        let opts = ErofsOptions {
+            compression,
+            ..ErofsOptions::default()
+        };
+        let image = write_to_file(&t, &opts, scratch.path());
+        check_image(&t, &opts, &image);
+
+        let bytes = std::fs::read(&image).unwrap();
+        let r = smolvm_rootfs::erofs::read::ImageReader::new(&bytes).unwrap();
+        for e in r.entries().unwrap() {
+            let want: Vec<(String, Vec<u8>)> = t.nodes[&e.path]
+                .xattrs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut got = r.xattrs(&e).unwrap();
+            got.sort();
+            assert_eq!(got, want, "in-tree reader, {:?}", e.path);
+        }
+        // Same tree, same bytes.
+        let again = write_to_file(&t, &opts, scratch.path());
+        assert_eq!(std::fs::read(&again).unwrap(), bytes);
+    }
+
+    // One copy of the repeated pair: 400 inodes hold two 4-byte ids each
+    // instead of two inline entries (24 + 36 bytes).
+    let image = write_to_file(&t, &ErofsOptions::default(), scratch.path());
+    let sb = dump(&image, &["-s"]);
+    eprintln!(
+        "image {} bytes; {}",
+        std::fs::metadata(&image).unwrap().len(),
+        sb.lines()
+            .find(|l| l.contains("xattr"))
+            .unwrap_or("(no xattr line in dump.erofs -s)")
+    );
+}
+
+/// What is over EROFS's limits is refused naming the entry: a value of
+/// Linux's largest size (65536) and more than one block inline beside
+/// 255 shared attributes.
+#[test]
+fn xattrs_beyond_erofs_limits_are_refused_naming_the_entry() {
+    let mut t = Tree::default();
+    let mut n = file(b"x");
+    n.xattrs.insert("user.huge".into(), vec![0; 65_536]);
+    insert(&mut t, "huge", n);
+    let e = write_image(&t, std::io::sink(), &ErofsOptions::default(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"huge\"") && e.contains("user.huge") && e.contains("at most 65535"),
+        "{e}"
+    );
+}
+
+/// Issue 22: messages name entries by their bytes, escaped (`\xff`,
+/// `\n`), once: not the tree's internal characters for bytes that are not
+/// UTF-8, not escaped twice.
+#[test]
+fn messages_show_names_that_are_not_utf8_escaped() {
+    let name = smolvm_rootfs::tree::name_from_bytes(b"bad\xff\n\"name");
+    let mut bad_xattr = file(b"");
+    bad_xattr.xattrs.insert("os2.x".into(), vec![]);
+    let mut t = Tree::default();
+    insert(&mut t, &name, bad_xattr);
+    let e = write_err(&t).to_string();
+    assert!(e.contains(r#"entry "bad\xff\n\"name": xattr"#), "{e}");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let host = scratch.path().join("f");
+    std::fs::write(&host, b"abc").unwrap();
+    let mut t = Tree::default();
+    insert(
+        &mut t,
+        &name,
+        node(
+            0o644,
+            NodeKind::File(FileData::Host {
+                path: host,
+                len: 10,
+            }),
+        ),
+    );
+    let e = write_err(&t).to_string();
+    assert!(e.contains(r#"entry "bad\xff\n\"name": "#), "{e}");
+    assert!(e.contains("is shorter than the 10 bytes"), "{e}");
+
+    let mut t = Tree::default();
+    insert(&mut t, &format!("{name}/child"), file(b""));
+    let e = write_err(&t).to_string();
+    assert!(
+        e.contains(r#"parent "bad\xff\n\"name" is not in the tree"#),
+        "{e}"
+    );
+}

@@ -128,12 +128,40 @@ fn write_identity<R: ReadAt + ?Sized>(
     );
     let _ = writeln!(o, "  created     {} ({})", created(m.created), m.created);
     let _ = writeln!(o, "  signature   {}", signature_line(sig));
+    // A valid signature includes a verified rotation record (crate::verify).
+    let lineage = sig
+        .as_ref()
+        .ok()
+        .and_then(|_| crate::rotation::lineage(m).ok().flatten());
+    if let Some(signer) = m.signer.as_ref().filter(|s| !s.rotated_from.is_empty()) {
+        let keys: Vec<String> = signer
+            .rotated_from
+            .iter()
+            .map(|l| l.key_id.to_string())
+            .chain([signer.key_id.to_string()])
+            .collect();
+        let _ = writeln!(
+            o,
+            "  rotated     {} (each key endorsed the next for this name: {})",
+            keys.join(" -> "),
+            if lineage.is_some() {
+                "verified"
+            } else {
+                "NOT verified"
+            }
+        );
+    }
     if let Some(pin) = pinned {
         let signer = sig.as_ref().ok().and_then(SignatureState::key_id);
         let _ = writeln!(
             o,
             "  first seen  {}",
-            crate::known_signers::describe(&escape_untrusted(&m.name), pin, signer)
+            crate::known_signers::describe(
+                &escape_untrusted(&m.name),
+                pin,
+                signer,
+                lineage.as_ref()
+            )
         );
     }
 }
@@ -349,7 +377,17 @@ pub fn render_json<R: ReadAt + ?Sized>(
         "version": m.version,
         "created": m.created,
         "target": m.target,
-        "signature": { "state": state, "key_id": key_id, "signer": m.signer, "error": error },
+        "signature": {
+            "state": state,
+            "key_id": key_id,
+            "signer": m.signer,
+            // Key ids oldest first, ending with the signer's, when the
+            // signer carries a rotation record that verified.
+            "rotation": sig.as_ref().ok().and_then(|_| crate::rotation::lineage(m).ok().flatten())
+                .filter(crate::rotation::Lineage::rotated)
+                .map(|l| l.0.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "error": error,
+        },
         "stub": m.stub,
         "sections": m.sections.iter().map(|s| json!({
             "kind": s.kind,

@@ -6,7 +6,14 @@
 //! ~/.local/bin/NAME                                  a copy of this executable
 //! $XDG_DATA_HOME/applications/smolvm-NAME.desktop    its menu entry
 //!   (default ~/.local/share/applications)            (Terminal=true)
+//! $XDG_DATA_HOME/icons/hicolor/SxS/apps/smolvm-NAME.png
+//!                                                    its icon, when it has one
 //! ```
+//!
+//! The icon is the artifact's signed `icon` section, a PNG the packer
+//! checked; it is copied as it is (never decoded here) into the largest
+//! hicolor size directory not above its width ([`HICOLOR_SIZES`]), and the
+//! entry names it `Icon=smolvm-NAME`.
 //!
 //! `~/.local/bin` is where the XDG Base Directory specification puts a
 //! person's executables (it has no variable for it); the menu entry follows
@@ -53,12 +60,42 @@ pub enum InstallError {
     BadPath { path: PathBuf },
     #[error("{0}")]
     BadName(String),
+    /// The artifact's icon section is not a PNG (the packer checks it; a
+    /// hand-made artifact may not be).
+    #[error("the icon section is not a PNG image (no PNG signature and IHDR); pack it again with a PNG icon")]
+    BadIcon,
 }
 
 impl crate::exit::ExitStatus for InstallError {
     fn exit_code(&self) -> u8 {
-        crate::exit::USAGE_OR_IO
+        match self {
+            InstallError::BadIcon => crate::exit::INVALID,
+            _ => crate::exit::USAGE_OR_IO,
+        }
     }
+}
+
+/// The hicolor theme's size directories (`SxS/apps`), as the
+/// hicolor-icon-theme package's index.theme lists them.
+pub const HICOLOR_SIZES: [u32; 13] = [16, 22, 24, 32, 36, 48, 64, 72, 96, 128, 192, 256, 512];
+
+/// The width of a PNG from its `IHDR` (signature, then the `IHDR` chunk
+/// whose first field is the width), or `None` if `png` does not start so.
+pub fn png_width(png: &[u8]) -> Option<u32> {
+    const START: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR";
+    let width = png.strip_prefix(START)?.get(..4)?;
+    Some(u32::from_be_bytes(width.try_into().ok()?))
+}
+
+/// The hicolor size directory for an icon `width` pixels wide: the largest
+/// not above it (an icon is scaled down, not up), 16 below that.
+pub fn hicolor_size(width: u32) -> u32 {
+    HICOLOR_SIZES
+        .iter()
+        .copied()
+        .filter(|&s| s <= width)
+        .max()
+        .unwrap_or(HICOLOR_SIZES[0])
 }
 
 /// Where an install puts things.
@@ -68,6 +105,8 @@ pub struct Places {
     pub bin: PathBuf,
     /// `$XDG_DATA_HOME/applications`.
     pub applications: PathBuf,
+    /// `$XDG_DATA_HOME/icons/hicolor`.
+    pub icons: PathBuf,
 }
 
 impl Places {
@@ -76,6 +115,7 @@ impl Places {
         Ok(Places {
             bin: crate::dirs::user_bin().ok_or(InstallError::NoHome)?,
             applications: crate::dirs::applications().ok_or(InstallError::NoHome)?,
+            icons: crate::dirs::hicolor_icons().ok_or(InstallError::NoHome)?,
         })
     }
 
@@ -86,6 +126,18 @@ impl Places {
     pub fn entry(&self, name: &str) -> PathBuf {
         self.applications.join(format!("smolvm-{name}.desktop"))
     }
+
+    /// The icon of `name` in the size directory `size`.
+    pub fn icon(&self, name: &str, size: u32) -> PathBuf {
+        self.icons
+            .join(format!("{size}x{size}/apps"))
+            .join(format!("{}.png", icon_name(name)))
+    }
+}
+
+/// The theme name of `name`'s icon (the entry's `Icon=`).
+fn icon_name(name: &str) -> String {
+    format!("smolvm-{name}")
 }
 
 /// What the menu entry says.
@@ -94,6 +146,8 @@ pub struct EntryInfo<'a> {
     pub version: &'a str,
     /// The signer's key id, when signed.
     pub signer: Option<String>,
+    /// The artifact's icon (a PNG), when it has one.
+    pub icon: Option<&'a [u8]>,
 }
 
 /// The `.desktop` file for `program`: Desktop Entry Specification 1.4, the
@@ -105,6 +159,11 @@ pub fn desktop_entry(info: &EntryInfo<'_>, program: &Path) -> Result<String, Ins
         .signer
         .as_deref()
         .map_or("unsigned".to_string(), |k| format!("signer key {k}"));
+    let icon = if info.icon.is_some() {
+        format!("Icon={}\n", icon_name(info.name))
+    } else {
+        String::new()
+    };
     Ok(format!(
         "[Desktop Entry]\n\
          Type=Application\n\
@@ -113,6 +172,7 @@ pub fn desktop_entry(info: &EntryInfo<'_>, program: &Path) -> Result<String, Ins
          Comment={name} {version}, a smolmachine ({signer})\n\
          Exec={exec}\n\
          TryExec={try_exec}\n\
+         {icon}\
          Terminal=true\n\
          Categories=Utility;\n",
         name = info.name,
@@ -186,8 +246,63 @@ fn on_path(name: &str, path_var: Option<&std::ffi::OsStr>, own: &Path) -> Option
 pub struct Installed {
     pub program: PathBuf,
     pub entry: PathBuf,
+    /// The icon, when the artifact has one.
+    pub icon: Option<PathBuf>,
     /// An earlier install of this name was replaced.
     pub replaced: bool,
+}
+
+/// Writes `bytes` to `path` (mode 0644) through a temporary file beside it.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    let dir = path.parent().expect("install paths have a directory");
+    let io = |action| {
+        move |source| InstallError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(|source| InstallError::Io {
+        path: dir.to_path_buf(),
+        action: "create",
+        source,
+    })?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|source| InstallError::Io {
+        path: dir.to_path_buf(),
+        action: "write a file in",
+        source,
+    })?;
+    tmp.write_all(bytes).map_err(io("write"))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io("write"))?;
+    }
+    tmp.as_file().sync_all().map_err(io("write"))?;
+    tmp.persist(path).map_err(|e| io("replace")(e.error))?;
+    Ok(())
+}
+
+/// Removes the icons of `name` in every hicolor size directory; returns
+/// the paths removed.
+fn remove_icons(name: &str, places: &Places) -> Result<Vec<PathBuf>, InstallError> {
+    let mut removed = Vec::new();
+    for size in HICOLOR_SIZES {
+        let path = places.icon(name, size);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(InstallError::Io {
+                    path,
+                    action: "remove",
+                    source,
+                })
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Installs `exe` (this executable, already verified by the caller) as
@@ -215,6 +330,16 @@ pub fn install(
             dir: places.bin.clone(),
         });
     }
+    let icon = match info.icon {
+        Some(png) => Some((
+            places.icon(
+                info.name,
+                hicolor_size(png_width(png).ok_or(InstallError::BadIcon)?),
+            ),
+            png,
+        )),
+        None => None,
+    };
     let text = desktop_entry(info, &program)?;
     let io = |path: &Path, action| {
         let path = path.to_path_buf();
@@ -258,9 +383,15 @@ pub fn install(
         tmp.persist(&entry)
             .map_err(|e| io(&entry, "replace")(e.error))?;
     }
+    // An earlier install's icon (another size, or none now) goes first.
+    remove_icons(info.name, places)?;
+    if let Some((path, png)) = &icon {
+        write_file(path, png)?;
+    }
     Ok(Installed {
         program,
         entry,
+        icon: icon.map(|(path, _)| path),
         replaced,
     })
 }
@@ -297,6 +428,7 @@ pub fn uninstall(name: &str, places: &Places) -> Result<Vec<PathBuf>, InstallErr
             })
         }
     }
+    removed.extend(remove_icons(name, places)?);
     Ok(removed)
 }
 
@@ -325,8 +457,17 @@ mod tests {
             name: "notes",
             version: "1.2.0",
             signer: Some("0102030405060708".into()),
+            icon: None,
         };
         let text = desktop_entry(&info, Path::new("/home/a/.local/bin/notes")).unwrap();
+        assert!(!text.contains("Icon="), "{text}");
+        let png = [b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".as_slice(), &[0, 0, 1, 0]].concat();
+        let with_icon = EntryInfo {
+            icon: Some(&png),
+            ..info
+        };
+        let iconic = desktop_entry(&with_icon, Path::new("/home/a/.local/bin/notes")).unwrap();
+        assert!(iconic.lines().any(|l| l == "Icon=smolvm-notes"), "{iconic}");
         assert!(text.starts_with("[Desktop Entry]\nType=Application\n"));
         for line in [
             "Name=notes",
@@ -335,6 +476,31 @@ mod tests {
             "Comment=notes 1.2.0, a smolmachine (signer key 0102030405060708)",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}: {text}");
+        }
+    }
+
+    #[test]
+    fn the_icon_goes_to_the_largest_hicolor_size_not_above_its_width() {
+        let png = |w: u32| {
+            [
+                b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".as_slice(),
+                &w.to_be_bytes(),
+            ]
+            .concat()
+        };
+        assert_eq!(png_width(&png(256)), Some(256));
+        assert_eq!(png_width(b"GIF89a"), None);
+        assert_eq!(png_width(&png(256)[..19]), None);
+        for (w, s) in [
+            (1024, 512),
+            (512, 512),
+            (256, 256),
+            (100, 96),
+            (48, 48),
+            (17, 16),
+            (3, 16),
+        ] {
+            assert_eq!(hicolor_size(w), s, "{w}");
         }
     }
 

@@ -3,65 +3,71 @@
 //! libkrun boots a kernel two ways. Given a file (`krun_set_kernel`), it
 //! reads the whole ELF into fresh guest memory (21 MB for the libkrunfw
 //! kernel: the largest single cost of a warm start). Given a kernel
-//! *bundle* by a library answering to the soname `libkrunfw.so.5`
-//! (`krunfw_get_kernel`), it maps that host memory straight into the guest
-//! as the kernel's RAM on x86_64 (`Payload::KernelMmap`), with no copy.
+//! *bundle* (`krunfw_get_kernel`, normally from a `libkrunfw.so.5` it
+//! dlopens), it maps that host memory straight into the guest as the
+//! kernel's RAM on x86_64 (`Payload::KernelMmap`), with no copy.
 //!
 //! So the runtime maps the one loadable segment of the verified cache file
 //! `MAP_PRIVATE` (guest writes stay private; the file never changes) and
-//! loads a tiny library of its own (krunfw-shim/shim.c, built by build.rs)
-//! from a memfd under that soname, before libkrun's first `krun_create_ctx`;
-//! libkrun's own `dlopen("libkrunfw.so.5")` then finds the loaded object by
-//! its soname and takes the mapping. What boots is the verified file's
-//! bytes: the mapping is of the file the cache published after checking
-//! its hash, opened by descriptor like before.
+//! answers libkrun's `krunfw_get_kernel` itself: the function below is
+//! linked into the program, and our libkrun (vendor/patches/libkrun) calls
+//! it instead of dlopening a library. libkrun therefore never searches the
+//! library path (where an `LD_LIBRARY_PATH` with an empty entry would load
+//! a library from the current directory into the host process), and no
+//! executable memfd is needed (`vm.memfd_noexec = 2` hosts refuse them).
+//! What boots is the verified file's bytes: the mapping is of the file the
+//! cache published after checking its hash, opened by descriptor.
 //!
 //! Anything unusual falls back to the copying path (`krun_set_kernel`),
 //! which always works: another architecture, a kernel ELF whose segment is
-//! not page-aligned or has more memory than file bytes, a shim that cannot
-//! be loaded (e.g. memfds not executable), a libkrun context created before
-//! (its library lookup is done once per process), or
+//! not page-aligned or has more memory than file bytes, or
 //! `SMOLVM_KERNEL_COPY=1` (for comparing the two paths).
 
-use std::ffi::{c_void, CStr};
+use std::ffi::{c_char, c_void};
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::LittleEndian;
-
-/// The shim library, built from krunfw-shim/shim.c by build.rs.
-static SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libkrunfw-shim.so"));
 
 /// The ELF header and program headers must lie in the file's first page.
 const HEAD_LEN: usize = 4096;
 
 const PAGE: u64 = 4096;
 
-/// Set once libkrun may have looked its kernel library up: from then on the
-/// shim would not be seen, so the copying path must be used.
-static CONTEXT_CREATED: AtomicBool = AtomicBool::new(false);
+/// The mapped kernel [`krunfw_get_kernel`] hands libkrun: set by
+/// [`prepare`] before `krun_start_enter`, which reads them; null and zero
+/// while nothing is mapped.
+static KERNEL_HOST: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static KERNEL_GUEST: AtomicU64 = AtomicU64::new(0);
+static KERNEL_ENTRY: AtomicU64 = AtomicU64::new(0);
+static KERNEL_SIZE: AtomicUsize = AtomicUsize::new(0);
 
-/// The shim's variables, once it is loaded (at most once per process).
-static SHIM_VARS: Mutex<Option<ShimVars>> = Mutex::new(None);
-
-#[derive(Clone, Copy)]
-struct ShimVars {
-    host: *mut *mut c_void,
+/// libkrun's kernel bundle entry point, which the patched libkrun calls
+/// where upstream dlopens `libkrunfw.so.5` (vendor/patches/libkrun): the
+/// mapping [`prepare`] made (host address, guest load address, entry,
+/// length), or a null pointer and zeros when it made none.
+///
+/// # Safety
+/// `guest`, `entry` and `size` must be valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn krunfw_get_kernel(
     guest: *mut u64,
     entry: *mut u64,
     size: *mut usize,
+) -> *mut c_char {
+    // SAFETY: the caller passes three writable out-pointers (libkrun's
+    // load_krunfw_payload passes its locals).
+    unsafe {
+        *guest = KERNEL_GUEST.load(Ordering::Acquire);
+        *entry = KERNEL_ENTRY.load(Ordering::Acquire);
+        *size = KERNEL_SIZE.load(Ordering::Acquire);
+    }
+    KERNEL_HOST.load(Ordering::Acquire).cast()
 }
-
-// SAFETY: the pointers are addresses of the shim's global variables, valid
-// for the life of the process (the library is never unloaded); they are
-// only written under the mutex, before libkrun reads them.
-unsafe impl Send for ShimVars {}
 
 /// The kernel file's one loadable segment, as libkrun would place it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,41 +121,24 @@ pub enum HandOff {
     Copy,
 }
 
-/// Loads the shim (always: libkrun's lookup of `libkrunfw.so.5` must find
-/// ours and never search the library path, where an `LD_LIBRARY_PATH` with
-/// an empty entry would load a library from the current directory into
-/// this process), then maps `kernel`'s segment for it when the file allows
-/// and `copy` (`SMOLVM_KERNEL_COPY=1`) is off. Must run before this
-/// process's first `krun_create_ctx` ([`context_created`] records that).
-/// An error means the shim could not be loaded: the start must stop.
+/// Maps `kernel`'s segment for libkrun's [`krunfw_get_kernel`] when the
+/// file allows and `copy` (`SMOLVM_KERNEL_COPY=1`) is off; otherwise the
+/// caller hands libkrun the file (`krun_set_kernel`). Must run before
+/// `krun_start_enter`, in the process that calls it.
 pub fn prepare(kernel: &File, copy: bool) -> std::io::Result<HandOff> {
-    if CONTEXT_CREATED.load(Ordering::SeqCst) {
-        // libkrun has looked its library up already (once per process):
-        // whatever it found then is what it has.
-        return Ok(HandOff::Copy);
-    }
-    let mut guard = SHIM_VARS.lock().unwrap_or_else(|p| p.into_inner());
-    let vars = match *guard {
-        Some(v) => v,
-        None => *guard.insert(load_shim().ok_or_else(|| {
-            std::io::Error::other(
-                "cannot load the kernel hand-off library from a memfd; refusing to let libkrun search the library path for libkrunfw.so.5",
-            )
-        })?),
-    };
     if copy {
         return Ok(HandOff::Copy);
     }
-    Ok(match map_segment(kernel, vars) {
+    Ok(match map_segment(kernel) {
         Ok(true) => HandOff::Mapped,
         // Anything unusual boots the same bytes through the copying path.
         Ok(false) | Err(_) => HandOff::Copy,
     })
 }
 
-/// Maps the kernel's one segment and points the shim's variables at it.
-/// `Ok(false)`: the file is not one that maps as is.
-fn map_segment(kernel: &File, vars: ShimVars) -> std::io::Result<bool> {
+/// Maps the kernel's one segment and publishes it for
+/// [`krunfw_get_kernel`]. `Ok(false)`: the file is not one that maps as is.
+fn map_segment(kernel: &File) -> std::io::Result<bool> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Ok(false);
     }
@@ -184,22 +173,11 @@ fn map_segment(kernel: &File, vars: ShimVars) -> std::io::Result<bool> {
     if addr == libc::MAP_FAILED {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: the pointers are the shim's variables (see ShimVars), written
-    // under the mutex before libkrun's krun_create_ctx/krun_start_enter
-    // call krunfw_get_kernel, which only reads them.
-    unsafe {
-        *vars.host = addr;
-        *vars.guest = seg.load;
-        *vars.entry = seg.entry;
-        *vars.size = len;
-    }
+    KERNEL_GUEST.store(seg.load, Ordering::Release);
+    KERNEL_ENTRY.store(seg.entry, Ordering::Release);
+    KERNEL_SIZE.store(len, Ordering::Release);
+    KERNEL_HOST.store(addr, Ordering::Release);
     Ok(true)
-}
-
-/// Records that libkrun has been asked for a context (it looks its kernel
-/// library up then, once per process).
-pub fn context_created() {
-    CONTEXT_CREATED.store(true, Ordering::SeqCst);
 }
 
 fn read_full_at(f: &File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -213,40 +191,6 @@ fn read_full_at(f: &File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(done)
-}
-
-/// Loads the shim from a memfd (`RTLD_GLOBAL`, so libkrun's lookup by
-/// soname finds it) and returns its variables; `None` if that cannot be
-/// done here.
-fn load_shim() -> Option<ShimVars> {
-    // SAFETY: memfd_create with a NUL-terminated name; the returned
-    // descriptor (checked) is owned by the File from here on.
-    let fd = unsafe { libc::memfd_create(c"libkrunfw.so.5".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    let mut memfd = unsafe { File::from_raw_fd(fd) };
-    memfd.write_all(SHIM).ok()?;
-    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).ok()?;
-    // SAFETY: dlopen of our own library: it has no constructors and runs no
-    // code when loaded; the handle is kept (never dlclosed).
-    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-    drop(memfd);
-    if handle.is_null() {
-        return None;
-    }
-    let sym = |name: &CStr| {
-        // SAFETY: a valid handle and a NUL-terminated name.
-        let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
-        (!p.is_null()).then_some(p)
-    };
-    Some(ShimVars {
-        host: sym(c"smolvm_kernel_host")?.cast(),
-        guest: sym(c"smolvm_kernel_guest")?.cast(),
-        entry: sym(c"smolvm_kernel_entry")?.cast(),
-        size: sym(c"smolvm_kernel_size")?.cast(),
-    })
 }
 
 #[cfg(test)]
@@ -341,27 +285,5 @@ mod tests {
         let mut other_arch = elf(1, &[ok]);
         other_arch[18] = 183; // EM_AARCH64
         assert_eq!(mappable_segment(&other_arch, file), None);
-    }
-
-    #[test]
-    fn the_shim_answers_to_the_soname_libkrun_asks_for() {
-        let f = object::File::parse(SHIM).expect("the shim is an ELF");
-        use object::{Object, ObjectSymbol};
-        let names: Vec<_> = f
-            .dynamic_symbols()
-            .filter_map(|s| s.name().ok().map(str::to_owned))
-            .collect();
-        for want in [
-            "krunfw_get_kernel",
-            "smolvm_kernel_host",
-            "smolvm_kernel_size",
-        ] {
-            assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
-        }
-        assert!(
-            SHIM.windows(b"libkrunfw.so.5\0".len())
-                .any(|w| w == b"libkrunfw.so.5\0"),
-            "soname"
-        );
     }
 }

@@ -9,6 +9,10 @@
 //! * for good: `smolvm pack trust forget NAME`, after which the next start
 //!   pins the new signer.
 //!
+//! A new signer endorsed by the pinned key through the artifact's rotation
+//! record (crate::rotation) is accepted and pinned in its place, with one
+//! line on stderr.
+//!
 //! Stored in `$XDG_STATE_HOME/smolvm/known-signers.json` as
 //! `{"NAME": "KEY_ID"}`.
 
@@ -110,6 +114,19 @@ impl KnownSigners {
         })
     }
 
+    /// Moves the pin of `name` from `from` to `to` (a rotation the pinned
+    /// key endorsed). Read again under the file's lock: a pin that another
+    /// start changed or removed meanwhile is left as it is.
+    pub fn rotate(&mut self, name: &str, from: KeyId, to: KeyId) -> Result<(), StateError> {
+        self.update(|text| {
+            if text.get(name) != Some(&from.to_string()) {
+                return false;
+            }
+            text.insert(name.to_string(), to.to_string());
+            true
+        })
+    }
+
     /// Forgets the pin of `name`; returns the key id it had.
     pub fn forget(&mut self, name: &str) -> Result<Option<KeyId>, StateError> {
         let mut old = None;
@@ -141,9 +158,19 @@ fn parse(
 
 /// The `--smolvm-info` / `pack inspect` line for a pin of `name` (`signer`:
 /// this artifact's key id, when signed).
-pub fn describe(name: &str, pinned: KeyId, signer: Option<KeyId>) -> String {
+///
+/// `lineage`: the artifact's verified rotation record, if it has one.
+pub fn describe(
+    name: &str,
+    pinned: KeyId,
+    signer: Option<KeyId>,
+    lineage: Option<&crate::rotation::Lineage>,
+) -> String {
     let verdict = match signer {
         Some(s) if s == pinned => "this artifact's signer".to_string(),
+        Some(s) if lineage.is_some_and(|l| l.endorses(pinned)) => format!(
+            "NOT this artifact's signer ({s}), but it endorsed that key (rotation record): a start accepts it and remembers {s}"
+        ),
         Some(s) => format!(
             "NOT this artifact's signer ({s}): a start without trusted keys is refused (docs/running.md)"
         ),
@@ -171,6 +198,13 @@ mod tests {
         assert_eq!(k.check("notes", b), PinCheck::Changed { pinned: a });
         assert_eq!(k.check("other", b), PinCheck::First, "per name");
         assert_eq!(k.list().collect::<Vec<_>>(), [("notes", a)]);
+        // A rotation moves the pin only from the key it names.
+        let c = KeyId::from_bytes([3; 8]);
+        k.rotate("notes", b, c).unwrap();
+        assert_eq!(k.pinned("notes"), Some(a));
+        k.rotate("notes", a, b).unwrap();
+        assert_eq!(KnownSigners::load(&path).unwrap().pinned("notes"), Some(b));
+        k.rotate("notes", b, a).unwrap();
         assert_eq!(k.forget("notes").unwrap(), Some(a));
         assert_eq!(k.forget("notes").unwrap(), None);
         let k = KnownSigners::load(&path).unwrap();
@@ -194,7 +228,12 @@ mod tests {
     #[test]
     fn the_info_line_says_whether_the_pin_matches() {
         let (a, b) = (KeyId::from_bytes([1; 8]), KeyId::from_bytes([2; 8]));
-        assert!(describe("n", a, Some(a)).ends_with("this artifact's signer"));
-        assert!(describe("n", a, Some(b)).contains("NOT this artifact's signer (0202020202020202)"));
+        assert!(describe("n", a, Some(a), None).ends_with("this artifact's signer"));
+        assert!(describe("n", a, Some(b), None)
+            .contains("NOT this artifact's signer (0202020202020202)"));
+        let rotated = crate::rotation::Lineage(vec![a, b]);
+        assert!(describe("n", a, Some(b), Some(&rotated)).contains("it endorsed that key"));
+        let unrelated = crate::rotation::Lineage(vec![KeyId::from_bytes([3; 8]), b]);
+        assert!(describe("n", a, Some(b), Some(&unrelated)).contains("refused"));
     }
 }

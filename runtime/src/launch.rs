@@ -196,8 +196,8 @@ pub struct Vmm {
 /// for a dry run, which stops here). Must run in the process that becomes
 /// the VMM, before any other libkrun call in it.
 pub fn configure(m: &Machine<'_>, control: Option<&Path>) -> Result<Vmm, LaunchError> {
-    // Before the context: libkrun looks its kernel library up when the
-    // first one is created (crate::kernel_map).
+    // The kernel libkrun's krunfw_get_kernel hands over at start
+    // (crate::kernel_map), or the file for it to copy.
     let hand_off =
         crate::kernel_map::prepare(m.kernel, m.host.kernel_copy).map_err(LaunchError::Kernel)?;
     let mut vmm = Vmm::create(m)?;
@@ -219,7 +219,6 @@ pub fn configure(m: &Machine<'_>, control: Option<&Path>) -> Result<Vmm, LaunchE
 impl Vmm {
     fn create(m: &Machine<'_>) -> Result<Vmm, LaunchError> {
         let ctx = krun::krun_create_ctx();
-        crate::kernel_map::context_created();
         check("krun_create_ctx", ctx)?;
         let ctx = u32::try_from(ctx).expect("checked non-negative");
         check(

@@ -23,6 +23,7 @@ pub mod known_signers;
 pub mod launch;
 pub mod net;
 pub mod rootfs_image;
+pub mod rotation;
 pub mod run;
 #[cfg(all(feature = "vmm", target_os = "linux"))]
 pub mod sandbox;

@@ -194,7 +194,7 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         .expect("an unsigned artifact was refused above");
     trace.mark("signature verified");
     let (name, version) = (&art.manifest.name, &art.manifest.version);
-    let first_signer = check_first_signer(name, &state, opts)?;
+    let first_signer = check_first_signer(&art.manifest, &state, opts)?;
     let floor = check_rollback(name, version, &state, opts)?;
 
     // The person's settings over the artifact's, and what they make.
@@ -233,15 +233,16 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         .manifest
         .section(SectionKind::Rootfs)
         .expect("parse requires it");
-    // The attestations (SBOM, provenance) are never used here, but a
-    // damaged artifact fails closed whichever of its bytes was hit; they
-    // are small (a few KiB), so every start hashes them.
-    for entry in art
-        .manifest
-        .sections
-        .iter()
-        .filter(|e| matches!(e.kind, SectionKind::Sbom | SectionKind::Provenance))
-    {
+    // The attestations (SBOM, provenance) and the icon are never used
+    // here, but a damaged artifact fails closed whichever of its bytes was
+    // hit; they are small (a few KiB; an icon at most 512 KiB), so every
+    // start hashes them.
+    for entry in art.manifest.sections.iter().filter(|e| {
+        matches!(
+            e.kind,
+            SectionKind::Sbom | SectionKind::Provenance | SectionKind::Icon
+        )
+    }) {
         art.verify_section(entry).map_err(VerifyError::Format)?;
     }
     let kernel = cache.kernel(&art, kernel_entry)?;
@@ -253,10 +254,15 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     trace.mark("rootfs ready");
     // The overlay disk is scratch space beside the cache (on disk, where a
     // tmpfs /tmp would be RAM again); the storage is the user's data.
+    let rotated_from = match &first_signer {
+        Some(FirstSigner::Rotate { from, .. }) => Some(*from),
+        _ => None,
+    };
     let disks = crate::disk::Disks::prepare(
         &config,
         name,
         key_id,
+        rotated_from,
         cache.root(),
         crate::disk::default_storage_dir,
         opts.reset_storage,
@@ -318,7 +324,18 @@ fn forward_agent(config: &MachineConfig, spec: &mut RunSpec, opts: &RunOptions) 
 struct Remembered {
     floor: Option<(VersionState, smolvm_signing::KeyId)>,
     cwd: Option<CwdConsent>,
-    first_signer: Option<crate::known_signers::KnownSigners>,
+    first_signer: Option<FirstSigner>,
+}
+
+/// What trust on first use remembers once the start is prepared.
+enum FirstSigner {
+    /// The name's first start: pin its signer.
+    Pin(crate::known_signers::KnownSigners),
+    /// The pinned key endorsed this signer (crate::rotation): pin it instead.
+    Rotate {
+        known: crate::known_signers::KnownSigners,
+        from: smolvm_signing::KeyId,
+    },
 }
 
 impl Remembered {
@@ -336,25 +353,34 @@ impl Remembered {
         if let Some(c) = self.cwd {
             c.remember(name, key_id);
         }
-        if let Some(mut k) = self.first_signer {
-            if let Err(e) = k.remember(name, key_id) {
+        let remembered = match self.first_signer {
+            None => Ok(()),
+            Some(FirstSigner::Pin(mut k)) => k.remember(name, key_id),
+            Some(FirstSigner::Rotate { mut known, from }) => {
                 eprintln!(
-                    "warning: the signer of {name} is not remembered: {}",
-                    crate::exit::chain(&e)
+                    "smolvm: {name}: signer key {key_id} is endorsed by key {from}, the signer remembered for {name} (rotation record); remembering {key_id} from now on"
                 );
+                known.rotate(name, from, key_id)
             }
+        };
+        if let Err(e) = remembered {
+            eprintln!(
+                "warning: the signer of {name} is not remembered: {}",
+                crate::exit::chain(&e)
+            );
         }
     }
 }
 
 /// Trust on first use (crate::known_signers): without trusted keys, a name
-/// started here before must carry the same signer. Returns the state to pin
-/// this signer in once the start is prepared, for a name seen first.
+/// started here before must carry the same signer, or one the pinned key
+/// endorsed (crate::rotation). Returns what to remember once the start is
+/// prepared.
 fn check_first_signer(
-    name: &str,
+    manifest: &smolvm_format::Manifest,
     state: &SignatureState,
     opts: &RunOptions,
-) -> Result<Option<crate::known_signers::KnownSigners>, RunError> {
+) -> Result<Option<FirstSigner>, RunError> {
     use crate::known_signers::{KnownSigners, PinCheck};
     // A trusted start is the person's explicit choice: pins are neither
     // checked nor changed (that is how one run accepts a new signer).
@@ -362,17 +388,29 @@ fn check_first_signer(
     else {
         return Ok(None);
     };
+    let name = &manifest.name;
     let known = KnownSigners::load(path).map_err(TrustError::from)?;
     match known.check(name, *key_id) {
-        PinCheck::First => Ok(Some(known)),
+        PinCheck::First => Ok(Some(FirstSigner::Pin(known))),
         PinCheck::Same => Ok(None),
-        PinCheck::Changed { pinned } => Err(TrustError::SignerChanged {
-            name: name.to_string(),
-            signer: *key_id,
-            pinned,
-            path: path.clone(),
+        PinCheck::Changed { pinned } => {
+            // check_signature verified the record; this asks only whether
+            // the pinned key is in it.
+            let endorsed = crate::rotation::lineage(manifest)?.is_some_and(|l| l.endorses(pinned));
+            if endorsed {
+                return Ok(Some(FirstSigner::Rotate {
+                    known,
+                    from: pinned,
+                }));
+            }
+            Err(TrustError::SignerChanged {
+                name: name.to_string(),
+                signer: *key_id,
+                pinned,
+                path: path.clone(),
+            }
+            .into())
         }
-        .into()),
     }
 }
 

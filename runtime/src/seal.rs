@@ -4,7 +4,8 @@
 //! the tests' in-memory builder both seal through here.
 
 use smolvm_format::{
-    PayloadWriter, SignatureBlock, Signer, SignerKeyId, SignerPublicKey, ALGORITHM_TAG_ED25519,
+    Ed25519Signature, PayloadWriter, RotationLink, SignatureBlock, Signer, SignerKeyId,
+    SignerPublicKey, ALGORITHM_TAG_ED25519,
 };
 use smolvm_signing::{PublicKey, SecretKey, ALGORITHM_ED25519, SIGNATURE_LEN};
 
@@ -15,6 +16,28 @@ pub fn signer_record(key: &PublicKey) -> Signer {
         algorithm: ALGORITHM_ED25519.into(),
         key_id: SignerKeyId::from_bytes(key.key_id().to_bytes()),
         public_key: SignerPublicKey::from_bytes(key.to_bytes()),
+        rotated_from: Vec::new(),
+    }
+}
+
+/// A rotation link in which `old` says that `name` may be signed by `next`
+/// (crate::rotation; SPEC.md "Key rotation").
+pub fn rotation_link(name: &str, old: &SecretKey, next: &PublicKey) -> RotationLink {
+    rotation_link_record(&old.public_key(), old.sign(&rotation_statement(name, next)))
+}
+
+/// The bytes an old key signs to endorse `next` for `name`.
+pub fn rotation_statement(name: &str, next: &PublicKey) -> Vec<u8> {
+    smolvm_format::layout::rotation_input(name, &next.to_bytes())
+}
+
+/// The link for `signature`, made elsewhere (an ssh-agent, a PKCS#11
+/// token) by `old` over [`rotation_statement`].
+pub fn rotation_link_record(old: &PublicKey, signature: [u8; SIGNATURE_LEN]) -> RotationLink {
+    RotationLink {
+        key_id: SignerKeyId::from_bytes(old.key_id().to_bytes()),
+        public_key: SignerPublicKey::from_bytes(old.to_bytes()),
+        signature: Ed25519Signature::from_bytes(signature),
     }
 }
 
@@ -43,12 +66,46 @@ pub fn signature_block(key: &PublicKey, signature: [u8; SIGNATURE_LEN]) -> Signa
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use smolvm_format::{
         plan_sections, Artifact, Compression, MachineConfig, Manifest, SectionData, SectionKind,
         Target, FORMAT_VERSION,
     };
+
+    /// An unsigned manifest with the required sections (not laid out).
+    pub(crate) fn minimal_manifest(name: &str) -> Manifest {
+        let sections: Vec<SectionData> = [
+            (
+                SectionKind::Config,
+                MachineConfig::default().to_canonical_json(),
+            ),
+            (SectionKind::Kernel, vec![0x7f; 10]),
+            (SectionKind::Rootfs, vec![0; 1024]),
+        ]
+        .into_iter()
+        .map(|(kind, stored)| SectionData {
+            kind,
+            compression: Compression::None,
+            size: stored.len() as u64,
+            stored,
+        })
+        .collect();
+        Manifest {
+            format_version: FORMAT_VERSION,
+            name: name.into(),
+            version: "1".into(),
+            created: 0,
+            target: Target {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+            },
+            signer: None,
+            stub: None,
+            sections: plan_sections(&sections).unwrap(),
+            config: MachineConfig::default(),
+        }
+    }
 
     /// A sealed payload passes the signature check the runtime applies,
     /// trusted by the sealing key and refused by another.

@@ -20,6 +20,9 @@ pub enum VerifyError {
     Signature(SigningError),
     #[error("untrusted signer: {0}")]
     Untrusted(SigningError),
+    /// The signer's rotation record (crate::rotation) does not verify.
+    #[error("key rotation record: {0}")]
+    Rotation(String),
 }
 
 /// What verification established.
@@ -82,6 +85,9 @@ pub fn check_signature<R: ReadAt + ?Sized>(
     // The signature first, so "untrusted" always means "sound but not ours".
     key.verify(&input, &block.signature)
         .map_err(VerifyError::Signature)?;
+    // A record that does not verify is a damaged or forged artifact,
+    // whether or not this start would have used it.
+    crate::rotation::lineage(&art.manifest)?;
     if trusted.is_empty() {
         Ok(SignatureState::SelfConsistent { key_id: derived })
     } else {

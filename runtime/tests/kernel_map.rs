@@ -1,8 +1,9 @@
 //! The zero-copy kernel hand-off, checked the way libkrun uses it: after
-//! `kernel_map::prepare`, `dlopen("libkrunfw.so.5")` (libkrun's lookup, by soname) must
-//! give the shim, whose `krunfw_get_kernel` returns a mapping of exactly
-//! the kernel file's segment at the ELF's load address and entry. One
-//! process, no harness: the shim loads once per process.
+//! `kernel_map::prepare`, `krunfw_get_kernel` (which the patched libkrun
+//! calls, linked, instead of dlopening `libkrunfw.so.5`) returns a mapping
+//! of exactly the kernel file's segment at the ELF's load address and
+//! entry, and no library answering to that soname was loaded. One process,
+//! no harness: the mapping is per process.
 
 use std::io::Write;
 
@@ -40,23 +41,14 @@ fn main() {
     let mut file = tempfile::tempfile().unwrap();
     file.write_all(&elf).unwrap();
 
-    // Before the hand-off nothing answers to the soname (unless the host
-    // has a real libkrunfw installed, which the check below tells apart).
     assert!(
         smolvm_runtime::kernel_map::prepare(&file, false).unwrap() == HandOff::Mapped,
         "the hand-off is available on this host"
     );
-    // SAFETY: dlopen/dlsym by name, as libkrun's libloading does.
-    let get: unsafe extern "C" fn(*mut u64, *mut u64, *mut usize) -> *mut u8 = unsafe {
-        let h = libc::dlopen(c"libkrunfw.so.5".as_ptr(), libc::RTLD_NOW);
-        assert!(!h.is_null(), "dlopen(libkrunfw.so.5) finds the shim");
-        let f = libc::dlsym(h, c"krunfw_get_kernel".as_ptr());
-        assert!(!f.is_null());
-        std::mem::transmute::<*mut libc::c_void, _>(f)
-    };
+    let get = smolvm_runtime::kernel_map::krunfw_get_kernel;
     let (mut load, mut entry, mut len) = (0u64, 0u64, 0usize);
-    // SAFETY: the shim's function, with valid out-pointers.
-    let host = unsafe { get(&mut load, &mut entry, &mut len) };
+    // SAFETY: libkrun's entry point, with valid out-pointers.
+    let host = unsafe { get(&mut load, &mut entry, &mut len) }.cast::<u8>();
     assert_eq!((load, entry), (0x1000000, 0x1000123));
     assert_eq!(len, 4 * 4096, "the segment rounded up to a page");
     assert_eq!(host as usize % 4096, 0, "page-aligned, as libkrun requires");
@@ -75,9 +67,19 @@ fn main() {
     std::os::unix::fs::FileExt::read_at(&file, &mut first, 0x1000).unwrap();
     assert_eq!(first[0], image[0]);
 
-    // After libkrun has created a context, its lookup is done: the copying
-    // path must be used from then on.
-    smolvm_runtime::kernel_map::context_created();
-    assert!(smolvm_runtime::kernel_map::prepare(&file, false).unwrap() != HandOff::Mapped);
-    println!("kernel_map: 6 checks passed (soname lookup, placement, bytes, privacy, fallback)");
+    // Nothing loaded a library by libkrun's soname (the hand-off is linked).
+    // SAFETY: RTLD_NOLOAD only looks at what is loaded; a null handle is
+    // the answer "none".
+    let loaded = unsafe {
+        libc::dlopen(
+            c"libkrunfw.so.5".as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_NOLOAD,
+        )
+    };
+    assert!(loaded.is_null(), "no libkrunfw.so.5 is loaded");
+    // The copying path maps nothing.
+    assert!(smolvm_runtime::kernel_map::prepare(&file, true).unwrap() == HandOff::Copy);
+    println!(
+        "kernel_map: 6 checks passed (placement, bytes, privacy, no library loaded, copy path)"
+    );
 }

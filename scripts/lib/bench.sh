@@ -83,17 +83,21 @@ bench_tools() {
 }
 
 # bench_build PACKAGE... : cargo build --release -q -p each (unless --no-build).
-# An `example:PKG:NAME` builds example NAME of PKG.
+# An `example:PKG:NAME` builds example NAME of PKG. smolvm-stub is built on
+# its own, as releases build it (docs/releases.md: cargo unifies features
+# across the packages of one build).
 bench_build() {
     [ "$build" = 1 ] || return 0
-    local a args=()
+    local a args=() stub=0
     for a in "$@"; do
         case $a in
             example:*) a=${a#example:}; cargo build --release -q -p "${a%%:*}" --example "${a#*:}" ;;
+            smolvm-stub) stub=1 ;;
             *) args+=(-p "$a") ;;
         esac
     done
     [ ${#args[@]} = 0 ] || cargo build --release -q "${args[@]}"
+    [ "$stub" = 0 ] || cargo build --release -q -p smolvm-stub
 }
 # bench_files FILE...: each must exist.
 bench_files() { local f; for f in "$@"; do [ -f "$f" ] || die "missing $f"; done; }

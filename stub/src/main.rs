@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use smolvm_format::{Artifact, FileSource};
+use smolvm_format::{Artifact, FileSource, SectionKind};
 use smolvm_runtime::consent;
 use smolvm_runtime::double_click::{self, Start};
 use smolvm_runtime::exit::{self, USAGE_OR_IO};
@@ -247,10 +247,29 @@ fn install(exe: std::fs::File, trusted: &[smolvm_signing::PublicKey]) -> ExitCod
         Ok(v) => v,
         Err(e) => return fail_with(&e),
     };
+    // Stored as is (format version 5), at most 512 KiB; read again and
+    // hashed again here, so that a file changed since the check above
+    // cannot put other bytes in the person's icon theme.
+    let icon = match art.manifest.section(SectionKind::Icon) {
+        Some(entry) => match art.section_bytes(entry) {
+            Ok(png) if smolvm_format::Sha256Digest::of(&png) == entry.sha256 => Some(png),
+            Ok(_) => {
+                return fail(
+                    exit::INVALID,
+                    format_args!(
+                        "the icon section changed after it was verified; was the file replaced?"
+                    ),
+                )
+            }
+            Err(e) => return fail_with(&e),
+        },
+        None => None,
+    };
     let info = install::EntryInfo {
         name: &art.manifest.name,
         version: &art.manifest.version,
         signer: state.key_id().map(|k| k.to_string()),
+        icon: icon.as_deref(),
     };
     let places = match install::Places::from_env() {
         Ok(p) => p,
@@ -260,7 +279,7 @@ fn install(exe: std::fs::File, trusted: &[smolvm_signing::PublicKey]) -> ExitCod
     match install::install(&mut copy_from, &info, &places, path.as_deref()) {
         Ok(done) => {
             println!(
-                "{} {} {} as {}\nmenu entry: {}",
+                "{} {} {} as {}\nmenu entry: {}{}",
                 if done.replaced {
                     "updated"
                 } else {
@@ -269,7 +288,10 @@ fn install(exe: std::fs::File, trusted: &[smolvm_signing::PublicKey]) -> ExitCod
                 info.name,
                 info.version,
                 done.program.display(),
-                done.entry.display()
+                done.entry.display(),
+                done.icon
+                    .map(|i| format!("\nicon: {}", i.display()))
+                    .unwrap_or_default()
             );
             let on_path = path.is_some_and(|p| std::env::split_paths(&p).any(|d| d == places.bin));
             if !on_path {

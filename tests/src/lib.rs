@@ -96,6 +96,40 @@ pub fn other_key() -> SecretKey {
     SecretKey::from_seed(&OTHER_SEED)
 }
 
+/// A grey `width`x`height` PNG (8-bit greyscale, not interlaced): an icon
+/// for the Smolfile's `[artifact] icon`.
+pub fn grey_png(width: u32, height: u32) -> Vec<u8> {
+    use std::io::Write;
+    let row = usize::try_from(width).expect("small") + 1;
+    let mut raw = Vec::with_capacity(row * usize::try_from(height).expect("small"));
+    for _ in 0..height {
+        raw.push(0);
+        raw.resize(raw.len() + row - 1, 0x80);
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&raw).expect("in memory");
+    let idat = z.finish().expect("in memory");
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (b"IHDR", &ihdr[..]),
+        (b"IDAT", &idat[..]),
+        (b"IEND", &[][..]),
+    ] {
+        out.extend_from_slice(&u32::try_from(data.len()).expect("small").to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    out
+}
+
 /// Writes `DIR/NAME.key` and `DIR/NAME.pub` for `key`; returns both paths.
 pub fn write_key_files(dir: &Path, name: &str, key: &SecretKey) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(dir).expect("key dir");
@@ -447,7 +481,20 @@ pub fn assemble(
     stored: &[Vec<u8>],
     key: Option<&SecretKey>,
 ) -> Vec<u8> {
+    // The version the manifest says (so an older artifact's parts agree),
+    // else the current one.
+    let version = manifest
+        .strip_prefix(b"{\"format_version\":")
+        .map(|rest| {
+            rest.iter()
+                .take_while(|b| b.is_ascii_digit())
+                .fold(0u32, |v, &d| {
+                    v.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+                })
+        })
+        .unwrap_or(FORMAT_VERSION);
     let header = Header {
+        version,
         manifest_len: u32::try_from(manifest.len()).expect("manifest under 4 GiB"),
         signature_len: if key.is_some() {
             u32::try_from(SIGNATURE_BLOCK_LEN).expect("96")
@@ -479,6 +526,7 @@ pub fn assemble(
     }
     let payload_offset = padded_stub.len() as u64;
     let trailer = Trailer {
+        version,
         payload_offset,
         payload_len: out.len() as u64 + TRAILER_LEN - payload_offset,
     };

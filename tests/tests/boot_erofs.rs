@@ -13,7 +13,8 @@ use std::process::Command;
 use smolvm_tests::{boot_dirs, pack_signed, run_l1, run_ok};
 
 /// A static helper for what busybox cannot show: the effective uid (busybox
-/// drops setuid privileges) and an xattr's value.
+/// drops setuid privileges) and an xattr's value (or, `xattrsum`, its
+/// length and a checksum: [`xattr_sum`]).
 const PROBE_C: &str = r#"
 #include <stdio.h>
 #include <string.h>
@@ -21,10 +22,16 @@ const PROBE_C: &str = r#"
 #include <sys/xattr.h>
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "euid")) { printf("euid=%d uid=%d\n", (int)geteuid(), (int)getuid()); return 0; }
-    if (argc == 4 && !strcmp(argv[1], "xattr")) {
-        unsigned char v[256];
+    if (argc == 4 && (!strcmp(argv[1], "xattr") || !strcmp(argv[1], "xattrsum"))) {
+        static unsigned char v[65536];
         ssize_t n = lgetxattr(argv[2], argv[3], v, sizeof v);
         if (n < 0) { perror("lgetxattr"); return 1; }
+        if (!strcmp(argv[1], "xattrsum")) {
+            unsigned long sum = 0;
+            for (ssize_t i = 0; i < n; i++) sum = sum * 31 + v[i];
+            printf("%zd %lu\n", n, sum);
+            return 0;
+        }
         for (ssize_t i = 0; i < n; i++) printf("%02x", v[i]);
         printf("\n");
         return 0;
@@ -55,6 +62,22 @@ fn capability_xattr() -> Vec<u8> {
     v.extend_from_slice(&0u32.to_le_bytes()); // permitted[1]
     v.extend_from_slice(&0u32.to_le_bytes()); // inheritable[1]
     v
+}
+
+/// A value too large to sit inline beside its inode: the image keeps it in
+/// the shared xattr area (issue 22).
+fn big_xattr() -> Vec<u8> {
+    (0..60_000u32)
+        .map(|i| u8::try_from(i * 7 % 251).unwrap())
+        .collect()
+}
+
+/// What the probe's `xattrsum` prints for `v`.
+fn xattr_sum(v: &[u8]) -> String {
+    let sum = v
+        .iter()
+        .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
+    format!("{} {sum}", v.len())
 }
 
 struct Entry<'a> {
@@ -130,6 +153,17 @@ fn image_tar(dir: &Path, probe: &Path) -> PathBuf {
                 ("user.smolvm", b"kept".to_vec()),
             ],
             ..entry("opt/capfile", T::Regular, 0o755, (0, 0))
+        },
+        // The same two xattrs again (now stored once, shared by both
+        // files) and one of 60,000 bytes.
+        Entry {
+            data: b"cap2\n".to_vec(),
+            xattrs: vec![
+                ("security.capability", capability_xattr()),
+                ("user.smolvm", b"kept".to_vec()),
+                ("user.big", big_xattr()),
+            ],
+            ..entry("opt/capfile2", T::Regular, 0o755, (0, 0))
         },
         Entry {
             data: b"linked\n".to_vec(),
@@ -239,13 +273,13 @@ both big-ids ./asbig 'id -u; id -g; id -G; echo "$HOME"'
 both root-reads-mode000 ./asroot 'stat -c "%a %u:%g" /etc/mode000; cat /etc/mode000'
 both svc-denied-mode000 ./assvc 'cat /etc/mode000 2>/dev/null || echo denied'
 both setuid ./assvc 'stat -c "%a %u" /opt/probe-suid; /opt/probe-suid euid; /opt/probe euid'
-both xattrs ./asroot '/opt/probe xattr /opt/capfile security.capability; /opt/probe xattr /opt/capfile user.smolvm'
+both xattrs ./asroot '/opt/probe xattr /opt/capfile security.capability; /opt/probe xattr /opt/capfile user.smolvm; /opt/probe xattr /opt/capfile2 security.capability; /opt/probe xattr /opt/capfile2 user.smolvm; /opt/probe xattrsum /opt/capfile2 user.big'
 both hardlinks ./asroot 'a=$(stat -c %i /opt/link-a); b=$(stat -c %i /opt/link-b); [ "$a" = "$b" ] && echo same-inode; stat -c %h /opt/link-a'
 both devices ./asroot 'stat -c "%F %t:%T %a %u:%g" /opt/nulldev /opt/blockdev; stat -c "%F %a" /opt/fifo; stat -c "%a" /opt/sticky /opt/setgid'
 both owners ./asroot 'stat -c "%u:%g %a %n" /bin /bin/busybox /etc/passwd'
 both read-only-lower ./asroot 'echo x > /bin/new && cat /bin/new; grep "^overlay / " /proc/mounts | grep -o "lowerdir=[^,]*"; cat /sys/block/vda/ro'
 both sparse ./asroot 'wc -c < /opt/sparse; tr -d "\\000" < /opt/sparse; echo; dd if=/opt/sparse bs=1 skip=2097153 count=3 2>/dev/null; echo'
-both kernel-mapped sh -c 'o=$(mktemp); ./asroot "echo guest-up; sleep 6" >"$o" 2>&1 & i=0; while ! grep -qs guest-up "$o" && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; for m in /proc/[0-9]*/maps; do grep -q "memfd:libkrunfw.so.5" "$m" 2>/dev/null || continue; echo shim; grep -q "/kernel/[0-9a-f]*\.elf" "$m" && echo kernel-file; done; wait'
+both kernel-mapped sh -c 'o=$(mktemp); ./asroot "echo guest-up; sleep 6" >"$o" 2>&1 & i=0; while ! grep -qs guest-up "$o" && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; for m in /proc/[0-9]*/maps; do grep -q "/kernel/[0-9a-f]*\.elf" "$m" 2>/dev/null || continue; echo kernel-file; grep -q "libkrunfw" "$m" && echo library; done; wait'
 scenario cache-root sh -c 'cd /tmp/erofs-cache && find . -type f | sed "s/[0-9a-f]\{64\}/HASH/" | sort'
 scenario cache-user as_user sh -c 'cd $HOME/.cache/smolvm && find . -type f | sed "s/[0-9a-f]\{64\}/HASH/" | sort'
 "#,
@@ -264,7 +298,14 @@ scenario cache-user as_user sh -c 'cd $HOME/.cache/smolvm && find . -type f | se
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    s.expect_both("xattrs", 0, &format!("{cap}\n6b657074\n"));
+    s.expect_both(
+        "xattrs",
+        0,
+        &format!(
+            "{cap}\n6b657074\n{cap}\n6b657074\n{}\n",
+            xattr_sum(&big_xattr())
+        ),
+    );
     s.expect_both("hardlinks", 0, "same-inode\n2\n");
     s.expect_both(
         "devices",
@@ -279,8 +320,9 @@ scenario cache-user as_user sh -c 'cd $HOME/.cache/smolvm && find . -type f | se
     s.expect_both("sparse", 0, "4194309\nheadmid!\nmid\n");
     s.expect_both("read-only-lower", 0, "x\nlowerdir=/.smolvm/lower\n1\n");
     // The kernel reaches the guest as a mapping of the verified cache file
-    // (runtime::kernel_map): the VMM has the shim loaded and the file mapped.
-    s.expect_both("kernel-mapped", 0, "shim\nkernel-file\n");
+    // (runtime::kernel_map): the VMM has the file mapped, and no library
+    // answering to libkrunfw (the hand-off is linked into the stub).
+    s.expect_both("kernel-mapped", 0, "kernel-file\n");
     // The cache holds the image, its lock and the kernel: no file of the tree.
     for name in ["cache-root", "cache-user"] {
         s.check(name, |rc, text| {

@@ -1,5 +1,6 @@
 //! Writes a reserved [`Layout`] front to back: superblock, the metadata
-//! area in nid order (inodes, xattrs, inline tails), then the data blocks.
+//! area in nid order (inodes, xattrs, inline tails), the shared xattrs,
+//! then the data blocks.
 //! File contents are read from the host at this point, in chunks; the
 //! tail of a file that also has full blocks is read in the metadata pass
 //! and its blocks in the data pass, and both reads check the length.
@@ -16,7 +17,7 @@ use super::ondisk::{
 };
 use super::zip::{LZ4_MAX_DISTANCE, MAX_PCLUSTER_BLOCKS};
 use super::WHAT;
-use crate::tree::FileData;
+use crate::tree::{display_name, quoted_name, FileData};
 use crate::RootfsError;
 
 /// Read and write granularity for file contents.
@@ -44,6 +45,11 @@ pub fn emit<W: Write>(
             build_time: layout.build_time,
             blocks: layout.total_blocks,
             meta_blkaddr: 0,
+            xattr_blkaddr: if layout.shared_xattrs.is_empty() {
+                0
+            } else {
+                layout.meta_blocks
+            },
             lz4: layout.spool.is_some(),
             chunked: layout.inodes.iter().any(|i| i.chunks.is_some()),
         }
@@ -65,6 +71,8 @@ pub fn emit<W: Write>(
         e.metadata(layout, index, inode)?;
     }
     e.zeros_to(u64::from(layout.meta_blocks) * BLOCK_SIZE)?;
+    e.put(&layout.shared_xattrs)?;
+    e.zeros_to_block()?;
 
     for inode in layout.inodes.iter().filter(|i| i.data_blocks() > 0) {
         e.expect_at(u64::from(inode.blkaddr) * BLOCK_SIZE)?;
@@ -377,8 +385,12 @@ pub(super) struct HostFile<'a> {
 
 impl<'a> HostFile<'a> {
     pub(super) fn open(host: &'a Path, entry: &'a str, len: u64) -> Result<Self, RootfsError> {
-        let file = File::open(host).map_err(|source| RootfsError::Io {
-            what: format!("{WHAT}: opening {} for {entry:?}", host.display()),
+        let file = crate::tree::open_host(host).map_err(|source| RootfsError::Io {
+            what: format!(
+                "{WHAT}: opening {} for {}",
+                host.display(),
+                quoted_name(entry)
+            ),
             source,
         })?;
         Ok(HostFile {
@@ -392,9 +404,9 @@ impl<'a> HostFile<'a> {
     fn io(&self, source: std::io::Error) -> RootfsError {
         RootfsError::Io {
             what: format!(
-                "{WHAT}: reading {} for {:?}",
+                "{WHAT}: reading {} for {}",
                 self.host.display(),
-                self.entry
+                quoted_name(self.entry)
             ),
             source,
         }
@@ -403,7 +415,7 @@ impl<'a> HostFile<'a> {
     fn changed(&self, how: &str) -> RootfsError {
         RootfsError::Entry {
             what: WHAT.into(),
-            entry: self.entry.into(),
+            entry: display_name(self.entry),
             fault: format!(
                 "{} is {how} than the {} bytes recorded in the tree (it changed while packing)",
                 self.host.display(),

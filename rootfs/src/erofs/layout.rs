@@ -14,7 +14,7 @@ use super::ondisk::{
 };
 use super::zip::{self, Spool, ZipInfo};
 use super::{xattr, Compression, ErofsOptions, WHAT};
-use crate::tree::{display_name, name_bytes, FileData, Node, NodeKind, Tree};
+use crate::tree::{display_name, name_bytes, quoted_name, FileData, Node, NodeKind, Tree};
 use crate::RootfsError;
 
 /// Longest symlink target: `readlink` hands back at most PATH_MAX (4096)
@@ -28,9 +28,14 @@ pub struct Layout<'t> {
     pub inodes: Vec<Inode<'t>>,
     /// Indices into `inodes`, ordered by position in the metadata area.
     pub by_nid: Vec<usize>,
-    /// Blocks of the metadata area (block 0 holds the superblock); file
-    /// and directory data blocks follow it.
+    /// Blocks of the metadata area (block 0 holds the superblock); the
+    /// shared xattr area and then file and directory data blocks follow
+    /// it.
     pub meta_blocks: u32,
+    /// The shared xattr area (see [`xattr`]), written from block
+    /// `meta_blocks` on and padded to whole blocks; empty when nothing is
+    /// shared.
+    pub shared_xattrs: Vec<u8>,
     pub total_blocks: u32,
     pub build_time: u64,
     /// Compressed files' data areas; `None` when no file is compressed
@@ -49,7 +54,8 @@ pub struct Inode<'t> {
     pub mtime: i64,
     pub mtime_nsec: u32,
     pub nlink: u32,
-    /// Encoded inline xattr body (header and entries), empty if none.
+    /// Encoded inline xattr body (header, shared ids and entries), empty
+    /// if none.
     pub xattrs: Vec<u8>,
     pub size: u64,
     pub layout: DataLayout,
@@ -270,8 +276,10 @@ pub fn plan<'t>(
 
     // Inodes: the root, then every node except hard links, in path order.
     let mut inodes = Vec::with_capacity(tree.nodes.len() + 1);
+    let mut xattrs = Vec::with_capacity(tree.nodes.len() + 1);
     let mut by_path: HashMap<&str, usize> = HashMap::with_capacity(tree.nodes.len() + 1);
     inodes.push(new_inode("", root_node, &clamp)?);
+    xattrs.push(("", &root_node.xattrs));
     by_path.insert("", 0);
     for (path, node) in &tree.nodes {
         if path.is_empty() {
@@ -281,7 +289,12 @@ pub fn plan<'t>(
         if !matches!(node.kind, NodeKind::HardLink(_)) {
             by_path.insert(path, inodes.len());
             inodes.push(new_inode(path, node, &clamp)?);
+            xattrs.push((path.as_str(), &node.xattrs));
         }
+    }
+    let xattrs = xattr::plan(&xattrs)?;
+    for (inode, body) in inodes.iter_mut().zip(xattrs.bodies) {
+        inode.xattrs = body;
     }
     // Every name of a hard-link group is one more link to the file's inode.
     for (path, node) in &tree.nodes {
@@ -297,9 +310,12 @@ pub fn plan<'t>(
     let mut parent_of = vec![0usize; inodes.len()];
     for path in tree.nodes.keys().filter(|p| !p.is_empty()) {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let &parent_index = by_path
-            .get(parent)
-            .ok_or_else(|| entry_error(path, format!("parent {parent:?} is not in the tree")))?;
+        let &parent_index = by_path.get(parent).ok_or_else(|| {
+            entry_error(
+                path,
+                format!("parent {} is not in the tree", quoted_name(parent)),
+            )
+        })?;
         let child = by_path[path.as_str()];
         let file_type = inodes[child].file_type();
         if file_type == file_type::DIR {
@@ -309,7 +325,7 @@ pub fn plan<'t>(
         let Content::Dir(dir) = &mut inodes[parent_index].content else {
             return Err(entry_error(
                 path,
-                format!("parent {parent:?} is not a directory"),
+                format!("parent {} is not a directory", quoted_name(parent)),
             ));
         };
         dir.entries.push(DirEntry {
@@ -351,11 +367,17 @@ pub fn plan<'t>(
         Compression::Lz4 => zip::compress_files(&mut inodes, progress)?,
     };
     let (by_nid, meta_blocks) = place_metadata(&mut inodes, metadata_start(spool.is_some()));
-    let total_blocks = place_data(&mut inodes, meta_blocks)?;
+    let xattr_blocks = (xattrs.shared.len() as u64).div_ceil(BLOCK_SIZE);
+    let data_start = u64::from(meta_blocks) + xattr_blocks;
+    let total_blocks = place_data(
+        &mut inodes,
+        u32::try_from(data_start).map_err(|_| too_big(data_start))?,
+    )?;
     Ok(Layout {
         inodes,
         by_nid,
         meta_blocks,
+        shared_xattrs: xattrs.shared,
         total_blocks,
         build_time: opts.clamp_mtime.unwrap_or(0),
         spool,
@@ -368,13 +390,13 @@ fn check_path(path: &str) -> Result<(), RootfsError> {
         let fault = if name.is_empty() {
             "has an empty name component (not a normalised path)".to_string()
         } else if name == "." || name == ".." {
-            format!("has a {name:?} component (not a normalised path)")
+            format!("has a \"{name}\" component (not a normalised path)")
         } else if name.contains('\0') {
             "has a NUL byte in a name".to_string()
         } else if name_bytes(name).len() > NAME_LEN_MAX {
             format!(
-                "name {:?}... is {} bytes; EROFS names are at most {NAME_LEN_MAX}",
-                display_name(&name.chars().take(16).collect::<String>()),
+                "name {}... is {} bytes; EROFS names are at most {NAME_LEN_MAX}",
+                quoted_name(&name.chars().take(16).collect::<String>()),
                 name_bytes(name).len()
             )
         } else {
@@ -394,7 +416,7 @@ fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, Rootf
         let Some(node) = tree.nodes.get(at) else {
             return Err(entry_error(
                 path,
-                format!("hard link target {at:?} is not in the tree"),
+                format!("hard link target {} is not in the tree", quoted_name(at)),
             ));
         };
         match &node.kind {
@@ -402,7 +424,7 @@ fn resolve_hard_link<'t>(tree: &'t Tree, path: &'t str) -> Result<&'t str, Rootf
             NodeKind::Dir => {
                 return Err(entry_error(
                     path,
-                    format!("hard link target {at:?} is a directory"),
+                    format!("hard link target {} is a directory", quoted_name(at)),
                 ))
             }
             _ => return Ok(at),
@@ -476,7 +498,7 @@ fn new_inode<'t>(
         mtime,
         mtime_nsec,
         nlink: if type_bits == mode::S_IFDIR { 2 } else { 1 },
-        xattrs: xattr::encode_ibody(path, &node.xattrs)?,
+        xattrs: Vec::new(), // planned for all inodes at once
         size,
         layout: DataLayout::FlatPlain,
         blkaddr: 0,
@@ -525,7 +547,7 @@ fn holes_as_chunks(inode: &Inode<'_>) -> Result<Option<ChunkMap>, RootfsError> {
         what: format!("{WHAT}: looking for holes in {}", path.display()),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = crate::tree::open_host(path).map_err(io)?;
     let data = data_ranges(&file, len).map_err(io)?;
     // Chunk bits: at least the block's, and few enough chunks.
     let size_bits = u64::BITS - (len - 1).leading_zeros();
@@ -677,11 +699,11 @@ fn place_metadata(inodes: &mut [Inode<'_>], start: u64) -> (Vec<usize>, u32) {
     (by_nid, meta_blocks)
 }
 
-/// Hands out data blocks after the metadata area, in creation order so a
-/// directory's files sit together. Errors when the image outgrows EROFS's
-/// 32-bit block addresses (16 TiB).
-fn place_data(inodes: &mut [Inode<'_>], meta_blocks: u32) -> Result<u32, RootfsError> {
-    let mut next = u64::from(meta_blocks);
+/// Hands out data blocks from `first` on (after the metadata and shared
+/// xattr areas), in creation order so a directory's files sit together.
+/// Errors when the image outgrows EROFS's 32-bit block addresses (16 TiB).
+fn place_data(inodes: &mut [Inode<'_>], first: u32) -> Result<u32, RootfsError> {
+    let mut next = u64::from(first);
     for inode in inodes.iter_mut() {
         let blocks = inode.data_blocks();
         if blocks > 0 {

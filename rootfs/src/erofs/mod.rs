@@ -3,18 +3,19 @@
 //!
 //! The format is the kernel's (`Documentation/filesystems/erofs.rst`,
 //! `fs/erofs/erofs_fs.h`); this writer uses its plain subset: 4 KiB blocks,
-//! 64-byte extended inodes, inline xattrs only, no superblock checksum, no
-//! shared xattrs; LZ4 only when asked, and chunk-based files only for
-//! holes.
+//! 64-byte extended inodes, inline and shared xattrs (no name filter, no
+//! long prefixes), no superblock checksum; LZ4 only when asked, and
+//! chunk-based files only for holes.
 //!
 //! ```text
-//! byte 0        1024          1152                     meta_blocks * 4096         total_blocks * 4096
-//! |  zero      | superblock  | metadata area           | data area                  |
-//! |            | (128 bytes) | inode records, 32-byte  | whole blocks of files and  |
-//! |            |             | aligned, in nid order   | directories, in tree order |
+//! byte 0    1024          1152                 meta_blocks * 4096                     total_blocks * 4096
+//! | zero   | superblock  | metadata area       | shared xattrs    | data area          |
+//! |        | (128 bytes) | inode records,      | (whole blocks,   | whole blocks of    |
+//! |        |             | 32-byte aligned,    |  none if nothing | files and dirs, in |
+//! |        |             | in nid order        |  is shared)      | tree order         |
 //!
 //! inode record (never crosses a block boundary):
-//! | extended inode (64) | xattr ibody: header (12), entries (4-aligned) | inline tail |
+//! | extended inode (64) | xattr ibody: header (12), shared ids, entries | inline tail |
 //!
 //! directory block (also the inline tail of a directory):
 //! | dirent 0 | dirent 1 | ... | name 0 | name 1 | ... | zero padding |
@@ -40,6 +41,10 @@
 //!   address per chunk after the inode and its xattrs, `EROFS_NULL_ADDR`
 //!   for a chunk that is all hole, which takes no block and reads as zeros.
 //!   (fsck.erofs 1.5 checks such images but its `--extract` drops holes.)
+//! - An xattr (name and value) that several inodes have is stored once in
+//!   the shared area, and so is a value too large to sit inline beside
+//!   its inode (see `xattr.rs`); the superblock's `xattr_blkaddr` is the
+//!   area's first block.
 //! - All names of a hard-link group are one inode; i_nlink counts them.
 //!   A directory's i_nlink is 2 plus its subdirectories.
 //!

@@ -127,8 +127,8 @@ const COMPR_ALG_LZ4_BIT: u16 = 1 << 0;
 const FEATURE_INCOMPAT_CHUNKED_FILE: u32 = 0x4;
 
 /// `struct erofs_super_block` (128 bytes at byte 1024). Fields this writer
-/// never sets (checksum, uuid, volume name, xattr area, device tables)
-/// are written as zero; the feature bits and the compression bitmap only
+/// never sets (checksum, uuid, volume name, device tables) are written as
+/// zero; the feature bits and the compression bitmap only
 /// when the image holds compressed files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SuperBlock {
@@ -137,6 +137,9 @@ pub struct SuperBlock {
     pub build_time: u64,
     pub blocks: u32,
     pub meta_blkaddr: u32,
+    /// First block of the shared xattr area (0 when there is none): a
+    /// shared xattr's id is its byte offset from there divided by 4.
+    pub xattr_blkaddr: u32,
     /// Some file is LZ4-compressed: [`Lz4Config`] follows the superblock.
     pub lz4: bool,
     /// Some file is chunk-based (has holes).
@@ -163,7 +166,7 @@ impl SuperBlock {
             .u32(0) // build_time_nsec
             .u32(self.blocks)
             .u32(self.meta_blkaddr)
-            .u32(0) // xattr_blkaddr: no shared xattrs
+            .u32(self.xattr_blkaddr)
             .zeros(16) // uuid: zero keeps images reproducible
             .zeros(16); // volume_name
         let chunked = if self.chunked {
@@ -354,9 +357,21 @@ impl Dirent {
     }
 }
 
-/// `struct erofs_xattr_ibody_header` (12 bytes): with no shared xattrs and
-/// no name filter it is all zeros.
+/// `struct erofs_xattr_ibody_header` (12 bytes): `h_name_filter` (u32,
+/// zero: the superblock does not enable the filter), `h_shared_count`
+/// (u8), 7 reserved bytes; then `h_shared_count` little-endian u32 ids
+/// of shared xattrs, then the inline entries.
 pub const XATTR_IBODY_HEADER_SIZE: usize = 12;
+/// Offset of `h_shared_count` in the ibody header.
+pub const XATTR_SHARED_COUNT_AT: usize = 4;
+/// `h_shared_count` is a u8: an inode refers to at most this many shared
+/// xattrs.
+pub const XATTR_SHARED_MAX: usize = 255;
+/// Bytes of one shared xattr id in the ibody.
+pub const XATTR_SHARED_ID_SIZE: usize = 4;
+/// `value_size` is a u16, so EROFS stores values of at most 65535 bytes
+/// (Linux allows 65536, `XATTR_SIZE_MAX`).
+pub const XATTR_VALUE_MAX: usize = u16::MAX as usize;
 
 /// `struct erofs_xattr_entry` (4 bytes), followed by the name suffix and
 /// the value, padded to 4 bytes.
@@ -449,6 +464,7 @@ mod tests {
             build_time: 0x1111_2222_3333_4444,
             blocks: 0xAABB_CCDD,
             meta_blkaddr: 0x0506_0708,
+            xattr_blkaddr: 0x0A0B_0C0D,
             lz4: false,
             chunked: false,
         }
@@ -460,7 +476,8 @@ mod tests {
         assert_eq!(u64_at(&b, 24), 0x1111_2222_3333_4444, "build_time");
         assert_eq!(u32_at(&b, 36), 0xAABB_CCDD, "blocks");
         assert_eq!(u32_at(&b, 40), 0x0506_0708, "meta_blkaddr");
-        assert!(b[44..].iter().all(|&x| x == 0));
+        assert_eq!(u32_at(&b, 44), 0x0A0B_0C0D, "xattr_blkaddr");
+        assert!(b[48..].iter().all(|&x| x == 0));
     }
 
     #[test]

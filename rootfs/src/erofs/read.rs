@@ -7,10 +7,15 @@
 //!
 //! The subset read is the one written (see the module docs of
 //! [`super`]): 4 KiB blocks, compact or extended inodes, FLAT_PLAIN,
-//! FLAT_INLINE and full-index LZ4 files with big pclusters. Anything else is
-//! an error naming the inode and the feature.
+//! FLAT_INLINE, CHUNK_BASED (block maps) and full-index LZ4 files with big
+//! pclusters; inline and shared xattrs with the kernel's name indexes.
+//! Anything else is an error naming the inode and the feature.
 
-use super::ondisk::{mode, BLOCK_BYTES, BLOCK_SIZE, MAGIC, NID_SLOT, SUPERBLOCK_OFFSET};
+use super::ondisk::{
+    mode, BLOCK_BYTES, BLOCK_SIZE, BLOCK_SIZE_BITS, CHUNK_BLKBITS_MAX, CHUNK_ENTRY_SIZE,
+    CHUNK_NULL_ADDR, MAGIC, NID_SLOT, SUPERBLOCK_OFFSET, XATTR_IBODY_HEADER_SIZE, XATTR_NAMESPACES,
+    XATTR_SHARED_COUNT_AT, XATTR_SHARED_ID_SIZE,
+};
 use crate::RootfsError;
 
 const WHAT: &str = "erofs image (reading)";
@@ -51,7 +56,9 @@ impl EntryKind {
 /// One path in the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageEntry {
-    /// Relative to the root, no leading `/`; the root itself is "".
+    /// Relative to the root, no leading `/`; the root itself is "". Names
+    /// are bytes in the tree's form ([`crate::tree::name_from_bytes`]):
+    /// show them with [`crate::tree::display_name`].
     pub path: String,
     pub kind: EntryKind,
     /// Permission bits (`0o7777`).
@@ -71,6 +78,8 @@ struct RawInode {
     at: u64,
     /// Inode plus inline xattrs, in bytes.
     head_len: u64,
+    /// Inline xattr body (header included), in bytes.
+    xattr_len: u64,
     layout: u16,
     mode: u16,
     size: u64,
@@ -84,6 +93,8 @@ pub struct ImageReader<'a> {
     image: &'a [u8],
     meta_at: u64,
     root_nid: u64,
+    /// Byte offset of the shared xattr area.
+    xattr_at: u64,
 }
 
 fn invalid(fault: String) -> RootfsError {
@@ -100,6 +111,7 @@ impl<'a> ImageReader<'a> {
             image,
             meta_at: 0,
             root_nid: 0,
+            xattr_at: 0,
         };
         let sb = r.bytes(SUPERBLOCK_OFFSET, 128)?;
         let le32 = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
@@ -119,10 +131,13 @@ impl<'a> ImageReader<'a> {
         let meta_at = u64::from(le32(40))
             .checked_mul(BLOCK_SIZE)
             .ok_or_else(|| invalid("meta_blkaddr overflows".into()))?;
+        // A u32 block address times 4096 always fits a u64.
+        let xattr_at = u64::from(le32(44)) * BLOCK_SIZE;
         Ok(ImageReader {
             image,
             meta_at,
             root_nid,
+            xattr_at,
         })
     }
 
@@ -172,6 +187,7 @@ impl<'a> ImageReader<'a> {
                     nid,
                     at,
                     head_len: 0,
+                    xattr_len,
                     layout,
                     mode: u16_at(b, 4),
                     size,
@@ -187,6 +203,7 @@ impl<'a> ImageReader<'a> {
                     nid,
                     at,
                     head_len: 0,
+                    xattr_len,
                     layout,
                     mode: u16_at(head, 4),
                     size: u64::from(u32_at(head, 8)),
@@ -248,12 +265,102 @@ impl<'a> ImageReader<'a> {
             }
             // COMPRESSED_FULL
             1 => self.decompress(ino),
+            // CHUNK_BASED
+            4 => self.chunks(ino),
             other => Err(invalid(format!(
                 "inode {}: data layout {other} is not one this reader knows (flat plain, flat \
-                 inline, compressed full)",
+                 inline, compressed full, chunk-based)",
                 ino.nid
             ))),
         }
+    }
+
+    /// Chunk-based data: one 4-byte block address per chunk after the
+    /// inode and its xattrs (4-aligned), `EROFS_NULL_ADDR` for a hole.
+    fn chunks(&self, ino: &RawInode) -> Result<Vec<u8>, RootfsError> {
+        let bad = |fault: String| invalid(format!("chunk-based inode {}: {fault}", ino.nid));
+        // i_u: chunk bits above the block's in the low 5 bits; bit 5 asks
+        // for 8-byte chunk indexes, which the writer never uses.
+        if ino.u & !u32::from(CHUNK_BLKBITS_MAX) != 0 {
+            return Err(bad(format!(
+                "chunk format {:#x}: only block maps are read",
+                ino.u
+            )));
+        }
+        let bits = u32::from(BLOCK_SIZE_BITS) + ino.u;
+        let chunk = 1u64 << bits;
+        let count = ino.size.div_ceil(chunk);
+        let map_at = ino
+            .at
+            .checked_add(ino.head_len)
+            .map(|o| o.next_multiple_of(CHUNK_ENTRY_SIZE))
+            .ok_or_else(|| bad("block map offset overflows".into()))?;
+        let map = self.bytes(
+            map_at,
+            count
+                .checked_mul(CHUNK_ENTRY_SIZE)
+                .ok_or_else(|| bad("block map overflows".into()))?,
+        )?;
+        // Holes read as zeros: the output is as large as the file, which
+        // the caller's cap bounds (an image of holes is small).
+        let len = usize::try_from(ino.size)
+            .map_err(|_| bad(format!("{} bytes do not fit in memory", ino.size)))?;
+        let mut out = vec![0u8; len];
+        for (i, entry) in map.chunks_exact(4).enumerate() {
+            let addr = u32::from_le_bytes(entry.try_into().expect("4 bytes"));
+            if addr == CHUNK_NULL_ADDR {
+                continue;
+            }
+            // i < count, so start < size.
+            let start = (i as u64) << bits;
+            let n = chunk.min(ino.size - start);
+            let from = self.bytes(u64::from(addr) * BLOCK_SIZE, n)?;
+            let start = usize::try_from(start).expect("below len");
+            out[start..start + from.len()].copy_from_slice(from);
+        }
+        Ok(out)
+    }
+
+    /// The extended attributes of `entry`, inline and shared, by full name
+    /// (`user.x`, `system.posix_acl_access`).
+    pub fn xattrs(&self, entry: &ImageEntry) -> Result<Vec<(String, Vec<u8>)>, RootfsError> {
+        let ino = self.inode(entry.nid)?;
+        let bad = |fault: String| invalid(format!("inode {} xattrs: {fault}", ino.nid));
+        if ino.xattr_len == 0 {
+            return Ok(Vec::new());
+        }
+        let body_at = ino
+            .at
+            .checked_add(ino.head_len - ino.xattr_len)
+            .ok_or_else(|| bad("body offset overflows".into()))?;
+        let body = self.bytes(body_at, ino.xattr_len)?;
+        let shared = usize::from(body[XATTR_SHARED_COUNT_AT]);
+        let inline_at = XATTR_IBODY_HEADER_SIZE + shared * XATTR_SHARED_ID_SIZE;
+        if inline_at > body.len() {
+            return Err(bad(format!(
+                "{shared} shared ids do not fit a body of {} bytes",
+                body.len()
+            )));
+        }
+        let mut out = Vec::new();
+        for id in body[XATTR_IBODY_HEADER_SIZE..inline_at].chunks_exact(4) {
+            let id = u32::from_le_bytes(id.try_into().expect("4 bytes"));
+            let at = self
+                .xattr_at
+                .checked_add(u64::from(id) * 4)
+                .ok_or_else(|| bad(format!("shared id {id} overflows")))?;
+            let head = self.bytes(at, 4)?;
+            let len = 4 + u64::from(head[0]) + u64::from(u16::from_le_bytes([head[2], head[3]]));
+            let (name, value, _) = xattr_entry(self.bytes(at, len)?).map_err(&bad)?;
+            out.push((name, value));
+        }
+        let mut rest = &body[inline_at..];
+        while !rest.is_empty() {
+            let (name, value, used) = xattr_entry(rest).map_err(&bad)?;
+            out.push((name, value));
+            rest = &rest[used.min(rest.len())..];
+        }
+        Ok(out)
     }
 
     /// LZ4 full-index data: one 8-byte index per block of output after the
@@ -484,18 +591,53 @@ impl<'a> ImageReader<'a> {
                         dir.nid
                     )));
                 }
-                out.push((String::from_utf8_lossy(name).into_owned(), nid));
+                out.push((name.to_vec(), nid));
             }
         }
+        // Byte order, as stored.
         out.sort();
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(name, nid)| (crate::tree::name_from_bytes(&name), nid))
+            .collect())
     }
 
-    /// The contents of a regular file entry.
+    /// The contents of a regular file entry (holes read as zeros).
     pub fn file_contents(&self, entry: &ImageEntry) -> Result<Vec<u8>, RootfsError> {
         let ino = self.inode(entry.nid)?;
         self.data(&ino, self.image.len() as u64 * 256)
     }
+}
+
+/// One xattr entry at the start of `bytes`: its full name, value, and
+/// the bytes it takes with its padding.
+fn xattr_entry(bytes: &[u8]) -> Result<(String, Vec<u8>, usize), String> {
+    let [name_len, index, v0, v1, rest @ ..] = bytes else {
+        return Err(format!(
+            "{} bytes left, short of an entry header",
+            bytes.len()
+        ));
+    };
+    let (name_len, value_len) = (
+        usize::from(*name_len),
+        usize::from(u16::from_le_bytes([*v0, *v1])),
+    );
+    if name_len + value_len > rest.len() {
+        return Err(format!(
+            "an entry of {name_len} name and {value_len} value bytes runs past its {} bytes",
+            rest.len()
+        ));
+    }
+    let (prefix, _, is_prefix) = XATTR_NAMESPACES
+        .iter()
+        .find(|(_, i, _)| i == index)
+        .ok_or_else(|| format!("name index {index} is not one this reader knows"))?;
+    if !is_prefix && name_len != 0 {
+        return Err(format!("{prefix} with a name suffix"));
+    }
+    let name = format!("{prefix}{}", String::from_utf8_lossy(&rest[..name_len]));
+    let value = rest[name_len..name_len + value_len].to_vec();
+    Ok((name, value, (4 + name_len + value_len).next_multiple_of(4)))
 }
 
 #[cfg(test)]
@@ -590,29 +732,143 @@ mod tests {
         }
     }
 
-    #[test]
-    fn truncations_and_bit_flips_are_errors_not_panics() {
-        let image = image_of(&sample(), super::super::Compression::Lz4);
-        for cut in (0..image.len()).step_by(997) {
-            let r = ImageReader::new(&image[..cut]);
-            if let Ok(r) = r {
-                if let Ok(entries) = r.entries() {
-                    for e in entries.iter().filter(|e| e.kind == EntryKind::File) {
-                        let _ = r.file_contents(e);
-                    }
-                }
+    /// Everything the reader offers, on an image that may be damaged:
+    /// errors are fine, panics are not.
+    fn read_everything(image: &[u8]) {
+        let Ok(r) = ImageReader::new(image) else {
+            return;
+        };
+        let Ok(entries) = r.entries() else {
+            return;
+        };
+        for e in &entries {
+            let _ = r.xattrs(e);
+            if e.kind == EntryKind::File {
+                let _ = r.file_contents(e);
             }
         }
-        for at in (1024..image.len().min(40_000)).step_by(13) {
-            let mut bad = image.clone();
-            bad[at] ^= 0x5a;
-            if let Ok(r) = ImageReader::new(&bad) {
-                if let Ok(entries) = r.entries() {
-                    for e in entries.iter().filter(|e| e.kind == EntryKind::File) {
-                        let _ = r.file_contents(e);
-                    }
-                }
+    }
+
+    #[test]
+    fn truncations_and_bit_flips_are_errors_not_panics() {
+        // The sample, with xattrs: shared (on every file), inline, and a
+        // value too large to sit inline.
+        let mut tree = sample();
+        for (i, node) in tree.nodes.values_mut().enumerate() {
+            node.xattrs.insert("user.shared".into(), b"s\n".to_vec());
+            if i % 3 == 0 {
+                node.xattrs
+                    .insert("user.own".into(), vec![u8::try_from(i % 256).unwrap(); 9]);
             }
+        }
+        tree.nodes
+            .get_mut("big")
+            .unwrap()
+            .xattrs
+            .insert("trusted.big".into(), vec![7; 6000]);
+        for compression in [
+            super::super::Compression::None,
+            super::super::Compression::Lz4,
+        ] {
+            let image = image_of(&tree, compression);
+            for cut in (0..image.len()).step_by(997) {
+                read_everything(&image[..cut]);
+            }
+            for at in (1024..image.len().min(40_000)).step_by(13) {
+                let mut bad = image.clone();
+                bad[at] ^= 0x5a;
+                read_everything(&bad);
+            }
+        }
+    }
+
+    /// Names that are not UTF-8 come back as the same bytes (in the
+    /// tree's form), in byte order.
+    #[test]
+    fn names_come_back_as_their_bytes_in_byte_order() {
+        let mut t = Tree::default();
+        let names: Vec<&[u8]> = vec![b"a\x80", b"a\xc3\xa9", b"a\xff\n", b"b"];
+        for n in &names {
+            t.nodes.insert(
+                crate::tree::name_from_bytes(n),
+                node(0o644, NodeKind::File(crate::tree::FileData::Inline(vec![]))),
+            );
+        }
+        let image = image_of(&t, super::super::Compression::None);
+        let got: Vec<Vec<u8>> = ImageReader::new(&image)
+            .unwrap()
+            .entries()
+            .unwrap()
+            .into_iter()
+            .skip(1)
+            .map(|e| crate::tree::name_bytes(&e.path).into_owned())
+            .collect();
+        assert_eq!(got, names);
+    }
+
+    /// Shared and inline xattrs and a chunk-based file with holes read
+    /// back as written.
+    #[test]
+    fn reads_xattrs_inline_and_shared_and_files_with_holes() {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut t = Tree::default();
+        let acl = vec![2, 0, 0, 0, 1, 0, 7, 0, 0xff, 0xff, 0xff, 0xff];
+        let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        for i in 0..3 {
+            let mut n = node(0o644, NodeKind::File(crate::tree::FileData::Inline(vec![])));
+            n.xattrs
+                .insert("system.posix_acl_access".into(), acl.clone());
+            n.xattrs.insert("user.own".into(), vec![i, b'\n']);
+            n.xattrs.insert("trusted.big".into(), big.clone());
+            t.nodes.insert(format!("f{i}"), n);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("sparse");
+        let mut f = std::fs::File::create(&host).unwrap();
+        f.set_len(4 << 20).unwrap();
+        f.seek(SeekFrom::Start(3 << 20)).unwrap();
+        f.write_all(b"data after a hole").unwrap();
+        drop(f);
+        t.nodes.insert(
+            "sparse".into(),
+            node(
+                0o600,
+                NodeKind::File(crate::tree::FileData::Host {
+                    path: host,
+                    len: 4 << 20,
+                }),
+            ),
+        );
+        let image = image_of(&t, super::super::Compression::None);
+        let r = ImageReader::new(&image).unwrap();
+        let entries = r.entries().unwrap();
+        for e in entries.iter().filter(|e| e.path.starts_with('f')) {
+            let mut got = r.xattrs(e).unwrap();
+            got.sort();
+            let i = e.path.as_bytes()[1] - b'0';
+            assert_eq!(
+                got,
+                vec![
+                    ("system.posix_acl_access".to_string(), acl.clone()),
+                    ("trusted.big".to_string(), big.clone()),
+                    ("user.own".to_string(), vec![i, b'\n']),
+                ],
+                "{}",
+                e.path
+            );
+        }
+        let sparse = entries.iter().find(|e| e.path == "sparse").unwrap();
+        assert!(r.xattrs(sparse).unwrap().is_empty());
+        let data = r.file_contents(sparse).unwrap();
+        assert_eq!(data.len(), 4 << 20);
+        assert_eq!(&data[3 << 20..(3 << 20) + 17], b"data after a hole");
+        assert!(data[..3 << 20].iter().all(|&b| b == 0));
+        // The holes took no blocks: the image is far below the file.
+        if image.len() >= 1 << 20 {
+            eprintln!(
+                "this file system keeps no holes: image {} bytes",
+                image.len()
+            );
         }
     }
 }

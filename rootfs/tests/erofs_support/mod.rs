@@ -238,7 +238,8 @@ pub fn expected(tree: &Tree, clamp: Option<u64>, reader: Reader) -> BTreeMap<Str
             let target = tree.nodes.get_key_value(&target).unwrap().0;
             *nlinks.entry(target.as_str()).or_insert(1) += 1;
         }
-        if n.kind == NodeKind::Dir {
+        // The root's own node is no subdirectory of itself.
+        if n.kind == NodeKind::Dir && !path.is_empty() {
             let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
             *subdirs.entry(parent.to_string()).or_default() += 1;
         }

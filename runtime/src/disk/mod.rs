@@ -116,6 +116,9 @@ pub enum Migration {
     /// Left where it is: another signer (`claimed_by`, a key id) has a
     /// disk of this name, so whose it is cannot be told.
     LeftAlone { legacy: PathBuf, claimed_by: String },
+    /// Moved from the old key's directory to the new one's: the old key
+    /// endorsed the new one (crate::rotation, [`follow_rotation`]).
+    Followed { from: PathBuf, to: PathBuf },
 }
 
 impl Migration {
@@ -128,12 +131,69 @@ impl Migration {
                 from.display(),
                 to.display()
             )),
+            Migration::Followed { from, to } => Some(format!(
+                "note: the storage of {name} moved from {} to {} with its signer's new key",
+                from.display(),
+                to.display()
+            )),
             Migration::LeftAlone { legacy, claimed_by } => Some(format!(
                 "note: {} (storage of {name} from before storage belonged to a signer) is left alone, since key {claimed_by} also has storage for {name}; this start uses its signer's own disk (move the old one into the right key id's directory if it is that signer's)",
                 legacy.display()
             )),
         }
     }
+}
+
+/// Moves `dir/<from>/NAME.ext4` (a regular file, never a link) to
+/// `dir/<to>/NAME.ext4` when `to` has no disk of that name yet: the start
+/// accepted `to` because `from`, the name's remembered signer, endorsed it
+/// (crate::rotation), so the data follows the key. Linked into place
+/// without replacing, then unlinked, as [`migrate_legacy`].
+pub fn follow_rotation(
+    dir: &Path,
+    from: KeyId,
+    to: KeyId,
+    name: &str,
+) -> Result<Migration, DiskError> {
+    let file = format!("{name}.ext4");
+    let old = signer_storage_dir(dir, from).join(&file);
+    match std::fs::symlink_metadata(&old) {
+        Ok(m) if m.file_type().is_file() => {}
+        Ok(_) => return Ok(Migration::Nothing),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Migration::Nothing),
+        Err(e) => return Err(io_at("looking at the old key's storage disk", &old)(e)),
+    }
+    let own = signer_storage_dir(dir, to);
+    let target = own.join(&file);
+    if std::fs::symlink_metadata(&target).is_ok() {
+        return Ok(Migration::Nothing);
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&own)
+        .map_err(io_at("creating the storage directory", &own))?;
+    match std::fs::hard_link(&old, &target) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::AlreadyExists | io::ErrorKind::NotFound
+            ) =>
+        {
+            return Ok(Migration::Nothing)
+        }
+        Err(e) => return Err(io_at("moving the old key's storage disk to", &target)(e)),
+    }
+    match std::fs::remove_file(&old) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_at("removing the moved storage disk", &old)(e)),
+    }
+    Ok(Migration::Followed {
+        from: old,
+        to: target,
+    })
 }
 
 /// Moves `dir/NAME.ext4` (a regular file, never a link) to
@@ -363,12 +423,15 @@ impl Disks {
     /// Checks the machine's volumes and sizes, then creates the overlay
     /// disk in `scratch` (the cache directory: on disk, unlike a tmpfs
     /// /tmp) and opens, locks and (with `reset`) empties the storage disk of
-    /// `signer` and `name` in `storage_dir` (moving an old one there first,
-    /// [`migrate_legacy`]).
+    /// `signer` and `name` in `storage_dir` (moving an old one there first:
+    /// the disk of `rotated_from`, the remembered key that endorsed
+    /// `signer`, [`follow_rotation`]; else one from before disks belonged
+    /// to a signer, [`migrate_legacy`]).
     pub fn prepare(
         config: &smolvm_format::MachineConfig,
         name: &str,
         signer: KeyId,
+        rotated_from: Option<KeyId>,
         scratch: &Path,
         storage_dir: impl FnOnce() -> Result<PathBuf, DiskError>,
         reset: bool,
@@ -379,7 +442,15 @@ impl Disks {
             None
         } else {
             let dir = storage_dir()?;
-            migration = Some(migrate_legacy(&dir, signer, name)?);
+            let followed = match rotated_from {
+                Some(old) => follow_rotation(&dir, old, signer, name)?,
+                None => Migration::Nothing,
+            };
+            migration = Some(if followed == Migration::Nothing {
+                migrate_legacy(&dir, signer, name)?
+            } else {
+                followed
+            });
             Some(open_storage(
                 &signer_storage_dir(&dir, signer),
                 name,
@@ -551,6 +622,7 @@ mod tests {
                 &config,
                 "notes",
                 signer,
+                None,
                 scratch.path(),
                 || Ok(dir.path().to_path_buf()),
                 false,
@@ -568,6 +640,48 @@ mod tests {
         assert_eq!(
             files_under(dir.path()),
             ["0a0a0a0a0a0a0a0a/notes.ext4", "0b0b0b0b0b0b0b0b/notes.ext4"]
+        );
+    }
+
+    #[test]
+    fn a_disk_follows_its_signer_to_the_key_it_endorsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = smolvm_format::MachineConfig {
+            volumes: vec!["/state".into()],
+            storage_gib: Some(1),
+            ..Default::default()
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let prepare = |signer, from| {
+            Disks::prepare(
+                &config,
+                "notes",
+                signer,
+                from,
+                scratch.path(),
+                || Ok(dir.path().to_path_buf()),
+                false,
+            )
+        };
+        let a = prepare(A, None).unwrap();
+        let a_path = a.storage.as_ref().unwrap().path.clone();
+        drop(a);
+        use std::os::unix::fs::MetadataExt;
+        let a_inode = std::fs::metadata(&a_path).unwrap().ino();
+        // B endorsed by A: A's disk becomes B's, with one note.
+        let b = prepare(B, Some(A)).unwrap();
+        let b_path = dir.path().join("0b0b0b0b0b0b0b0b/notes.ext4");
+        assert_eq!(b.storage.as_ref().unwrap().path, b_path);
+        assert!(!b.storage.as_ref().unwrap().fresh);
+        let note = b.migration.as_ref().unwrap().note("notes").unwrap();
+        assert!(note.contains("with its signer's new key"), "{note}");
+        drop(b);
+        assert_eq!(std::fs::metadata(&b_path).unwrap().ino(), a_inode);
+        assert!(!a_path.exists());
+        // Once B has a disk, nothing moves again.
+        assert_eq!(
+            follow_rotation(dir.path(), A, B, "notes").unwrap(),
+            Migration::Nothing
         );
     }
 

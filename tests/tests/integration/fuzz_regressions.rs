@@ -389,3 +389,35 @@ fn every_regression_input_is_handled_without_panicking() {
         );
     }
 }
+
+/// Artifacts of the two earlier format versions, as their releases wrote
+/// them (the reader seeds of versions 3 and 4, kept beside the current
+/// ones): they still verify fully against the key that signed them, and
+/// `pack verify` / `pack inspect` take them, naming their version.
+#[test]
+fn artifacts_of_versions_3_and_4_still_verify() {
+    let dir = repo().join("fuzz/regressions/reader");
+    let keys = tempfile::tempdir().unwrap();
+    let (_, public) = smolvm_tests::write_key_files(keys.path(), "test", &smolvm_tests::test_key());
+    for version in [3, 4] {
+        for seed in ["seed-bare-signed-stored", "seed-packed-signed-zstd"] {
+            let path = dir.join(format!("v{version}-{seed}"));
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes[bytes.len() - 56], version, "{}", path.display());
+            full_check(&bytes, &trusted()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            smolvm_tests::smolvm()
+                .args(["pack", "verify", "--key"])
+                .arg(&public)
+                .arg(&path)
+                .assert()
+                .success();
+            let out = smolvm_tests::smolvm()
+                .args(["pack", "inspect", "--json"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["format_version"], version, "{v}");
+        }
+    }
+}

@@ -208,3 +208,139 @@ fn an_odd_home_is_quoted_in_the_entry() {
     assert!(text.lines().any(|l| l == exec), "{exec}: {text}");
     validate(&entry);
 }
+
+/// A tool with an icon (Smolfile `[artifact] icon`): install copies the
+/// signed PNG into the person's hicolor theme at the largest size directory
+/// not above its width, names it in the entry (which still validates), a
+/// reinstall of another size leaves one icon, and uninstall removes it.
+#[test]
+fn install_puts_the_icon_in_the_theme_and_uninstall_removes_it() {
+    let Some(m) = Machine::new() else {
+        return;
+    };
+    let png = smolvm_tests::grey_png(256, 256);
+    std::fs::write(m.path("icon.png"), &png).unwrap();
+    let smolfile = "[artifact]\nicon = \"icon.png\"\n";
+    let app = m.pack_with("notes", "1.0.0", "test", smolfile);
+    let path = "/usr/bin:/bin";
+    let out = run(&m, &app, &["--smolvm-install"], path);
+    expect(&out, 0, &[]);
+    let icon = m.path("data/icons/hicolor/256x256/apps/smolvm-notes.png");
+    assert_eq!(std::fs::read(&icon).unwrap(), png);
+    assert!(
+        out_text(&out).contains(&format!("icon: {}", icon.display())),
+        "{}",
+        out_text(&out)
+    );
+    let (program, entry) = installed(&m, "notes");
+    let text = std::fs::read_to_string(&entry).unwrap();
+    assert!(text.lines().any(|l| l == "Icon=smolvm-notes"), "{text}");
+    validate(&entry);
+    // pack inspect lists the section.
+    let shown = smolvm_tests::smolvm()
+        .args(["pack", "inspect"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("\n  icon "),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
+    // A 100x100 icon in the next version goes to 96x96, the old one away.
+    std::fs::write(m.path("icon.png"), smolvm_tests::grey_png(100, 100)).unwrap();
+    let v2 = m.pack_with("notes", "2.0.0", "test", smolfile);
+    expect(&run(&m, &v2, &["--smolvm-install"], path), 0, &[]);
+    assert!(!icon.exists());
+    let small = m.path("data/icons/hicolor/96x96/apps/smolvm-notes.png");
+    assert!(small.exists());
+    let out = run(&m, &app, &["--smolvm-uninstall"], path);
+    expect(&out, 0, &[]);
+    assert!(!program.exists() && !entry.exists() && !small.exists());
+    assert!(
+        out_text(&out).contains(&format!("removed {}", small.display())),
+        "{}",
+        out_text(&out)
+    );
+}
+
+/// The icon is checked at pack time: a file that is not a PNG, one too
+/// large in pixels or bytes, or a missing file is refused, naming the file,
+/// the Smolfile field and the fix; nothing is written.
+#[test]
+fn pack_create_checks_the_icon() {
+    let Some(m) = Machine::new() else {
+        return;
+    };
+    let pack = |icon: &[u8], what: &str| {
+        let sf = m.path("Smolfile");
+        std::fs::write(&sf, "[artifact]\nicon = \"icon.png\"\n").unwrap();
+        let _ = std::fs::remove_file(m.path("icon.png"));
+        if !icon.is_empty() {
+            std::fs::write(m.path("icon.png"), icon).unwrap();
+        }
+        let out = smolvm_tests::smolvm()
+            .args(["pack", "create", "--smolfile"])
+            .arg(&sf)
+            .arg("--rootfs")
+            .arg(m.path("root"))
+            .arg("--kernel")
+            .arg(m.path("vmlinux"))
+            .arg("--stub")
+            .arg(&m.stub)
+            .arg("--key")
+            .arg(m.path("keys/test.key"))
+            .arg("-o")
+            .arg(m.path("out"))
+            .output()
+            .unwrap();
+        assert!(!m.path("out").exists(), "{what}");
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cases: [(Vec<u8>, &str, i32, &[&str]); 5] = [
+        (
+            b"GIF89a not a png".to_vec(),
+            "a GIF",
+            1,
+            &[
+                "[artifact] icon",
+                "icon.png",
+                "not a PNG",
+                "export the icon as PNG",
+            ],
+        ),
+        (
+            smolvm_tests::grey_png(2048, 2048),
+            "2048 pixels",
+            1,
+            &["2048x2048", "to 1024x1024"],
+        ),
+        (
+            smolvm_tests::grey_png(64, 32),
+            "not square",
+            1,
+            &["64x32", "square"],
+        ),
+        (
+            {
+                let mut big = smolvm_tests::grey_png(64, 64);
+                big.resize(600 << 10, 0);
+                big
+            },
+            "over the byte cap",
+            1,
+            &["byte cap", "save it smaller"],
+        ),
+        (Vec::new(), "missing", 2, &["icon.png", "cannot read it"]),
+    ];
+    for (bytes, what, code, needles) in cases {
+        let (got, err) = pack(&bytes, what);
+        assert_eq!(got, code, "{what}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{what}: {n:?} not in {err}");
+        }
+    }
+}

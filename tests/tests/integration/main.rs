@@ -12,6 +12,7 @@ mod fuzz_regressions;
 mod golden;
 mod host_safety;
 mod install;
+mod key_rotation;
 mod key_sources;
 mod reader_fixed_fields;
 mod reader_manifest;

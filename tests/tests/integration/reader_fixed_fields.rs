@@ -87,7 +87,7 @@ fn test_spec_test_vector_layout() {
     use sha2::Digest;
     assert_eq!(
         hex::encode(sha2::Sha256::digest(&reordered)),
-        "8e2649d44e223a4f1671bbe2a7cdde8515860287f1fe3c88c2e76e5502fbb6f0"
+        "5b44d1e29e9cf8c02305c4b44b751747731dcd0d082f5ef4eab4628872cc4ebf"
     );
     full_check(&reordered, &trusted()).unwrap();
 }
@@ -110,12 +110,23 @@ fn test_trailer_bad_magic() {
 #[test]
 fn test_trailer_bad_version_names_supported_version() {
     let b = signed_packed();
-    // Versions 1-3 (1: rootfs as a host-extracted tar) are refused by name,
-    // as is anything newer.
-    for v in [1u32, 2, 3, 5] {
+    // Versions 1 and 2 (1: rootfs as a host-extracted tar) are refused by
+    // name, as is anything newer.
+    for v in [0u32, 1, 2, 6, u32::MAX] {
         assert_rejected(
             &patched(&b.bytes, trailer_at(&b, 8), &v.to_le_bytes()),
-            &["trailer", &format!("version {v}"), "supports version 4"],
+            &[
+                "trailer",
+                &format!("version {v}"),
+                "supports versions 3 to 5",
+            ],
+        );
+    }
+    // A readable version that is not the header's: parts of two artifacts.
+    for v in [3u32, 4] {
+        assert_rejected(
+            &patched(&b.bytes, trailer_at(&b, 8), &v.to_le_bytes()),
+            &["header", "format version 5 differs from the trailer's"],
         );
     }
 }
@@ -203,10 +214,19 @@ fn test_header_bad_magic() {
 #[test]
 fn test_header_bad_version_names_supported_version() {
     let b = signed_bare();
-    for v in [0u32, 1, 2, 3, 5, u32::MAX] {
+    for v in [0u32, 1, 2, 6, u32::MAX] {
         assert_rejected(
             &patched(&b.bytes, header_at(&b, 8), &v.to_le_bytes()),
-            &["header", "supports version 4"],
+            &["header", "supports versions 3 to 5"],
+        );
+    }
+    for v in [3u32, 4] {
+        assert_rejected(
+            &patched(&b.bytes, header_at(&b, 8), &v.to_le_bytes()),
+            &[
+                "header",
+                &format!("format version {v} differs from the trailer's 5"),
+            ],
         );
     }
 }

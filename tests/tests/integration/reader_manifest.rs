@@ -18,10 +18,51 @@ use smolvm_tests::{
 #[test]
 fn test_manifest_format_version() {
     let b = signed_bare();
-    for v in [0, 1, 2, 3, 5, u32::MAX] {
+    // smolvm_tests::assemble writes the manifest's version into header and
+    // trailer; set both back to 5, so that the manifest's own check refuses.
+    for v in [0, 1, 2, 6, u32::MAX] {
+        let mut bytes = b.with_manifest(|m| m.format_version = v);
+        let trailer_version = bytes.len() - 56;
+        bytes[trailer_version..trailer_version + 4].copy_from_slice(&5u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&5u32.to_le_bytes());
+        assert_rejected(&bytes, &["manifest", "supports versions 3 to 5"]);
+    }
+    // 3 and 4 differ from 5 only in what they may hold: an artifact with
+    // the three required sections reads as any of them.
+    for v in [3, 4] {
+        full_check(&b.with_manifest(|m| m.format_version = v), &trusted()).unwrap();
+    }
+}
+
+/// What a version added is refused in an older one: a manifest that says
+/// 4 cannot carry a rotation record or an icon, one that says 3 no SBOM.
+#[test]
+fn test_manifest_features_newer_than_its_version() {
+    let b = signed_bare();
+    let link = smolvm_runtime::seal::rotation_link("demo", &other_key(), &test_key().public_key());
+    assert_rejected(
+        &b.with_manifest(|m| {
+            m.format_version = 4;
+            m.signer.as_mut().unwrap().rotated_from = vec![link.clone()];
+        }),
+        &["signer.rotated_from", "format version 5"],
+    );
+    // The same record in a version 5 manifest verifies.
+    full_check(
+        &b.with_manifest(|m| m.signer.as_mut().unwrap().rotated_from = vec![link.clone()]),
+        &trusted(),
+    )
+    .unwrap();
+    for (kind, version) in [
+        (smolvm_format::SectionKind::Icon, 4),
+        (smolvm_format::SectionKind::Sbom, 3),
+    ] {
         assert_rejected(
-            &b.with_manifest(|m| m.format_version = v),
-            &["manifest", "supports version 4"],
+            &b.with_manifest(|m| {
+                m.format_version = version;
+                m.sections[2].kind = kind;
+            }),
+            &[&format!("section `{kind}` is defined from format version")],
         );
     }
 }
@@ -143,6 +184,7 @@ fn test_manifest_signer() {
             algorithm: "ed25519".into(),
             key_id: SignerKeyId::from_bytes(kid.to_bytes()),
             public_key: SignerPublicKey::from_bytes(key),
+            rotated_from: Vec::new(),
         };
         let mut bytes = b.with_manifest_bytes(&m.encode());
         let at = bare_signature_offset(&m);
@@ -444,8 +486,8 @@ fn test_manifest_unknown_duplicate_and_mistyped_members() {
         (
             "unknown top-level member",
             text.replacen(
-                "{\"format_version\":4,",
-                "{\"format_version\":4,\"extra\":1,",
+                "{\"format_version\":5,",
+                "{\"format_version\":5,\"extra\":1,",
                 1,
             ),
         ),

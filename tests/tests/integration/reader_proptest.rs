@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use smolvm_format::layout::{Header, Trailer};
+use smolvm_format::layout::{Header, Trailer, FORMAT_VERSION};
 use smolvm_tests::{build, exercise_reader, full_check, trusted, ArtifactSpec, Built};
 
 /// Built once: building signs and compresses, and proptest runs hundreds of cases.
@@ -119,14 +119,14 @@ proptest! {
         // Get past the trailer checks more often than random bytes would.
         let mut bytes = body;
         if header {
-            let h = Header { manifest_len, signature_len: if signed { 96 } else { 0 } }.encode();
+            let h = Header { version: FORMAT_VERSION, manifest_len, signature_len: if signed { 96 } else { 0 } }.encode();
             let at = usize::try_from(offset).ok().filter(|&o| o + 64 <= bytes.len());
             if let Some(at) = at {
                 bytes[at..at + 64].copy_from_slice(&h);
             }
         }
         let total = bytes.len() as u64 + 64;
-        let t = Trailer { payload_offset: offset, payload_len: total.wrapping_sub(offset) };
+        let t = Trailer { version: FORMAT_VERSION, payload_offset: offset, payload_len: total.wrapping_sub(offset) };
         bytes.extend_from_slice(&t.encode());
         exercise_reader(&bytes);
     }

@@ -96,12 +96,10 @@ fn drain(tcp: &TcpListener, unix: &UnixListener) -> (usize, usize) {
     )
 }
 
-#[test]
-fn the_vmm_cannot_reach_the_host_once_the_guest_runs() {
-    if !prerequisites() {
-        return;
-    }
-    let dir = scratch_dir("attack", "native");
+/// A scratch directory (`attack/NAME`) with the machine packed in it and
+/// attack.so built: (directory, machine, preload library).
+fn packed_machine(name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = scratch_dir("attack", name);
     run_ok(
         Command::new(release_smolvm())
             .args(["pack", "keygen", "-o"])
@@ -109,8 +107,17 @@ fn the_vmm_cannot_reach_the_host_once_the_guest_runs() {
     );
     let root = busybox_root(&dir);
     pack_signed(&dir, &root, &dir, "m", SMOLFILE);
-    let machine = dir.join("m");
     let preload = build_attack_library(&dir);
+    let machine = dir.join("m");
+    (dir, machine, preload)
+}
+
+#[test]
+fn the_vmm_cannot_reach_the_host_once_the_guest_runs() {
+    if !prerequisites() {
+        return;
+    }
+    let (dir, machine, preload) = packed_machine("native");
 
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     tcp.set_nonblocking(true).unwrap();
@@ -245,4 +252,91 @@ fn attack_as(
         }
     }
     merged
+}
+
+/// Issue 19, item 4: libkrun must never look a `libkrunfw.so.5` up through
+/// the library search path, where an `LD_LIBRARY_PATH` with an empty entry
+/// means the current directory (a downloads folder). Upstream libkrun
+/// dlopens it by soname in `krun_create_ctx`; ours takes the kernel hand-off
+/// linked in (vendor/patches/libkrun). A library with that soname, whose
+/// constructor announces itself, waits in the current directory and in an
+/// `LD_LIBRARY_PATH` entry while the machine starts up to its first
+/// `KVM_RUN`; it must not be loaded. The control: a plain
+/// `dlopen("libkrunfw.so.5")` with the same environment does load it.
+#[test]
+fn no_kernel_library_is_loaded_from_the_search_path() {
+    if !prerequisites() {
+        return;
+    }
+    let (dir, machine, preload) = packed_machine("krunfw-search");
+    let lib_dir = dir.join("downloads");
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    let marker = lib_dir.join("fake-krunfw-was-loaded");
+    let src = lib_dir.join("fake.c");
+    std::fs::write(
+        &src,
+        format!(
+            "#include <fcntl.h>\n#include <unistd.h>\n\
+             __attribute__((constructor)) static void loaded(void) {{\n\
+             (void)!write(2, \"@@FAKE-KRUNFW-LOADED@@\\n\", 23);\n\
+             close(open({:?}, O_CREAT | O_WRONLY, 0600));\n}}\n",
+            marker.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    run_ok(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-Wl,-soname,libkrunfw.so.5", "-o"])
+            .arg(lib_dir.join("libkrunfw.so.5"))
+            .arg(&src),
+    );
+    let search = format!("{}:", lib_dir.display());
+
+    // The control: a plain dlopen by soname finds the library, which
+    // announces itself.
+    let loader = lib_dir.join("dlopen-by-soname");
+    std::fs::write(
+        lib_dir.join("loader.c"),
+        "#include <dlfcn.h>\nint main(void) { return dlopen(\"libkrunfw.so.5\", RTLD_NOW) ? 0 : 1; }\n",
+    )
+    .unwrap();
+    run_ok(
+        Command::new("cc")
+            .arg("-o")
+            .arg(&loader)
+            .arg(lib_dir.join("loader.c"))
+            .arg("-ldl"),
+    );
+    let control = Command::new(&loader)
+        .env("LD_LIBRARY_PATH", &search)
+        .current_dir(&lib_dir)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&control.stderr).contains("@@FAKE-KRUNFW-LOADED@@"),
+        "the control load: {control:?}"
+    );
+    assert!(marker.exists(), "the control created the marker");
+    std::fs::remove_file(&marker).unwrap();
+
+    let all: Vec<&str> = VMM_ATTACKS.iter().map(|(name, _)| *name).collect();
+    let out = Command::new(&machine)
+        .env("LD_LIBRARY_PATH", &search)
+        .env("LD_PRELOAD", &preload)
+        .env("SMOLVM_SKIP_KVM_CHECK", "1")
+        .env("SMOL_ATTACK_EXIT", "1")
+        .env("SMOL_ATTACK_SKIP", all.join(","))
+        .env("HOME", &dir)
+        .current_dir(&lib_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("@@FAKE-KRUNFW-LOADED@@") && !marker.exists(),
+        "a libkrunfw.so.5 from the search path was loaded into the host process: {stderr}"
+    );
+    assert!(
+        AttackReport::parse(&stderr).began,
+        "the start reached the first KVM_RUN: {stderr}"
+    );
 }

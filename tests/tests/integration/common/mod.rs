@@ -104,7 +104,21 @@ impl Machine {
 
     /// [`Machine::pack`] with a Smolfile (`smolfile`, when not empty).
     pub fn pack_with(&self, name: &str, version: &str, key: &str, smolfile: &str) -> PathBuf {
-        let out = self.path(&format!("{name}-{version}-{key}"));
+        self.pack_args(name, version, key, smolfile, &[], "")
+    }
+
+    /// [`Machine::pack_with`] with more `pack create` arguments (`extra`),
+    /// written to a file whose name ends in `tag`.
+    pub fn pack_args(
+        &self,
+        name: &str,
+        version: &str,
+        key: &str,
+        smolfile: &str,
+        extra: &[&std::ffi::OsStr],
+        tag: &str,
+    ) -> PathBuf {
+        let out = self.path(&format!("{name}-{version}-{key}{tag}"));
         let mut cmd = smolvm();
         if !smolfile.is_empty() {
             let sf = self.path(&format!("{name}-{version}-{key}.Smolfile"));
@@ -121,6 +135,7 @@ impl Machine {
             .arg(&self.stub)
             .arg("--key")
             .arg(self.path(&format!("keys/{key}.key")))
+            .args(extra)
             .args(["--name", name, "--artifact-version", version, "-o"])
             .arg(&out)
             .assert()
