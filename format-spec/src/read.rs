@@ -135,6 +135,164 @@ pub struct Artifact<'a, R: ReadAt + ?Sized> {
     data_start: u64,
 }
 
+/// The trailer at the end of `src` (`file_len` bytes), checked: the
+/// payload it names ends at the end of the file, starts on a page
+/// boundary, and is long enough for a header.
+fn read_trailer<R: ReadAt + ?Sized>(src: &R, file_len: u64) -> Result<Trailer> {
+    let min = TRAILER_LEN + HEADER_LEN;
+    if file_len < min {
+        return Err(FormatError::TooShort {
+            len: file_len,
+            need: min,
+        });
+    }
+    let trailer = Trailer::decode(&fixed(
+        &src.read_bytes_at(file_len - TRAILER_LEN, TRAILER_LEN)?,
+    ))?;
+    let end = trailer
+        .payload_offset
+        .checked_add(trailer.payload_len)
+        .ok_or_else(|| FormatError::Overflow {
+            what: "trailer payload range".into(),
+            offset: trailer.payload_offset,
+            len: trailer.payload_len,
+        })?;
+    if end != file_len {
+        return Err(FormatError::BadField {
+            structure: "trailer",
+            field: "payload_len",
+            value: trailer.payload_len,
+            expected: format!(
+                "{} so the payload ends at end of file (payload_offset {:#x} + payload_len ends at {end:#x}, file is {file_len:#x} bytes: bytes were appended, inserted or cut)",
+                file_len.saturating_sub(trailer.payload_offset),
+                trailer.payload_offset
+            ),
+        });
+    }
+    if trailer.payload_offset % PAGE_SIZE != 0 {
+        return Err(FormatError::BadField {
+            structure: "trailer",
+            field: "payload_offset",
+            value: trailer.payload_offset,
+            expected: format!("a multiple of {PAGE_SIZE}"),
+        });
+    }
+    if trailer.payload_len < min {
+        return Err(FormatError::BadField {
+            structure: "trailer",
+            field: "payload_len",
+            value: trailer.payload_len,
+            expected: format!("at least {min}"),
+        });
+    }
+    Ok(trailer)
+}
+
+/// A signature block is there exactly when the manifest names a signer,
+/// and names the same key.
+fn check_signer(signature: Option<&SignatureBlock>, manifest: &Manifest) -> Result<()> {
+    match (signature, &manifest.signer) {
+        (None, None) => {}
+        (Some(block), Some(signer)) => {
+            if block.key_id != signer.key_id.to_bytes() {
+                return Err(FormatError::SignatureBlock(format!(
+                    "key id {} does not match the manifest's signer key id {}",
+                    SignerKeyId::from_bytes(block.key_id),
+                    signer.key_id
+                )));
+            }
+        }
+        (Some(_), None) => {
+            return Err(FormatError::SignatureBlock(
+                "present, but the manifest names no signer".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(FormatError::SignatureBlock(
+                "missing, but the manifest names a signer (signature stripped?)".into(),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// The manifest's stub record says how many bytes precede the payload.
+fn check_stub_record(manifest: &Manifest, trailer: &Trailer) -> Result<()> {
+    match &manifest.stub {
+        None if trailer.payload_offset != 0 => {
+            return Err(FormatError::Manifest(format!(
+                "field `stub` is null but {} bytes precede the payload",
+                trailer.payload_offset
+            )))
+        }
+        Some(stub) if stub.length != trailer.payload_offset => {
+            return Err(FormatError::Manifest(format!(
+                "field `stub.length` is {} but the payload starts at offset {}",
+                stub.length, trailer.payload_offset
+            )))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The layout is fully determined: each section starts at the first page
+/// boundary after the previous one, and the trailer follows the last. No
+/// gaps to hide bytes in, no overlaps.
+fn check_section_layout(
+    manifest: &Manifest,
+    trailer: &Trailer,
+    data_start: u64,
+    file_len: u64,
+) -> Result<()> {
+    let mut expected = 0u64;
+    let mut data_end = 0u64;
+    for (i, s) in manifest.sections.iter().enumerate() {
+        let what = format!("section `{}` (sections[{i}])", s.kind);
+        if s.offset != expected {
+            return Err(FormatError::Section {
+                kind: s.kind,
+                fault: format!(
+                    "offset {:#x} is not the expected {expected:#x} (sections are packed in order at page boundaries; overlap or gap)",
+                    s.offset
+                ),
+            });
+        }
+        if s.stored_len == 0 {
+            return Err(FormatError::Section {
+                kind: s.kind,
+                fault: "stored_len is 0".into(),
+            });
+        }
+        let abs = data_start
+            .checked_add(s.offset)
+            .ok_or_else(|| FormatError::Overflow {
+                what: what.clone(),
+                offset: s.offset,
+                len: s.stored_len,
+            })?;
+        check_range(&what, abs, s.stored_len, file_len - TRAILER_LEN)?;
+        data_end = s.offset + s.stored_len;
+        expected = align_up(data_end).ok_or(FormatError::Overflow {
+            what,
+            offset: s.offset,
+            len: s.stored_len,
+        })?;
+    }
+    if data_start + data_end != file_len - TRAILER_LEN {
+        return Err(FormatError::BadField {
+            structure: "trailer",
+            field: "payload_len",
+            value: trailer.payload_len,
+            expected: format!(
+                "{} (the trailer must directly follow the last section)",
+                data_start + data_end + TRAILER_LEN - trailer.payload_offset
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(bytes);
@@ -147,52 +305,7 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
     /// consistency, stub record, and the exact section layout.
     pub fn parse(src: &'a R) -> Result<Self> {
         let file_len = src.size();
-        let min = TRAILER_LEN + HEADER_LEN;
-        if file_len < min {
-            return Err(FormatError::TooShort {
-                len: file_len,
-                need: min,
-            });
-        }
-        let trailer = Trailer::decode(&fixed(
-            &src.read_bytes_at(file_len - TRAILER_LEN, TRAILER_LEN)?,
-        ))?;
-        let end = trailer
-            .payload_offset
-            .checked_add(trailer.payload_len)
-            .ok_or_else(|| FormatError::Overflow {
-                what: "trailer payload range".into(),
-                offset: trailer.payload_offset,
-                len: trailer.payload_len,
-            })?;
-        if end != file_len {
-            return Err(FormatError::BadField {
-                structure: "trailer",
-                field: "payload_len",
-                value: trailer.payload_len,
-                expected: format!(
-                    "{} so the payload ends at end of file (payload_offset {:#x} + payload_len ends at {end:#x}, file is {file_len:#x} bytes: bytes were appended, inserted or cut)",
-                    file_len.saturating_sub(trailer.payload_offset),
-                    trailer.payload_offset
-                ),
-            });
-        }
-        if trailer.payload_offset % PAGE_SIZE != 0 {
-            return Err(FormatError::BadField {
-                structure: "trailer",
-                field: "payload_offset",
-                value: trailer.payload_offset,
-                expected: format!("a multiple of {PAGE_SIZE}"),
-            });
-        }
-        if trailer.payload_len < min {
-            return Err(FormatError::BadField {
-                structure: "trailer",
-                field: "payload_len",
-                value: trailer.payload_len,
-                expected: format!("at least {min}"),
-            });
-        }
+        let trailer = read_trailer(src, file_len)?;
         let header_bytes: [u8; 64] = fixed(&src.read_bytes_at(trailer.payload_offset, HEADER_LEN)?);
         let header = Header::decode(&header_bytes)?;
         if header.version != trailer.version {
@@ -236,92 +349,9 @@ impl<'a, R: ReadAt + ?Sized> Artifact<'a, R> {
                 &src.read_bytes_at(at, SIGNATURE_BLOCK_LEN)?,
             ))?)
         };
-        match (&signature, &manifest.signer) {
-            (None, None) => {}
-            (Some(block), Some(signer)) => {
-                if block.key_id != signer.key_id.to_bytes() {
-                    return Err(FormatError::SignatureBlock(format!(
-                        "key id {} does not match the manifest's signer key id {}",
-                        SignerKeyId::from_bytes(block.key_id),
-                        signer.key_id
-                    )));
-                }
-            }
-            (Some(_), None) => {
-                return Err(FormatError::SignatureBlock(
-                    "present, but the manifest names no signer".into(),
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(FormatError::SignatureBlock(
-                    "missing, but the manifest names a signer (signature stripped?)".into(),
-                ))
-            }
-        }
-        match &manifest.stub {
-            None if trailer.payload_offset != 0 => {
-                return Err(FormatError::Manifest(format!(
-                    "field `stub` is null but {} bytes precede the payload",
-                    trailer.payload_offset
-                )))
-            }
-            Some(stub) if stub.length != trailer.payload_offset => {
-                return Err(FormatError::Manifest(format!(
-                    "field `stub.length` is {} but the payload starts at offset {}",
-                    stub.length, trailer.payload_offset
-                )))
-            }
-            _ => {}
-        }
-
-        // The layout is fully determined: each section starts at the first
-        // page boundary after the previous one, and the trailer follows the
-        // last. No gaps to hide bytes in, no overlaps.
-        let mut expected = 0u64;
-        let mut data_end = 0u64;
-        for (i, s) in manifest.sections.iter().enumerate() {
-            let what = format!("section `{}` (sections[{i}])", s.kind);
-            if s.offset != expected {
-                return Err(FormatError::Section {
-                    kind: s.kind,
-                    fault: format!(
-                        "offset {:#x} is not the expected {expected:#x} (sections are packed in order at page boundaries; overlap or gap)",
-                        s.offset
-                    ),
-                });
-            }
-            if s.stored_len == 0 {
-                return Err(FormatError::Section {
-                    kind: s.kind,
-                    fault: "stored_len is 0".into(),
-                });
-            }
-            let abs = data_start
-                .checked_add(s.offset)
-                .ok_or_else(|| FormatError::Overflow {
-                    what: what.clone(),
-                    offset: s.offset,
-                    len: s.stored_len,
-                })?;
-            check_range(&what, abs, s.stored_len, file_len - TRAILER_LEN)?;
-            data_end = s.offset + s.stored_len;
-            expected = align_up(data_end).ok_or(FormatError::Overflow {
-                what,
-                offset: s.offset,
-                len: s.stored_len,
-            })?;
-        }
-        if data_start + data_end != file_len - TRAILER_LEN {
-            return Err(FormatError::BadField {
-                structure: "trailer",
-                field: "payload_len",
-                value: trailer.payload_len,
-                expected: format!(
-                    "{} (the trailer must directly follow the last section)",
-                    data_start + data_end + TRAILER_LEN - trailer.payload_offset
-                ),
-            });
-        }
+        check_signer(signature.as_ref(), &manifest)?;
+        check_stub_record(&manifest, &trailer)?;
+        check_section_layout(&manifest, &trailer, data_start, file_len)?;
 
         Ok(Artifact {
             src,

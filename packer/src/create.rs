@@ -32,33 +32,7 @@ use crate::signer::Signer;
 use crate::smolfile::Smolfile;
 use smolvm_rootfs::tree::Tree;
 
-pub use crate::plan::{is_bare_output, BARE_EXTENSION, DEFAULT_LEVEL};
-
-#[derive(Debug, Default, Clone)]
-pub struct CreateOptions {
-    pub output: PathBuf,
-    pub smolfile: Option<PathBuf>,
-    pub rootfs: Option<PathBuf>,
-    /// Image reference (`--image`); see [`crate::image::reference`].
-    pub image: Option<String>,
-    /// Allow plain HTTP to registries not on this machine.
-    pub insecure: bool,
-    pub kernel: Option<PathBuf>,
-    /// What `--key` names: a key file or a key source
-    /// ([`crate::signer::KeySpec`]).
-    pub key: Option<PathBuf>,
-    pub no_sign: bool,
-    /// What each `--rotate-from` names, oldest first: keys that signed this
-    /// name before and endorse the signing key ([`crate::rotation`]).
-    pub rotate_from: Vec<PathBuf>,
-    pub stub: Option<PathBuf>,
-    pub level: Option<i32>,
-    pub rootfs_compression: Option<crate::plan::RootfsCompression>,
-    pub name: Option<String>,
-    pub version: Option<String>,
-    /// Draw a progress bar (only if stderr is a terminal).
-    pub progress: bool,
-}
+pub use crate::plan::{is_bare_output, CreateOptions, BARE_EXTENSION, DEFAULT_LEVEL};
 
 #[derive(Debug)]
 pub struct CreateReport {

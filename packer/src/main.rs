@@ -172,68 +172,7 @@ enum Pack {
     ///   smolvm pack run --key keys/smolvm.pub hello.smolmachine -- echo hi
     ///   smolvm pack run -v ./data:/data:ro -e LEVEL=debug --mem 1024 app.smolmachine
     #[command(verbatim_doc_comment)]
-    Run {
-        /// The artifact to boot.
-        file: PathBuf,
-        /// Require the signer to be this public key; repeatable (replaces
-        /// the trusted-keys directories).
-        #[arg(long = "key", value_name = "PUB")]
-        keys: Vec<PathBuf>,
-        /// Refuse artifacts older than this version (rollback protection).
-        #[arg(long, value_name = "VERSION")]
-        min_version: Option<String>,
-        /// Verify and prepare, but do not start the VM.
-        #[arg(long)]
-        dry_run: bool,
-        /// Publish a guest TCP port on the host: `[ADDR:]HOST:GUEST`, bound to
-        /// ADDR (default 127.0.0.1). Needs `net = true`; repeatable.
-        #[arg(short = 'p', long = "publish", value_name = "[ADDR:]HOST:GUEST")]
-        publish: Vec<String>,
-        /// Let the workload use your SSH agent ($SSH_AUTH_SOCK) if the machine
-        /// asks for it (`[auth] ssh_agent`); keys never enter the guest.
-        #[arg(long)]
-        ssh_agent: bool,
-        /// Share your current directory with a machine packed with
-        /// `share_cwd = true` (at /cwd, read-write) without being asked.
-        /// Without it (or SMOLVM_SHARE_CWD=1) you are asked on the terminal,
-        /// and with no terminal the machine does not start (exit 2).
-        #[arg(long)]
-        share_cwd: bool,
-        /// Serve shares (volumes, the current directory) even on a kernel
-        /// without Landlock, where the VMM could reach every file you can
-        /// (machines without shares start there anyway).
-        #[arg(long)]
-        allow_no_landlock: bool,
-        /// Start the machine's persistent storage (its guest-only `volumes`,
-        /// one disk per signer and machine name in
-        /// ~/.local/share/smolvm/storage/KEYID) over, empty.
-        #[arg(long)]
-        reset_storage: bool,
-        /// Stop the machine after SECONDS (2.5 is fine): the
-        /// workload gets SIGTERM, is forced down 3 s later if still running,
-        /// and `pack run` exits with 124.
-        #[arg(long, value_name = "SECONDS", value_parser = smolvm_runtime::control::parse_timeout)]
-        timeout: Option<std::time::Duration>,
-        /// Share the existing host directory HOST at GUEST in the guest
-        /// (read-only with `:ro`); files created there belong to you. Repeatable.
-        #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]", value_parser = parse_volume)]
-        volumes: Vec<smolvm_runtime::settings::Volume>,
-        /// Set an environment variable for the workload; repeatable.
-        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
-        env: Vec<String>,
-        /// vCPUs, 1 up to this host's CPUs.
-        #[arg(long, value_name = "N", value_parser = parse_cpus)]
-        cpus: Option<u8>,
-        /// Guest memory in MiB, 64 up to this host's memory.
-        #[arg(long = "mem", value_name = "MIB", value_parser = parse_memory)]
-        memory: Option<u32>,
-        /// The workload's working directory (an absolute guest path).
-        #[arg(long, value_name = "DIR", value_parser = parse_workdir)]
-        workdir: Option<String>,
-        /// Arguments for the workload (replace the config's cmd).
-        #[arg(last = true)]
-        args: Vec<std::ffi::OsString>,
-    },
+    Run(RunArgs),
     /// Generate an ed25519 signing key pair: DIR/NAME.key (0600) and DIR/NAME.pub.
     Keygen {
         /// Directory to write the key pair into (created if missing).
@@ -407,6 +346,72 @@ enum CacheCmd {
     Ls,
 }
 
+// `pack run`'s flags (the help text is the variant's doc comment and the
+// fields' doc comments).
+#[derive(Args)]
+struct RunArgs {
+    /// The artifact to boot.
+    file: PathBuf,
+    /// Require the signer to be this public key; repeatable (replaces
+    /// the trusted-keys directories).
+    #[arg(long = "key", value_name = "PUB")]
+    keys: Vec<PathBuf>,
+    /// Refuse artifacts older than this version (rollback protection).
+    #[arg(long, value_name = "VERSION")]
+    min_version: Option<String>,
+    /// Verify and prepare, but do not start the VM.
+    #[arg(long)]
+    dry_run: bool,
+    /// Publish a guest TCP port on the host: `[ADDR:]HOST:GUEST`, bound to
+    /// ADDR (default 127.0.0.1). Needs `net = true`; repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "[ADDR:]HOST:GUEST")]
+    publish: Vec<String>,
+    /// Let the workload use your SSH agent ($SSH_AUTH_SOCK) if the machine
+    /// asks for it (`[auth] ssh_agent`); keys never enter the guest.
+    #[arg(long)]
+    ssh_agent: bool,
+    /// Share your current directory with a machine packed with
+    /// `share_cwd = true` (at /cwd, read-write) without being asked.
+    /// Without it (or SMOLVM_SHARE_CWD=1) you are asked on the terminal,
+    /// and with no terminal the machine does not start (exit 2).
+    #[arg(long)]
+    share_cwd: bool,
+    /// Serve shares (volumes, the current directory) even on a kernel
+    /// without Landlock, where the VMM could reach every file you can
+    /// (machines without shares start there anyway).
+    #[arg(long)]
+    allow_no_landlock: bool,
+    /// Start the machine's persistent storage (its guest-only `volumes`,
+    /// one disk per signer and machine name in
+    /// ~/.local/share/smolvm/storage/KEYID) over, empty.
+    #[arg(long)]
+    reset_storage: bool,
+    /// Stop the machine after SECONDS (2.5 is fine): the
+    /// workload gets SIGTERM, is forced down 3 s later if still running,
+    /// and `pack run` exits with 124.
+    #[arg(long, value_name = "SECONDS", value_parser = smolvm_runtime::control::parse_timeout)]
+    timeout: Option<std::time::Duration>,
+    /// Share the existing host directory HOST at GUEST in the guest
+    /// (read-only with `:ro`); files created there belong to you. Repeatable.
+    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]", value_parser = parse_volume)]
+    volumes: Vec<smolvm_runtime::settings::Volume>,
+    /// Set an environment variable for the workload; repeatable.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<String>,
+    /// vCPUs, 1 up to this host's CPUs.
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    cpus: Option<u8>,
+    /// Guest memory in MiB, 64 up to this host's memory.
+    #[arg(long = "mem", value_name = "MIB", value_parser = parse_memory)]
+    memory: Option<u32>,
+    /// The workload's working directory (an absolute guest path).
+    #[arg(long, value_name = "DIR", value_parser = parse_workdir)]
+    workdir: Option<String>,
+    /// Arguments for the workload (replace the config's cmd).
+    #[arg(last = true)]
+    args: Vec<std::ffi::OsString>,
+}
+
 // These doc comments are `--help` text, where `[:TAG]` means optional, not
 // a rustdoc link.
 #[allow(rustdoc::broken_intra_doc_links)]
@@ -468,7 +473,7 @@ struct CreateArgs {
     /// writes ~37% fewer bytes to the user's disk and starts sooner, but
     /// the download is ~15% larger and packing takes about a quarter longer).
     #[arg(long, value_name = "none|lz4", value_enum)]
-    rootfs_compression: Option<smolvm_packer::plan::RootfsCompression>,
+    rootfs_compression: Option<smolvm_packer::smolfile::RootfsCompression>,
     /// Artifact name (default: the Smolfile's artifact.name, else the output file name).
     #[arg(long)]
     name: Option<String>,
@@ -503,40 +508,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Top::Pack(Pack::Create(a)) => {
-            let report = create(&CreateOptions {
-                output: a.output,
-                smolfile: a.smolfile,
-                rootfs: a.rootfs,
-                image: a.image,
-                insecure: a.insecure,
-                kernel: a.kernel,
-                key: a.key,
-                no_sign: a.no_sign,
-                rotate_from: a.rotate_from,
-                stub: a.stub,
-                level: a.level,
-                rootfs_compression: a.rootfs_compression,
-                name: a.name,
-                version: a.version,
-                progress: true,
-            })?;
-            eprintln!(
-                "wrote {} ({}, {} bytes, {})",
-                report.output.display(),
-                if report.bare {
-                    "bare payload"
-                } else {
-                    "packed executable"
-                },
-                report.file_size,
-                report
-                    .key_id
-                    .map(|k| format!("signed by key {k}, verified"))
-                    .unwrap_or_else(|| "UNSIGNED".into())
-            );
-            Ok(0)
-        }
+        Top::Pack(Pack::Create(a)) => pack_create(a),
         Top::Pack(Pack::Inspect {
             file,
             json,
@@ -544,75 +516,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             files,
             sbom,
             provenance,
-        }) => {
-            if let Some(r) = remote_reference(&file) {
-                if files || sbom || provenance {
-                    return Err(anyhow::Error::new(exit::UsageError(format!(
-                        "--files reads the root filesystem, which inspect does not download:                          `smolvm pack pull {} -o FILE` first",
-                        file.display()
-                    )))
-                    .into());
-                }
-                return inspect_remote(&r, json, insecure);
-            }
-            let src = open(&file)?;
-            let art = Artifact::parse(&src).map_err(|e| format_failure(&file, e))?;
-            let attestation = if sbom {
-                Some(SectionKind::Sbom)
-            } else if provenance {
-                Some(SectionKind::Provenance)
-            } else {
-                None
-            };
-            if let Some(kind) = attestation {
-                let v = smolvm_packer::contents::attestation(&art, kind)
-                    .with_context(|| format!("{}", file.display()))?;
-                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-                return Ok(0);
-            }
-            if files {
-                let records = smolvm_packer::contents::files(&art)
-                    .with_context(|| format!("{}: the root filesystem", file.display()))?;
-                if json {
-                    let v: Vec<_> = records.iter().map(|r| r.to_json()).collect();
-                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-                } else {
-                    for r in &records {
-                        println!("{}", r.to_line());
-                    }
-                }
-                return Ok(0);
-            }
-            let sig = check_signature(&art, &[]).map_err(|e| exit::chain(&e).to_string());
-            let pinned = pinned_signer(&art.manifest.name)?;
-            if json {
-                let mut v = inspect::render_json(&art, &sig);
-                add_pin_json(&mut v, pinned);
-                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-            } else {
-                print!(
-                    "{}",
-                    inspect::render_human_with(&art, &sig, &art.manifest.config, &[], pinned)
-                );
-            }
-            Ok(0)
-        }
-        Top::Pack(Pack::Diff { a, b, json }) => {
-            let (src_a, src_b) = (open(&a)?, open(&b)?);
-            let art_a = Artifact::parse(&src_a).map_err(|e| format_failure(&a, e))?;
-            let art_b = Artifact::parse(&src_b).map_err(|e| format_failure(&b, e))?;
-            let d = smolvm_packer::contents::diff(&art_a, &art_b)
-                .with_context(|| format!("comparing {} with {}", a.display(), b.display()))?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&d.to_json()).expect("json")
-                );
-            } else {
-                print!("{}", d.to_human());
-            }
-            Ok(if d.is_empty() { 0 } else { 1 })
-        }
+        }) => inspect(&file, json, insecure, files, sbom, provenance),
+        Top::Pack(Pack::Diff { a, b, json }) => diff(&a, &b, json),
         Top::Pack(Pack::Verify {
             file,
             insecure,
@@ -634,31 +539,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }) => pull(&reference, &output, &keys, insecure),
         Top::Pack(Pack::Cache(CacheCmd::Ls)) => cache_ls(),
         Top::Pack(Pack::Trust(cmd)) => trust(cmd),
-        Top::Pack(Pack::Kernel(KernelCmd::Fetch { deb, force })) => {
-            use smolvm_packer::kernel_fetch::{cache_path, fetch, DEFAULT_MIRROR, PINNED};
-            let mirror =
-                std::env::var("SMOLVM_DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.into());
-            let dest = cache_path()?;
-            if deb.is_none() {
-                eprintln!(
-                    "fetching libkrunfw5 {} from {mirror} (checked against pinned hashes)",
-                    PINNED.version
-                );
-            }
-            let done = fetch(&dest, deb.as_deref(), &mirror, force)?;
-            println!(
-                "{} {} (libkrunfw5 {}, sha256 {})",
-                if done.downloaded {
-                    "installed"
-                } else {
-                    "already verified:"
-                },
-                done.path.display(),
-                PINNED.version,
-                PINNED.library_sha256
-            );
-            Ok(0)
-        }
+        Top::Pack(Pack::Kernel(KernelCmd::Fetch { deb, force })) => kernel_fetch(deb, force),
         Top::Pack(Pack::Prune {
             keep_last,
             older_than,
@@ -672,85 +553,230 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             },
             dry_run,
         ),
-        Top::Pack(Pack::Run {
-            file,
-            keys,
-            min_version,
+        Top::Pack(Pack::Run(a)) => pack_run(a),
+        Top::Pack(Pack::Pubkey { key }) => pubkey(&key),
+        Top::Pack(Pack::Keygen { dir, name, force }) => keygen(&dir, &name, force),
+    }
+}
+
+fn pack_create(a: CreateArgs) -> Result<u8, Failure> {
+    let report = create(&CreateOptions {
+        output: a.output,
+        smolfile: a.smolfile,
+        rootfs: a.rootfs,
+        image: a.image,
+        insecure: a.insecure,
+        kernel: a.kernel,
+        key: a.key,
+        no_sign: a.no_sign,
+        rotate_from: a.rotate_from,
+        stub: a.stub,
+        level: a.level,
+        rootfs_compression: a.rootfs_compression,
+        name: a.name,
+        version: a.version,
+        progress: true,
+    })?;
+    eprintln!(
+        "wrote {} ({}, {} bytes, {})",
+        report.output.display(),
+        if report.bare {
+            "bare payload"
+        } else {
+            "packed executable"
+        },
+        report.file_size,
+        report
+            .key_id
+            .map(|k| format!("signed by key {k}, verified"))
+            .unwrap_or_else(|| "UNSIGNED".into())
+    );
+    Ok(0)
+}
+
+fn inspect(
+    file: &std::path::Path,
+    json: bool,
+    insecure: bool,
+    files: bool,
+    sbom: bool,
+    provenance: bool,
+) -> Result<u8, Failure> {
+    if let Some(r) = remote_reference(file) {
+        if files || sbom || provenance {
+            return Err(anyhow::Error::new(exit::UsageError(format!(
+                "--files reads the root filesystem, which inspect does not download:                          `smolvm pack pull {} -o FILE` first",
+                file.display()
+            )))
+            .into());
+        }
+        return inspect_remote(&r, json, insecure);
+    }
+    let src = open(file)?;
+    let art = Artifact::parse(&src).map_err(|e| format_failure(file, e))?;
+    let attestation = if sbom {
+        Some(SectionKind::Sbom)
+    } else if provenance {
+        Some(SectionKind::Provenance)
+    } else {
+        None
+    };
+    if let Some(kind) = attestation {
+        let v = smolvm_packer::contents::attestation(&art, kind)
+            .with_context(|| format!("{}", file.display()))?;
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(0);
+    }
+    if files {
+        let records = smolvm_packer::contents::files(&art)
+            .with_context(|| format!("{}: the root filesystem", file.display()))?;
+        if json {
+            let v: Vec<_> = records.iter().map(|r| r.to_json()).collect();
+            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        } else {
+            for r in &records {
+                println!("{}", r.to_line());
+            }
+        }
+        return Ok(0);
+    }
+    let sig = check_signature(&art, &[]).map_err(|e| exit::chain(&e).to_string());
+    let pinned = pinned_signer(&art.manifest.name)?;
+    if json {
+        let mut v = inspect::render_json(&art, &sig);
+        add_pin_json(&mut v, pinned);
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        print!(
+            "{}",
+            inspect::render_human_with(&art, &sig, &art.manifest.config, &[], pinned)
+        );
+    }
+    Ok(0)
+}
+
+fn diff(a: &std::path::Path, b: &std::path::Path, json: bool) -> Result<u8, Failure> {
+    let (src_a, src_b) = (open(a)?, open(b)?);
+    let art_a = Artifact::parse(&src_a).map_err(|e| format_failure(a, e))?;
+    let art_b = Artifact::parse(&src_b).map_err(|e| format_failure(b, e))?;
+    let d = smolvm_packer::contents::diff(&art_a, &art_b)
+        .with_context(|| format!("comparing {} with {}", a.display(), b.display()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&d.to_json()).expect("json")
+        );
+    } else {
+        print!("{}", d.to_human());
+    }
+    Ok(if d.is_empty() { 0 } else { 1 })
+}
+
+fn kernel_fetch(deb: Option<PathBuf>, force: bool) -> Result<u8, Failure> {
+    use smolvm_packer::kernel_fetch::{cache_path, fetch, DEFAULT_MIRROR, PINNED};
+    let mirror = std::env::var("SMOLVM_DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.into());
+    let dest = cache_path()?;
+    if deb.is_none() {
+        eprintln!(
+            "fetching libkrunfw5 {} from {mirror} (checked against pinned hashes)",
+            PINNED.version
+        );
+    }
+    let done = fetch(&dest, deb.as_deref(), &mirror, force)?;
+    println!(
+        "{} {} (libkrunfw5 {}, sha256 {})",
+        if done.downloaded {
+            "installed"
+        } else {
+            "already verified:"
+        },
+        done.path.display(),
+        PINNED.version,
+        PINNED.library_sha256
+    );
+    Ok(0)
+}
+
+fn pack_run(a: RunArgs) -> Result<u8, Failure> {
+    let RunArgs {
+        file,
+        keys,
+        min_version,
+        dry_run,
+        publish,
+        ssh_agent,
+        share_cwd,
+        allow_no_landlock,
+        reset_storage,
+        timeout,
+        volumes,
+        env,
+        cpus,
+        memory,
+        workdir,
+        args,
+    } = a;
+    let mut keys = keys;
+    keys.extend(env_key_files());
+    let trusted = resolve_trusted(&keys, &default_key_dirs())
+        .map_err(anyhow::Error::from)?
+        .keys;
+    let f = std::fs::File::open(&file).with_context(|| file.display().to_string())?;
+    let trace = smolvm_runtime::Trace::new();
+    smolvm_runtime::run_artifact(
+        f,
+        &smolvm_runtime::RunOptions {
+            trusted,
+            args,
             dry_run,
+            timeout,
             publish,
             ssh_agent,
             share_cwd,
-            allow_no_landlock,
+            consent_file: smolvm_runtime::consent::default_consent_file(),
+            known_signers: smolvm_runtime::known_signers::default_known_signers_file(),
+            ask_consent: smolvm_runtime::consent::ask_on_tty,
+            min_version,
+            version_state: default_state_file(),
             reset_storage,
-            timeout,
-            volumes,
-            env,
-            cpus,
-            memory,
-            workdir,
-            args,
-        }) => {
-            let mut keys = keys;
-            keys.extend(env_key_files());
-            let trusted = resolve_trusted(&keys, &default_key_dirs())
-                .map_err(anyhow::Error::from)?
-                .keys;
-            let f = std::fs::File::open(&file).with_context(|| file.display().to_string())?;
-            let trace = smolvm_runtime::Trace::new();
-            smolvm_runtime::run_artifact(
-                f,
-                &smolvm_runtime::RunOptions {
-                    trusted,
-                    args,
-                    dry_run,
-                    timeout,
-                    publish,
-                    ssh_agent,
-                    share_cwd,
-                    consent_file: smolvm_runtime::consent::default_consent_file(),
-                    known_signers: smolvm_runtime::known_signers::default_known_signers_file(),
-                    ask_consent: smolvm_runtime::consent::ask_on_tty,
-                    min_version,
-                    version_state: default_state_file(),
-                    reset_storage,
-                    allow_no_landlock,
-                    host: smolvm_runtime::host_env::HostEnv {
-                        simulate_no_seccomp_notify: smolvm_runtime::host_env::is_one(
-                            "SMOLVM_TEST_NO_SECCOMP_NOTIFY",
-                        ),
-                        ..smolvm_runtime::host_env::HostEnv::read()
-                    },
-                    settings: smolvm_runtime::settings::RunSettings {
-                        env,
-                        cpus,
-                        memory_mib: memory,
-                        workdir,
-                        volumes,
-                    },
-                },
-                &trace,
-            )
-            .map_err(|e| Failure {
-                code: e.exit_code(),
-                error: anyhow::Error::new(e).context(file.display().to_string()),
-            })?;
-            Ok(0)
-        }
-        Top::Pack(Pack::Pubkey { key }) => {
-            let spec = smolvm_packer::signer::KeySpec::parse(key.as_os_str())
-                .map_err(anyhow::Error::from)?;
-            let public = spec.open().map_err(anyhow::Error::from)?.public_key();
-            print!("{}", public.to_file_string());
-            Ok(0)
-        }
-        Top::Pack(Pack::Keygen { dir, name, force }) => {
-            let (secret, public, pk) =
-                smolvm_signing::write_keypair(&dir, &name, force).map_err(anyhow::Error::from)?;
-            println!("secret key {} (keep it private)", secret.display());
-            println!("public key {} (key id {})", public.display(), pk.key_id());
-            Ok(0)
-        }
-    }
+            allow_no_landlock,
+            host: smolvm_runtime::host_env::HostEnv {
+                simulate_no_seccomp_notify: smolvm_runtime::host_env::is_one(
+                    "SMOLVM_TEST_NO_SECCOMP_NOTIFY",
+                ),
+                ..smolvm_runtime::host_env::HostEnv::read()
+            },
+            settings: smolvm_runtime::settings::RunSettings {
+                env,
+                cpus,
+                memory_mib: memory,
+                workdir,
+                volumes,
+            },
+        },
+        &trace,
+    )
+    .map_err(|e| Failure {
+        code: e.exit_code(),
+        error: anyhow::Error::new(e).context(file.display().to_string()),
+    })?;
+    Ok(0)
+}
+
+fn pubkey(key: &std::path::Path) -> Result<u8, Failure> {
+    let spec =
+        smolvm_packer::signer::KeySpec::parse(key.as_os_str()).map_err(anyhow::Error::from)?;
+    let public = spec.open().map_err(anyhow::Error::from)?.public_key();
+    print!("{}", public.to_file_string());
+    Ok(0)
+}
+
+fn keygen(dir: &std::path::Path, name: &str, force: bool) -> Result<u8, Failure> {
+    let (secret, public, pk) =
+        smolvm_signing::write_keypair(dir, name, force).map_err(anyhow::Error::from)?;
+    println!("secret key {} (keep it private)", secret.display());
+    println!("public key {} (key id {})", public.display(), pk.key_id());
+    Ok(0)
 }
 
 // `pack run`'s run-time settings, checked as the stub checks its flags
@@ -781,7 +807,7 @@ fn read_keys(keys: &[PathBuf]) -> Result<Vec<PublicKey>, Failure> {
         .map_err(anyhow::Error::from)?)
 }
 
-fn open(file: &PathBuf) -> Result<FileSource, Failure> {
+fn open(file: &std::path::Path) -> Result<FileSource, Failure> {
     let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
     Ok(FileSource::new(f).with_context(|| format!("{}", file.display()))?)
 }

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use smolvm_runtime::exit::UsageError;
 
 use crate::config::Provenance;
-use crate::create::CreateOptions;
 use crate::signer::KeySpec;
-use crate::smolfile::Smolfile;
+use crate::smolfile::{RootfsCompression, Smolfile};
 
 /// Extension that marks a bare payload output.
 pub const BARE_EXTENSION: &str = "smolmachine";
@@ -22,31 +21,32 @@ pub const DEFAULT_LEVEL: i32 = 3;
 /// Version of an artifact that names none.
 pub const DEFAULT_VERSION: &str = "0.0.0";
 
-/// How the root filesystem image stores file data
-/// (`--rootfs-compression`, `[pack] rootfs_compression`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RootfsCompression {
-    /// LZ4 inside the image, decompressed by the guest kernel on read:
-    /// the image a first start writes to the user's disk is about 37%
-    /// smaller (Debian: 74 vs 117 MB) and written that much faster; the
-    /// download grows by about 15% (zstd cannot shrink LZ4 data as far as
-    /// raw data) and pack create takes about a quarter longer.
-    Lz4,
-    /// File data as is (the default): the smallest download, the fastest
-    /// pack, the guest reads without decompressing; the largest image in
-    /// the user's cache.
-    #[default]
-    None,
-}
-
-impl From<RootfsCompression> for smolvm_rootfs::erofs::Compression {
-    fn from(c: RootfsCompression) -> Self {
-        match c {
-            RootfsCompression::Lz4 => smolvm_rootfs::erofs::Compression::Lz4,
-            RootfsCompression::None => smolvm_rootfs::erofs::Compression::None,
-        }
-    }
+/// What `pack create` was asked on its command line (the top layer over
+/// the Smolfile), before [`plan`] resolves it.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub output: PathBuf,
+    pub smolfile: Option<PathBuf>,
+    pub rootfs: Option<PathBuf>,
+    /// Image reference (`--image`); see [`crate::image::reference`].
+    pub image: Option<String>,
+    /// Allow plain HTTP to registries not on this machine.
+    pub insecure: bool,
+    pub kernel: Option<PathBuf>,
+    /// What `--key` names: a key file or a key source
+    /// ([`crate::signer::KeySpec`]).
+    pub key: Option<PathBuf>,
+    pub no_sign: bool,
+    /// What each `--rotate-from` names, oldest first: keys that signed this
+    /// name before and endorse the signing key ([`crate::rotation`]).
+    pub rotate_from: Vec<PathBuf>,
+    pub stub: Option<PathBuf>,
+    pub level: Option<i32>,
+    pub rootfs_compression: Option<RootfsCompression>,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// Draw a progress bar (only if stderr is a terminal).
+    pub progress: bool,
 }
 
 /// Where the root filesystem comes from.

@@ -433,6 +433,28 @@ pub fn pull(
         manifest_digest,
         ..
     } = artifact_layer(&session, r)?;
+    check_form(r, form, output)?;
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let shown = output.display().to_string();
+    let part = PartFile::open(&dir.join(format!(".smolvm-pull-{}.part", digest.hex())))?;
+    let part = download_into(&session, &digest, size, part)?;
+    let (part, key_id) = verify_part(part, r, trusted, &shown)?;
+    place(part, form, output, &shown)?;
+    Ok(PullReport {
+        form,
+        size,
+        payload_digest: digest,
+        manifest_digest,
+        key_id,
+    })
+}
+
+/// The registry holds the form (packed executable or bare payload) that
+/// `output`'s name asks for: a signed artifact's form cannot change.
+fn check_form(r: &RegistryRef, form: Form, output: &Path) -> Result<(), RemoteError> {
     let wanted = Form::of_output(output);
     if form != wanted {
         let fix = match form {
@@ -446,12 +468,18 @@ pub fn pull(
             wanted.describe()
         )));
     }
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let shown = output.display().to_string();
-    let mut part = PartFile::open(&dir.join(format!(".smolvm-pull-{}.part", digest.hex())))?;
+    Ok(())
+}
+
+/// Downloads the blob into `part`, resuming from what an interrupted pull
+/// left there; on failure the part file is kept only when it holds a
+/// prefix a next pull can resume from.
+fn download_into(
+    session: &Session<'_>,
+    digest: &Digest,
+    size: u64,
+    mut part: PartFile,
+) -> Result<PartFile, RemoteError> {
     let part_shown = part.path.display().to_string();
     let part_io = |source| RemoteError::Io {
         what: part_shown.clone(),
@@ -465,7 +493,7 @@ pub fn pull(
         part.file.set_len(0).map_err(part_io)?;
         None
     };
-    if let Err(e) = session.download(&digest, size, &mut part.file, &part.path, resume) {
+    if let Err(e) = session.download(digest, size, &mut part.file, &part.path, resume) {
         let kept = part.file.metadata().map_or(0, |m| m.len());
         return Err(match e {
             // Bad bytes are never resumed from.
@@ -485,6 +513,22 @@ pub fn pull(
             },
         });
     }
+    Ok(part)
+}
+
+/// Verifies the downloaded artifact as `pack verify` would; a refused one
+/// is removed. Returns the signer's key id, if signed.
+fn verify_part(
+    part: PartFile,
+    r: &RegistryRef,
+    trusted: &[PublicKey],
+    shown: &str,
+) -> Result<(PartFile, Option<KeyId>), RemoteError> {
+    let part_shown = part.path.display().to_string();
+    let part_io = |source| RemoteError::Io {
+        what: part_shown.clone(),
+        source,
+    };
     let file = part.file.try_clone().map_err(part_io)?;
     let src = FileSource::new(file).map_err(part_io)?;
     let verified = verify_artifact(
@@ -514,6 +558,17 @@ pub fn pull(
             Some(key_id)
         }
     };
+    Ok((part, key_id))
+}
+
+/// Gives the verified artifact its mode and its name, durably; on failure
+/// nothing is left.
+fn place(part: PartFile, form: Form, output: &Path, shown: &str) -> Result<(), RemoteError> {
+    let part_shown = part.path.display().to_string();
+    let part_io = |source| RemoteError::Io {
+        what: part_shown.clone(),
+        source,
+    };
     let mode = match form {
         Form::Executable => 0o755,
         Form::Payload => 0o644,
@@ -533,13 +588,7 @@ pub fn pull(
         part.discard();
         return Err(e);
     }
-    Ok(PullReport {
-        form,
-        size,
-        payload_digest: digest,
-        manifest_digest,
-        key_id,
-    })
+    Ok(())
 }
 
 /// A pull's partial download, open and exclusively `flock`ed for as long

@@ -31,8 +31,12 @@ use std::time::{Duration, SystemTime};
 
 use smolvm_format::{Artifact, FormatError, ReadAt, SectionEntry};
 
-use crate::rootfs_image::{write_section, Fsync};
 use thiserror::Error;
+
+mod section_write;
+#[cfg(test)]
+pub(crate) use section_write::WRITE_CHUNK;
+pub(crate) use section_write::{write_section, Fsync};
 
 #[derive(Debug, Error)]
 pub enum CacheError {

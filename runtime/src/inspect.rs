@@ -86,8 +86,24 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
     volumes: &[crate::settings::Volume],
     pinned: Option<smolvm_signing::KeyId>,
 ) -> String {
-    let m = &art.manifest;
     let mut o = String::new();
+    write_identity(&mut o, art, sig, pinned);
+    write_sections(&mut o, &art.manifest);
+    write_workload(&mut o, config);
+    write_network(&mut o, config);
+    write_shares_and_state(&mut o, config, volumes);
+    o
+}
+
+/// Name, version, form, target, creation time, signature and the signer
+/// first seen here for this name.
+fn write_identity<R: ReadAt + ?Sized>(
+    o: &mut String,
+    art: &Artifact<'_, R>,
+    sig: &Result<SignatureState, String>,
+    pinned: Option<smolvm_signing::KeyId>,
+) {
+    let m = &art.manifest;
     let _ = writeln!(
         o,
         "{} {}",
@@ -148,6 +164,10 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
             )
         );
     }
+}
+
+/// One row per section: kind, codec, sizes, ratio, hash.
+fn write_sections(o: &mut String, m: &smolvm_format::Manifest) {
     let _ = writeln!(
         o,
         "sections (hashes not checked here; `smolvm pack verify` checks them)"
@@ -172,20 +192,11 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
             s.sha256
         );
     }
-    let c = config;
-    let list = |v: &[String]| {
-        escape_untrusted(&serde_json::to_string(v).expect("strings serialise")).into_owned()
-    };
-    let opt = |v: &Option<String>| {
-        v.as_deref()
-            .map_or_else(|| "-".into(), |s| escape_untrusted(s).into_owned())
-    };
-    let src = |field: &str| {
-        c.provenance
-            .get(field)
-            .map(|p| format!("  ({})", escape_untrusted(p)))
-            .unwrap_or_default()
-    };
+}
+
+/// The config's image and what the workload runs as, with where each
+/// value came from.
+fn write_workload(o: &mut String, c: &smolvm_format::MachineConfig) {
     let _ = writeln!(o, "config");
     if let Some(image) = &c.image {
         let _ = writeln!(
@@ -201,26 +212,55 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
     let _ = writeln!(
         o,
         "  entrypoint  {}{}",
-        list(&c.entrypoint),
-        src("entrypoint")
+        json_list(&c.entrypoint),
+        provenance_note(c, "entrypoint")
     );
-    let _ = writeln!(o, "  cmd         {}{}", list(&c.cmd), src("cmd"));
-    let _ = writeln!(o, "  env         {}{}", list(&c.env), src("env"));
-    let _ = writeln!(o, "  workdir     {}{}", opt(&c.workdir), src("workdir"));
+    let _ = writeln!(
+        o,
+        "  cmd         {}{}",
+        json_list(&c.cmd),
+        provenance_note(c, "cmd")
+    );
+    let _ = writeln!(
+        o,
+        "  env         {}{}",
+        json_list(&c.env),
+        provenance_note(c, "env")
+    );
+    let _ = writeln!(
+        o,
+        "  workdir     {}{}",
+        or_dash(&c.workdir),
+        provenance_note(c, "workdir")
+    );
     let ids = match (c.uid, c.gid) {
         (Some(u), Some(g)) if c.user.as_deref() != Some(&format!("{u}:{g}")) => {
             format!(" = {u}:{g}")
         }
         _ => String::new(),
     };
-    let _ = writeln!(o, "  user        {}{ids}{}", opt(&c.user), src("user"));
-    let _ = writeln!(o, "  cpus        {}{}", c.cpus, src("cpus"));
-    let _ = writeln!(o, "  memory      {} MiB{}", c.memory_mib, src("memory_mib"));
+    let _ = writeln!(
+        o,
+        "  user        {}{ids}{}",
+        or_dash(&c.user),
+        provenance_note(c, "user")
+    );
+    let _ = writeln!(o, "  cpus        {}{}", c.cpus, provenance_note(c, "cpus"));
+    let _ = writeln!(
+        o,
+        "  memory      {} MiB{}",
+        c.memory_mib,
+        provenance_note(c, "memory_mib")
+    );
+}
+
+/// The network device and the egress policy it runs under.
+fn write_network(o: &mut String, c: &smolvm_format::MachineConfig) {
     let _ = writeln!(
         o,
         "  net         {}{}",
         if c.net { "on" } else { "off" },
-        src("net")
+        provenance_note(c, "net")
     );
     match crate::net::Policy::from_config(c, &[]) {
         Ok(p) => {
@@ -236,6 +276,16 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
             );
         }
     }
+}
+
+/// What the machine may share with the host and keep: the current
+/// directory, run-time volumes, persistent state, disks, init steps and
+/// the SSH agent.
+fn write_shares_and_state(
+    o: &mut String,
+    c: &smolvm_format::MachineConfig,
+    volumes: &[crate::settings::Volume],
+) {
     if c.share_cwd {
         let _ = writeln!(
             o,
@@ -258,7 +308,11 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
         );
     }
     if !c.volumes.is_empty() {
-        let _ = writeln!(o, "  state       {} (persistent state)", list(&c.volumes));
+        let _ = writeln!(
+            o,
+            "  state       {} (persistent state)",
+            json_list(&c.volumes)
+        );
     }
     if let Some(g) = c.storage_gib {
         let _ = writeln!(o, "  storage     {g} GiB");
@@ -270,7 +324,7 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
         let _ = writeln!(
             o,
             "  init        {} (run in order as root before the workload)",
-            list(&c.init)
+            json_list(&c.init)
         );
     }
     if c.ssh_agent {
@@ -279,7 +333,25 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
             "  ssh_agent   requested: forwarded only when the user allows it (--smolvm-ssh-agent)"
         );
     }
-    o
+}
+
+/// A string list as JSON, escaped for the terminal.
+fn json_list(v: &[String]) -> String {
+    escape_untrusted(&serde_json::to_string(v).expect("strings serialise")).into_owned()
+}
+
+/// An optional value, escaped, or `-`.
+fn or_dash(v: &Option<String>) -> String {
+    v.as_deref()
+        .map_or_else(|| "-".into(), |s| escape_untrusted(s).into_owned())
+}
+
+/// `  (layer)`: the layer a config field came from, when recorded.
+fn provenance_note(c: &smolvm_format::MachineConfig, field: &str) -> String {
+    c.provenance
+        .get(field)
+        .map(|p| format!("  ({})", escape_untrusted(p)))
+        .unwrap_or_default()
 }
 
 /// The `--json` form of `pack inspect`.

@@ -26,6 +26,7 @@ use thiserror::Error;
 
 use crate::cache::{default_cache_dir, Cache, CacheError};
 use crate::host_env::HostEnv;
+use crate::launch::Share;
 use crate::rootfs_image::Publish;
 use crate::settings::Volume;
 use crate::spec::{build_spec, RunSpec};
@@ -129,33 +130,23 @@ pub struct RunOptions {
     pub host: HostEnv,
 }
 
-/// A host directory shared into the guest, opened once: libkrun is given
-/// this descriptor (as `/proc/self/fd/N/.`), never the path again, so a
-/// rename or symlink swap after the check cannot change what is served.
-pub struct Share {
-    pub volume: Volume,
-    /// `O_PATH | O_DIRECTORY | O_NOFOLLOW` on the canonical path.
-    pub dir: std::os::fd::OwnedFd,
-}
-
-impl Share {
-    fn open(volume: Volume) -> Result<Share, RunError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(&volume.host)
-            .map_err(|e| {
-                RunError::Settings(format!(
-                    "the shared directory {}: {e}",
-                    volume.host.display()
-                ))
-            })?;
-        Ok(Share {
-            volume,
-            dir: dir.into(),
-        })
-    }
+/// Opens a checked share for the VM ([`Share`]).
+fn open_share(volume: Volume) -> Result<Share, RunError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(&volume.host)
+        .map_err(|e| {
+            RunError::Settings(format!(
+                "the shared directory {}: {e}",
+                volume.host.display()
+            ))
+        })?;
+    Ok(Share {
+        volume,
+        dir: dir.into(),
+    })
 }
 
 /// Everything a start needs, checked and in hand: what [`prepare`] makes
@@ -228,7 +219,7 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     check_host(&policy, !volumes.is_empty(), opts)?;
     let shares = volumes
         .into_iter()
-        .map(Share::open)
+        .map(open_share)
         .collect::<Result<Vec<_>, _>>()?;
 
     // Cold path only: a section is read (and its hash checked while it is

@@ -158,6 +158,29 @@ fn assemble(
     args: &[OsString],
     term: Option<OsString>,
 ) -> Result<RunSpec, SpecError> {
+    let argv = workload_argv(config, args)?;
+    check_strings("env", &config.env)?;
+    let workdir = checked_workdir(config)?;
+    let env = workload_env(config, term);
+    check_counts(config, &argv, &env)?;
+    check_strings("init", &config.init)?;
+    let spec = RunSpec {
+        argv,
+        env,
+        workdir: workdir.into_bytes(),
+        uid: config.uid,
+        gid: config.gid,
+        init: config.init.iter().map(|c| c.as_bytes().to_vec()).collect(),
+        groups: config.groups.clone(),
+        mounts: Vec::new(),
+    };
+    spec.check_size()?;
+    Ok(spec)
+}
+
+/// The entrypoint followed by the executable's arguments if any, else by
+/// cmd (`/bin/sh` when all are empty), each entry checked.
+fn workload_argv(config: &MachineConfig, args: &[OsString]) -> Result<Vec<Vec<u8>>, SpecError> {
     let from_args = !args.is_empty();
     let mut argv: Vec<Vec<u8>> = config
         .entrypoint
@@ -194,21 +217,30 @@ fn assemble(
             });
         }
     }
-    for (index, e) in config.env.iter().enumerate() {
-        if e.contains('\0') {
-            return Err(SpecError::NulInList {
-                field: "env",
-                index,
-            });
+    Ok(argv)
+}
+
+/// Every entry of a string list (`env`, `init`) without NUL and within
+/// [`MAX_ARG_LEN`].
+fn check_strings(field: &'static str, list: &[String]) -> Result<(), SpecError> {
+    for (index, s) in list.iter().enumerate() {
+        if s.contains('\0') {
+            return Err(SpecError::NulInList { field, index });
         }
-        if e.len() > MAX_ARG_LEN {
+        if s.len() > MAX_ARG_LEN {
             return Err(SpecError::StringTooLong {
-                field: "env",
+                field,
                 index,
-                len: e.len(),
+                len: s.len(),
             });
         }
     }
+    Ok(())
+}
+
+/// The working directory (`/` when unset), without NUL and within
+/// [`MAX_WORKDIR_LEN`].
+fn checked_workdir(config: &MachineConfig) -> Result<String, SpecError> {
     let workdir = config.workdir.clone().unwrap_or_else(|| "/".into());
     if workdir.contains('\0') {
         return Err(SpecError::Nul { field: "workdir" });
@@ -216,6 +248,13 @@ fn assemble(
     if workdir.len() > MAX_WORKDIR_LEN {
         return Err(SpecError::WorkdirTooLong { len: workdir.len() });
     }
+    Ok(workdir)
+}
+
+/// The defaults the config does not set (HOME from the passwd entry
+/// resolved at pack time), the host's `TERM` unless the config sets one,
+/// then the config's own entries.
+fn workload_env(config: &MachineConfig, term: Option<OsString>) -> Vec<Vec<u8>> {
     let mut env: Vec<Vec<u8>> = Vec::new();
     for (k, v) in DEFAULT_ENV {
         if !config
@@ -239,6 +278,16 @@ fn assemble(
         }
     }
     env.extend(config.env.iter().map(|e| e.as_bytes().to_vec()));
+    env
+}
+
+/// The spec's string counts within [`MAX_SPEC_STRINGS`] and
+/// [`MAX_INIT_COMMANDS`].
+fn check_counts(
+    config: &MachineConfig,
+    argv: &[Vec<u8>],
+    env: &[Vec<u8>],
+) -> Result<(), SpecError> {
     if argv.len() > MAX_SPEC_STRINGS {
         return Err(SpecError::TooMany {
             what: "arguments (entrypoint and command)",
@@ -257,33 +306,7 @@ fn assemble(
             count: config.init.len(),
         });
     }
-    for (index, cmd) in config.init.iter().enumerate() {
-        if cmd.contains('\0') {
-            return Err(SpecError::NulInList {
-                field: "init",
-                index,
-            });
-        }
-        if cmd.len() > MAX_ARG_LEN {
-            return Err(SpecError::StringTooLong {
-                field: "init",
-                index,
-                len: cmd.len(),
-            });
-        }
-    }
-    let spec = RunSpec {
-        argv,
-        env,
-        workdir: workdir.into_bytes(),
-        uid: config.uid,
-        gid: config.gid,
-        init: config.init.iter().map(|c| c.as_bytes().to_vec()).collect(),
-        groups: config.groups.clone(),
-        mounts: Vec::new(),
-    };
-    spec.check_size()?;
-    Ok(spec)
+    Ok(())
 }
 
 impl RunSpec {

@@ -37,9 +37,10 @@ while read -r m; do
     insmod "/harness/modules/$m" || printf '\n@@SMOL-L1-ERROR insmod %s failed@@\n' "$m"
 done </harness/modules/load-order
 
-# devtmpfs creates the node asynchronously; give it a moment.
+# devtmpfs creates the node asynchronously; wait for it (at most 30 s:
+# a loaded TCG machine can take more than the 2 s this once allowed).
 i=0
-while [ ! -c /dev/kvm ] && [ $i -lt 20 ]; do
+while [ ! -c /dev/kvm ] && [ $i -lt 300 ]; do
     sleep 0.1
     i=$((i + 1))
 done

@@ -9,6 +9,8 @@
 //! file, so nothing binary is committed except the golden text files and the
 //! fuzz regression inputs (see `fuzz/README.md`).
 
+pub mod fixture;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -114,9 +114,12 @@ fn published_images(cache: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// Polls until a first-start extraction directory appears under `cache`.
+/// Polls until a first-start extraction directory appears under `cache`
+/// (at most 60 s: a start in a loaded machine can take seconds to get
+/// there; a count of 400 polls gave it 2).
 fn wait_for_extraction(cache: &Path) {
-    for _ in 0..400 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
         if let Ok(rd) = std::fs::read_dir(cache.join("rootfs")) {
             if rd

@@ -279,7 +279,7 @@ both devices ./asroot 'stat -c "%F %t:%T %a %u:%g" /opt/nulldev /opt/blockdev; s
 both owners ./asroot 'stat -c "%u:%g %a %n" /bin /bin/busybox /etc/passwd'
 both read-only-lower ./asroot 'echo x > /bin/new && cat /bin/new; grep "^overlay / " /proc/mounts | grep -o "lowerdir=[^,]*"; cat /sys/block/vda/ro'
 both sparse ./asroot 'wc -c < /opt/sparse; tr -d "\\000" < /opt/sparse; echo; dd if=/opt/sparse bs=1 skip=2097153 count=3 2>/dev/null; echo'
-both kernel-mapped sh -c './asroot "sleep 6" & sleep 3; for m in /proc/[0-9]*/maps; do grep -q "/kernel/[0-9a-f]*\.elf" "$m" 2>/dev/null || continue; echo kernel-file; grep -q "libkrunfw" "$m" && echo library; done; wait'
+both kernel-mapped sh -c 'o=$(mktemp); ./asroot "echo guest-up; sleep 6" >"$o" 2>&1 & i=0; while ! grep -qs guest-up "$o" && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; for m in /proc/[0-9]*/maps; do grep -q "/kernel/[0-9a-f]*\.elf" "$m" 2>/dev/null || continue; echo kernel-file; grep -q "libkrunfw" "$m" && echo library; done; wait'
 scenario cache-root sh -c 'cd /tmp/erofs-cache && find . -type f | sed "s/[0-9a-f]\{64\}/HASH/" | sort'
 scenario cache-user as_user sh -c 'cd $HOME/.cache/smolvm && find . -type f | sed "s/[0-9a-f]\{64\}/HASH/" | sort'
 "#,

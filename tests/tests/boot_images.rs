@@ -15,6 +15,7 @@
 //! (scripts/test.sh, so CI) turns a missing fixture into a failure; without
 //! it these tests skip with the reason.
 
+use smolvm_tests::fixture::v2_status;
 use smolvm_tests::{bin, registry_dir, repo, stub_bin as stub, Scenarios};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -558,16 +559,6 @@ fn second_pull_of_an_image_fetches_no_blob() {
         rootfs_sha256(&inspect(&dir.join("first.smolmachine"))),
         rootfs_sha256(&inspect(&dir.join("second.smolmachine")))
     );
-}
-
-/// Status of `GET /v2/` on 127.0.0.1:PORT, if anything answers.
-fn v2_status(port: u16) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(s, "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// The registry on 127.0.0.1:5001 (scripts/setup-registry.sh) wants a

@@ -41,7 +41,8 @@ httpd -p 203.0.113.5:8083 -h /tmp/www-other
 # Records every datagram that reaches 192.0.2.1:53.
 touch /tmp/udp.log
 ./udp-recorder 192.0.2.1 53 /tmp/udp.log &
-sleep 1
+# Bound before any guest sends (at most 60 s), not a fixed second later.
+i=0; while ! netstat -lun | grep -q '192\.0\.2\.1:53 ' && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 "#;
 
 /// Appends every datagram reaching ADDR:PORT to FILE, one line each (the

@@ -35,7 +35,7 @@ scenario lsm sh -c 'mount -t securityfs securityfs /sys/kernel/security 2>/dev/n
 both share-refused sh -c 'd=$HOME/nl-share; mkdir -p "$d"; SMOLVM_CACHE_DIR=$HOME/nl-cache ./m --smolvm-volume="$d:/data" "echo SHOULD-NOT-RUN"; rc=$?; ls "$HOME/nl-cache" 2>/dev/null | grep -c . || true; exit $rc'
 both no-share ./m
 both opted-out sh -c 'd=$HOME/nl-share2; mkdir -p "$d"; ./m --smolvm-allow-no-landlock --smolvm-volume="$d:/data" "echo in-share >/data/f; cat /data/f; exit 4"; rc=$?; cat "$d/f"; exit $rc'
-both vmm-confined sh -c './m "sleep 3; exit 0" & sleep 2; for s in /proc/[0-9]*/status; do grep -q "^Name:.libkrun VM" "$s" 2>/dev/null && grep -E "^(NoNewPrivs|Seccomp|CapEff):" "$s"; done; wait'
+both vmm-confined sh -c 'o=$(mktemp); ./m "echo guest-up; sleep 3; exit 0" >"$o" 2>&1 & i=0; while ! grep -qs guest-up "$o" && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; for s in /proc/[0-9]*/status; do grep -q "^Name:.libkrun VM" "$s" 2>/dev/null && grep -E "^(NoNewPrivs|Seccomp|CapEff):" "$s"; done; wait'
 "#,
     )
     .unwrap();

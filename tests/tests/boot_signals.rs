@@ -60,6 +60,18 @@ wait_for() {
     done
 }
 send() { $T send-keys -t t "$@"; }
+# The new size reaches the guest through the stub's SIGWINCH forwarding,
+# apart from the keys: ask `stty size` again each second until it shows
+# (at most 60 s), not once after a fixed second.
+resized() {
+    end=$(( $(date +%s) + 60 ))
+    send 'stty size' Enter
+    while ! cap | grep -q -- "$1"; do
+        if [ "$(date +%s)" -gt $end ]; then echo "FAILED waiting for $1"; return 1; fi
+        sleep 1
+        send 'stty size' Enter
+    done
+}
 wait_for '^guest>$' 600 &&
 send 'stty size; tty' Enter && wait_for '^30 100$' &&
 # Ctrl-C and Ctrl-Z only once the job runs (a loaded L1 can take more
@@ -69,8 +81,7 @@ send 'echo alive-$((6*7))' Enter && wait_for '^alive-42$' &&
 send 'sh -c "echo run-$((41+1)); exec sleep 50"' Enter && wait_for '^run-42$' && send C-z && wait_for 'Stopped' &&
 send 'kill -9 %1; echo killed-job' Enter && wait_for '^killed-job$' &&
 send 'echo helo' Left l Enter && wait_for '^hello$' &&
-$T resize-window -t t -x 90 -y 20 && sleep 1 &&
-send 'stty size' Enter && wait_for '^20 90$' &&
+$T resize-window -t t -x 90 -y 20 && resized '^20 90$' &&
 send 'exit 5' Enter && wait_for 'EXITED rc='
 echo "== pane"
 cap | grep -v '^$'

@@ -119,7 +119,7 @@ both tmpfs-full ./plain 'dd if=/dev/zero of=/big bs=1M count=200 2>&1 | grep -o 
 both state-first ./state 'id -u; stat -c "%u:%g %a" /state /srv/data; echo one > /state/f && mkdir /state/d && echo made'
 both state-kept ./state2 'cat /state/f; stat -c "%u:%g %n" /state/f /state/d; grep -c " /state " /proc/mounts'
 both state-disk sh -c 'd=$HOME/.local/share/smolvm/storage; ls -A "$d"/*; stat -c "%u %a %s" "$d"/*/state.ext4'
-both state-busy sh -c './state "sleep 10" & sleep 3; ./state "echo second"; echo rc=$?; wait $!; echo first=$?'
+both state-busy sh -c 'o=$(mktemp); ./state "echo guest-up; sleep 10" >"$o" 2>&1 & i=0; while ! grep -qs guest-up "$o" && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; ./state "echo second"; echo rc=$?; wait $!; echo first=$?'
 both state-reset ./state --smolvm-reset-storage 'ls -A /state; stat -c "%u:%g %a" /state; echo reset'
 both state-after-reset ./state '[ -e /state/f ] && echo kept || echo empty'
 scenario warm-figures sh -c 'up() { awk "{print \$1}" /proc/uptime; }; for i in 1 2 3; do

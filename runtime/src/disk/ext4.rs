@@ -301,7 +301,35 @@ pub fn format(file: &File, bytes: u64, opts: &Options<'_>) -> io::Result<Geometr
     let uuid = random16()?;
     let hash_seed = random16()?;
 
-    // Group descriptors.
+    // Each step below is one function for the reader and inlined here for
+    // the stub: as calls they cost it 1,408 bytes (measured, release).
+    let (gdt, free) = group_descriptors(&l, &uuid);
+    write_bitmaps(file, &l)?;
+    let journal_i_block = write_inode_table(file, &l, time)?;
+    write_directories(file, &l)?;
+    write_journal_superblock(file, &l, &uuid)?;
+    let sb = superblock(&l, opts, time, &uuid, &hash_seed, free, &journal_i_block);
+    // The superblock, copied with the descriptors into the backup groups;
+    // the primary is written last, so a format cut short has no magic.
+    write_superblocks(file, &l, sb, &gdt)?;
+    Ok(Geometry {
+        blocks: l.blocks,
+        groups: l.groups,
+        inodes_per_group: l.ipg,
+        journal_blocks: l.journal_blocks,
+    })
+}
+
+/// Free blocks and free inodes over all groups, as the superblock counts them.
+#[derive(Clone, Copy)]
+struct FreeCounts {
+    blocks: u64,
+    inodes: u64,
+}
+
+/// The group descriptor table, and the free counts it records.
+#[inline(always)]
+fn group_descriptors(l: &Layout, uuid: &[u8; 16]) -> (Vec<u8>, FreeCounts) {
     let mut gdt = vec![0u8; usize::try_from(l.gdt_blocks * BLOCK).expect("capped size")];
     let (mut free_blocks, mut free_inodes) = (0u64, 0u64);
     for g in 0..l.groups {
@@ -325,7 +353,7 @@ pub fn format(file: &File, bytes: u64, opts: &Options<'_>) -> io::Result<Geometr
         };
         put16(d, 0x12, flags);
         put16(d, 0x1C, u16_of(l.ipg - used_inodes));
-        let mut crc = crc16(0xffff, &uuid);
+        let mut crc = crc16(0xffff, uuid);
         crc = crc16(crc, &u32_of(g).to_le_bytes());
         crc = crc16(crc, &d[..0x1E]);
         put16(d, 0x1E, crc);
@@ -333,7 +361,18 @@ pub fn format(file: &File, bytes: u64, opts: &Options<'_>) -> io::Result<Geometr
         free_inodes += l.ipg - used_inodes;
     }
 
-    // Group 0's bitmaps, and the last group's block bitmap.
+    (
+        gdt,
+        FreeCounts {
+            blocks: free_blocks,
+            inodes: free_inodes,
+        },
+    )
+}
+
+/// Group 0's bitmaps, and the last group's block bitmap.
+#[inline(always)]
+fn write_bitmaps(file: &File, l: &Layout) -> io::Result<()> {
     let mut bitmap = vec![0u8; 4096];
     set_bits(&mut bitmap, 0..l.used(0));
     set_bits(&mut bitmap, l.group_blocks(0)..BLOCKS_PER_GROUP);
@@ -349,8 +388,13 @@ pub fn format(file: &File, bytes: u64, opts: &Options<'_>) -> io::Result<Geometr
         set_bits(&mut bitmap, l.group_blocks(g)..BLOCKS_PER_GROUP);
         write_block(file, l.bitmaps(g), &bitmap)?;
     }
+    Ok(())
+}
 
-    // Inodes 1..=16 live in the first block of group 0's inode table.
+/// Inodes 1..=16 live in the first block of group 0's inode table; returns
+/// the journal inode's `i_block` (the superblock keeps a copy).
+#[inline(always)]
+fn write_inode_table(file: &File, l: &Layout, time: u32) -> io::Result<Vec<u8>> {
     let mut itable = vec![0u8; 4096];
     let mut put_inode = |ino: u32, data: &[u8; 256]| {
         let at = usize::try_from((u64::from(ino) - 1) * INODE_SIZE).expect("first block");
@@ -378,8 +422,12 @@ pub fn format(file: &File, bytes: u64, opts: &Options<'_>) -> io::Result<Geometr
     }
     let journal_i_block: Vec<u8> = itable[(JOURNAL_INO as usize - 1) * 256..][0x28..0x64].to_vec();
     write_block(file, l.bitmaps(0) + 2, &itable)?;
+    Ok(journal_i_block)
+}
 
-    // Directories: "." and ".." then lost+found in the root.
+/// Directories: "." and ".." then lost+found in the root.
+#[inline(always)]
+fn write_directories(file: &File, l: &Layout) -> io::Result<()> {
     let mut dir = vec![0u8; 4096];
     let at = dir_entry(&mut dir, 0, ROOT_INO, 12, b".");
     let at = dir_entry(&mut dir, at, ROOT_INO, 12, b"..");
@@ -389,9 +437,13 @@ pub fn format(file: &File, bytes: u64, opts: &Options<'_>) -> io::Result<Geometr
     let at = dir_entry(&mut dir, 0, LOST_FOUND_INO, 12, b".");
     dir_entry(&mut dir, at, ROOT_INO, 4096 - 12, b"..");
     write_block(file, l.lost_found_block(), &dir)?;
+    Ok(())
+}
 
-    // The journal's superblock (big-endian, jbd2 v2): empty and clean
-    // (s_start 0); its remaining blocks are the file's zeros.
+/// The journal's superblock (big-endian, jbd2 v2): empty and clean
+/// (s_start 0); its remaining blocks are the file's zeros.
+#[inline(always)]
+fn write_journal_superblock(file: &File, l: &Layout, uuid: &[u8; 16]) -> io::Result<()> {
     if l.journal_blocks > 0 {
         let mut j = vec![0u8; 4096];
         put32be(&mut j, 0x00, 0xC03B_3998); // magic
@@ -400,18 +452,30 @@ pub fn format(file: &File, bytes: u64, opts: &Options<'_>) -> io::Result<Geometr
         put32be(&mut j, 0x10, u32_of(l.journal_blocks));
         put32be(&mut j, 0x14, 1); // first log block
         put32be(&mut j, 0x18, 1); // first expected sequence
-        j[0x30..0x40].copy_from_slice(&uuid);
+        j[0x30..0x40].copy_from_slice(uuid);
         put32be(&mut j, 0x40, 1); // users: this filesystem
         write_block(file, l.journal_start(), &j)?;
     }
 
-    // The superblock, copied with the descriptors into the backup groups;
-    // the primary is written last, so a format cut short has no magic.
+    Ok(())
+}
+
+/// The primary superblock's bytes (group number 0).
+#[inline(always)]
+fn superblock(
+    l: &Layout,
+    opts: &Options<'_>,
+    time: u32,
+    uuid: &[u8; 16],
+    hash_seed: &[u8; 16],
+    free: FreeCounts,
+    journal_i_block: &[u8],
+) -> Vec<u8> {
     let mut sb = vec![0u8; 1024];
     put32(&mut sb, 0x00, u32_of(l.groups * l.ipg));
     put32(&mut sb, 0x04, u32_of(l.blocks));
-    put32(&mut sb, 0x0C, u32_of(free_blocks));
-    put32(&mut sb, 0x10, u32_of(free_inodes));
+    put32(&mut sb, 0x0C, u32_of(free.blocks));
+    put32(&mut sb, 0x10, u32_of(free.inodes));
     put32(&mut sb, 0x18, 2); // log2(block size) - 10
     put32(&mut sb, 0x1C, 2); // clusters are blocks
     put32(&mut sb, 0x20, u32_of(BLOCKS_PER_GROUP));
@@ -430,39 +494,41 @@ pub fn format(file: &File, bytes: u64, opts: &Options<'_>) -> io::Result<Geometr
     put32(&mut sb, 0x5C, journal | 0x8 | 0x20); // ext_attr, dir_index
     put32(&mut sb, 0x60, 0x2 | 0x40); // filetype, extents
     put32(&mut sb, 0x64, 0x1 | 0x2 | 0x10 | 0x20 | 0x40);
-    sb[0x68..0x78].copy_from_slice(&uuid);
+    sb[0x68..0x78].copy_from_slice(uuid);
     let label = opts.label.as_bytes();
     let n = label.len().min(16);
     sb[0x78..0x78 + n].copy_from_slice(&label[..n]);
     if l.journal_blocks > 0 {
         put32(&mut sb, 0xE0, JOURNAL_INO);
         sb[0xFD] = 1; // s_jnl_blocks holds a copy of the journal's i_block
-        sb[0x10C..0x10C + 60].copy_from_slice(&journal_i_block);
+        sb[0x10C..0x10C + 60].copy_from_slice(journal_i_block);
         put32(&mut sb, 0x10C + 15 * 4, 0); // i_size_high
         put32(&mut sb, 0x10C + 16 * 4, u32_of(l.journal_blocks * BLOCK));
     }
-    sb[0xEC..0xFC].copy_from_slice(&hash_seed);
+    sb[0xEC..0xFC].copy_from_slice(hash_seed);
     sb[0xFC] = 1; // half_md4
     put32(&mut sb, 0x100, 0x4 | 0x8); // user_xattr, acl
     put32(&mut sb, 0x108, time); // mkfs_time
     put16(&mut sb, 0x15C, 32); // min_extra_isize
     put16(&mut sb, 0x15E, 32); // want_extra_isize
     put32(&mut sb, 0x160, 0x2); // unsigned directory hash
+    sb
+}
+
+/// The superblock and the descriptors into each backup group (numbered),
+/// then into group 0.
+#[inline(always)]
+fn write_superblocks(file: &File, l: &Layout, mut sb: Vec<u8>, gdt: &[u8]) -> io::Result<()> {
     for g in (1..l.groups).filter(|&g| has_backup(g)) {
         put16(&mut sb, 0x5A, u16_of(g));
         let start = l.group_start(g);
         file.write_all_at(&sb, start * BLOCK)?;
-        file.write_all_at(&gdt, (start + 1) * BLOCK)?;
+        file.write_all_at(gdt, (start + 1) * BLOCK)?;
     }
     put16(&mut sb, 0x5A, 0);
-    file.write_all_at(&gdt, BLOCK)?;
+    file.write_all_at(gdt, BLOCK)?;
     file.write_all_at(&sb, 1024)?;
-    Ok(Geometry {
-        blocks: l.blocks,
-        groups: l.groups,
-        inodes_per_group: l.ipg,
-        journal_blocks: l.journal_blocks,
-    })
+    Ok(())
 }
 
 /// Whether `file` starts with an ext4 superblock (the last thing [`format()`]

@@ -10,24 +10,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use smolvm_tests::{fake_kernel, pattern, smolvm, smolvm_bin, test_key, write_key_files};
+use smolvm_tests::{fixture, pattern, smolvm_bin};
 
-struct Scratch {
-    dir: tempfile::TempDir,
+/// A scratch directory ([`fixture::Scratch`]) with what these tests pack
+/// and run in it.
+struct Scratch(fixture::Scratch);
+
+impl std::ops::Deref for Scratch {
+    type Target = fixture::Scratch;
+    fn deref(&self) -> &fixture::Scratch {
+        &self.0
+    }
 }
 
 impl Scratch {
     fn new() -> Scratch {
-        let s = Scratch {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        write_key_files(&s.path("keys"), "test", &test_key());
-        std::fs::write(s.path("vmlinux"), fake_kernel()).unwrap();
-        s
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        Scratch(fixture::Scratch::new())
     }
 
     /// A bare payload named `name` whose root holds 1 MiB of its own data
@@ -37,11 +35,9 @@ impl Scratch {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("data"), pattern(1 << 20, seed)).unwrap();
         let out = self.path(&format!("{name}.smolmachine"));
-        smolvm()
-            .args(["pack", "create", "--level", "1", "--rootfs"])
+        self.pack_create()
+            .args(["--level", "1", "--rootfs"])
             .arg(&root)
-            .arg("--kernel")
-            .arg(self.path("vmlinux"))
             .arg("--key")
             .arg(self.path("keys/test.key"))
             .args(["--name", name, "-o"])
@@ -54,11 +50,7 @@ impl Scratch {
     /// `program ARGS` with this scratch's cache, HOME and XDG directories.
     fn command(&self, program: &Path) -> Command {
         let mut c = Command::new(program);
-        c.env("HOME", self.path("home"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("XDG_STATE_HOME", self.path("state"))
-            .env("SMOLVM_CACHE_DIR", self.path("cache"))
-            .env_remove("SMOLVM_TRUSTED_KEYS");
+        self.user_env(&mut c);
         c
     }
 

@@ -10,27 +10,28 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use smolvm_tests::{fake_kernel, other_key, smolvm, test_key, write_key_files};
+use smolvm_tests::fixture::{stderr_text as stderr, stdout_text as stdout, Scratch};
+use smolvm_tests::smolvm;
 
 /// A scratch directory with keys, a kernel, a root and a stub in it.
-struct Fixture {
-    dir: tempfile::TempDir,
+struct Fixture(Scratch);
+
+impl std::ops::Deref for Fixture {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let f = Fixture { dir };
-        write_key_files(&f.path("keys"), "test", &test_key());
-        write_key_files(&f.path("keys"), "other", &other_key());
-        std::fs::write(f.path("vmlinux"), fake_kernel()).unwrap();
-        std::fs::copy("/bin/true", f.path("stub")).unwrap();
+        let f = Fixture(
+            Scratch::new()
+                .with_other_key()
+                .with_stub(&std::fs::read("/bin/true").unwrap()),
+        );
         f.make_root("root");
         f
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
     }
 
     /// A small root directory (fresh mtimes each time it is made).
@@ -49,13 +50,9 @@ impl Fixture {
     /// `pack create` of the fixture root to `out`, signed with the test key
     /// unless `extra` says otherwise.
     fn create(&self, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-        let mut cmd = smolvm();
-        cmd.args(["pack", "create", "--rootfs"])
+        let mut cmd = self.pack_create();
+        cmd.arg("--rootfs")
             .arg(self.path("root"))
-            .arg("--kernel")
-            .arg(self.path("vmlinux"))
-            .arg("--stub")
-            .arg(self.path("stub"))
             .arg("-o")
             .arg(out);
         if !extra.contains(&"--no-sign") {
@@ -72,14 +69,6 @@ impl Fixture {
         }
         cmd.args(extra).assert()
     }
-}
-
-fn stdout(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
-}
-
-fn stderr(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
 }
 
 fn json(a: &assert_cmd::assert::Assert) -> serde_json::Value {
@@ -322,14 +311,10 @@ fn same_inputs_and_source_date_epoch_give_identical_bytes() {
             // epoch clamps the mtimes, so the bytes must not change.
             f.make_root("root");
             std::thread::sleep(std::time::Duration::from_millis(1100));
-            let mut c = smolvm();
+            let mut c = f.pack_create();
             c.env("SOURCE_DATE_EPOCH", "1700000000")
-                .args(["pack", "create", "--name", "repro", "--rootfs"])
+                .args(["--name", "repro", "--rootfs"])
                 .arg(f.path("root"))
-                .arg("--kernel")
-                .arg(f.path("vmlinux"))
-                .arg("--stub")
-                .arg(f.path("stub"))
                 .arg("--key")
                 .arg(f.path("keys/test.key"))
                 .arg("-o")

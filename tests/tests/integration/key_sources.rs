@@ -15,44 +15,38 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use smolvm_tests::{fake_kernel, smolvm, test_key, write_key_files, TEST_SEED};
+use smolvm_tests::fixture::{stderr_text as stderr, Scratch};
+use smolvm_tests::{smolvm, test_key, TEST_SEED};
 
 const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "1234";
 
 /// A scratch directory with the test key, a kernel, a root and a stub.
-struct Fixture {
-    dir: tempfile::TempDir,
+struct Fixture(Scratch);
+
+impl std::ops::Deref for Fixture {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let f = Fixture { dir };
-        write_key_files(&f.path("keys"), "test", &test_key());
-        std::fs::write(f.path("vmlinux"), fake_kernel()).unwrap();
-        std::fs::copy("/bin/true", f.path("stub")).unwrap();
+        let f = Fixture(Scratch::new().with_stub(&std::fs::read("/bin/true").unwrap()));
         let root = f.path("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::write(root.join("etc/hostname"), "smol\n").unwrap();
         f
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
     /// `pack create … --key KEY -o OUT` with fixed time, so equal keys
     /// give equal bytes.
     fn create(&self, key: &str, out: &str) -> assert_cmd::Command {
-        let mut cmd = smolvm();
+        let mut cmd = self.pack_create();
         cmd.env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["pack", "create", "--rootfs"])
+            .arg("--rootfs")
             .arg(self.path("root"))
-            .arg("--kernel")
-            .arg(self.path("vmlinux"))
-            .arg("--stub")
-            .arg(self.path("stub"))
             .arg("--name")
             .arg("signed")
             .arg("-o")
@@ -74,10 +68,6 @@ impl Fixture {
     fn bytes(&self, out: &str) -> Vec<u8> {
         std::fs::read(self.path(out)).unwrap()
     }
-}
-
-fn stderr(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
 }
 
 #[test]
@@ -213,7 +203,7 @@ fn an_ssh_agent_key_signs_the_bytes_its_key_file_signs() {
     let id_pub = f.path("id_ed25519.pub");
     f.create(id.to_str().unwrap(), "file").assert().code(0);
 
-    let agent = Agent::start(f.dir.path());
+    let agent = Agent::start(f.dir());
     let with_agent = |key: &str, out: &str| {
         let mut c = f.create(key, out);
         c.env("SSH_AUTH_SOCK", &agent.socket);
@@ -377,7 +367,7 @@ fn a_pkcs11_token_key_signs_the_bytes_its_key_file_signs() {
         return;
     }
     let f = Fixture::new();
-    let conf = softhsm_token(f.dir.path());
+    let conf = softhsm_token(f.dir());
     import_test_key(&conf);
     f.create(f.path("keys/test.key").to_str().unwrap(), "file")
         .assert()
@@ -455,7 +445,7 @@ fn a_key_generated_in_the_token_signs_verifiable_artifacts() {
         return;
     }
     let f = Fixture::new();
-    let conf = softhsm_token(f.dir.path());
+    let conf = softhsm_token(f.dir());
     let out = Command::new("pkcs11-tool")
         .env("SOFTHSM2_CONF", &conf)
         .args([

@@ -18,19 +18,8 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
-use smolvm_tests::{
-    fake_kernel, fake_stub, other_key, pattern, registry_dir, smolvm, test_key, write_key_files,
-};
-
-/// Status of `GET /v2/` on 127.0.0.1:PORT, if anything answers.
-fn v2_status(port: u16) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(s, "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
+use smolvm_tests::fixture::{self, v2_status};
+use smolvm_tests::{fake_stub, pattern, registry_dir, smolvm};
 
 /// True when the registry on `port` answers `want`; otherwise skips the
 /// test, or fails it when real runs are required.
@@ -55,19 +44,22 @@ fn repository(what: &str) -> String {
 
 /// A scratch directory with the test keys, a fake kernel and stub, and a
 /// root holding `root_bytes` of incompressible data.
-struct Scratch {
-    dir: tempfile::TempDir,
+struct Scratch(fixture::Scratch);
+
+impl std::ops::Deref for Scratch {
+    type Target = fixture::Scratch;
+    fn deref(&self) -> &fixture::Scratch {
+        &self.0
+    }
 }
 
 impl Scratch {
     fn new(root_bytes: usize) -> Scratch {
-        let s = Scratch {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        write_key_files(&s.path("keys"), "test", &test_key());
-        write_key_files(&s.path("keys"), "other", &other_key());
-        std::fs::write(s.path("vmlinux"), fake_kernel()).unwrap();
-        std::fs::write(s.path("stub"), fake_stub()).unwrap();
+        let s = Scratch(
+            fixture::Scratch::new()
+                .with_other_key()
+                .with_stub(&fake_stub()),
+        );
         let root = s.path("root");
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::write(root.join("bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
@@ -75,21 +67,13 @@ impl Scratch {
         s
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
     /// Packs the root as `out` (an executable unless it ends in .smolmachine),
     /// signed with the test key.
     fn pack(&self, out: &str) -> PathBuf {
         let out = self.path(out);
-        smolvm()
-            .args(["pack", "create", "--level", "1", "--rootfs"])
+        self.pack_create()
+            .args(["--level", "1", "--rootfs"])
             .arg(self.path("root"))
-            .arg("--kernel")
-            .arg(self.path("vmlinux"))
-            .arg("--stub")
-            .arg(self.path("stub"))
             .arg("--key")
             .arg(self.path("keys/test.key"))
             .args(["--name", "hello", "--artifact-version", "1.2.3", "-o"])
@@ -203,7 +187,7 @@ fn push_pull_verify_round_trip() {
         let out = sc.smolvm(&["pack", "pull", &reference, "-o", s(&wrong_name)], None);
         expect(&out, 2, &["holds a", "names a"]);
         assert!(!refused.exists() && !wrong_name.exists());
-        let leftovers: Vec<_> = std::fs::read_dir(sc.dir.path())
+        let leftovers: Vec<_> = std::fs::read_dir(sc.dir())
             .unwrap()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with(".smolvm-pull-"))

@@ -5,20 +5,21 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use smolvm_tests::{fake_kernel, smolvm, test_key, write_key_files};
+use smolvm_tests::fixture::Scratch;
+use smolvm_tests::smolvm;
 
-struct Fixture {
-    dir: tempfile::TempDir,
+struct Fixture(Scratch);
+
+impl std::ops::Deref for Fixture {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Self {
-        let f = Fixture {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        write_key_files(&f.path("keys"), "test", &test_key());
-        std::fs::write(f.path("vmlinux"), fake_kernel()).unwrap();
-        std::fs::copy("/bin/true", f.path("stub")).unwrap();
+        let f = Fixture(Scratch::new().with_stub(&std::fs::read("/bin/true").unwrap()));
         let root = f.path("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::create_dir_all(root.join("bin")).unwrap();
@@ -33,10 +34,6 @@ impl Fixture {
         f
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
     /// Packs the root with a Smolfile setting `memory`, to `out`.
     fn pack(&self, memory: u32, out: &str, extra: &[&str]) -> PathBuf {
         let smolfile = self.path("Smolfile");
@@ -47,14 +44,10 @@ impl Fixture {
             ),
         )
         .unwrap();
-        smolvm()
+        self.pack_create()
             .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["pack", "create", "--smolfile"])
+            .arg("--smolfile")
             .arg(&smolfile)
-            .arg("--kernel")
-            .arg(self.path("vmlinux"))
-            .arg("--stub")
-            .arg(self.path("stub"))
             .arg("--key")
             .arg(self.path("keys/test.key"))
             .arg("-o")
@@ -359,18 +352,14 @@ fn provenance_from_a_ci_job_and_verify_source() {
     let smolfile = f.path("Smolfile");
     std::fs::write(&smolfile, "rootfs = \"root\"\n").unwrap();
     let create = |out: &str, env: &[(&str, &str)]| {
-        let mut c = smolvm();
+        let mut c = f.pack_create();
         for k in ["GITHUB_ACTIONS", "GITLAB_CI", "SMOLVM_SOURCE_REPO"] {
             c.env_remove(k);
         }
         c.envs(env.iter().copied())
             .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["pack", "create", "--smolfile"])
+            .arg("--smolfile")
             .arg(&smolfile)
-            .arg("--kernel")
-            .arg(f.path("vmlinux"))
-            .arg("--stub")
-            .arg(f.path("stub"))
             .arg("--key")
             .arg(f.path("keys/test.key"))
             .arg("-o")
@@ -550,7 +539,7 @@ fn kernel_fetch_fills_the_cache_that_pack_create_reads() {
     let out = f.path("with-fetched-kernel.smolmachine");
     smolvm()
         .env("SMOLVM_CACHE_DIR", &cache)
-        .current_dir(f.dir.path())
+        .current_dir(f.dir())
         .args(["pack", "create", "--rootfs", "root", "--no-sign", "-o"])
         .arg(&out)
         .assert()

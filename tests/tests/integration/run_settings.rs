@@ -3,30 +3,28 @@
 //! `smolvm pack run` and `smolvm pack create`. The guest side is
 //! tests/tests/boot_volumes.rs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use smolvm_tests::{fake_kernel, smolvm, stub_bin, test_key, write_key_files};
+use smolvm_tests::fixture::Scratch;
+use smolvm_tests::{smolvm, stub_bin};
 
-struct Fixture {
-    dir: tempfile::TempDir,
+struct Fixture(Scratch);
+
+impl std::ops::Deref for Fixture {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let f = Fixture {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        write_key_files(&f.path("keys"), "test", &test_key());
-        std::fs::write(f.path("vmlinux"), fake_kernel()).unwrap();
+        let f = Fixture(Scratch::new());
         std::fs::create_dir_all(f.path("root/bin")).unwrap();
         std::fs::write(f.path("root/bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
         std::fs::create_dir_all(f.path("share")).unwrap();
         f
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
     }
 
     /// `pack create` with `smolfile` as the Smolfile, to `out` (a packed
@@ -34,13 +32,11 @@ impl Fixture {
     fn create(&self, smolfile: &str, out: &str) -> assert_cmd::assert::Assert {
         let sf = self.path(&format!("{out}.Smolfile"));
         std::fs::write(&sf, smolfile).unwrap();
-        let mut c = smolvm();
-        c.args(["pack", "create", "--smolfile"])
+        let mut c = self.pack_create();
+        c.arg("--smolfile")
             .arg(&sf)
             .arg("--rootfs")
             .arg(self.path("root"))
-            .arg("--kernel")
-            .arg(self.path("vmlinux"))
             .arg("--key")
             .arg(self.path("keys/test.key"))
             .arg("-o")
@@ -54,13 +50,9 @@ impl Fixture {
     /// The packed executable `exe` with `args`, in this fixture's cache.
     fn run(&self, exe: &Path, args: &[&str]) -> Output {
         let mut cmd = Command::new(exe);
-        cmd.args(args)
-            .env("HOME", self.path("home"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("XDG_STATE_HOME", self.path("state"))
-            .env("SMOLVM_CACHE_DIR", self.path("cache"))
-            .env_remove("SMOLVM_TRUSTED_KEYS")
-            .env_remove("SMOLVM_DRY_RUN");
+        cmd.args(args);
+        self.user_env(&mut cmd);
+        cmd.env_remove("SMOLVM_DRY_RUN");
         smolvm_tests::output_when_not_busy(&mut cmd, exe)
     }
 }
