@@ -77,20 +77,11 @@ pub struct Machine<'a> {
     pub disks: &'a crate::disk::Disks,
     /// Host directories shared into the guest, in the order of the spec's
     /// `volume` records (the tags are [`crate::spec::volume_tag`]).
-    pub shares: &'a [Share],
+    pub shares: &'a [crate::settings::Share],
     pub spec: &'a RunSpec,
     /// Serve shares on a kernel without Landlock (crate::sandbox).
     pub allow_no_landlock: bool,
     pub host: &'a crate::host_env::HostEnv,
-}
-
-/// A host directory shared into the guest, opened once: libkrun is given
-/// this descriptor (as `/proc/self/fd/N/.`), never the path again, so a
-/// rename or symlink swap after the check cannot change what is served.
-pub struct Share {
-    pub volume: crate::settings::Volume,
-    /// `O_PATH | O_DIRECTORY | O_NOFOLLOW` on the canonical path.
-    pub dir: std::os::fd::OwnedFd,
 }
 
 /// libkrun's virtio-fs server keeps one descriptor open per file or
@@ -356,7 +347,7 @@ impl Vmm {
     /// `O_NOFOLLOW` open resolve the descriptor's directory, not the
     /// /proc link itself). Read-only ones are read-only here too: the host
     /// refuses writes even if the guest's read-only mount were undone.
-    fn attach_shares(&mut self, shares: &[Share]) -> Result<(), LaunchError> {
+    fn attach_shares(&mut self, shares: &[crate::settings::Share]) -> Result<(), LaunchError> {
         if !shares.is_empty() {
             raise_open_file_limit();
         }

@@ -26,8 +26,8 @@ use thiserror::Error;
 
 use crate::cache::{default_cache_dir, Cache, CacheError};
 use crate::host_env::HostEnv;
-use crate::launch::Share;
 use crate::rootfs_image::Publish;
+use crate::settings::Share;
 use crate::settings::Volume;
 use crate::spec::{build_spec, RunSpec};
 use crate::trace::Trace;

@@ -351,6 +351,17 @@ impl RunSettings {
     }
 }
 
+/// A host directory shared into the guest, opened once (crate::run opens
+/// it, crate::launch attaches it): libkrun is given this descriptor (as
+/// `/proc/self/fd/N/.`), never the path again, so a rename or symlink swap
+/// after the check cannot change what is served. Here, not in launch, so
+/// that a build without the VMM (the fuzz targets) still has it.
+pub struct Share {
+    pub volume: Volume,
+    /// `O_PATH | O_DIRECTORY | O_NOFOLLOW` on the canonical path.
+    pub dir: std::os::fd::OwnedFd,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
