@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use smolvm_signing::KeyId;
 use thiserror::Error;
 
-use crate::inspect::escape_untrusted;
+use crate::escape::escape_untrusted;
 use crate::state_file::{self, StateError};
 
 /// Longest answer line read from the terminal; the rest is not an answer.

@@ -8,6 +8,7 @@ pub mod dirs;
 pub mod disk;
 pub mod double_click;
 pub mod error;
+pub mod escape;
 pub mod exit;
 pub mod flags;
 /// The names and numbers the host and the guest init agree on (shared

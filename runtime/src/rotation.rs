@@ -19,7 +19,11 @@ use smolvm_format::layout::rotation_input;
 use smolvm_format::{Manifest, RotationLink};
 use smolvm_signing::{KeyId, PublicKey};
 
-use crate::verify::VerifyError;
+/// A rotation record that does not verify; what is wrong, naming the link
+/// (crate::verify wraps it as its `Rotation` error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RotationError(pub String);
 
 /// The keys of a verified rotation record, oldest first, ending with the
 /// signer's own.
@@ -53,11 +57,11 @@ impl Lineage {
     }
 }
 
-fn link_key(i: usize, link: &RotationLink) -> Result<PublicKey, VerifyError> {
+fn link_key(i: usize, link: &RotationLink) -> Result<PublicKey, RotationError> {
     let key = PublicKey::from_bytes(link.public_key.as_bytes())
-        .map_err(|e| VerifyError::Rotation(format!("signer.rotated_from[{i}].public_key: {e}")))?;
+        .map_err(|e| RotationError(format!("signer.rotated_from[{i}].public_key: {e}")))?;
     if key.key_id().to_bytes() != link.key_id.to_bytes() {
-        return Err(VerifyError::Rotation(format!(
+        return Err(RotationError(format!(
             "signer.rotated_from[{i}]: key id {} does not belong to its public key (it derives {})",
             link.key_id,
             key.key_id()
@@ -69,7 +73,7 @@ fn link_key(i: usize, link: &RotationLink) -> Result<PublicKey, VerifyError> {
 /// Checks the rotation record of a signed manifest: every link's key is
 /// valid, its key id derives from it, and its signature over (name, next
 /// key) verifies strictly. `None` for an unsigned manifest.
-pub fn lineage(manifest: &Manifest) -> Result<Option<Lineage>, VerifyError> {
+pub fn lineage(manifest: &Manifest) -> Result<Option<Lineage>, RotationError> {
     let Some(signer) = &manifest.signer else {
         return Ok(None);
     };
@@ -86,10 +90,10 @@ pub fn lineage(manifest: &Manifest) -> Result<Option<Lineage>, VerifyError> {
             link.signature.as_bytes(),
         )
         .map_err(|_| {
-            VerifyError::Rotation(format!(
+            RotationError(format!(
                 "signer.rotated_from[{i}]: key {} did not sign \"{} may be signed by key {next_id}\" (a record made for another name or key, or altered)",
                 link.key_id,
-                crate::inspect::escape_untrusted(&manifest.name),
+                crate::escape::escape_untrusted(&manifest.name),
             ))
         })?;
         ids.push(key.key_id());

@@ -396,7 +396,9 @@ fn check_first_signer(
         PinCheck::Changed { pinned } => {
             // check_signature verified the record; this asks only whether
             // the pinned key is in it.
-            let endorsed = crate::rotation::lineage(manifest)?.is_some_and(|l| l.endorses(pinned));
+            let endorsed = crate::rotation::lineage(manifest)
+                .map_err(|e| VerifyError::Rotation(e.0))?
+                .is_some_and(|l| l.endorses(pinned));
             if endorsed {
                 return Ok(Some(FirstSigner::Rotate {
                     known,

@@ -87,7 +87,7 @@ pub fn check_signature<R: ReadAt + ?Sized>(
         .map_err(VerifyError::Signature)?;
     // A record that does not verify is a damaged or forged artifact,
     // whether or not this start would have used it.
-    crate::rotation::lineage(&art.manifest)?;
+    crate::rotation::lineage(&art.manifest).map_err(|e| VerifyError::Rotation(e.0))?;
     if trusted.is_empty() {
         Ok(SignatureState::SelfConsistent { key_id: derived })
     } else {
