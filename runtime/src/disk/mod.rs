@@ -168,12 +168,31 @@ pub fn follow_rotation(
     if std::fs::symlink_metadata(&target).is_ok() {
         return Ok(Migration::Nothing);
     }
+    if !move_disk(&old, &own, &target, "moving the old key's storage disk to")? {
+        return Ok(Migration::Nothing);
+    }
+    Ok(Migration::Followed {
+        from: old,
+        to: target,
+    })
+}
+
+/// Moves the disk `from` to `target` in the directory `own` (made 0700 if
+/// missing): linked into place without replacing, then unlinked, so two
+/// starts at once move it once. `false` when another start moved it (or
+/// made a disk there) first.
+fn move_disk(
+    from: &Path,
+    own: &Path,
+    target: &Path,
+    what: &'static str,
+) -> Result<bool, DiskError> {
     std::fs::DirBuilder::new()
         .mode(0o700)
         .recursive(true)
-        .create(&own)
-        .map_err(io_at("creating the storage directory", &own))?;
-    match std::fs::hard_link(&old, &target) {
+        .create(own)
+        .map_err(io_at("creating the storage directory", own))?;
+    match std::fs::hard_link(from, target) {
         Ok(()) => {}
         Err(e)
             if matches!(
@@ -181,19 +200,16 @@ pub fn follow_rotation(
                 io::ErrorKind::AlreadyExists | io::ErrorKind::NotFound
             ) =>
         {
-            return Ok(Migration::Nothing)
+            return Ok(false)
         }
-        Err(e) => return Err(io_at("moving the old key's storage disk to", &target)(e)),
+        Err(e) => return Err(io_at(what, target)(e)),
     }
-    match std::fs::remove_file(&old) {
+    match std::fs::remove_file(from) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_at("removing the moved storage disk", &old)(e)),
+        Err(e) => return Err(io_at("removing the moved storage disk", from)(e)),
     }
-    Ok(Migration::Followed {
-        from: old,
-        to: target,
-    })
+    Ok(true)
 }
 
 /// Moves `dir/NAME.ext4` (a regular file, never a link) to
@@ -228,28 +244,8 @@ pub fn migrate_legacy(dir: &Path, signer: KeyId, name: &str) -> Result<Migration
             });
         }
     }
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(&own)
-        .map_err(io_at("creating the storage directory", &own))?;
-    match std::fs::hard_link(&legacy, &target) {
-        Ok(()) => {}
-        // Another start moved it (or made a disk) first.
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::AlreadyExists | io::ErrorKind::NotFound
-            ) =>
-        {
-            return Ok(Migration::Nothing)
-        }
-        Err(e) => return Err(io_at("moving the old storage disk to", &target)(e)),
-    }
-    match std::fs::remove_file(&legacy) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_at("removing the moved storage disk", &legacy)(e)),
+    if !move_disk(&legacy, &own, &target, "moving the old storage disk to")? {
+        return Ok(Migration::Nothing);
     }
     Ok(Migration::Moved {
         from: legacy,
