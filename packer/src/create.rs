@@ -83,7 +83,8 @@ fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
     bar
 }
 
-/// Runs `pack create`.
+/// Runs `pack create`: plan, read the inputs, build the sections, seal,
+/// write.
 pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     let smolfile = match &opts.smolfile {
         Some(p) => Smolfile::load(p)?,
@@ -94,44 +95,15 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     }
     let smolfile_dir = opts.smolfile.as_deref().and_then(Path::parent);
     let plan = plan(opts, &smolfile, smolfile_dir, &Clock::from_env())?;
-    // Before anything is read or compressed: the rename at the end could
-    // only fail, and tempfile's error would name the fault twice.
-    if std::fs::metadata(&plan.output).is_ok_and(|m| m.is_dir()) {
-        // An io::Error, so the exit code is 2 (usage or I/O).
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::IsADirectory,
-            format!(
-                "-o {out}: is a directory; name the file to write in it (-o {out}/NAME)",
-                out = plan.output.display()
-            ),
-        )
-        .into());
-    }
-
-    // Small inputs first, so a missing kernel, key or stub is reported
-    // before a large root is read.
-    let kernel_path = match &plan.kernel {
-        Some(p) => p.clone(),
-        None => find_default_kernel()?,
-    };
-    // Checked (one key on stdin at most) before either is opened.
-    let rotate_from = crate::rotation::open_keys(&opts.rotate_from, plan.signing_key.as_ref())?;
-    let signer = match &plan.signing_key {
-        Some(spec) => Some(spec.open()?),
-        None => None,
-    };
-    let stub = read_stub(&plan.stub)?;
-    let icon = match smolfile.artifact.as_ref().and_then(|a| a.icon.as_deref()) {
-        Some(path) => Some(crate::icon::load(path)?),
-        None => None,
-    };
+    refuse_directory_output(&plan.output)?;
+    let inputs = SmallInputs::open(&plan, opts, &smolfile)?;
 
     // The kernel loads (a libkrunfw is parsed and its kernel extracted) and
     // compresses while the root is read, which is mostly waiting on the
     // file system; a kernel error is still reported first.
     let (kernel, root) = std::thread::scope(|scope| {
         let kernel =
-            scope.spawn(|| sections::compress(&load_kernel(&kernel_path)?.elf, plan.level));
+            scope.spawn(|| sections::compress(&load_kernel(&inputs.kernel_path)?.elf, plan.level));
         let root = load_root(&plan.root, opts);
         (kernel.join().expect("kernel thread"), root)
     });
@@ -139,35 +111,130 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
     let (mut tree, image) = root?;
     tree.ensure_mount_points();
 
-    let mut config = config::machine_config(&smolfile, image.as_ref());
+    let config = workload_config(&smolfile, image.as_ref(), &tree)?;
+    let mut attestations = tree_attestations(&plan, &tree, inputs.icon.as_deref())?;
+    let rootfs = rootfs_section(&plan, &tree, opts.progress)?;
+    // Provenance last: it names the digests of everything above it.
+    let statement = provenance(
+        &plan,
+        opts,
+        &inputs,
+        image.as_ref(),
+        &config,
+        [("kernel", &kernel), ("rootfs", &rootfs)],
+        &attestations,
+    )?;
+    attestations.push((
+        SectionKind::Provenance,
+        sections::compress(&serde_json::to_vec(&statement)?, plan.level)?,
+    ));
+    let sections = sections::lay_out(&config, kernel, rootfs, attestations)?;
+    seal_and_write(&plan, &inputs, &sections, config)
+}
+
+/// `-o` naming a directory is refused before anything is read or
+/// compressed: the rename at the end could only fail, and tempfile's error
+/// would name the fault twice.
+fn refuse_directory_output(output: &Path) -> Result<()> {
+    if std::fs::metadata(output).is_ok_and(|m| m.is_dir()) {
+        // An io::Error, so the exit code is 2 (usage or I/O).
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            format!(
+                "-o {out}: is a directory; name the file to write in it (-o {out}/NAME)",
+                out = output.display()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The small inputs, read first so a missing kernel, key or stub is
+/// reported before a large root is read.
+struct SmallInputs {
+    kernel_path: PathBuf,
+    rotate_from: Vec<Signer>,
+    signer: Option<Signer>,
+    /// Padded to a page; empty for a bare payload.
+    stub: Vec<u8>,
+    icon: Option<Vec<u8>>,
+}
+
+impl SmallInputs {
+    fn open(plan: &Plan, opts: &CreateOptions, smolfile: &Smolfile) -> Result<SmallInputs> {
+        let kernel_path = match &plan.kernel {
+            Some(p) => p.clone(),
+            None => find_default_kernel()?,
+        };
+        // Checked (one key on stdin at most) before either is opened.
+        let rotate_from = crate::rotation::open_keys(&opts.rotate_from, plan.signing_key.as_ref())?;
+        let signer = match &plan.signing_key {
+            Some(spec) => Some(spec.open()?),
+            None => None,
+        };
+        let stub = read_stub(&plan.stub)?;
+        let icon = match smolfile.artifact.as_ref().and_then(|a| a.icon.as_deref()) {
+            Some(path) => Some(crate::icon::load(path)?),
+            None => None,
+        };
+        Ok(SmallInputs {
+            kernel_path,
+            rotate_from,
+            signer,
+            stub,
+            icon,
+        })
+    }
+}
+
+/// The machine config, with the workload checked as the guest will check
+/// it and its user resolved to numbers in the tree being packed.
+fn workload_config(
+    smolfile: &Smolfile,
+    image: Option<&ImageSource>,
+    tree: &Tree,
+) -> Result<smolvm_format::MachineConfig> {
+    let mut config = config::machine_config(smolfile, image);
     // What the guest init and execve would refuse at every start is refused
     // now, naming the field (NUL bytes, control characters, size limits).
     smolvm_runtime::spec::check_workload(&config).context("the workload in the config")?;
     // The guest switches to numbers: names are looked up now, in the tree
     // being packed (the host never reads the image at run time).
     if let Some(user) = &config.user {
-        let account = crate::user::resolve_user(user, &tree)?;
+        let account = crate::user::resolve_user(user, tree)?;
         config.uid = Some(account.uid);
         config.gid = Some(account.gid);
         config.groups = account.groups;
         config.home = Some(account.home);
     }
+    Ok(config)
+}
 
-    // What the root's package databases list (read from the tree, before
-    // it is written as an image).
-    let sbom = crate::sbom::spdx(&tree, &plan.name, &plan.version, plan.created)
+/// The SBOM (what the root's package databases list, read from the tree
+/// before it is written as an image) and the icon, as sections.
+fn tree_attestations(
+    plan: &Plan,
+    tree: &Tree,
+    icon: Option<&[u8]>,
+) -> Result<Vec<(SectionKind, sections::Compressed)>> {
+    let sbom = crate::sbom::spdx(tree, &plan.name, &plan.version, plan.created)
         .context("building the SBOM")?;
     let mut attestations = vec![(
         SectionKind::Sbom,
         sections::compress(&serde_json::to_vec(&sbom)?, plan.level)?,
     )];
-    if let Some(icon) = &icon {
+    if let Some(icon) = icon {
         attestations.push((SectionKind::Icon, sections::stored(icon)));
     }
+    Ok(attestations)
+}
 
-    let bar = progress_bar(opts.progress, tree.content_len());
+/// The root as an EROFS image section, with a progress bar on a terminal.
+fn rootfs_section(plan: &Plan, tree: &Tree, progress: bool) -> Result<sections::Compressed> {
+    let bar = progress_bar(progress, tree.content_len());
     let rootfs = sections::rootfs(
-        &tree,
+        tree,
         plan.level,
         &smolvm_rootfs::erofs::ErofsOptions {
             clamp_mtime: plan.clamp_mtime,
@@ -176,8 +243,34 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         &|n| bar.set_position(n),
     )?;
     bar.finish_and_clear();
-    // Provenance last: it names the digests of everything above it.
-    let statement = crate::provenance::statement(&crate::provenance::Build {
+    Ok(rootfs)
+}
+
+/// The in-toto provenance statement: what was read, and the digests of
+/// every section built from it.
+fn provenance(
+    plan: &Plan,
+    opts: &CreateOptions,
+    inputs: &SmallInputs,
+    image: Option<&ImageSource>,
+    config: &smolvm_format::MachineConfig,
+    built: [(&str, &sections::Compressed); 2],
+    attestations: &[(SectionKind, sections::Compressed)],
+) -> Result<serde_json::Value> {
+    let config_digest = Sha256Digest::of(&config.to_canonical_json()).to_string();
+    let subjects = std::iter::once(("config".into(), config_digest))
+        .chain(
+            built
+                .iter()
+                .map(|(n, s)| ((*n).into(), s.sha256.to_string())),
+        )
+        .chain(
+            attestations
+                .iter()
+                .map(|(kind, a)| (kind.name().into(), a.sha256.to_string())),
+        )
+        .collect();
+    Ok(crate::provenance::statement(&crate::provenance::Build {
         name: &plan.name,
         version: &plan.version,
         created: plan.created,
@@ -190,37 +283,27 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         },
         level: plan.level,
         rootfs_compression: format!("{:?}", plan.rootfs_compression).to_ascii_lowercase(),
-        inputs: inputs(&plan, opts, &kernel_path, image.as_ref(), &stub)?,
-        subjects: vec![
-            (
-                "config".into(),
-                Sha256Digest::of(&config.to_canonical_json()).to_string(),
-            ),
-            ("kernel".into(), kernel.sha256.to_string()),
-            ("rootfs".into(), rootfs.sha256.to_string()),
-        ]
-        .into_iter()
-        .chain(
-            attestations
-                .iter()
-                .map(|(kind, a)| (kind.name().into(), a.sha256.to_string())),
-        )
-        .collect(),
+        inputs: self::inputs(plan, opts, &inputs.kernel_path, image, &inputs.stub)?,
+        subjects,
         invocation: crate::provenance::invocation(&|k| std::env::var(k).ok()),
-    });
-    attestations.push((
-        SectionKind::Provenance,
-        sections::compress(&serde_json::to_vec(&statement)?, plan.level)?,
-    ));
-    let sections = sections::lay_out(&config, kernel, rootfs, attestations)?;
+    }))
+}
 
-    let public = signer.as_ref().map(Signer::public_key);
-    let mut manifest = manifest(&plan, &stub, &sections, config, public.as_ref());
+/// Signs the manifest (with the rotation links when rotating) and writes
+/// the artifact atomically.
+fn seal_and_write(
+    plan: &Plan,
+    inputs: &SmallInputs,
+    sections: &Sections,
+    config: smolvm_format::MachineConfig,
+) -> Result<CreateReport> {
+    let public = inputs.signer.as_ref().map(Signer::public_key);
+    let mut manifest = manifest(plan, &inputs.stub, sections, config, public.as_ref());
     if let (Some(record), Some(public)) = (manifest.signer.as_mut(), &public) {
-        record.rotated_from = crate::rotation::links(&plan.name, &rotate_from, public)?;
+        record.rotated_from = crate::rotation::links(&plan.name, &inputs.rotate_from, public)?;
     }
     let writer = PayloadWriter::new(&manifest)?;
-    let signature = match (&signer, &public) {
+    let signature = match (&inputs.signer, &public) {
         (Some(signer), Some(public)) => Some(smolvm_runtime::seal::signature_block(
             public,
             signer.sign(&writer.signing_input())?,
@@ -228,7 +311,7 @@ pub fn create(opts: &CreateOptions) -> Result<CreateReport> {
         _ => None,
     };
     let file_size = write_atomically(&plan.output, plan.bare(), public.as_ref(), |mut out| {
-        writer.write(&mut out, &stub, &sections.data, signature.as_ref())?;
+        writer.write(&mut out, &inputs.stub, &sections.data, signature.as_ref())?;
         Ok(())
     })?;
     Ok(CreateReport {

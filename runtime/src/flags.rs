@@ -71,11 +71,66 @@ fn split(arg: &OsStr) -> Option<(&[u8], Option<&[u8]>)> {
     })
 }
 
+/// Which of the commands that are not a run was asked for.
+#[derive(Default)]
+struct Modes {
+    info: bool,
+    install: bool,
+    uninstall: bool,
+}
+
+impl Modes {
+    /// The command these modes and flags make; at most one mode, and
+    /// installing takes no workload arguments.
+    fn command(self, f: StubFlags) -> Result<Command, UsageError> {
+        let Modes {
+            info,
+            install,
+            uninstall,
+        } = self;
+        if [info, install, uninstall].iter().filter(|b| **b).count() > 1 {
+            return Err(usage(
+                "give one of --smolvm-info, --smolvm-install and --smolvm-uninstall".into(),
+            ));
+        }
+        if (install || uninstall) && !f.args.is_empty() {
+            return Err(usage(format!(
+                "--smolvm-{}install takes no arguments for the workload",
+                if uninstall { "un" } else { "" }
+            )));
+        }
+        Ok(if uninstall {
+            Command::Uninstall
+        } else if install {
+            Command::Install(f)
+        } else if info {
+            Command::Info(f)
+        } else {
+            Command::Run(f)
+        })
+    }
+}
+
+/// The switch a flag that takes no value sets; `None` for a flag that
+/// takes one (or an unknown one).
+fn switch_of<'a>(name: &[u8], f: &'a mut StubFlags, modes: &'a mut Modes) -> Option<&'a mut bool> {
+    Some(match name {
+        b"info" => &mut modes.info,
+        b"install" => &mut modes.install,
+        b"uninstall" => &mut modes.uninstall,
+        b"dry-run" => &mut f.dry_run,
+        b"ssh-agent" => &mut f.ssh_agent,
+        b"share-cwd" => &mut f.share_cwd,
+        b"reset-storage" => &mut f.reset_storage,
+        b"allow-no-landlock" => &mut f.allow_no_landlock,
+        _ => return None,
+    })
+}
+
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut f = StubFlags::default();
-    let mut info = false;
-    let (mut install, mut uninstall) = (false, false);
+    let mut modes = Modes::default();
     let mut args = args.into_iter();
     for arg in args.by_ref() {
         if arg == "--" {
@@ -86,116 +141,83 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             break;
         };
         let shown = String::from_utf8_lossy(arg.as_bytes()).into_owned();
-        let text = || -> Result<&str, UsageError> {
-            let v = value.ok_or_else(|| {
-                usage(format!(
-                    "{shown}: give a value after '=' (see --smolvm-help)"
-                ))
-            })?;
-            std::str::from_utf8(v).map_err(|_| usage(format!("{shown}: the value is not UTF-8")))
-        };
-        let switch = || -> Result<(), UsageError> {
-            match value {
-                None => Ok(()),
-                Some(_) => Err(usage(format!("{shown}: this flag takes no value"))),
-            }
-        };
-        match name {
-            b"help" => {
-                switch()?;
-                return Ok(Command::Help);
-            }
-            b"info" => {
-                switch()?;
-                info = true;
-            }
-            b"install" => {
-                switch()?;
-                install = true;
-            }
-            b"uninstall" => {
-                switch()?;
-                uninstall = true;
-            }
-            b"dry-run" => {
-                switch()?;
-                f.dry_run = true;
-            }
-            b"ssh-agent" => {
-                switch()?;
-                f.ssh_agent = true;
-            }
-            b"share-cwd" => {
-                switch()?;
-                f.share_cwd = true;
-            }
-            b"reset-storage" => {
-                switch()?;
-                f.reset_storage = true;
-            }
-            b"allow-no-landlock" => {
-                switch()?;
-                f.allow_no_landlock = true;
-            }
-            b"env" => f.settings.env.push(settings::parse_env(text()?)?),
-            b"cpus" => {
-                f.settings.cpus = Some(settings::parse_cpus(text()?, settings::host_cpus())?);
-            }
-            b"memory" => {
-                f.settings.memory_mib =
-                    Some(settings::parse_memory(text()?, settings::host_memory_mib())?);
-            }
-            b"workdir" => f.settings.workdir = Some(settings::parse_workdir(text()?)?),
-            b"volume" => f.settings.volumes.push(settings::parse_volume(text()?)?),
-            b"publish" => f.publish.push(text()?.to_string()),
-            b"min-version" => match text()? {
-                "" => {
-                    return Err(usage(format!(
-                        "{shown}: give a version, like --smolvm-min-version=1.2.0"
-                    )))
-                }
-                v => f.min_version = Some(v.to_string()),
-            },
-            b"timeout" => {
-                f.timeout = Some(
-                    crate::control::parse_timeout(text()?)
-                        .map_err(|e| usage(format!("{shown}: {e}")))?,
-                );
-            }
-            b"key" => {
-                let v = value.filter(|v| !v.is_empty()).ok_or_else(|| {
-                    usage(format!("{shown}: give a public key file, like --smolvm-key=signer.pub"))
-                })?;
-                f.keys.push(PathBuf::from(OsStr::from_bytes(v)));
-            }
-            _ => {
-                return Err(usage(format!(
-                    "unknown runtime option {shown} (see --smolvm-help; to give it to the workload, put -- before it)"
-                )))
-            }
+        if name == b"help" {
+            no_value(value, &shown)?;
+            return Ok(Command::Help);
+        }
+        if let Some(switch) = switch_of(name, &mut f, &mut modes) {
+            no_value(value, &shown)?;
+            *switch = true;
+        } else {
+            set_valued(&mut f, name, value, &shown)?;
         }
     }
     f.args.extend(args);
-    if [info, install, uninstall].iter().filter(|b| **b).count() > 1 {
-        return Err(usage(
-            "give one of --smolvm-info, --smolvm-install and --smolvm-uninstall".into(),
-        ));
+    modes.command(f)
+}
+
+/// A switch given a value (`--smolvm-info=yes`) is a mistake, not a yes.
+fn no_value(value: Option<&[u8]>, shown: &str) -> Result<(), UsageError> {
+    match value {
+        None => Ok(()),
+        Some(_) => Err(usage(format!("{shown}: this flag takes no value"))),
     }
-    if (install || uninstall) && !f.args.is_empty() {
-        return Err(usage(format!(
-            "--smolvm-{}install takes no arguments for the workload",
-            if uninstall { "un" } else { "" }
-        )));
+}
+
+/// Applies a flag that takes a value (`--smolvm-NAME=VALUE`).
+fn set_valued(
+    f: &mut StubFlags,
+    name: &[u8],
+    value: Option<&[u8]>,
+    shown: &str,
+) -> Result<(), UsageError> {
+    let text = || -> Result<&str, UsageError> {
+        let v = value.ok_or_else(|| {
+            usage(format!(
+                "{shown}: give a value after '=' (see --smolvm-help)"
+            ))
+        })?;
+        std::str::from_utf8(v).map_err(|_| usage(format!("{shown}: the value is not UTF-8")))
+    };
+    match name {
+        b"env" => f.settings.env.push(settings::parse_env(text()?)?),
+        b"cpus" => {
+            f.settings.cpus = Some(settings::parse_cpus(text()?, settings::host_cpus())?);
+        }
+        b"memory" => {
+            f.settings.memory_mib =
+                Some(settings::parse_memory(text()?, settings::host_memory_mib())?);
+        }
+        b"workdir" => f.settings.workdir = Some(settings::parse_workdir(text()?)?),
+        b"volume" => f.settings.volumes.push(settings::parse_volume(text()?)?),
+        b"publish" => f.publish.push(text()?.to_string()),
+        b"min-version" => match text()? {
+            "" => {
+                return Err(usage(format!(
+                    "{shown}: give a version, like --smolvm-min-version=1.2.0"
+                )))
+            }
+            v => f.min_version = Some(v.to_string()),
+        },
+        b"timeout" => {
+            f.timeout = Some(
+                crate::control::parse_timeout(text()?)
+                    .map_err(|e| usage(format!("{shown}: {e}")))?,
+            );
+        }
+        b"key" => {
+            let v = value.filter(|v| !v.is_empty()).ok_or_else(|| {
+                usage(format!("{shown}: give a public key file, like --smolvm-key=signer.pub"))
+            })?;
+            f.keys.push(PathBuf::from(OsStr::from_bytes(v)));
+        }
+        _ => {
+            return Err(usage(format!(
+                "unknown runtime option {shown} (see --smolvm-help; to give it to the workload, put -- before it)"
+            )))
+        }
     }
-    Ok(if uninstall {
-        Command::Uninstall
-    } else if install {
-        Command::Install(f)
-    } else if info {
-        Command::Info(f)
-    } else {
-        Command::Run(f)
-    })
+    Ok(())
 }
 
 #[cfg(test)]

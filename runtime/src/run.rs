@@ -222,36 +222,14 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         .map(open_share)
         .collect::<Result<Vec<_>, _>>()?;
 
-    // Cold path only: a section is read (and its hash checked while it is
-    // written) when the cache does not hold it yet.
     let cache = Cache::open(default_cache_dir()?)?;
-    let kernel_entry = art
-        .manifest
-        .section(SectionKind::Kernel)
-        .expect("parse requires it");
-    let rootfs_entry = art
-        .manifest
-        .section(SectionKind::Rootfs)
-        .expect("parse requires it");
-    // The attestations (SBOM, provenance) and the icon are never used
-    // here, but a damaged artifact fails closed whichever of its bytes was
-    // hit; they are small (a few KiB; an icon at most 512 KiB), so every
-    // start hashes them.
-    for entry in art.manifest.sections.iter().filter(|e| {
-        matches!(
-            e.kind,
-            SectionKind::Sbom | SectionKind::Provenance | SectionKind::Icon
-        )
-    }) {
-        art.verify_section(entry).map_err(VerifyError::Format)?;
-    }
-    let kernel = cache.kernel(&art, kernel_entry)?;
-    trace.mark("kernel ready");
-    let crate::rootfs_image::RootImage {
-        file: root_image,
-        pending,
-    } = cache.rootfs_image(&art, rootfs_entry, trace)?;
-    trace.mark("rootfs ready");
+    let (
+        kernel,
+        crate::rootfs_image::RootImage {
+            file: root_image,
+            pending,
+        },
+    ) = cached_sections(&cache, &art, trace)?;
     // The overlay disk is scratch space beside the cache (on disk, where a
     // tmpfs /tmp would be RAM again); the storage is the user's data.
     let rotated_from = match &first_signer {
@@ -272,15 +250,7 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     }
     trace.mark("disks ready");
 
-    let net = if policy.net {
-        let own = crate::net::host_addresses().map_err(|source| RunError::Io {
-            what: "listing the host's addresses for the network policy".into(),
-            source,
-        })?;
-        Some(crate::net::Egress::new(policy, own))
-    } else {
-        None
-    };
+    let net = egress(policy)?;
     Remembered {
         floor,
         cwd,
@@ -301,6 +271,53 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
         allow_no_landlock: opts.allow_no_landlock,
         host: opts.host.clone(),
     })
+}
+
+/// The kernel and root image from the cache, on the cold path read from
+/// the artifact (each section's hash checked while it is written).
+fn cached_sections(
+    cache: &Cache,
+    art: &smolvm_format::Artifact<'_, FileSource>,
+    trace: &Trace,
+) -> Result<(File, crate::rootfs_image::RootImage), RunError> {
+    let kernel_entry = art
+        .manifest
+        .section(SectionKind::Kernel)
+        .expect("parse requires it");
+    let rootfs_entry = art
+        .manifest
+        .section(SectionKind::Rootfs)
+        .expect("parse requires it");
+    // The attestations (SBOM, provenance) and the icon are never used
+    // here, but a damaged artifact fails closed whichever of its bytes was
+    // hit; they are small (a few KiB; an icon at most 512 KiB), so every
+    // start hashes them.
+    for entry in art.manifest.sections.iter().filter(|e| {
+        matches!(
+            e.kind,
+            SectionKind::Sbom | SectionKind::Provenance | SectionKind::Icon
+        )
+    }) {
+        art.verify_section(entry).map_err(VerifyError::Format)?;
+    }
+    let kernel = cache.kernel(art, kernel_entry)?;
+    trace.mark("kernel ready");
+    let root = cache.rootfs_image(art, rootfs_entry, trace)?;
+    trace.mark("rootfs ready");
+    Ok((kernel, root))
+}
+
+/// The egress filter when the machine has a network: the policy and this
+/// host's own addresses (which the guest may not reach unless allowed).
+fn egress(policy: crate::net::Policy) -> Result<Option<Arc<crate::net::Egress>>, RunError> {
+    if !policy.net {
+        return Ok(None);
+    }
+    let own = crate::net::host_addresses().map_err(|source| RunError::Io {
+        what: "listing the host's addresses for the network policy".into(),
+        source,
+    })?;
+    Ok(Some(crate::net::Egress::new(policy, own)))
 }
 
 /// The host's SSH agent socket when this start forwards it, and the
