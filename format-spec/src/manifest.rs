@@ -442,6 +442,23 @@ impl Manifest {
                 ));
             }
         }
+        self.validate_sections()?;
+        if self.config.cpus == 0 {
+            return Err(bad("field `config.cpus`: must be at least 1"));
+        }
+        if self.config.memory_mib < 64 {
+            return Err(bad(format!(
+                "field `config.memory_mib`: {} MiB is below the 64 MiB minimum",
+                self.config.memory_mib
+            )));
+        }
+        Ok(())
+    }
+
+    /// The section table: count, no duplicates, each kind known to the
+    /// format version, sizes within their caps, frames only on zstd
+    /// sections, and the three sections a machine needs to boot.
+    fn validate_sections(&self) -> Result<()> {
         if self.sections.is_empty() || self.sections.len() > MAX_SECTIONS {
             return Err(bad(format!(
                 "field `sections`: {} entries, expected 1 ..= {MAX_SECTIONS}",
@@ -505,15 +522,6 @@ impl Manifest {
                     "field `sections`: required section `{required}` is missing"
                 )));
             }
-        }
-        if self.config.cpus == 0 {
-            return Err(bad("field `config.cpus`: must be at least 1"));
-        }
-        if self.config.memory_mib < 64 {
-            return Err(bad(format!(
-                "field `config.memory_mib`: {} MiB is below the 64 MiB minimum",
-                self.config.memory_mib
-            )));
         }
         Ok(())
     }
