@@ -178,61 +178,78 @@ impl Flattener {
                 continue;
             }
 
-            let link_name = || -> Result<String, RootfsError> {
-                let l = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| bad("link entry without a target".into()))?;
-                Ok(name_from_bytes(&l))
-            };
-            let h = entry.header();
-            let kind = match et {
-                tar::EntryType::Directory => NodeKind::Dir,
-                tar::EntryType::Symlink => NodeKind::Symlink(link_name()?),
-                tar::EntryType::Link => {
-                    let target = self.link_target(&link_name()?).map_err(&bad)?;
-                    if target == path {
-                        return Err(bad("hard link to itself".into()));
-                    }
-                    NodeKind::HardLink(target)
-                }
-                tar::EntryType::Char | tar::EntryType::Block => {
-                    let major = h.device_major().ok().flatten().unwrap_or(0);
-                    let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                    if et == tar::EntryType::Char {
-                        NodeKind::Char { major, minor }
-                    } else {
-                        NodeKind::Block { major, minor }
-                    }
-                }
-                tar::EntryType::Fifo => NodeKind::Fifo,
-                // The tar crate expands old GNU sparse entries ('S') itself:
-                // their holes read as zeros, which the spool leaves as holes.
-                tar::EntryType::Regular
-                | tar::EntryType::Continuous
-                | tar::EntryType::GNUSparse => {
-                    let stored = entry.size();
-                    let sparse = pax.sparse(&mut entry, stored).map_err(&bad)?;
-                    let size = sparse.as_ref().map_or(stored, |s| s.real_size);
-                    self.content = self.content.saturating_add(size);
-                    if self.content > MAX_CONTENT {
-                        return Err(bad(format!(
-                            "the image holds more than {MAX_CONTENT} bytes of files"
-                        )));
-                    }
-                    let data = match sparse {
-                        Some(map) => self.store(&what, &raw, &mut map.reader(&mut entry), size),
-                        None => self.store(&what, &raw, &mut entry, size),
-                    }?;
-                    NodeKind::File(data)
-                }
-                other => return Err(bad(format!("unsupported entry type {other:?}"))),
-            };
+            let kind = self.entry_kind(&mut entry, &pax, &what, &raw, &path)?;
             let node = self.header_node(&entry, &pax, kind).map_err(&bad)?;
             self.ensure_parents(&parent);
             self.place(&path, node).map_err(&bad)?;
             added.insert(path);
         }
         Ok(())
+    }
+
+    /// The node kind of one entry, with a regular file's content stored on
+    /// the way (it is read from the archive now or never).
+    fn entry_kind<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        pax: &PaxRecords,
+        what: &str,
+        raw: &str,
+        path: &str,
+    ) -> Result<NodeKind, RootfsError> {
+        let et = entry.header().entry_type();
+        let bad = |fault: String| RootfsError::Entry {
+            what: what.to_string(),
+            entry: display_name(raw),
+            fault,
+        };
+        let link_name = || -> Result<String, RootfsError> {
+            let l = entry
+                .link_name_bytes()
+                .ok_or_else(|| bad("link entry without a target".into()))?;
+            Ok(name_from_bytes(&l))
+        };
+        let h = entry.header();
+        Ok(match et {
+            tar::EntryType::Directory => NodeKind::Dir,
+            tar::EntryType::Symlink => NodeKind::Symlink(link_name()?),
+            tar::EntryType::Link => {
+                let target = self.link_target(&link_name()?).map_err(&bad)?;
+                if target == path {
+                    return Err(bad("hard link to itself".into()));
+                }
+                NodeKind::HardLink(target)
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                let major = h.device_major().ok().flatten().unwrap_or(0);
+                let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                if et == tar::EntryType::Char {
+                    NodeKind::Char { major, minor }
+                } else {
+                    NodeKind::Block { major, minor }
+                }
+            }
+            tar::EntryType::Fifo => NodeKind::Fifo,
+            // The tar crate expands old GNU sparse entries ('S') itself:
+            // their holes read as zeros, which the spool leaves as holes.
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let stored = entry.size();
+                let sparse = pax.sparse(entry, stored).map_err(&bad)?;
+                let size = sparse.as_ref().map_or(stored, |s| s.real_size);
+                self.content = self.content.saturating_add(size);
+                if self.content > MAX_CONTENT {
+                    return Err(bad(format!(
+                        "the image holds more than {MAX_CONTENT} bytes of files"
+                    )));
+                }
+                let data = match sparse {
+                    Some(map) => self.store(what, raw, &mut map.reader(entry), size),
+                    None => self.store(what, raw, entry, size),
+                }?;
+                NodeKind::File(data)
+            }
+            other => return Err(bad(format!("unsupported entry type {other:?}"))),
+        })
     }
 
     /// A node of `kind` with the entry's mode, owner, mtime (PAX's, with
