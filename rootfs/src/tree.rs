@@ -272,46 +272,9 @@ impl Tree {
                 let linked = (ft != FileType::Directory && nlink > 1)
                     .then(|| inodes.get(&key).cloned())
                     .flatten();
-                let mut opened = None;
-                let kind = if let Some(first) = linked {
-                    NodeKind::HardLink(first)
-                } else {
-                    match ft {
-                        FileType::Directory => {
-                            let fd = rustix::fs::openat(
-                                &dir_fd,
-                                c_name.as_c_str(),
-                                dir_flags,
-                                Mode::empty(),
-                            )
-                            .map_err(io_here)?;
-                            // What is read is what was opened.
-                            st = rustix::fs::fstat(&fd).map_err(io_here)?;
-                            opened = Some(fd);
-                            NodeKind::Dir
-                        }
-                        FileType::Symlink => {
-                            let target =
-                                rustix::fs::readlinkat(&dir_fd, c_name.as_c_str(), Vec::new())
-                                    .map_err(io_here)?;
-                            NodeKind::Symlink(name_from_bytes(target.as_bytes()))
-                        }
-                        FileType::RegularFile => NodeKind::File(FileData::Host {
-                            path: host.clone(),
-                            len: u64::try_from(st.st_size).unwrap_or(0),
-                        }),
-                        FileType::CharacterDevice | FileType::BlockDevice => {
-                            let rdev = st.st_rdev;
-                            let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
-                            if ft == FileType::CharacterDevice {
-                                NodeKind::Char { major, minor }
-                            } else {
-                                NodeKind::Block { major, minor }
-                            }
-                        }
-                        FileType::Fifo => NodeKind::Fifo,
-                        _ => NodeKind::Socket,
-                    }
+                let (kind, opened) = match linked {
+                    Some(first) => (NodeKind::HardLink(first), None),
+                    None => host_kind(&dir_fd, &c_name, ft, &mut st, &host, dir_flags)?,
                 };
                 if ft != FileType::Directory && nlink > 1 && !matches!(kind, NodeKind::HardLink(_))
                 {
@@ -427,6 +390,50 @@ impl Tree {
             })
             .sum()
     }
+}
+
+/// The node kind of one directory entry as `statat` saw it (`st`); a
+/// subdirectory is opened here and `st` becomes the opened one's, so the
+/// walk descends into what it recorded.
+fn host_kind(
+    dir_fd: &rustix::fd::OwnedFd,
+    c_name: &std::ffi::CStr,
+    ft: rustix::fs::FileType,
+    st: &mut rustix::fs::Stat,
+    host: &Path,
+    dir_flags: rustix::fs::OFlags,
+) -> Result<(NodeKind, Option<rustix::fd::OwnedFd>), RootfsError> {
+    use rustix::fs::{FileType, Mode};
+    let io_here = |e: rustix::io::Errno| io_err(format!("rootfs {}", host.display()))(e.into());
+    let kind = match ft {
+        FileType::Directory => {
+            let fd =
+                rustix::fs::openat(dir_fd, c_name, dir_flags, Mode::empty()).map_err(io_here)?;
+            // What is read is what was opened.
+            *st = rustix::fs::fstat(&fd).map_err(io_here)?;
+            return Ok((NodeKind::Dir, Some(fd)));
+        }
+        FileType::Symlink => {
+            let target = rustix::fs::readlinkat(dir_fd, c_name, Vec::new()).map_err(io_here)?;
+            NodeKind::Symlink(name_from_bytes(target.as_bytes()))
+        }
+        FileType::RegularFile => NodeKind::File(FileData::Host {
+            path: host.to_path_buf(),
+            len: u64::try_from(st.st_size).unwrap_or(0),
+        }),
+        FileType::CharacterDevice | FileType::BlockDevice => {
+            let rdev = st.st_rdev;
+            let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+            if ft == FileType::CharacterDevice {
+                NodeKind::Char { major, minor }
+            } else {
+                NodeKind::Block { major, minor }
+            }
+        }
+        FileType::Fifo => NodeKind::Fifo,
+        _ => NodeKind::Socket,
+    };
+    Ok((kind, None))
 }
 
 /// A node with `st`'s owner, permissions and mtime (nanoseconds too).
