@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use crate::fixed_hex::Sha256Digest;
-use crate::manifest::SectionKind;
+use crate::section_kind::SectionKind;
 
 /// Everything that can be wrong with an artifact's bytes.
 ///

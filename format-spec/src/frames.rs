@@ -21,8 +21,11 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FormatError, Result};
-use crate::manifest::SectionKind;
-use crate::read::MAX_ZSTD_WINDOW_LOG;
+use crate::section_kind::SectionKind;
+
+/// Largest window a zstd frame may ask for (128 MiB). The writer uses at
+/// most 2^27; a larger request is a memory-exhaustion attempt.
+pub const MAX_ZSTD_WINDOW_LOG: u32 = 27;
 
 /// The frame size writers use: 8 MiB of content per frame. Small enough
 /// that a 100 MB root splits into a dozen frames for two cores, large

@@ -31,6 +31,7 @@ pub mod frames;
 pub mod layout;
 pub mod manifest;
 pub mod read;
+pub mod section_kind;
 pub mod write;
 
 pub use error::{FormatError, Result};

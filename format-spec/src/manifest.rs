@@ -10,91 +10,23 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{FormatError, Result};
-use crate::fixed_hex::{Ed25519Signature, Sha256Digest, SignerKeyId, SignerPublicKey};
+use crate::fixed_hex::{Ed25519Signature, ImageDigest, Sha256Digest, SignerKeyId, SignerPublicKey};
 use crate::frames::{FrameSpan, Frames};
 use crate::layout::{check_version, MAX_MANIFEST_LEN};
+
+pub use crate::section_kind::{
+    SectionKind, MAX_ATTESTATION_SIZE, MAX_CONFIG_SIZE, MAX_ICON_SIZE, MAX_KERNEL_SIZE,
+    MAX_ROOTFS_SIZE,
+};
 
 /// At most this many sections: six are defined, the rest is headroom for
 /// later versions; a cap keeps a hostile manifest from making us loop long.
 pub const MAX_SECTIONS: usize = 16;
-/// Uncompressed kernel cap: real kernels are 10-60 MiB.
-pub const MAX_KERNEL_SIZE: u64 = 512 << 20;
-/// Uncompressed rootfs (EROFS image) cap: 64 GiB bounds the disk a first
-/// start writes.
-pub const MAX_ROOTFS_SIZE: u64 = 64 << 30;
-/// Uncompressed config cap: a config is a few KiB.
-pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
-/// Uncompressed cap of an attestation (SBOM, provenance): JSON that lists
-/// packages and inputs; a root of 10 000 packages makes about 5 MiB of SPDX.
-pub const MAX_ATTESTATION_SIZE: u64 = 16 << 20;
-/// Icon cap: application icons are PNGs of tens of KiB (256x256) to a few
-/// hundred (1024x1024); every start hashes the section, so it stays small.
-pub const MAX_ICON_SIZE: u64 = 512 << 10;
 /// Most links in a signer's rotation record: each is a key that signed
 /// for the name before; eight rotations is far more than a project makes.
 pub const MAX_ROTATION_LINKS: usize = 8;
 /// Longest accepted artifact name.
 pub const MAX_NAME_LEN: usize = 128;
-
-/// What a section holds.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum SectionKind {
-    /// The guest kernel as an ELF executable.
-    Kernel,
-    /// The root filesystem as an EROFS image the guest mounts.
-    Rootfs,
-    /// The resolved machine configuration as canonical JSON ([`MachineConfig`]).
-    Config,
-    /// Optional: the packages in the root, as an SPDX 2.3 JSON document.
-    /// Never needed to boot; signed like every section.
-    Sbom,
-    /// Optional: how the artifact was built, as an in-toto Statement with
-    /// a SLSA v1 provenance predicate (JSON). Never needed to boot.
-    Provenance,
-    /// Optional (version 5): the application icon, a PNG that
-    /// `--smolvm-install` puts in the person's icon theme. Never needed to boot.
-    Icon,
-}
-
-impl SectionKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            SectionKind::Kernel => "kernel",
-            SectionKind::Rootfs => "rootfs",
-            SectionKind::Config => "config",
-            SectionKind::Sbom => "sbom",
-            SectionKind::Provenance => "provenance",
-            SectionKind::Icon => "icon",
-        }
-    }
-
-    /// Upper bound on the uncompressed size, enforced before and during decompression.
-    pub fn max_size(self) -> u64 {
-        match self {
-            SectionKind::Kernel => MAX_KERNEL_SIZE,
-            SectionKind::Rootfs => MAX_ROOTFS_SIZE,
-            SectionKind::Config => MAX_CONFIG_SIZE,
-            SectionKind::Sbom | SectionKind::Provenance => MAX_ATTESTATION_SIZE,
-            SectionKind::Icon => MAX_ICON_SIZE,
-        }
-    }
-
-    /// The first format version that defines this kind.
-    pub fn since_version(self) -> u32 {
-        match self {
-            SectionKind::Kernel | SectionKind::Rootfs | SectionKind::Config => 3,
-            SectionKind::Sbom | SectionKind::Provenance => 4,
-            SectionKind::Icon => 5,
-        }
-    }
-}
-
-impl std::fmt::Display for SectionKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// How a section's stored bytes relate to its content.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,7 +212,7 @@ pub struct MachineConfig {
     /// Source image reference, if the rootfs came from one.
     pub image: Option<String>,
     /// Digest of the source image (manifest digest), if known.
-    pub image_digest: Option<crate::ImageDigest>,
+    pub image_digest: Option<ImageDigest>,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
     /// `KEY=VALUE` entries, in order.
@@ -510,6 +442,23 @@ impl Manifest {
                 ));
             }
         }
+        self.validate_sections()?;
+        if self.config.cpus == 0 {
+            return Err(bad("field `config.cpus`: must be at least 1"));
+        }
+        if self.config.memory_mib < 64 {
+            return Err(bad(format!(
+                "field `config.memory_mib`: {} MiB is below the 64 MiB minimum",
+                self.config.memory_mib
+            )));
+        }
+        Ok(())
+    }
+
+    /// The section table: count, no duplicates, each kind known to the
+    /// format version, sizes within their caps, frames only on zstd
+    /// sections, and the three sections a machine needs to boot.
+    fn validate_sections(&self) -> Result<()> {
         if self.sections.is_empty() || self.sections.len() > MAX_SECTIONS {
             return Err(bad(format!(
                 "field `sections`: {} entries, expected 1 ..= {MAX_SECTIONS}",
@@ -573,15 +522,6 @@ impl Manifest {
                     "field `sections`: required section `{required}` is missing"
                 )));
             }
-        }
-        if self.config.cpus == 0 {
-            return Err(bad("field `config.cpus`: must be at least 1"));
-        }
-        if self.config.memory_mib < 64 {
-            return Err(bad(format!(
-                "field `config.memory_mib`: {} MiB is below the 64 MiB minimum",
-                self.config.memory_mib
-            )));
         }
         Ok(())
     }

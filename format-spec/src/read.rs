@@ -17,11 +17,12 @@ use crate::layout::{
     align_up, signing_input, Header, SignatureBlock, Trailer, HEADER_LEN, PAGE_SIZE,
     SIGNATURE_BLOCK_LEN, TRAILER_LEN,
 };
-use crate::manifest::{Compression, Manifest, SectionEntry, SectionKind};
+use crate::manifest::{Compression, Manifest, SectionEntry};
+use crate::section_kind::SectionKind;
 
-/// Largest window a zstd frame may ask for (128 MiB). The writer uses at
-/// most 2^27; a larger request is a memory-exhaustion attempt.
-pub const MAX_ZSTD_WINDOW_LOG: u32 = 27;
+// Frames owns the cap because it enforces it per frame; the path here
+// stays for callers that found it under read.
+pub use crate::frames::MAX_ZSTD_WINDOW_LOG;
 
 /// Chunk size for streaming hashes and reads of file-backed sources.
 const CHUNK: u64 = 1 << 20;

@@ -23,15 +23,20 @@
 //! zero-filled file costs neither memory nor disk.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 
+use crate::compress::decompress;
 use crate::pax::{parse_pax_time, PaxRecords};
 use crate::tree::{
     display_name, name_from_bytes, normalise, quoted_name, FileData, Node, NodeKind, Tree,
 };
 use crate::{io_err, RootfsError};
+
+// Spool has a module of its own so that the tree can hold one without
+// depending on this module; the path here stays for callers.
+pub use crate::spool::Spool;
 
 /// Entries over all layers: a full distribution image has ~100k; millions
 /// mean a hostile image, and every entry costs memory.
@@ -173,61 +178,78 @@ impl Flattener {
                 continue;
             }
 
-            let link_name = || -> Result<String, RootfsError> {
-                let l = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| bad("link entry without a target".into()))?;
-                Ok(name_from_bytes(&l))
-            };
-            let h = entry.header();
-            let kind = match et {
-                tar::EntryType::Directory => NodeKind::Dir,
-                tar::EntryType::Symlink => NodeKind::Symlink(link_name()?),
-                tar::EntryType::Link => {
-                    let target = self.link_target(&link_name()?).map_err(&bad)?;
-                    if target == path {
-                        return Err(bad("hard link to itself".into()));
-                    }
-                    NodeKind::HardLink(target)
-                }
-                tar::EntryType::Char | tar::EntryType::Block => {
-                    let major = h.device_major().ok().flatten().unwrap_or(0);
-                    let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                    if et == tar::EntryType::Char {
-                        NodeKind::Char { major, minor }
-                    } else {
-                        NodeKind::Block { major, minor }
-                    }
-                }
-                tar::EntryType::Fifo => NodeKind::Fifo,
-                // The tar crate expands old GNU sparse entries ('S') itself:
-                // their holes read as zeros, which the spool leaves as holes.
-                tar::EntryType::Regular
-                | tar::EntryType::Continuous
-                | tar::EntryType::GNUSparse => {
-                    let stored = entry.size();
-                    let sparse = pax.sparse(&mut entry, stored).map_err(&bad)?;
-                    let size = sparse.as_ref().map_or(stored, |s| s.real_size);
-                    self.content = self.content.saturating_add(size);
-                    if self.content > MAX_CONTENT {
-                        return Err(bad(format!(
-                            "the image holds more than {MAX_CONTENT} bytes of files"
-                        )));
-                    }
-                    let data = match sparse {
-                        Some(map) => self.store(&what, &raw, &mut map.reader(&mut entry), size),
-                        None => self.store(&what, &raw, &mut entry, size),
-                    }?;
-                    NodeKind::File(data)
-                }
-                other => return Err(bad(format!("unsupported entry type {other:?}"))),
-            };
+            let kind = self.entry_kind(&mut entry, &pax, &what, &raw, &path)?;
             let node = self.header_node(&entry, &pax, kind).map_err(&bad)?;
             self.ensure_parents(&parent);
             self.place(&path, node).map_err(&bad)?;
             added.insert(path);
         }
         Ok(())
+    }
+
+    /// The node kind of one entry, with a regular file's content stored on
+    /// the way (it is read from the archive now or never).
+    fn entry_kind<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        pax: &PaxRecords,
+        what: &str,
+        raw: &str,
+        path: &str,
+    ) -> Result<NodeKind, RootfsError> {
+        let et = entry.header().entry_type();
+        let bad = |fault: String| RootfsError::Entry {
+            what: what.to_string(),
+            entry: display_name(raw),
+            fault,
+        };
+        let link_name = || -> Result<String, RootfsError> {
+            let l = entry
+                .link_name_bytes()
+                .ok_or_else(|| bad("link entry without a target".into()))?;
+            Ok(name_from_bytes(&l))
+        };
+        let h = entry.header();
+        Ok(match et {
+            tar::EntryType::Directory => NodeKind::Dir,
+            tar::EntryType::Symlink => NodeKind::Symlink(link_name()?),
+            tar::EntryType::Link => {
+                let target = self.link_target(&link_name()?).map_err(&bad)?;
+                if target == path {
+                    return Err(bad("hard link to itself".into()));
+                }
+                NodeKind::HardLink(target)
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                let major = h.device_major().ok().flatten().unwrap_or(0);
+                let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                if et == tar::EntryType::Char {
+                    NodeKind::Char { major, minor }
+                } else {
+                    NodeKind::Block { major, minor }
+                }
+            }
+            tar::EntryType::Fifo => NodeKind::Fifo,
+            // The tar crate expands old GNU sparse entries ('S') itself:
+            // their holes read as zeros, which the spool leaves as holes.
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let stored = entry.size();
+                let sparse = pax.sparse(entry, stored).map_err(&bad)?;
+                let size = sparse.as_ref().map_or(stored, |s| s.real_size);
+                self.content = self.content.saturating_add(size);
+                if self.content > MAX_CONTENT {
+                    return Err(bad(format!(
+                        "the image holds more than {MAX_CONTENT} bytes of files"
+                    )));
+                }
+                let data = match sparse {
+                    Some(map) => self.store(what, raw, &mut map.reader(entry), size),
+                    None => self.store(what, raw, entry, size),
+                }?;
+                NodeKind::File(data)
+            }
+            other => return Err(bad(format!("unsupported entry type {other:?}"))),
+        })
     }
 
     /// A node of `kind` with the entry's mode, owner, mtime (PAX's, with
@@ -485,55 +507,20 @@ impl Flattener {
     }
 }
 
-/// The private directory spooled file contents live in; removed when the
-/// last tree holding it is dropped.
-#[derive(Debug)]
-pub struct Spool {
-    dir: tempfile::TempDir,
-    files: u64,
-}
-
-impl Spool {
-    fn new() -> std::io::Result<Spool> {
-        Ok(Spool {
-            dir: tempfile::Builder::new().prefix("smolvm-spool-").tempdir()?,
-            files: 0,
-        })
-    }
-
-    /// Copies exactly `size` bytes of `r` into a new file, leaving zero
-    /// blocks as holes, and returns its path.
-    fn store(&mut self, r: &mut impl Read, size: u64) -> std::io::Result<PathBuf> {
-        const CHUNK: usize = 256 << 10;
-        self.files += 1;
-        let path = self.dir.path().join(self.files.to_string());
-        let mut file = std::fs::File::create_new(&path)?;
-        let mut buf = vec![0u8; CHUNK];
-        let mut copied: u64 = 0;
-        let mut limited = r.take(size);
-        loop {
-            let n = match limited.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if buf[..n].iter().all(|b| *b == 0) {
-                file.seek(SeekFrom::Current(n as i64))?;
-            } else {
-                file.write_all(&buf[..n])?;
-            }
-            copied += n as u64;
-        }
-        if copied != size {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("the archive ends after {copied} of the entry's {size} bytes"),
-            ));
-        }
-        // A trailing hole is only a seek: the length makes it part of the file.
-        file.set_len(size)?;
-        Ok(path)
+// Tree reads archives through a flattener, so the method lives here and
+// tree.rs does not depend on this module.
+impl Tree {
+    /// Reads a tar archive (plain, gzip or zstd, detected from its first
+    /// bytes), by the same rules as an image layer (see [`crate::flatten`])
+    /// except that `.wh.` names are plain files.
+    pub fn from_archive(path: &Path) -> Result<Tree, RootfsError> {
+        let what = format!("rootfs {}", path.display());
+        let file = std::fs::File::open(path).map_err(io_err(what.clone()))?;
+        let reader = decompress(std::io::BufReader::with_capacity(1 << 20, file))
+            .map_err(io_err(what.clone()))?;
+        let mut flat = Flattener::plain(&what);
+        flat.apply_layer(reader, "1")?;
+        Ok(flat.finish())
     }
 }
 
@@ -861,5 +848,45 @@ mod tests {
         let cut = &whole[..512 + spool_above];
         let e = apply(&[cut.to_vec()]).unwrap_err();
         assert!(matches!(e, RootfsError::Io { .. }), "{e}");
+    }
+
+    #[test]
+    fn archive_paths_with_dotdot_are_rejected() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_entry_type(tar::EntryType::Regular);
+        // set_path refuses `..`, so write the name bytes directly.
+        h.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.tar");
+        std::fs::write(&path, bytes).unwrap();
+        let err = Tree::from_archive(&path).unwrap_err();
+        assert!(
+            matches!(err, RootfsError::Entry { .. }) && err.to_string().contains(".."),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn whiteout_names_in_a_plain_tarball_are_files() {
+        let mut b = tar::Builder::new(Vec::new());
+        for p in ["etc/a", "etc/.wh.a", "opt/.wh..wh..opq"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, p, &b"x"[..]).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.tar");
+        std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+        let t = Tree::from_archive(&path).unwrap();
+        for p in ["etc/a", "etc/.wh.a", "opt/.wh..wh..opq"] {
+            assert!(t.nodes.contains_key(p), "{p} missing: {:?}", t.nodes.keys());
+        }
     }
 }

@@ -6,6 +6,8 @@
 //!   (whiteouts, opaque directories, hard links across layers);
 //! - [`pax`]: what PAX records add to a tar entry (xattrs, exact mtimes,
 //!   GNU sparse maps);
+//! - [`spool`]: the private directory large file contents are written to
+//!   while a tree is read;
 //! - [`compress`]: gzip/zstd/plain detection for tarballs and layers;
 //! - [`erofs`]: the tree written as an EROFS image.
 //!
@@ -16,6 +18,7 @@ pub mod compress;
 pub mod erofs;
 pub mod flatten;
 pub mod pax;
+pub mod spool;
 #[cfg(any(test, feature = "testutil"))]
 pub mod testutil;
 pub mod tree;

@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::compress::decompress;
-use crate::flatten::Flattener;
+use crate::spool::Spool;
 use crate::{io_err, RootfsError};
 
 /// Where a regular file's bytes are.
@@ -97,7 +96,7 @@ pub struct Tree {
     pub nodes: BTreeMap<String, Node>,
     /// Where contents read from archives were spooled (the
     /// [`FileData::Host`] paths inside it); kept for as long as the tree is.
-    pub spool: Option<std::sync::Arc<crate::flatten::Spool>>,
+    pub spool: Option<std::sync::Arc<Spool>>,
 }
 
 /// Names and symlink targets are bytes on Linux, and a tree keeps them as
@@ -273,46 +272,9 @@ impl Tree {
                 let linked = (ft != FileType::Directory && nlink > 1)
                     .then(|| inodes.get(&key).cloned())
                     .flatten();
-                let mut opened = None;
-                let kind = if let Some(first) = linked {
-                    NodeKind::HardLink(first)
-                } else {
-                    match ft {
-                        FileType::Directory => {
-                            let fd = rustix::fs::openat(
-                                &dir_fd,
-                                c_name.as_c_str(),
-                                dir_flags,
-                                Mode::empty(),
-                            )
-                            .map_err(io_here)?;
-                            // What is read is what was opened.
-                            st = rustix::fs::fstat(&fd).map_err(io_here)?;
-                            opened = Some(fd);
-                            NodeKind::Dir
-                        }
-                        FileType::Symlink => {
-                            let target =
-                                rustix::fs::readlinkat(&dir_fd, c_name.as_c_str(), Vec::new())
-                                    .map_err(io_here)?;
-                            NodeKind::Symlink(name_from_bytes(target.as_bytes()))
-                        }
-                        FileType::RegularFile => NodeKind::File(FileData::Host {
-                            path: host.clone(),
-                            len: u64::try_from(st.st_size).unwrap_or(0),
-                        }),
-                        FileType::CharacterDevice | FileType::BlockDevice => {
-                            let rdev = st.st_rdev;
-                            let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
-                            if ft == FileType::CharacterDevice {
-                                NodeKind::Char { major, minor }
-                            } else {
-                                NodeKind::Block { major, minor }
-                            }
-                        }
-                        FileType::Fifo => NodeKind::Fifo,
-                        _ => NodeKind::Socket,
-                    }
+                let (kind, opened) = match linked {
+                    Some(first) => (NodeKind::HardLink(first), None),
+                    None => host_kind(&dir_fd, &c_name, ft, &mut st, &host, dir_flags)?,
                 };
                 if ft != FileType::Directory && nlink > 1 && !matches!(kind, NodeKind::HardLink(_))
                 {
@@ -336,19 +298,6 @@ impl Tree {
             }
         }
         Ok(tree)
-    }
-
-    /// Reads a tar archive (plain, gzip or zstd, detected from its first
-    /// bytes), by the same rules as an image layer (see [`crate::flatten`])
-    /// except that `.wh.` names are plain files.
-    pub fn from_archive(path: &Path) -> Result<Tree, RootfsError> {
-        let what = format!("rootfs {}", path.display());
-        let file = std::fs::File::open(path).map_err(io_err(what.clone()))?;
-        let reader = decompress(std::io::BufReader::with_capacity(1 << 20, file))
-            .map_err(io_err(what.clone()))?;
-        let mut flat = Flattener::plain(&what);
-        flat.apply_layer(reader, "1")?;
-        Ok(flat.finish())
     }
 
     /// The node at `path` with every symlink on the way (the last component
@@ -441,6 +390,50 @@ impl Tree {
             })
             .sum()
     }
+}
+
+/// The node kind of one directory entry as `statat` saw it (`st`); a
+/// subdirectory is opened here and `st` becomes the opened one's, so the
+/// walk descends into what it recorded.
+fn host_kind(
+    dir_fd: &rustix::fd::OwnedFd,
+    c_name: &std::ffi::CStr,
+    ft: rustix::fs::FileType,
+    st: &mut rustix::fs::Stat,
+    host: &Path,
+    dir_flags: rustix::fs::OFlags,
+) -> Result<(NodeKind, Option<rustix::fd::OwnedFd>), RootfsError> {
+    use rustix::fs::{FileType, Mode};
+    let io_here = |e: rustix::io::Errno| io_err(format!("rootfs {}", host.display()))(e.into());
+    let kind = match ft {
+        FileType::Directory => {
+            let fd =
+                rustix::fs::openat(dir_fd, c_name, dir_flags, Mode::empty()).map_err(io_here)?;
+            // What is read is what was opened.
+            *st = rustix::fs::fstat(&fd).map_err(io_here)?;
+            return Ok((NodeKind::Dir, Some(fd)));
+        }
+        FileType::Symlink => {
+            let target = rustix::fs::readlinkat(dir_fd, c_name, Vec::new()).map_err(io_here)?;
+            NodeKind::Symlink(name_from_bytes(target.as_bytes()))
+        }
+        FileType::RegularFile => NodeKind::File(FileData::Host {
+            path: host.to_path_buf(),
+            len: u64::try_from(st.st_size).unwrap_or(0),
+        }),
+        FileType::CharacterDevice | FileType::BlockDevice => {
+            let rdev = st.st_rdev;
+            let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+            if ft == FileType::CharacterDevice {
+                NodeKind::Char { major, minor }
+            } else {
+                NodeKind::Block { major, minor }
+            }
+        }
+        FileType::Fifo => NodeKind::Fifo,
+        _ => NodeKind::Socket,
+    };
+    Ok((kind, None))
 }
 
 /// A node with `st`'s owner, permissions and mtime (nanoseconds too).
@@ -697,45 +690,5 @@ mod tests {
             t.nodes["s"].kind,
             NodeKind::Symlink(name_from_bytes(b"t\xfe"))
         );
-    }
-
-    #[test]
-    fn archive_paths_with_dotdot_are_rejected() {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(1);
-        h.set_entry_type(tar::EntryType::Regular);
-        // set_path refuses `..`, so write the name bytes directly.
-        h.as_old_mut().name[..9].copy_from_slice(b"../escape");
-        h.set_cksum();
-        b.append(&h, &b"x"[..]).unwrap();
-        let bytes = b.into_inner().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("in.tar");
-        std::fs::write(&path, bytes).unwrap();
-        let err = Tree::from_archive(&path).unwrap_err();
-        assert!(
-            matches!(err, RootfsError::Entry { .. }) && err.to_string().contains(".."),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn whiteout_names_in_a_plain_tarball_are_files() {
-        let mut b = tar::Builder::new(Vec::new());
-        for p in ["etc/a", "etc/.wh.a", "opt/.wh..wh..opq"] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(1);
-            h.set_mode(0o644);
-            h.set_entry_type(tar::EntryType::Regular);
-            b.append_data(&mut h, p, &b"x"[..]).unwrap();
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("root.tar");
-        std::fs::write(&path, b.into_inner().unwrap()).unwrap();
-        let t = Tree::from_archive(&path).unwrap();
-        for p in ["etc/a", "etc/.wh.a", "opt/.wh..wh..opq"] {
-            assert!(t.nodes.contains_key(p), "{p} missing: {:?}", t.nodes.keys());
-        }
     }
 }

@@ -6,7 +6,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::key_id::KeyId;
+use crate::key_id::{KeyId, ParseKeyIdError};
 
 /// Everything that can go wrong while reading keys, writing keys, signing or
 /// verifying.
@@ -106,11 +106,10 @@ pub enum SigningError {
     },
 
     /// A key id string that is not 16 lowercase hex digits.
-    #[error("key id {input:?} is not 16 lowercase hex digits")]
-    InvalidKeyId {
-        /// The rejected text.
-        input: String,
-    },
+    // Transparent: the parse error already names the text and the fault,
+    // and a message of its own here would only repeat it.
+    #[error(transparent)]
+    InvalidKeyId(#[from] ParseKeyIdError),
 
     /// The signature does not verify under the key.
     #[error(

@@ -36,12 +36,54 @@ const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
 /// Longest piece of a public key file quoted back in an error message.
 const QUOTE_LEN: usize = 40;
 
-pub(crate) fn format_secret(secret: &SecretKey) -> String {
+// The file methods of the key types live here, beside the formats they
+// read and write, so that keys.rs knows nothing of files.
+impl PublicKey {
+    /// Reads a public key file: the smolvm format or an OpenSSH
+    /// `ssh-ed25519 AAAA… comment` line (as in `id_ed25519.pub`).
+    pub fn read_file(path: &Path) -> Result<Self, SigningError> {
+        read_public(path)
+    }
+
+    /// The key in the smolvm public key file format, ending in a newline.
+    pub fn to_file_string(&self) -> String {
+        format_public(self)
+    }
+}
+
+impl SecretKey {
+    /// Reads a secret key file: the smolvm format or an unencrypted OpenSSH
+    /// ed25519 private key (`-----BEGIN OPENSSH PRIVATE KEY-----`).
+    pub fn read_file(path: &Path) -> Result<Self, SigningError> {
+        read_secret(path)
+    }
+
+    /// Reads a secret key in the key file formats from `reader` (standard
+    /// input, a pipe), so that it never touches the disk. `origin` names
+    /// the source in messages (`-`, `env:NAME`); the text is never quoted.
+    pub fn read_from(reader: impl std::io::Read, origin: &str) -> Result<Self, SigningError> {
+        read_secret_from(reader, Path::new(origin))
+    }
+
+    /// Parses a secret key held in memory (an environment variable) in the
+    /// key file formats. `origin` names the source in messages.
+    pub fn from_key_text(text: &str, origin: &str) -> Result<Self, SigningError> {
+        parse_secret(text, Path::new(origin))
+    }
+
+    /// The key in the smolvm secret key file format, ending in a newline.
+    /// The string holds the secret; write it to a 0600 file and drop it.
+    pub fn to_file_string(&self) -> String {
+        format_secret(self)
+    }
+}
+
+fn format_secret(secret: &SecretKey) -> String {
     let seed = Zeroizing::new(secret.seed());
     format!("{SECRET_TAG} {}\n", *Zeroizing::new(BASE64.encode(*seed)))
 }
 
-pub(crate) fn format_public(public: &PublicKey) -> String {
+fn format_public(public: &PublicKey) -> String {
     format!(
         "{PUBLIC_TAG} {} {}\n",
         BASE64.encode(public.to_bytes()),
@@ -49,7 +91,7 @@ pub(crate) fn format_public(public: &PublicKey) -> String {
     )
 }
 
-pub(crate) fn read_secret(path: &Path) -> Result<SecretKey, SigningError> {
+fn read_secret(path: &Path) -> Result<SecretKey, SigningError> {
     let file = File::open(path).map_err(|source| SigningError::Io {
         action: "read key file",
         path: path.to_owned(),
@@ -61,17 +103,14 @@ pub(crate) fn read_secret(path: &Path) -> Result<SecretKey, SigningError> {
 /// Reads a secret key in the key file formats from `reader` (standard
 /// input, say), refusing more than a key file can hold. `origin` names the
 /// source in error messages, which never quote the text.
-pub(crate) fn read_secret_from(
-    reader: impl Read,
-    origin: &Path,
-) -> Result<SecretKey, SigningError> {
+fn read_secret_from(reader: impl Read, origin: &Path) -> Result<SecretKey, SigningError> {
     let text = read_capped(reader, origin)?;
     parse_secret(&text, origin)
 }
 
 /// Parses the text of a secret key file; `path` names its source in
 /// messages.
-pub(crate) fn parse_secret(text: &str, path: &Path) -> Result<SecretKey, SigningError> {
+fn parse_secret(text: &str, path: &Path) -> Result<SecretKey, SigningError> {
     if text.trim_start().starts_with(OPENSSH_PRIVATE_BEGIN) {
         return read_openssh_secret(path, text);
     }
@@ -114,7 +153,7 @@ pub(crate) fn parse_secret(text: &str, path: &Path) -> Result<SecretKey, Signing
     Ok(SecretKey::from_seed(&seed))
 }
 
-pub(crate) fn read_public(path: &Path) -> Result<PublicKey, SigningError> {
+fn read_public(path: &Path) -> Result<PublicKey, SigningError> {
     let text = read_key_file(path)?;
     let syntax = |reason: String| SigningError::KeyFileSyntax {
         path: path.to_owned(),

@@ -5,8 +5,6 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::SigningError;
-
 /// Domain separation prefix of the key id hash, so a key id can never be
 /// confused with any other SHA-256 of a public key.
 const KEY_ID_DOMAIN: &[u8] = b"smolvm-key-id-v1\0";
@@ -21,6 +19,24 @@ const KEY_ID_DOMAIN: &[u8] = b"smolvm-key-id-v1\0";
 /// Displays as 16 lowercase hex digits, the only form [`FromStr`] accepts.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId([u8; 8]);
+
+/// A key id string that is not 16 lowercase hex digits.
+///
+/// Its own type rather than a [`SigningError`](crate::SigningError) variant
+/// because that error names [`KeyId`] in its other variants;
+/// `SigningError::InvalidKeyId` wraps it where it travels with them.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+#[error("key id {input:?} is not 16 lowercase hex digits")]
+pub struct ParseKeyIdError {
+    input: String,
+}
+
+impl ParseKeyIdError {
+    /// The rejected text.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+}
 
 impl KeyId {
     /// Number of bytes in a key id.
@@ -61,10 +77,10 @@ impl fmt::Debug for KeyId {
 }
 
 impl FromStr for KeyId {
-    type Err = SigningError;
+    type Err = ParseKeyIdError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let invalid = || SigningError::InvalidKeyId {
+        let invalid = || ParseKeyIdError {
             input: input.to_owned(),
         };
         // Uppercase is refused so that every key id has exactly one spelling
@@ -104,7 +120,7 @@ mod tests {
             " 123456789abcdef",
         ] {
             assert!(
-                matches!(bad.parse::<KeyId>(), Err(SigningError::InvalidKeyId { .. })),
+                matches!(bad.parse::<KeyId>(), Err(e) if e.input() == bad),
                 "{bad:?} was accepted"
             );
         }

@@ -2,13 +2,11 @@
 //! trusted key list.
 
 use std::fmt;
-use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand_core::OsRng;
 
 use crate::error::SigningError;
-use crate::key_file;
 use crate::key_id::KeyId;
 
 /// Length of an ed25519 public key and of a secret key seed, in bytes.
@@ -59,17 +57,6 @@ impl PublicKey {
         self.key
             .verify_strict(msg, &Signature::from_bytes(sig))
             .map_err(|_| SigningError::BadSignature { key_id: self.id })
-    }
-
-    /// Reads a public key file: the smolvm format or an OpenSSH
-    /// `ssh-ed25519 AAAA… comment` line (as in `id_ed25519.pub`).
-    pub fn read_file(path: &Path) -> Result<Self, SigningError> {
-        key_file::read_public(path)
-    }
-
-    /// The key in the smolvm public key file format, ending in a newline.
-    pub fn to_file_string(&self) -> String {
-        key_file::format_public(self)
     }
 }
 
@@ -133,31 +120,6 @@ impl SecretKey {
     /// Signs `msg` (pure Ed25519, RFC 8032; deterministic).
     pub fn sign(&self, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
         self.key.sign(msg).to_bytes()
-    }
-
-    /// Reads a secret key file: the smolvm format or an unencrypted OpenSSH
-    /// ed25519 private key (`-----BEGIN OPENSSH PRIVATE KEY-----`).
-    pub fn read_file(path: &Path) -> Result<Self, SigningError> {
-        key_file::read_secret(path)
-    }
-
-    /// Reads a secret key in the key file formats from `reader` (standard
-    /// input, a pipe), so that it never touches the disk. `origin` names
-    /// the source in messages (`-`, `env:NAME`); the text is never quoted.
-    pub fn read_from(reader: impl std::io::Read, origin: &str) -> Result<Self, SigningError> {
-        key_file::read_secret_from(reader, Path::new(origin))
-    }
-
-    /// Parses a secret key held in memory (an environment variable) in the
-    /// key file formats. `origin` names the source in messages.
-    pub fn from_key_text(text: &str, origin: &str) -> Result<Self, SigningError> {
-        key_file::parse_secret(text, Path::new(origin))
-    }
-
-    /// The key in the smolvm secret key file format, ending in a newline.
-    /// The string holds the secret; write it to a 0600 file and drop it.
-    pub fn to_file_string(&self) -> String {
-        key_file::format_secret(self)
     }
 }
 

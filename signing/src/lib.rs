@@ -21,7 +21,7 @@ mod keys;
 
 pub use error::SigningError;
 pub use key_file::{PUBLIC_TAG, SECRET_TAG};
-pub use key_id::KeyId;
+pub use key_id::{KeyId, ParseKeyIdError};
 pub use keypair::{write_keypair, PUBLIC_KEY_EXTENSION, SECRET_KEY_EXTENSION};
 pub use keys::{verify_trusted, PublicKey, SecretKey, KEY_LEN, SIGNATURE_LEN};
 

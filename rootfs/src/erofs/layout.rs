@@ -306,7 +306,48 @@ pub fn plan<'t>(
         }
     }
 
-    // Directory entries, from each path's parent.
+    fill_directories(tree, &by_path, &mut inodes)?;
+
+    for inode in &mut inodes {
+        inode.layout = choose_layout(inode);
+    }
+    let spool = match opts.compression {
+        Compression::None => {
+            for inode in &mut inodes {
+                if let Some(chunks) = holes_as_chunks(inode)? {
+                    inode.layout = DataLayout::ChunkBased;
+                    inode.chunks = Some(chunks);
+                }
+            }
+            None
+        }
+        Compression::Lz4 => zip::compress_files(&mut inodes, progress)?,
+    };
+    let (by_nid, meta_blocks) = place_metadata(&mut inodes, metadata_start(spool.is_some()));
+    let xattr_blocks = (xattrs.shared.len() as u64).div_ceil(BLOCK_SIZE);
+    let data_start = u64::from(meta_blocks) + xattr_blocks;
+    let total_blocks = place_data(
+        &mut inodes,
+        u32::try_from(data_start).map_err(|_| too_big(data_start))?,
+    )?;
+    Ok(Layout {
+        inodes,
+        by_nid,
+        meta_blocks,
+        shared_xattrs: xattrs.shared,
+        total_blocks,
+        build_time: opts.clamp_mtime.unwrap_or(0),
+        spool,
+    })
+}
+/// Directory entries, from each path's parent, then `.` and `..`; a
+/// subdirectory's `..` is one more link to its parent, and a directory's
+/// size is fixed once its entries are cut into blocks.
+fn fill_directories<'t>(
+    tree: &'t Tree,
+    by_path: &HashMap<&'t str, usize>,
+    inodes: &mut [Inode<'t>],
+) -> Result<(), RootfsError> {
     let mut parent_of = vec![0usize; inodes.len()];
     for path in tree.nodes.keys().filter(|p| !p.is_empty()) {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -350,38 +391,7 @@ pub fn plan<'t>(
             inode.size = dir.cut_into_blocks();
         }
     }
-
-    for inode in &mut inodes {
-        inode.layout = choose_layout(inode);
-    }
-    let spool = match opts.compression {
-        Compression::None => {
-            for inode in &mut inodes {
-                if let Some(chunks) = holes_as_chunks(inode)? {
-                    inode.layout = DataLayout::ChunkBased;
-                    inode.chunks = Some(chunks);
-                }
-            }
-            None
-        }
-        Compression::Lz4 => zip::compress_files(&mut inodes, progress)?,
-    };
-    let (by_nid, meta_blocks) = place_metadata(&mut inodes, metadata_start(spool.is_some()));
-    let xattr_blocks = (xattrs.shared.len() as u64).div_ceil(BLOCK_SIZE);
-    let data_start = u64::from(meta_blocks) + xattr_blocks;
-    let total_blocks = place_data(
-        &mut inodes,
-        u32::try_from(data_start).map_err(|_| too_big(data_start))?,
-    )?;
-    Ok(Layout {
-        inodes,
-        by_nid,
-        meta_blocks,
-        shared_xattrs: xattrs.shared,
-        total_blocks,
-        build_time: opts.clamp_mtime.unwrap_or(0),
-        spool,
-    })
+    Ok(())
 }
 
 /// Every component of a path must be a name the kernel can look up.
