@@ -11,7 +11,8 @@
 #   (g++: the fuzz targets link libFuzzer, which .ci/run builds; musl-tools:
 #   libkrun's guest init in the stub is built against musl, scripts/krun-init-cc;
 #   e2fsprogs: e2fsck and debugfs check the runtime's ext4 formatter's output)
-# and .ci/run's other tools: cargo-deny (cargo install, from crates.io) and
+# and .ci/run's other tools: cargo-deny and cargo-nextest (cargo install,
+# from crates.io, when missing) and
 # the Rust toolchain named by rust-version in Cargo.toml (rustup).
 # Produces (under <repo>/.cache/harness/):
 #   vmlinuz                     L1 kernel (bookworm linux-image-6.1.*-amd64)
@@ -97,6 +98,13 @@ done
 if ! command -v cargo-deny >/dev/null; then
     log "installing cargo-deny (cargo install --locked; a few minutes)"
     cargo install --locked cargo-deny >&2 || die "cargo install cargo-deny failed"
+fi
+# cargo-nextest: scripts/test.sh runs the suite with it (the boots'
+# scheduling is in .config/nextest.toml). Debian bookworm machines of this
+# kind carry it; elsewhere it is built from crates.io.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest (cargo install --locked; a few minutes)"
+    cargo install --locked cargo-nextest >&2 || die "cargo install cargo-nextest failed"
 fi
 # The MSRV toolchain, for .ci/run's `cargo +MSRV check`.
 msrv=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' "$repo_root/Cargo.toml")

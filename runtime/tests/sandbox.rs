@@ -15,6 +15,8 @@
 //!
 //! Run: `cargo test -p smolvm-runtime --test sandbox`.
 
+mod one_test;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -32,6 +34,9 @@ use smolvm_runtime::sandbox::{self, Access, Grant, Landlock, MountNs, NetGrant, 
 const USER: libc::uid_t = 1000;
 
 fn main() {
+    if one_test::answered_list() {
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("child") {
         child(&args[2], Path::new(&args[3]), args[4] == "user");
