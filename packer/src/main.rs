@@ -976,7 +976,12 @@ fn report<R: smolvm_format::ReadAt + ?Sized>(
         _ => detail,
     };
     if json {
-        let rotation = rotation.map(|l| l.0.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let rotation = rotation.map(|l| {
+            l.key_ids()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        });
         println!(
             "{}",
             serde_json::json!({ "file": file, "verdict": verdict, "valid": code == 0, "detail": detail, "rotation": rotation, "exit_code": code })
@@ -1127,7 +1132,7 @@ fn open_cache() -> Result<smolvm_runtime::cache::Cache, Failure> {
 
 /// The first signer remembered on this machine for `name` (trust on first
 /// use; smolvm_runtime::known_signers).
-fn pinned_signer(name: &str) -> Result<Option<smolvm_signing::KeyId>, Failure> {
+fn pinned_signer(name: &str) -> Result<Option<known_signers::Pin>, Failure> {
     let Some(path) = known_signers::default_known_signers_file() else {
         return Ok(None);
     };
@@ -1137,11 +1142,16 @@ fn pinned_signer(name: &str) -> Result<Option<smolvm_signing::KeyId>, Failure> {
 }
 
 /// `first_signer` in `pack inspect --json`, when a pin exists.
-fn add_pin_json(v: &mut serde_json::Value, pinned: Option<smolvm_signing::KeyId>) {
+fn add_pin_json(v: &mut serde_json::Value, pinned: Option<known_signers::Pin>) {
     if let (Some(pin), Some(o)) = (pinned, v.as_object_mut()) {
+        // public_key: null for a pin an older smolvm wrote (a key id only).
+        let public_key = match pin {
+            known_signers::Pin::Key(k) => Some(hex::encode(k.to_bytes())),
+            known_signers::Pin::KeyId(_) => None,
+        };
         o.insert(
             "first_signer".into(),
-            serde_json::json!({ "key_id": pin.to_string() }),
+            serde_json::json!({ "key_id": pin.key_id().to_string(), "public_key": public_key }),
         );
     }
 }
@@ -1156,15 +1166,16 @@ fn trust(cmd: TrustCmd) -> Result<u8, Failure> {
     let mut known = known_signers::KnownSigners::load(&path).map_err(anyhow::Error::from)?;
     match cmd {
         TrustCmd::List => {
-            for (name, key_id) in known.list() {
-                println!("{name}  {key_id}");
+            for (name, pin) in known.list() {
+                println!("{name}  {}", pin.key_id());
             }
             Ok(0)
         }
         TrustCmd::Forget { name } => match known.forget(&name).map_err(anyhow::Error::from)? {
             Some(old) => {
                 eprintln!(
-                    "forgot key {old} as the signer of {name}; its next start (without trusted keys) remembers the signer it carries"
+                    "forgot key {} as the signer of {name}; its next start (without trusted keys) remembers the signer it carries",
+                    old.key_id()
                 );
                 Ok(0)
             }

@@ -60,7 +60,7 @@ pub fn render_human_with<R: ReadAt + ?Sized>(
     sig: &Result<SignatureState, String>,
     config: &smolvm_format::MachineConfig,
     volumes: &[crate::settings::Volume],
-    pinned: Option<smolvm_signing::KeyId>,
+    pinned: Option<crate::known_signers::Pin>,
 ) -> String {
     let mut o = String::new();
     write_identity(&mut o, art, sig, pinned);
@@ -77,7 +77,7 @@ fn write_identity<R: ReadAt + ?Sized>(
     o: &mut String,
     art: &Artifact<'_, R>,
     sig: &Result<SignatureState, String>,
-    pinned: Option<smolvm_signing::KeyId>,
+    pinned: Option<crate::known_signers::Pin>,
 ) {
     let m = &art.manifest;
     let _ = writeln!(
@@ -128,14 +128,20 @@ fn write_identity<R: ReadAt + ?Sized>(
         );
     }
     if let Some(pin) = pinned {
-        let signer = sig.as_ref().ok().and_then(SignatureState::key_id);
+        // The key, not its id, is what a pin compares.
+        let signer = sig
+            .as_ref()
+            .ok()
+            .and_then(SignatureState::key_id)
+            .and(m.signer.as_ref())
+            .and_then(|s| smolvm_signing::PublicKey::from_bytes(s.public_key.as_bytes()).ok());
         let _ = writeln!(
             o,
             "  first seen  {}",
             crate::known_signers::describe(
                 &escape_untrusted(&m.name),
                 pin,
-                signer,
+                signer.as_ref(),
                 lineage.as_ref()
             )
         );
@@ -361,7 +367,7 @@ pub fn render_json<R: ReadAt + ?Sized>(
             // signer carries a rotation record that verified.
             "rotation": sig.as_ref().ok().and_then(|_| crate::rotation::lineage(m).ok().flatten())
                 .filter(crate::rotation::Lineage::rotated)
-                .map(|l| l.0.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                .map(|l| l.key_ids().iter().map(ToString::to_string).collect::<Vec<_>>()),
             "error": error,
         },
         "stub": m.stub,

@@ -28,18 +28,20 @@ pub struct RotationError(pub String);
 /// The keys of a verified rotation record, oldest first, ending with the
 /// signer's own.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lineage(pub Vec<KeyId>);
+pub struct Lineage(pub Vec<PublicKey>);
 
 impl Lineage {
     /// The signer's key id (the last key).
     pub fn signer(&self) -> KeyId {
-        *self.0.last().expect("a lineage ends with the signer")
+        self.0
+            .last()
+            .expect("a lineage ends with the signer")
+            .key_id()
     }
 
-    /// Whether `key_id` is the signer's or endorsed it, directly or through
-    /// later keys.
-    pub fn endorses(&self, key_id: KeyId) -> bool {
-        self.0.contains(&key_id)
+    /// The key ids, oldest first.
+    pub fn key_ids(&self) -> Vec<KeyId> {
+        self.0.iter().map(PublicKey::key_id).collect()
     }
 
     /// Whether the record has any older key.
@@ -51,7 +53,7 @@ impl Lineage {
     pub fn describe(&self) -> String {
         self.0
             .iter()
-            .map(ToString::to_string)
+            .map(|k| k.key_id().to_string())
             .collect::<Vec<_>>()
             .join(" -> ")
     }
@@ -78,7 +80,7 @@ pub fn lineage(manifest: &Manifest) -> Result<Option<Lineage>, RotationError> {
         return Ok(None);
     };
     let links = &signer.rotated_from;
-    let mut ids = Vec::with_capacity(links.len() + 1);
+    let mut keys = Vec::with_capacity(links.len() + 1);
     for (i, link) in links.iter().enumerate() {
         let key = link_key(i, link)?;
         let next = links
@@ -96,10 +98,14 @@ pub fn lineage(manifest: &Manifest) -> Result<Option<Lineage>, RotationError> {
                 crate::escape::escape_untrusted(&manifest.name),
             ))
         })?;
-        ids.push(key.key_id());
+        keys.push(key);
     }
-    ids.push(KeyId::from_bytes(signer.key_id.to_bytes()));
-    Ok(Some(Lineage(ids)))
+    // The signer's key is checked against its key id and signature by
+    // crate::verify before anyone asks for a lineage.
+    let signer_key = PublicKey::from_bytes(signer.public_key.as_bytes())
+        .map_err(|e| RotationError(format!("signer.public_key: {e}")))?;
+    keys.push(signer_key);
+    Ok(Some(Lineage(keys)))
 }
 
 #[cfg(test)]
@@ -130,14 +136,13 @@ mod tests {
         );
         let m = manifest_signed_by("notes", &c, &[&a, &b]);
         let l = lineage(&m).unwrap().unwrap();
+        assert_eq!(l.0, [a.public_key(), b.public_key(), c.public_key()]);
         assert_eq!(
-            l.0,
+            l.key_ids(),
             [a.public_key(), b.public_key(), c.public_key()].map(|k| k.key_id())
         );
-        assert!(l.endorses(a.public_key().key_id()) && l.rotated());
+        assert!(l.rotated());
         assert_eq!(l.signer(), c.public_key().key_id());
-        let other = SecretKey::from_seed(&[4; 32]).public_key().key_id();
-        assert!(!l.endorses(other));
         // No record: the lineage is the signer alone.
         let l = lineage(&manifest_signed_by("notes", &c, &[]))
             .unwrap()

@@ -232,10 +232,7 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     ) = cached_sections(&cache, &art, trace)?;
     // The overlay disk is scratch space beside the cache (on disk, where a
     // tmpfs /tmp would be RAM again); the storage is the user's data.
-    let rotated_from = match &first_signer {
-        Some(FirstSigner::Rotate { from, .. }) => Some(*from),
-        _ => None,
-    };
+    let rotated_from = first_signer.as_ref().and_then(FirstSigner::rotated_from);
     let disks = crate::disk::Disks::prepare(
         &config,
         name,
@@ -344,15 +341,24 @@ struct Remembered {
     first_signer: Option<FirstSigner>,
 }
 
-/// What trust on first use remembers once the start is prepared.
-enum FirstSigner {
-    /// The name's first start: pin its signer.
-    Pin(crate::known_signers::KnownSigners),
-    /// The pinned key endorsed this signer (crate::rotation): pin it instead.
-    Rotate {
-        known: crate::known_signers::KnownSigners,
-        from: smolvm_signing::KeyId,
-    },
+/// What trust on first use remembers once the start is prepared: the
+/// signer's key, pinned for the name.
+struct FirstSigner {
+    known: crate::known_signers::KnownSigners,
+    signer: PublicKey,
+    /// `None`: the name's first start. Else the pin it replaces: a key that
+    /// endorsed this signer (crate::rotation), or an old file's key id of
+    /// this very key.
+    from: Option<crate::known_signers::Pin>,
+}
+
+impl FirstSigner {
+    /// The key whose storage this signer takes over (a rotation).
+    fn rotated_from(&self) -> Option<smolvm_signing::KeyId> {
+        self.from
+            .filter(|from| !from.matches(&self.signer))
+            .map(|from| from.key_id())
+    }
 }
 
 impl Remembered {
@@ -372,12 +378,21 @@ impl Remembered {
         }
         let remembered = match self.first_signer {
             None => Ok(()),
-            Some(FirstSigner::Pin(mut k)) => k.remember(name, key_id),
-            Some(FirstSigner::Rotate { mut known, from }) => {
-                eprintln!(
-                    "smolvm: {name}: signer key {key_id} is endorsed by key {from}, the signer remembered for {name} (rotation record); remembering {key_id} from now on"
-                );
-                known.rotate(name, from, key_id)
+            Some(mut first) => {
+                let rotated = first.rotated_from();
+                match first.from {
+                    None => first.known.remember(name, &first.signer),
+                    Some(from) => {
+                        // An old file's key id of this very key is replaced
+                        // quietly.
+                        if let Some(from) = rotated {
+                            eprintln!(
+                                "smolvm: {name}: signer key {key_id} is endorsed by key {from}, the signer remembered for {name} (rotation record); remembering {key_id} from now on"
+                            );
+                        }
+                        first.known.rotate(name, from, &first.signer)
+                    }
+                }
             }
         };
         if let Err(e) = remembered {
@@ -406,26 +421,42 @@ fn check_first_signer(
         return Ok(None);
     };
     let name = &manifest.name;
+    // check_signature verified it against the key id and the signature.
+    let signer = manifest
+        .signer
+        .as_ref()
+        .and_then(|s| PublicKey::from_bytes(s.public_key.as_bytes()).ok())
+        .ok_or(VerifyError::Unsigned)?;
     let known = KnownSigners::load(path).map_err(TrustError::from)?;
-    match known.check(name, *key_id) {
-        PinCheck::First => Ok(Some(FirstSigner::Pin(known))),
+    match known.check(name, &signer) {
+        PinCheck::First => Ok(Some(FirstSigner {
+            known,
+            signer,
+            from: None,
+        })),
         PinCheck::Same => Ok(None),
+        PinCheck::SameId { pinned } => Ok(Some(FirstSigner {
+            known,
+            signer,
+            from: Some(pinned),
+        })),
         PinCheck::Changed { pinned } => {
             // check_signature verified the record; this asks only whether
             // the pinned key is in it.
             let endorsed = crate::rotation::lineage(manifest)
                 .map_err(|e| VerifyError::Rotation(e.0))?
-                .is_some_and(|l| l.endorses(pinned));
+                .is_some_and(|l| pinned.in_lineage(&l));
             if endorsed {
-                return Ok(Some(FirstSigner::Rotate {
+                return Ok(Some(FirstSigner {
                     known,
-                    from: pinned,
+                    signer,
+                    from: Some(pinned),
                 }));
             }
             Err(TrustError::SignerChanged {
                 name: name.to_string(),
                 signer: *key_id,
-                pinned,
+                pinned: pinned.key_id(),
                 path: path.clone(),
             }
             .into())

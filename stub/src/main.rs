@@ -368,7 +368,7 @@ fn show_info(exe: std::fs::File, trusted: &[smolvm_signing::PublicKey], f: &Stub
 /// The first signer remembered here for `name` (trust on first use).
 fn pinned_signer(
     name: &str,
-) -> Result<Option<smolvm_signing::KeyId>, smolvm_runtime::state_file::StateError> {
+) -> Result<Option<smolvm_runtime::known_signers::Pin>, smolvm_runtime::state_file::StateError> {
     let Some(path) = default_known_signers_file() else {
         return Ok(None);
     };

@@ -303,6 +303,11 @@ fn stub_remembers_the_first_signer_of_a_name() {
             .to_string()
     };
     let (mine_id, their_id) = (id("test"), id("other"));
+    let mine_key = hex::encode(
+        smolvm_signing::PublicKey::read_file(&m.pubkey("test"))
+            .unwrap()
+            .to_bytes(),
+    );
     let known = m.path("state/smolvm/known-signers.json");
     let smolvm_here = || {
         let mut c = smolvm_tests::smolvm();
@@ -311,9 +316,10 @@ fn stub_remembers_the_first_signer_of_a_name() {
         c
     };
     expect(&m.run(&mine, &[]), 0, &[]);
+    // The whole key, not the key id (64 bits a key can be ground to share).
     let text = std::fs::read_to_string(&known).unwrap();
     assert!(
-        text.contains(&format!("\"notes\": \"{mine_id}\"")),
+        text.contains(&format!("\"notes\": \"{mine_key}\"")),
         "{text}"
     );
     expect(
@@ -350,6 +356,7 @@ fn stub_remembers_the_first_signer_of_a_name() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["first_signer"]["key_id"], mine_id.as_str(), "{v}");
+    assert_eq!(v["first_signer"]["public_key"], mine_key.as_str(), "{v}");
     // For one run: the new signer's key. The pin stays.
     expect(&m.run(&theirs, &[&m.key_flag("other")]), 0, &[]);
     expect(&m.run(&theirs, &[]), 1, &[&their_id]);
@@ -383,6 +390,33 @@ fn stub_remembers_the_first_signer_of_a_name() {
     expect(&m.run(&tool, &[]), 0, &[]);
     expect(&m.run(&mine, &[]), 0, &[]);
     assert!(!std::fs::read_to_string(&known).unwrap().contains("tool"));
+}
+
+/// A known-signers file an older smolvm wrote holds key ids: the id still
+/// pins (another signer is refused), and the next start by that signer
+/// replaces it with the whole key, quietly.
+#[test]
+fn stub_replaces_an_old_key_id_pin_with_the_key() {
+    let Some(m) = Machine::new() else { return };
+    let mine = m.pack("notes", "1.0.0", "test");
+    let theirs = m.pack("notes", "1.0.0", "other");
+    let key = smolvm_signing::PublicKey::read_file(&m.pubkey("test")).unwrap();
+    let known = m.path("state/smolvm/known-signers.json");
+    std::fs::create_dir_all(known.parent().unwrap()).unwrap();
+    std::fs::write(&known, format!("{{\"notes\": \"{}\"}}\n", key.key_id())).unwrap();
+    expect(
+        &m.run(&theirs, &[]),
+        1,
+        &[&format!("signed by key {}", key.key_id())],
+    );
+    let err = expect(&m.run(&mine, &[]), 0, &[]);
+    assert!(!err.contains("endorsed"), "{err}");
+    let text = std::fs::read_to_string(&known).unwrap();
+    assert!(
+        text.contains(&format!("\"notes\": \"{}\"", hex::encode(key.to_bytes()))),
+        "{text}"
+    );
+    expect(&m.run(&theirs, &[]), 1, &["pack trust forget notes"]);
 }
 
 /// State belongs to a signer (issue 21, checklist 23): a dry run prepares
