@@ -1146,7 +1146,7 @@ fn add_pin_json(v: &mut serde_json::Value, pinned: Option<known_signers::Pin>) {
     if let (Some(pin), Some(o)) = (pinned, v.as_object_mut()) {
         // public_key: null for a pin an older smolvm wrote (a key id only).
         let public_key = match pin {
-            known_signers::Pin::Key(k) => Some(hex::encode(k.to_bytes())),
+            known_signers::Pin::Key(k) => Some(hex::encode(k)),
             known_signers::Pin::KeyId(_) => None,
         };
         o.insert(

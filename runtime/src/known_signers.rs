@@ -46,8 +46,10 @@ pub struct KnownSigners {
 /// A remembered signer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pin {
-    /// The signer's whole public key (every pin written now).
-    Key(PublicKey),
+    /// The signer's whole public key (every pin written now), as bytes:
+    /// a pin is only compared, so loading the file decodes no curve point
+    /// (one per pin, on every start).
+    Key([u8; KEY_LEN]),
     /// Only its key id: a file written before pins held keys.
     KeyId(KeyId),
 }
@@ -55,7 +57,7 @@ pub enum Pin {
 impl Pin {
     pub fn key_id(&self) -> KeyId {
         match self {
-            Pin::Key(k) => k.key_id(),
+            Pin::Key(k) => KeyId::derive(k),
             Pin::KeyId(id) => *id,
         }
     }
@@ -63,7 +65,7 @@ impl Pin {
     /// Whether `key` is the remembered signer.
     pub fn matches(&self, key: &PublicKey) -> bool {
         match self {
-            Pin::Key(k) => k == key,
+            Pin::Key(k) => *k == key.to_bytes(),
             Pin::KeyId(id) => *id == key.key_id(),
         }
     }
@@ -77,7 +79,7 @@ impl Pin {
     /// The file's form: the key, or the old file's key id.
     fn text(&self) -> String {
         match self {
-            Pin::Key(k) => hex::encode(k.to_bytes()),
+            Pin::Key(k) => hex::encode(k),
             Pin::KeyId(id) => id.to_string(),
         }
     }
@@ -86,7 +88,7 @@ impl Pin {
         if text.len() == 2 * KEY_LEN {
             let mut bytes = [0u8; KEY_LEN];
             hex::decode_to_slice(text, &mut bytes).ok()?;
-            return PublicKey::from_bytes(&bytes).ok().map(Pin::Key);
+            return Some(Pin::Key(bytes));
         }
         text.parse().ok().map(Pin::KeyId)
     }
@@ -145,7 +147,7 @@ impl KnownSigners {
     pub fn check(&self, name: &str, signer: &PublicKey) -> PinCheck {
         match self.pinned(name) {
             None => PinCheck::First,
-            Some(Pin::Key(k)) if k == *signer => PinCheck::Same,
+            Some(Pin::Key(k)) if k == signer.to_bytes() => PinCheck::Same,
             Some(pinned @ Pin::KeyId(_)) if pinned.matches(signer) => PinCheck::SameId { pinned },
             Some(pinned) => PinCheck::Changed { pinned },
         }
@@ -166,7 +168,7 @@ impl KnownSigners {
             if text.contains_key(name) {
                 return false;
             }
-            text.insert(name.to_string(), Pin::Key(*signer).text());
+            text.insert(name.to_string(), Pin::Key(signer.to_bytes()).text());
             true
         })
     }
@@ -180,7 +182,7 @@ impl KnownSigners {
             if text.get(name) != Some(&from.text()) {
                 return false;
             }
-            text.insert(name.to_string(), Pin::Key(*to).text());
+            text.insert(name.to_string(), Pin::Key(to.to_bytes()).text());
             true
         })
     }
@@ -261,20 +263,20 @@ mod tests {
         k.remember("notes", &b).unwrap();
         let mut k = KnownSigners::load(&path).unwrap();
         assert_eq!(k.check("notes", &a), PinCheck::Same);
-        let pa = Pin::Key(a);
+        let pa = Pin::Key(a.to_bytes());
         assert_eq!(k.check("notes", &b), PinCheck::Changed { pinned: pa });
         assert_eq!(k.check("other", &b), PinCheck::First, "per name");
         assert_eq!(k.list().collect::<Vec<_>>(), [("notes", pa)]);
         // A rotation moves the pin only from the key it names.
         let c = key(3);
-        k.rotate("notes", Pin::Key(b), &c).unwrap();
+        k.rotate("notes", Pin::Key(b.to_bytes()), &c).unwrap();
         assert_eq!(k.pinned("notes"), Some(pa));
         k.rotate("notes", pa, &b).unwrap();
         assert_eq!(
             KnownSigners::load(&path).unwrap().pinned("notes"),
-            Some(Pin::Key(b))
+            Some(Pin::Key(b.to_bytes()))
         );
-        k.rotate("notes", Pin::Key(b), &a).unwrap();
+        k.rotate("notes", Pin::Key(b.to_bytes()), &a).unwrap();
         assert_eq!(k.forget("notes").unwrap(), Some(pa));
         assert_eq!(k.forget("notes").unwrap(), None);
         let k = KnownSigners::load(&path).unwrap();
@@ -297,9 +299,9 @@ mod tests {
         // No second key with the same id can be made here, so the check is
         // shown on the comparison the pin makes: whole keys, not ids.
         let pin = KnownSigners::load(&path).unwrap().pinned("notes").unwrap();
-        assert_eq!(pin, Pin::Key(a));
+        assert_eq!(pin, Pin::Key(a.to_bytes()));
         assert!(pin.matches(&a) && !pin.matches(&key(2)));
-        assert!(!Pin::Key(a).matches(&key(2)) && Pin::Key(a).key_id() == a.key_id());
+        assert_eq!(pin.key_id(), a.key_id());
     }
 
     /// A file written when pins held key ids still works: the id matches
@@ -335,7 +337,7 @@ mod tests {
     #[test]
     fn the_info_line_says_whether_the_pin_matches() {
         let (a, b) = (key(1), key(2));
-        let pa = Pin::Key(a);
+        let pa = Pin::Key(a.to_bytes());
         assert!(describe("n", pa, Some(&a), None).ends_with("this artifact's signer"));
         assert!(describe("n", pa, Some(&b), None)
             .contains(&format!("NOT this artifact's signer ({})", b.key_id())));
