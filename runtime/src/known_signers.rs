@@ -13,13 +13,22 @@
 //! record (crate::rotation) is accepted and pinned in its place, with one
 //! line on stderr.
 //!
-//! Stored in `$XDG_STATE_HOME/smolvm/known-signers.json` as
-//! `{"NAME": "PUBLIC_KEY"}` (64 hex digits). A pin compares whole keys, not
-//! key ids: a key id is 64 bits of a hash, and a key made to share one
-//! (about 2^64 tries, within reach of a determined attacker) must not pass
-//! as the pinned signer. Files written before pins held keys have key ids
-//! (16 hex digits); such a pin matches by id, and the start it lets through
-//! replaces it with that signer's key.
+//! A pin compares whole keys, not key ids: a key id is 64 bits of a hash,
+//! and a key made to share one (about 2^64 tries, within reach of a
+//! determined attacker) must not pass as the pinned signer. Two files in
+//! `$XDG_STATE_HOME/smolvm/`, both changed under their locks
+//! (crate::state_file):
+//!
+//! * `known-signers.json`, `{"NAME": "KEY_ID"}`: which signer each name
+//!   has, in the form every smolvm reads. Packed executables carry their
+//!   own runtime, so older ones share this file with newer ones, and must
+//!   keep reading it;
+//! * `known-signers.keys.json`, `{"NAME": "PUBLIC_KEY"}` (64 hex digits):
+//!   the whole key of that signer. It counts only while its key id is the
+//!   one `known-signers.json` names: an older smolvm that forgets or moves
+//!   a pin leaves the key behind, and the pin is then compared by id until
+//!   the next start by its signer records the key again (as for a pin made
+//!   before keys were kept).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +38,7 @@ use smolvm_signing::{KeyId, PublicKey, KEY_LEN};
 use crate::state_file::{self, StateError};
 
 const WHAT: &str = "known signers";
+const KEYS_WHAT: &str = "known signers' keys";
 const FIX: &str =
     "`smolvm pack trust forget NAME` forgets one name, removing the file forgets them all";
 
@@ -37,10 +47,16 @@ pub fn default_known_signers_file() -> Option<PathBuf> {
     crate::dirs::state().map(|d| d.join("known-signers.json"))
 }
 
+/// The file of whole keys beside the known-signers file `path`.
+pub fn keys_file(path: &Path) -> PathBuf {
+    path.with_extension("keys.json")
+}
+
 /// The first signer seen per name.
 pub struct KnownSigners {
     path: PathBuf,
-    pins: BTreeMap<String, Pin>,
+    ids: BTreeMap<String, KeyId>,
+    keys: BTreeMap<String, [u8; KEY_LEN]>,
 }
 
 /// A remembered signer.
@@ -50,7 +66,7 @@ pub enum Pin {
     /// a pin is only compared, so loading the file decodes no curve point
     /// (one per pin, on every start).
     Key([u8; KEY_LEN]),
-    /// Only its key id: a file written before pins held keys.
+    /// Only its key id: a pin an older smolvm made or moved.
     KeyId(KeyId),
 }
 
@@ -75,23 +91,6 @@ impl Pin {
     pub fn in_lineage(&self, lineage: &crate::rotation::Lineage) -> bool {
         lineage.0.iter().any(|k| self.matches(k))
     }
-
-    /// The file's form: the key, or the old file's key id.
-    fn text(&self) -> String {
-        match self {
-            Pin::Key(k) => hex::encode(k),
-            Pin::KeyId(id) => id.to_string(),
-        }
-    }
-
-    fn parse(text: &str) -> Option<Pin> {
-        if text.len() == 2 * KEY_LEN {
-            let mut bytes = [0u8; KEY_LEN];
-            hex::decode_to_slice(text, &mut bytes).ok()?;
-            return Some(Pin::Key(bytes));
-        }
-        text.parse().ok().map(Pin::KeyId)
-    }
 }
 
 /// What the pin says about a start.
@@ -101,7 +100,8 @@ pub enum PinCheck {
     First,
     /// Signed by the pinned key.
     Same,
-    /// Signed by the key whose id an old file pinned: pin the key itself.
+    /// Signed by the key whose id is pinned, whose key is not recorded:
+    /// record it.
     SameId { pinned: Pin },
     /// Signed by another key than the pinned one.
     Changed { pinned: Pin },
@@ -109,30 +109,64 @@ pub enum PinCheck {
 
 impl KnownSigners {
     pub fn load(path: &Path) -> Result<KnownSigners, StateError> {
-        let text: BTreeMap<String, String> = state_file::load(path, WHAT, FIX)?;
         Ok(KnownSigners {
             path: path.to_path_buf(),
-            pins: parse(path, text)?,
+            ids: parse_ids(path, state_file::load(path, WHAT, FIX)?)?,
+            keys: parse_keys(
+                &keys_file(path),
+                state_file::load(&keys_file(path), KEYS_WHAT, FIX)?,
+            )?,
         })
     }
 
-    /// Changes the file under its lock (crate::state_file::update) and
+    /// Changes the id file under its lock (crate::state_file::update) and
     /// takes what it then holds.
-    fn update(
+    fn update_ids(
         &mut self,
         change: impl FnOnce(&mut BTreeMap<String, String>) -> bool,
     ) -> Result<(), StateError> {
+        let path = &self.path;
+        let text = state_file::update(path, WHAT, FIX, |text: &mut BTreeMap<String, String>| {
+            // Never write a file this would not read back.
+            parse_ids(path, text.clone()).is_ok() && change(text)
+        })?;
+        self.ids = parse_ids(path, text)?;
+        Ok(())
+    }
+
+    /// [`update_ids`] for the key file.
+    ///
+    /// [`update_ids`]: KnownSigners::update_ids
+    fn update_keys(
+        &mut self,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> bool,
+    ) -> Result<(), StateError> {
+        let path = keys_file(&self.path);
         let text = state_file::update(
-            &self.path,
-            WHAT,
+            &path,
+            KEYS_WHAT,
             FIX,
             |text: &mut BTreeMap<String, String>| {
-                // Never write a file this would not read back.
-                parse(&self.path, text.clone()).is_ok() && change(text)
+                parse_keys(&path, text.clone()).is_ok() && change(text)
             },
         )?;
-        self.pins = parse(&self.path, text)?;
+        self.keys = parse_keys(&path, text)?;
         Ok(())
+    }
+
+    /// Records `signer`'s key for `name` when the id file names it.
+    fn record_key(&mut self, name: &str, signer: &PublicKey) -> Result<(), StateError> {
+        if self.ids.get(name) != Some(&signer.key_id()) {
+            return Ok(());
+        }
+        let key = hex::encode(signer.to_bytes());
+        self.update_keys(|text| {
+            if text.get(name) == Some(&key) {
+                return false;
+            }
+            text.insert(name.to_string(), key);
+            true
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -141,7 +175,11 @@ impl KnownSigners {
 
     /// The signer first seen for `name`.
     pub fn pinned(&self, name: &str) -> Option<Pin> {
-        self.pins.get(name).copied()
+        let id = *self.ids.get(name)?;
+        Some(match self.keys.get(name) {
+            Some(k) if KeyId::derive(k) == id => Pin::Key(*k),
+            _ => Pin::KeyId(id),
+        })
     }
 
     pub fn check(&self, name: &str, signer: &PublicKey) -> PinCheck {
@@ -155,64 +193,91 @@ impl KnownSigners {
 
     /// Every pin, by name.
     pub fn list(&self) -> impl Iterator<Item = (&str, Pin)> {
-        self.pins.iter().map(|(n, k)| (n.as_str(), *k))
+        self.ids
+            .keys()
+            .filter_map(|n| Some((n.as_str(), self.pinned(n)?)))
     }
 
-    /// Pins `signer` for `name` (when none is) and writes the file. The
-    /// file is read again under its lock: a pin another start wrote since
-    /// [`load`] is kept, and wins over this one.
+    /// Pins `signer` for `name` (when none is) and writes the files. The
+    /// files are read again under their locks: a pin another start wrote
+    /// since [`load`] is kept, and wins over this one.
     ///
     /// [`load`]: KnownSigners::load
     pub fn remember(&mut self, name: &str, signer: &PublicKey) -> Result<(), StateError> {
-        self.update(|text| {
+        self.update_ids(|text| {
             if text.contains_key(name) {
                 return false;
             }
-            text.insert(name.to_string(), Pin::Key(signer.to_bytes()).text());
+            text.insert(name.to_string(), signer.key_id().to_string());
             true
-        })
+        })?;
+        self.record_key(name, signer)
     }
 
     /// Moves the pin of `name` from `from` to `to`: a rotation the pinned
-    /// key endorsed, or an old file's key id replaced by its key. Read
-    /// again under the file's lock: a pin that another start changed or
-    /// removed meanwhile is left as it is.
+    /// key endorsed, or a pinned id's key recorded. Read again under the
+    /// files' locks: a pin that another start changed or removed meanwhile
+    /// is left as it is.
     pub fn rotate(&mut self, name: &str, from: Pin, to: &PublicKey) -> Result<(), StateError> {
-        self.update(|text| {
-            if text.get(name) != Some(&from.text()) {
+        let (from, to_id) = (from.key_id().to_string(), to.key_id().to_string());
+        self.update_ids(|text| {
+            if text.get(name) != Some(&from) || from == to_id {
                 return false;
             }
-            text.insert(name.to_string(), Pin::Key(to.to_bytes()).text());
+            text.insert(name.to_string(), to_id);
             true
-        })
+        })?;
+        self.record_key(name, to)
     }
 
     /// Forgets the pin of `name`; returns what it was.
     pub fn forget(&mut self, name: &str) -> Result<Option<Pin>, StateError> {
-        let mut old = None;
-        self.update(|text| {
-            old = text.remove(name);
-            old.is_some()
+        let old = self.pinned(name);
+        let mut removed = false;
+        self.update_ids(|text| {
+            removed = text.remove(name).is_some();
+            removed
         })?;
-        Ok(old.as_deref().and_then(Pin::parse))
+        self.update_keys(|text| text.remove(name).is_some())?;
+        Ok(old.filter(|_| removed))
     }
 }
 
-/// The pins in the file's text form, checked.
-fn parse(path: &Path, text: BTreeMap<String, String>) -> Result<BTreeMap<String, Pin>, StateError> {
+/// The id file's pins, checked.
+fn parse_ids(
+    path: &Path,
+    text: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, KeyId>, StateError> {
     let mut pins = BTreeMap::new();
-    for (name, value) in text {
-        let pin = Pin::parse(&value).ok_or_else(|| StateError::Syntax {
+    for (name, id) in text {
+        let key_id = id.parse().map_err(|_| StateError::Syntax {
             what: WHAT,
             path: path.to_path_buf(),
-            fault: format!(
-                "{name:?} has {value:?}, not a public key (64 hex digits) or key id (16)"
-            ),
+            fault: format!("{name:?} has {id:?}, not a key id"),
             fix: FIX,
         })?;
-        pins.insert(name, pin);
+        pins.insert(name, key_id);
     }
     Ok(pins)
+}
+
+/// The key file's keys, checked.
+fn parse_keys(
+    path: &Path,
+    text: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, [u8; KEY_LEN]>, StateError> {
+    let mut keys = BTreeMap::new();
+    for (name, value) in text {
+        let mut key = [0u8; KEY_LEN];
+        hex::decode_to_slice(&value, &mut key).map_err(|_| StateError::Syntax {
+            what: KEYS_WHAT,
+            path: path.to_path_buf(),
+            fault: format!("{name:?} has {value:?}, not a public key (64 hex digits)"),
+            fix: FIX,
+        })?;
+        keys.insert(name, key);
+    }
+    Ok(keys)
 }
 
 /// The `--smolvm-info` / `pack inspect` line for a pin of `name` (`signer`:
@@ -283,6 +348,8 @@ mod tests {
         assert_eq!(k.check("notes", &b), PinCheck::First);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.trim(), "{}");
+        let keys = std::fs::read_to_string(keys_file(&path)).unwrap();
+        assert_eq!(keys.trim(), "{}");
     }
 
     /// A key made to share the pinned key's id (64 bits of a hash) is
@@ -294,8 +361,8 @@ mod tests {
         let a = key(1);
         let mut k = KnownSigners::load(&path).unwrap();
         k.remember("notes", &a).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(&hex::encode(a.to_bytes())), "{text}");
+        let keys = std::fs::read_to_string(keys_file(&path)).unwrap();
+        assert!(keys.contains(&hex::encode(a.to_bytes())), "{keys}");
         // No second key with the same id can be made here, so the check is
         // shown on the comparison the pin makes: whole keys, not ids.
         let pin = KnownSigners::load(&path).unwrap().pinned("notes").unwrap();
@@ -304,10 +371,31 @@ mod tests {
         assert_eq!(pin.key_id(), a.key_id());
     }
 
-    /// A file written when pins held key ids still works: the id matches
-    /// its key once, and that start pins the key itself.
+    /// Packed executables carry their own runtime, so an older one reads
+    /// the id file a newer one wrote: it stays `{"NAME": "KEY_ID"}`.
     #[test]
-    fn an_old_key_id_pin_is_replaced_by_its_key() {
+    fn the_id_file_stays_in_the_form_older_runtimes_read() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("known-signers.json");
+        let (a, b) = (key(1), key(2));
+        let mut k = KnownSigners::load(&path).unwrap();
+        k.remember("notes", &a).unwrap();
+        k.remember("todo", &b).unwrap();
+        let ids: BTreeMap<String, String> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            ids,
+            BTreeMap::from([
+                ("notes".to_string(), a.key_id().to_string()),
+                ("todo".to_string(), b.key_id().to_string()),
+            ])
+        );
+    }
+
+    /// A pin with no recorded key (made before keys were kept, or by an
+    /// older smolvm) matches by id once, and that start records the key.
+    #[test]
+    fn a_pin_without_its_key_gets_it_from_its_signer() {
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join("known-signers.json");
         let (a, b) = (key(1), key(2));
@@ -318,8 +406,20 @@ mod tests {
         assert_eq!(k.check("notes", &b), PinCheck::Changed { pinned: old });
         k.rotate("notes", old, &a).unwrap();
         assert_eq!(k.check("notes", &a), PinCheck::Same);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(&hex::encode(a.to_bytes())), "{text}");
+        let keys = std::fs::read_to_string(keys_file(&path)).unwrap();
+        assert!(keys.contains(&hex::encode(a.to_bytes())), "{keys}");
+        // An older smolvm moves the pin to b (it writes the id file only):
+        // a's key no longer counts, b is compared by id until its key is
+        // recorded.
+        std::fs::write(&path, format!(r#"{{"notes": "{}"}}"#, b.key_id())).unwrap();
+        let k = KnownSigners::load(&path).unwrap();
+        assert_eq!(k.pinned("notes"), Some(Pin::KeyId(b.key_id())));
+        assert_eq!(
+            k.check("notes", &a),
+            PinCheck::Changed {
+                pinned: Pin::KeyId(b.key_id())
+            }
+        );
     }
 
     #[test]
@@ -329,7 +429,7 @@ mod tests {
         std::fs::write(&path, r#"{"notes": "zz"}"#).unwrap();
         let e = KnownSigners::load(&path).err().unwrap().to_string();
         assert!(
-            e.contains("not a public key") && e.contains("pack trust forget"),
+            e.contains("not a key id") && e.contains("pack trust forget"),
             "{e}"
         );
     }

@@ -353,9 +353,11 @@ fn run_once(
                 // The first signer of a name, remembered by a start with no
                 // trusted keys (issue 21, trust on first use).
                 || path == state.join("smolvm/known-signers.json")
+                || path == state.join("smolvm/known-signers.keys.json")
                 // The lock files each is changed under (runtime::state_file).
                 || path == state.join("smolvm/min-versions.json.lock")
-                || path == state.join("smolvm/known-signers.json.lock"))
+                || path == state.join("smolvm/known-signers.json.lock")
+                || path == state.join("smolvm/known-signers.keys.json.lock"))
         {
             continue;
         }

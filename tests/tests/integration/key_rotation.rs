@@ -69,15 +69,17 @@ fn pinned(m: &Machine) -> String {
     std::fs::read_to_string(m.path("state/smolvm/known-signers.json")).unwrap()
 }
 
-/// Whether `name` is pinned to the key whose id is `id` (the file holds the
-/// whole key).
+/// Whether `name` is pinned to the key whose id is `id`: the id in the
+/// known-signers file, the whole key beside it.
 fn pins(m: &Machine, name: &str, id: &str) -> bool {
     let key = ["test", "other", "third"]
         .into_iter()
         .map(|k| PublicKey::read_file(&m.pubkey(k)).unwrap())
         .find(|k| k.key_id().to_string() == id)
         .expect("one of the test keys");
-    pinned(m).contains(&format!("\"{name}\": \"{}\"", hex::encode(key.to_bytes())))
+    let keys = std::fs::read_to_string(m.path("state/smolvm/known-signers.keys.json")).unwrap();
+    pinned(m).contains(&format!("\"{name}\": \"{id}\""))
+        && keys.contains(&format!("\"{name}\": \"{}\"", hex::encode(key.to_bytes())))
 }
 
 #[test]

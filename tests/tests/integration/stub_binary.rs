@@ -316,11 +316,17 @@ fn stub_remembers_the_first_signer_of_a_name() {
         c
     };
     expect(&m.run(&mine, &[]), 0, &[]);
-    // The whole key, not the key id (64 bits a key can be ground to share).
+    // The key id, as every smolvm reads it, and beside it the whole key
+    // (64 bits of a hash is what a key can be ground to share).
     let text = std::fs::read_to_string(&known).unwrap();
     assert!(
-        text.contains(&format!("\"notes\": \"{mine_key}\"")),
+        text.contains(&format!("\"notes\": \"{mine_id}\"")),
         "{text}"
+    );
+    let keys = std::fs::read_to_string(known.with_extension("keys.json")).unwrap();
+    assert!(
+        keys.contains(&format!("\"notes\": \"{mine_key}\"")),
+        "{keys}"
     );
     expect(
         &m.run(&theirs, &[]),
@@ -392,11 +398,11 @@ fn stub_remembers_the_first_signer_of_a_name() {
     assert!(!std::fs::read_to_string(&known).unwrap().contains("tool"));
 }
 
-/// A known-signers file an older smolvm wrote holds key ids: the id still
-/// pins (another signer is refused), and the next start by that signer
-/// replaces it with the whole key, quietly.
+/// A pin an older smolvm wrote has only the key id: the id still pins
+/// (another signer is refused), and the next start by that signer records
+/// its whole key, quietly, leaving the id file as older ones read it.
 #[test]
-fn stub_replaces_an_old_key_id_pin_with_the_key() {
+fn stub_records_the_key_of_an_old_key_id_pin() {
     let Some(m) = Machine::new() else { return };
     let mine = m.pack("notes", "1.0.0", "test");
     let theirs = m.pack("notes", "1.0.0", "other");
@@ -411,9 +417,14 @@ fn stub_replaces_an_old_key_id_pin_with_the_key() {
     );
     let err = expect(&m.run(&mine, &[]), 0, &[]);
     assert!(!err.contains("endorsed"), "{err}");
+    let keys = std::fs::read_to_string(known.with_extension("keys.json")).unwrap();
+    assert!(
+        keys.contains(&format!("\"notes\": \"{}\"", hex::encode(key.to_bytes()))),
+        "{keys}"
+    );
     let text = std::fs::read_to_string(&known).unwrap();
     assert!(
-        text.contains(&format!("\"notes\": \"{}\"", hex::encode(key.to_bytes()))),
+        text.contains(&format!("\"notes\": \"{}\"", key.key_id())),
         "{text}"
     );
     expect(&m.run(&theirs, &[]), 1, &["pack trust forget notes"]);
