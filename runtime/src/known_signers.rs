@@ -111,47 +111,9 @@ impl KnownSigners {
     pub fn load(path: &Path) -> Result<KnownSigners, StateError> {
         Ok(KnownSigners {
             path: path.to_path_buf(),
-            ids: parse_ids(path, state_file::load(path, WHAT, FIX)?)?,
-            keys: parse_keys(
-                &keys_file(path),
-                state_file::load(&keys_file(path), KEYS_WHAT, FIX)?,
-            )?,
+            ids: IDS.load(path)?,
+            keys: KEYS.load(&keys_file(path))?,
         })
-    }
-
-    /// Changes the id file under its lock (crate::state_file::update) and
-    /// takes what it then holds.
-    fn update_ids(
-        &mut self,
-        change: impl FnOnce(&mut BTreeMap<String, String>) -> bool,
-    ) -> Result<(), StateError> {
-        let path = &self.path;
-        let text = state_file::update(path, WHAT, FIX, |text: &mut BTreeMap<String, String>| {
-            // Never write a file this would not read back.
-            parse_ids(path, text.clone()).is_ok() && change(text)
-        })?;
-        self.ids = parse_ids(path, text)?;
-        Ok(())
-    }
-
-    /// [`update_ids`] for the key file.
-    ///
-    /// [`update_ids`]: KnownSigners::update_ids
-    fn update_keys(
-        &mut self,
-        change: impl FnOnce(&mut BTreeMap<String, String>) -> bool,
-    ) -> Result<(), StateError> {
-        let path = keys_file(&self.path);
-        let text = state_file::update(
-            &path,
-            KEYS_WHAT,
-            FIX,
-            |text: &mut BTreeMap<String, String>| {
-                parse_keys(&path, text.clone()).is_ok() && change(text)
-            },
-        )?;
-        self.keys = parse_keys(&path, text)?;
-        Ok(())
     }
 
     /// Records `signer`'s key for `name` when the id file names it.
@@ -160,13 +122,14 @@ impl KnownSigners {
             return Ok(());
         }
         let key = hex::encode(signer.to_bytes());
-        self.update_keys(|text| {
+        self.keys = KEYS.update(&keys_file(&self.path), |text| {
             if text.get(name) == Some(&key) {
                 return false;
             }
             text.insert(name.to_string(), key);
             true
-        })
+        })?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -198,13 +161,14 @@ impl KnownSigners {
             .filter_map(|n| Some((n.as_str(), self.pinned(n)?)))
     }
 
-    /// Pins `signer` for `name` (when none is) and writes the files. The
-    /// files are read again under their locks: a pin another start wrote
-    /// since [`load`] is kept, and wins over this one.
+    /// Pins `signer` for `name` (when none is) and writes the files, or
+    /// records the key of a pinned id that is `signer`'s. The files are read
+    /// again under their locks: a pin another start wrote since [`load`] is
+    /// kept, and wins over this one.
     ///
     /// [`load`]: KnownSigners::load
     pub fn remember(&mut self, name: &str, signer: &PublicKey) -> Result<(), StateError> {
-        self.update_ids(|text| {
+        self.ids = IDS.update(&self.path, |text| {
             if text.contains_key(name) {
                 return false;
             }
@@ -214,14 +178,13 @@ impl KnownSigners {
         self.record_key(name, signer)
     }
 
-    /// Moves the pin of `name` from `from` to `to`: a rotation the pinned
-    /// key endorsed, or a pinned id's key recorded. Read again under the
-    /// files' locks: a pin that another start changed or removed meanwhile
-    /// is left as it is.
+    /// Moves the pin of `name` from `from` to `to` (a rotation the pinned
+    /// key endorsed). Read again under the files' locks: a pin that another
+    /// start changed or removed meanwhile is left as it is.
     pub fn rotate(&mut self, name: &str, from: Pin, to: &PublicKey) -> Result<(), StateError> {
         let (from, to_id) = (from.key_id().to_string(), to.key_id().to_string());
-        self.update_ids(|text| {
-            if text.get(name) != Some(&from) || from == to_id {
+        self.ids = IDS.update(&self.path, |text| {
+            if text.get(name) != Some(&from) {
                 return false;
             }
             text.insert(name.to_string(), to_id);
@@ -234,50 +197,81 @@ impl KnownSigners {
     pub fn forget(&mut self, name: &str) -> Result<Option<Pin>, StateError> {
         let old = self.pinned(name);
         let mut removed = false;
-        self.update_ids(|text| {
+        self.ids = IDS.update(&self.path, |text| {
             removed = text.remove(name).is_some();
             removed
         })?;
-        self.update_keys(|text| text.remove(name).is_some())?;
+        self.keys = KEYS.update(&keys_file(&self.path), |text| text.remove(name).is_some())?;
         Ok(old.filter(|_| removed))
     }
 }
 
-/// The id file's pins, checked.
-fn parse_ids(
-    path: &Path,
-    text: BTreeMap<String, String>,
-) -> Result<BTreeMap<String, KeyId>, StateError> {
-    let mut pins = BTreeMap::new();
-    for (name, id) in text {
-        let key_id = id.parse().map_err(|_| StateError::Syntax {
-            what: WHAT,
-            path: path.to_path_buf(),
-            fault: format!("{name:?} has {id:?}, not a key id"),
-            fix: FIX,
-        })?;
-        pins.insert(name, key_id);
-    }
-    Ok(pins)
+/// One of the two files: `{"NAME": "VALUE"}`, each value checked.
+struct PinFile<V> {
+    what: &'static str,
+    /// Names what a value must be, in a syntax error.
+    expected: &'static str,
+    value: fn(&str) -> Option<V>,
 }
 
-/// The key file's keys, checked.
-fn parse_keys(
-    path: &Path,
-    text: BTreeMap<String, String>,
-) -> Result<BTreeMap<String, [u8; KEY_LEN]>, StateError> {
-    let mut keys = BTreeMap::new();
-    for (name, value) in text {
+/// `known-signers.json`: each name's key id.
+const IDS: PinFile<KeyId> = PinFile {
+    what: WHAT,
+    expected: "a key id",
+    value: |v| v.parse().ok(),
+};
+
+/// `known-signers.keys.json`: each name's whole key.
+const KEYS: PinFile<[u8; KEY_LEN]> = PinFile {
+    what: KEYS_WHAT,
+    expected: "a public key (64 hex digits)",
+    value: |v| {
         let mut key = [0u8; KEY_LEN];
-        hex::decode_to_slice(&value, &mut key).map_err(|_| StateError::Syntax {
-            what: KEYS_WHAT,
-            path: path.to_path_buf(),
-            fault: format!("{name:?} has {value:?}, not a public key (64 hex digits)"),
-            fix: FIX,
-        })?;
-        keys.insert(name, key);
+        hex::decode_to_slice(v, &mut key).ok().map(|()| key)
+    },
+};
+
+impl<V> PinFile<V> {
+    fn load(&self, path: &Path) -> Result<BTreeMap<String, V>, StateError> {
+        self.parse(path, state_file::load(path, self.what, FIX)?)
     }
-    Ok(keys)
+
+    /// Changes the file under its lock (crate::state_file::update) and
+    /// returns what it then holds.
+    fn update(
+        &self,
+        path: &Path,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> bool,
+    ) -> Result<BTreeMap<String, V>, StateError> {
+        let text = state_file::update(
+            path,
+            self.what,
+            FIX,
+            |text: &mut BTreeMap<String, String>| {
+                // Never write a file this would not read back.
+                self.parse(path, text.clone()).is_ok() && change(text)
+            },
+        )?;
+        self.parse(path, text)
+    }
+
+    fn parse(
+        &self,
+        path: &Path,
+        text: BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, V>, StateError> {
+        let mut out = BTreeMap::new();
+        for (name, value) in text {
+            let v = (self.value)(&value).ok_or_else(|| StateError::Syntax {
+                what: self.what,
+                path: path.to_path_buf(),
+                fault: format!("{name:?} has {value:?}, not {}", self.expected),
+                fix: FIX,
+            })?;
+            out.insert(name, v);
+        }
+        Ok(out)
+    }
 }
 
 /// The `--smolvm-info` / `pack inspect` line for a pin of `name` (`signer`:

@@ -232,7 +232,10 @@ pub fn prepare(file: File, opts: &RunOptions, trace: &Trace) -> Result<Prepared,
     ) = cached_sections(&cache, &art, trace)?;
     // The overlay disk is scratch space beside the cache (on disk, where a
     // tmpfs /tmp would be RAM again); the storage is the user's data.
-    let rotated_from = first_signer.as_ref().and_then(FirstSigner::rotated_from);
+    let rotated_from = first_signer
+        .as_ref()
+        .and_then(|f| f.rotated_from)
+        .map(|from| from.key_id());
     let disks = crate::disk::Disks::prepare(
         &config,
         name,
@@ -346,19 +349,10 @@ struct Remembered {
 struct FirstSigner {
     known: crate::known_signers::KnownSigners,
     signer: PublicKey,
-    /// `None`: the name's first start. Else the pin it replaces: a key that
-    /// endorsed this signer (crate::rotation), or an old file's key id of
-    /// this very key.
-    from: Option<crate::known_signers::Pin>,
-}
-
-impl FirstSigner {
-    /// The key whose storage this signer takes over (a rotation).
-    fn rotated_from(&self) -> Option<smolvm_signing::KeyId> {
-        self.from
-            .filter(|from| !from.matches(&self.signer))
-            .map(|from| from.key_id())
-    }
+    /// `None`: pin the signer (the name's first start, or the key of a
+    /// pinned id that is the signer's). Else the pinned key that endorsed
+    /// this signer (crate::rotation), whose storage it takes over.
+    rotated_from: Option<crate::known_signers::Pin>,
 }
 
 impl Remembered {
@@ -378,22 +372,16 @@ impl Remembered {
         }
         let remembered = match self.first_signer {
             None => Ok(()),
-            Some(mut first) => {
-                let rotated = first.rotated_from();
-                match first.from {
-                    None => first.known.remember(name, &first.signer),
-                    Some(from) => {
-                        // An old file's key id of this very key is replaced
-                        // quietly.
-                        if let Some(from) = rotated {
-                            eprintln!(
-                                "smolvm: {name}: signer key {key_id} is endorsed by key {from}, the signer remembered for {name} (rotation record); remembering {key_id} from now on"
-                            );
-                        }
-                        first.known.rotate(name, from, &first.signer)
-                    }
+            Some(mut first) => match first.rotated_from {
+                None => first.known.remember(name, &first.signer),
+                Some(from) => {
+                    eprintln!(
+                        "smolvm: {name}: signer key {key_id} is endorsed by key {}, the signer remembered for {name} (rotation record); remembering {key_id} from now on",
+                        from.key_id()
+                    );
+                    first.known.rotate(name, from, &first.signer)
                 }
-            }
+            },
         };
         if let Err(e) = remembered {
             eprintln!(
@@ -429,17 +417,13 @@ fn check_first_signer(
         .ok_or(VerifyError::Unsigned)?;
     let known = KnownSigners::load(path).map_err(TrustError::from)?;
     match known.check(name, &signer) {
-        PinCheck::First => Ok(Some(FirstSigner {
+        // A pinned id without its key: remembering records the key.
+        PinCheck::First | PinCheck::SameId { .. } => Ok(Some(FirstSigner {
             known,
             signer,
-            from: None,
+            rotated_from: None,
         })),
         PinCheck::Same => Ok(None),
-        PinCheck::SameId { pinned } => Ok(Some(FirstSigner {
-            known,
-            signer,
-            from: Some(pinned),
-        })),
         PinCheck::Changed { pinned } => {
             // check_signature verified the record; this asks only whether
             // the pinned key is in it.
@@ -450,7 +434,7 @@ fn check_first_signer(
                 return Ok(Some(FirstSigner {
                     known,
                     signer,
-                    from: Some(pinned),
+                    rotated_from: Some(pinned),
                 }));
             }
             Err(TrustError::SignerChanged {
